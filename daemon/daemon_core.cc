@@ -1,0 +1,878 @@
+#include "daemon_core.h"
+
+#include <fnmatch.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <fmt/format.h>
+
+#include "mpvm/control.h"
+
+namespace mpvm {
+namespace {
+
+// pvm3.h values the daemon needs (the daemon does not include the C header).
+constexpr int kTaskHost = 1, kTaskArch = 2, kHostCompl = 32, kNoSpawnParent = 64;
+constexpr int kNotifyTaskExit = 1, kNotifyHostDelete = 2, kNotifyHostAdd = 3;
+constexpr int kMboxPersistent = 1, kMboxMultiInstance = 2, kMboxOverWritable = 4,
+              kMboxFirstAvail = 8, kMboxReadAndDelete = 16, kMboxWaitForInfo = 32;
+constexpr int kMboxDirectIndexShift = 10;
+constexpr int kMaxSpawn = 4096;
+constexpr int kDataSignature = 0x408c41;
+
+int Code(Err e) { return ToPvmCode(e); }
+
+ctl::Envelope NewEnvelope() {
+  ctl::Envelope e;
+  e.set_version(kControlVersion);
+  return e;
+}
+
+}  // namespace
+
+DaemonCore::DaemonCore(DaemonConfig cfg, DaemonEnv* env) : cfg_(std::move(cfg)), env_(env) {}
+
+std::vector<int> DaemonCore::TaskPids() const {
+  std::vector<int> out;
+  for (const auto& [tid, t] : tasks_)
+    if (t.spawned && !t.exited && t.pid > 0) out.push_back(t.pid);
+  return out;
+}
+
+void DaemonCore::Reply(ConnId c, uint64_t rid, ctl::Envelope&& env) {
+  env.set_version(kControlVersion);
+  env.set_rid(rid);
+  auto bytes = EncodeControl(env);
+  env_->Send(c, ControlHeader(host_tid().raw(), 0), {}, bytes);
+}
+
+void DaemonCore::ReplyStatus(ConnId c, uint64_t rid, int code, std::string detail) {
+  ctl::Envelope e = NewEnvelope();
+  e.mutable_status()->set_code(code);
+  e.mutable_status()->set_detail(std::move(detail));
+  Reply(c, rid, std::move(e));
+}
+
+void DaemonCore::OnAccept(ConnId c) { conns_[c] = Conn{}; }
+
+void DaemonCore::OnBadStream(ConnId c, std::string_view why) {
+  ++bad_frames_;
+  env_->Log(fmt::format("connection {}: {}; closing it", c, why));
+  env_->CloseConn(c);
+  OnClose(c);
+}
+
+void DaemonCore::OnFrame(ConnId c, Frame&& f) {
+  auto it = conns_.find(c);
+  if (it == conns_.end()) return;
+  if (f.header.kind == FrameKind::kControl) {
+    auto env = DecodeControl(f.payload);
+    if (!env) {
+      ++bad_frames_;
+      env_->Log(fmt::format("connection {}: {}; ignored", c, env.error()));
+      return;
+    }
+    HandleControl(c, std::move(*env));
+    return;
+  }
+  if (it->second.tid.raw() == 0) {
+    ++bad_frames_;
+    env_->Log(fmt::format("connection {}: data before enrolment; ignored", c));
+    return;
+  }
+  HandleData(c, std::move(f));
+}
+
+void DaemonCore::HandleData(ConnId c, Frame&& f) {
+  const Tid src = conns_[c].tid;
+  if (f.header.src != src.raw()) {
+    ++bad_frames_;
+    env_->Log(fmt::format("{} sent a message claiming to be from {}; dropped", src.str(),
+                          Tid(f.header.src).str()));
+    return;
+  }
+  auto t = tasks_.find(Tid(f.header.dst));
+  if (t == tasks_.end() || t->second.state == State::kLeft) return;  // no such task: dropped
+  f.header.flags |= kFrameFlagRelayed;
+  DeliverFrame(t->second, std::move(f));
+}
+
+void DaemonCore::DeliverFrame(Task& t, Frame&& f) {
+  if (t.state == State::kSpawned) {
+    t.held.push_back(std::move(f));
+    return;
+  }
+  if (t.state != State::kEnrolled) return;
+  std::span<const uint8_t> all(f.payload);
+  env_->Send(t.conn, f.header, all.subspan(0, f.header.aux_length),
+             all.subspan(f.header.aux_length));
+}
+
+void DaemonCore::SendToTask(Tid dst, int tag, int ctx, Message& m) {
+  auto t = tasks_.find(dst);
+  if (t == tasks_.end()) return;
+  Frame f;
+  f.header.kind = FrameKind::kData;
+  f.header.encoding = static_cast<uint8_t>(m.encoding());
+  f.header.src = host_tid().raw();
+  f.header.dst = dst.raw();
+  f.header.tag = tag;
+  f.header.ctx = ctx;
+  f.header.seq = 0;  // ordered by the daemon connection
+  m.Flatten();
+  f.payload = m.EncodeTypeMap();
+  f.header.aux_length = static_cast<uint32_t>(f.payload.size());
+  f.payload.insert(f.payload.end(), m.body().begin(), m.body().end());
+  f.header.length = static_cast<uint32_t>(f.payload.size());
+  DeliverFrame(t->second, std::move(f));
+}
+
+Tid DaemonCore::AllocTid() {
+  for (int tries = 0; tries < Tid::kLocalMask; ++tries) {
+    Tid t = Tid::Make(cfg_.host, next_local_);
+    next_local_ = next_local_ >= Tid::kLocalMask ? 1 : next_local_ + 1;
+    if (!tasks_.contains(t)) return t;
+  }
+  return Tid();
+}
+
+void DaemonCore::HandleControl(ConnId c, ctl::Envelope&& env) {
+  const uint64_t rid = env.rid();
+  Conn& conn = conns_[c];
+  if (env.has_enrol()) {
+    DoEnrol(c, env);
+    return;
+  }
+  if (conn.tid.raw() == 0) {
+    ReplyStatus(c, rid, Code(Err::kSysErr), "enrol first");
+    return;
+  }
+  const Tid who = conn.tid;
+  if (halting_) {
+    ReplyStatus(c, rid, Code(Err::kSysErr), "the virtual machine is halting");
+    return;
+  }
+  switch (env.body_case()) {
+    case ctl::Envelope::kSpawn:
+      DoSpawn(c, who, env);
+      return;
+    case ctl::Envelope::kKill: {
+      auto t = tasks_.find(Tid(env.kill().tid()));
+      if (t == tasks_.end() || t->second.exited || t->second.pid <= 0) {
+        ReplyStatus(c, rid, Code(Err::kNoTask));
+        return;
+      }
+      env_->Signal(t->second.pid, SIGTERM);
+      ReplyStatus(c, rid, 0);
+      return;
+    }
+    case ctl::Envelope::kSignal: {
+      auto t = tasks_.find(Tid(env.signal().tid()));
+      if (t == tasks_.end() || t->second.exited || t->second.pid <= 0) {
+        ReplyStatus(c, rid, Code(Err::kNoTask));
+        return;
+      }
+      env_->Signal(t->second.pid, env.signal().signum());
+      ReplyStatus(c, rid, 0);
+      return;
+    }
+    case ctl::Envelope::kPstat: {
+      auto t = tasks_.find(Tid(env.pstat().tid()));
+      bool alive = t != tasks_.end() && t->second.state != State::kLeft && !t->second.exited;
+      ReplyStatus(c, rid, alive ? 0 : Code(Err::kNoTask));
+      return;
+    }
+    case ctl::Envelope::kConfig: {
+      ctl::Envelope e = NewEnvelope();
+      auto* h = e.mutable_config_reply()->add_hosts();
+      h->set_tid(host_tid().raw());
+      h->set_name(cfg_.hostname);
+      h->set_arch(cfg_.arch);
+      h->set_speed(cfg_.speed);
+      h->set_dsig(kDataSignature);
+      int n = 0;
+      for (const auto& [tid, t] : tasks_)
+        if (t.state != State::kLeft && !t.is_tool) ++n;
+      h->set_ntasks(n);
+      Reply(c, rid, std::move(e));
+      return;
+    }
+    case ctl::Envelope::kTasks:
+      DoTasks(c, env);
+      return;
+    case ctl::Envelope::kNotify:
+      DoNotify(c, who, env);
+      return;
+    case ctl::Envelope::kMboxPut:
+      DoMboxPut(c, who, env);
+      return;
+    case ctl::Envelope::kMboxGet:
+      DoMboxGet(c, who, env);
+      return;
+    case ctl::Envelope::kMboxDel:
+      DoMboxDel(c, who, env);
+      return;
+    case ctl::Envelope::kMboxInfo:
+      DoMboxInfo(c, env);
+      return;
+    case ctl::Envelope::kGroup:
+      DoGroup(c, who, env);
+      return;
+    case ctl::Envelope::kNewContext:
+      ReplyStatus(c, rid, (host_tid().raw() | next_ctx_++) & 0x7fffffff);
+      return;
+    case ctl::Envelope::kExit: {
+      auto t = tasks_.find(who);
+      if (t != tasks_.end()) TaskLeftVm(t->second);
+      ReplyStatus(c, rid, 0);
+      return;
+    }
+    case ctl::Envelope::kHalt:
+      ReplyStatus(c, rid, 0);
+      Halt();
+      return;
+    default:
+      ++bad_frames_;
+      env_->Log(fmt::format("{} sent an unexpected control message (case {}); answered BadParam",
+                            who.str(), static_cast<int>(env.body_case())));
+      ReplyStatus(c, rid, Code(Err::kBadParam), "not a request");
+      return;
+  }
+}
+
+void DaemonCore::DoEnrol(ConnId c, const ctl::Envelope& env) {
+  const auto& r = env.enrol();
+  Conn& conn = conns_[c];
+  if (conn.tid.raw() != 0) {
+    ReplyStatus(env.rid() == 0 ? 0 : c, env.rid(), Code(Err::kAlready), "already enrolled");
+    return;
+  }
+  if (halting_) {
+    ReplyStatus(c, env.rid(), Code(Err::kSysErr), "the virtual machine is halting");
+    return;
+  }
+  Task* task = nullptr;
+  auto it = tasks_.find(Tid(r.tid()));
+  if (r.tid() != 0 && it != tasks_.end() && it->second.state == State::kSpawned &&
+      it->second.pid == r.pid()) {
+    task = &it->second;
+  } else {
+    Tid t = AllocTid();
+    if (t.raw() == 0) {
+      ReplyStatus(c, env.rid(), Code(Err::kOutOfRes), "no free task ids");
+      return;
+    }
+    Task nt;
+    nt.tid = t;
+    nt.pid = r.pid();
+    nt.a_out = r.name();
+    task = &tasks_.emplace(t, std::move(nt)).first->second;
+  }
+  task->state = State::kEnrolled;
+  task->conn = c;
+  task->is_tool = r.is_tool();
+  conn.tid = task->tid;
+  if (r.claim_owner() && cfg_.embedded && !owner_) {
+    owner_ = c;
+    conn.owner = true;
+  }
+  ctl::Envelope e = NewEnvelope();
+  auto* rep = e.mutable_enrol_reply();
+  rep->set_code(0);
+  rep->set_tid(task->tid.raw());
+  rep->set_ptid(task->ptid);
+  for (Tid s : task->siblings) rep->add_siblings(s.raw());
+  rep->set_host_tid(host_tid().raw());
+  rep->set_host_name(cfg_.hostname);
+  rep->set_arch(cfg_.arch);
+  rep->set_output_tid(task->out_tid);
+  rep->set_output_code(task->out_code);
+  rep->set_output_ctx(task->out_ctx);
+  rep->set_trace_tid(task->trace_tid);
+  rep->set_trace_code(task->trace_code);
+  Reply(c, env.rid(), std::move(e));
+  while (!task->held.empty()) {
+    Frame f = std::move(task->held.front());
+    task->held.pop_front();
+    DeliverFrame(*task, std::move(f));
+  }
+}
+
+std::vector<std::string> DaemonCore::ChildEnv(const ctl::SpawnRequest& s, Tid tid,
+                                              int rank) const {
+  std::map<std::string, std::string> vars;
+  auto put = [&](const std::string& kv) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) return;
+    vars[kv.substr(0, eq)] = kv.substr(eq + 1);
+  };
+  for (const auto& kv : cfg_.base_env) put(kv);
+  for (const auto& kv : s.env()) put(kv);
+  vars.erase("MPVM_RANK");
+  vars.erase("MPVM_SIZE");
+  vars["MPVM_TID"] = std::to_string(tid.raw());
+  vars["MPVM_RUNDIR"] = cfg_.rundir;
+  vars["PVM_ARCH"] = cfg_.arch;
+  if (!cfg_.libdir.empty()) {
+    auto old = vars.find("LD_LIBRARY_PATH");
+    vars["LD_LIBRARY_PATH"] = cfg_.libdir + (old != vars.end() && !old->second.empty()
+                                                 ? ":" + old->second
+                                                 : std::string());
+  }
+  if (s.rank_env()) {
+    vars["MPVM_RANK"] = std::to_string(rank);
+    vars["MPVM_SIZE"] = std::to_string(s.ntask());
+  }
+  std::vector<std::string> out;
+  out.reserve(vars.size());
+  for (const auto& [k, v] : vars) out.push_back(k + "=" + v);
+  return out;
+}
+
+void DaemonCore::DoSpawn(ConnId c, Tid who, const ctl::Envelope& env) {
+  const auto& s = env.spawn();
+  const uint64_t rid = env.rid();
+  if (s.ntask() < 1 || s.ntask() > kMaxSpawn || s.file().empty()) {
+    ReplyStatus(c, rid, Code(Err::kBadParam),
+                fmt::format("ntask must be 1..{} and the file named", kMaxSpawn));
+    return;
+  }
+  auto fail_all = [&](Err e, std::string why) {
+    ctl::Envelope r = NewEnvelope();
+    for (int i = 0; i < s.ntask(); ++i) r.mutable_spawn_reply()->add_tids(Code(e));
+    r.mutable_spawn_reply()->set_detail(std::move(why));
+    Reply(c, rid, std::move(r));
+  };
+  const bool here = s.where().empty() || s.where() == "." || s.where() == cfg_.hostname ||
+                    s.where() == "localhost";
+  if ((s.flags() & kTaskHost) && (here == bool(s.flags() & kHostCompl))) {
+    fail_all(Err::kNoHost, fmt::format("no host '{}' in this virtual machine", s.where()));
+    return;
+  }
+  if ((s.flags() & kTaskArch) && !s.where().empty() && s.where() != cfg_.arch) {
+    fail_all(Err::kNoHost, fmt::format("no host of architecture '{}'", s.where()));
+    return;
+  }
+  const std::string path = env_->Resolve(s.file(), s.path(), s.cwd());
+  if (path.empty()) {
+    fail_all(Err::kNoFile, fmt::format("'{}' not found", s.file()));
+    return;
+  }
+  auto parent = tasks_.find(who);
+  std::vector<Tid> made;
+  ctl::Envelope r = NewEnvelope();
+  for (int i = 0; i < s.ntask(); ++i) {
+    Tid t = AllocTid();
+    if (t.raw() == 0) {
+      r.mutable_spawn_reply()->add_tids(Code(Err::kOutOfRes));
+      continue;
+    }
+    SpawnSpec spec;
+    spec.tid = t;
+    spec.path = path;
+    spec.argv.push_back(s.file());
+    spec.argv.insert(spec.argv.end(), s.argv().begin(), s.argv().end());
+    spec.env = ChildEnv(s, t, i);
+    spec.cwd = s.cwd();
+    auto pid = env_->Spawn(spec);
+    if (!pid) {
+      r.mutable_spawn_reply()->add_tids(Code(pid.error()));
+      continue;
+    }
+    Task task;
+    task.tid = t;
+    task.pid = *pid;
+    task.spawned = true;
+    task.ptid = s.orphan() ? 0
+                : (s.flags() & kNoSpawnParent) ? Code(Err::kParentNotSet)
+                                               : who.raw();
+    task.a_out = s.file();
+    task.out_tid = s.output_tid();
+    task.out_code = s.output_code();
+    task.out_ctx = s.output_ctx();
+    task.trace_tid = s.trace_tid();
+    task.trace_code = s.trace_code();
+    task.report_to = s.report_exit() ? who.raw() : 0;
+    task.open_streams = 2;
+    tasks_.emplace(t, std::move(task));
+    made.push_back(t);
+    r.mutable_spawn_reply()->add_tids(t.raw());
+  }
+  for (Tid t : made) {
+    Task& task = tasks_[t];
+    task.siblings = made;
+    if (task.out_tid != 0) SendOutputRecord(task, -1, {});
+  }
+  (void)parent;
+  Reply(c, rid, std::move(r));
+}
+
+void DaemonCore::SendOutputRecord(const Task& t, int count, std::string_view data) {
+  Message m(kEncDefault);
+  int head[2] = {t.tid.raw(), count};
+  (void)m.Pack(DataType::kInt, head, 2, 1);
+  if (count > 0) (void)m.Pack(DataType::kByte, data.data(), count, 1);
+  SendToTask(Tid(t.out_tid), t.out_code, t.out_ctx, m);
+}
+
+void DaemonCore::OnOutput(Tid tid, std::string_view bytes) {
+  auto it = tasks_.find(tid);
+  if (it == tasks_.end()) return;
+  Task& t = it->second;
+  if (t.out_tid != 0 && tasks_.contains(Tid(t.out_tid))) {
+    SendOutputRecord(t, static_cast<int>(bytes.size()), bytes);
+    return;
+  }
+  t.partial_log.append(bytes);
+  size_t nl;
+  while ((nl = t.partial_log.find('\n')) != std::string::npos) {
+    env_->LogOutput(tid, std::string_view(t.partial_log).substr(0, nl));
+    t.partial_log.erase(0, nl + 1);
+  }
+}
+
+void DaemonCore::OnOutputClosed(Tid tid) {
+  auto it = tasks_.find(tid);
+  if (it == tasks_.end()) return;
+  if (--it->second.open_streams <= 0) MaybeFinish(tid);
+}
+
+void DaemonCore::OnProcessExit(Tid tid, int exit_code, int term_signal) {
+  auto it = tasks_.find(tid);
+  if (it == tasks_.end()) return;
+  it->second.exited = true;
+  it->second.exit_code = exit_code;
+  it->second.term_signal = term_signal;
+  MaybeFinish(tid);
+}
+
+void DaemonCore::MaybeFinish(Tid tid) {
+  auto it = tasks_.find(tid);
+  if (it == tasks_.end()) return;
+  Task& t = it->second;
+  if (!t.exited || t.open_streams > 0) return;
+  if (!t.partial_log.empty()) env_->LogOutput(tid, t.partial_log);
+  if (t.out_tid != 0) SendOutputRecord(t, 0, {});
+  TaskLeftVm(t);
+  if (t.report_to != 0 && tasks_.contains(Tid(t.report_to))) {
+    Task& r = tasks_[Tid(t.report_to)];
+    if (r.state == State::kEnrolled) {
+      ctl::Envelope e = NewEnvelope();
+      auto* te = e.mutable_task_ended();
+      te->set_tid(tid.raw());
+      te->set_exit_code(t.exit_code);
+      te->set_term_signal(t.term_signal);
+      Reply(r.conn, 0, std::move(e));
+    }
+  }
+  env_->RemoveTaskSocket(tid);
+  if (t.conn != 0) {
+    auto c = conns_.find(t.conn);
+    if (c != conns_.end()) c->second.tid = Tid();
+  }
+  tasks_.erase(it);
+}
+
+void DaemonCore::TaskLeftVm(Task& t) {
+  if (t.exit_notified) return;
+  t.exit_notified = true;
+  t.state = State::kLeft;
+  t.held.clear();
+  const int tid = t.tid.raw();
+  // Mailbox: drop or orphan its entries.
+  for (auto mit = mbox_.begin(); mit != mbox_.end();) {
+    for (auto eit = mit->second.begin(); eit != mit->second.end();) {
+      if (eit->second.owner != tid) {
+        ++eit;
+      } else if (eit->second.flags & kMboxPersistent) {
+        eit->second.owner = 0;
+        ++eit;
+      } else {
+        eit = mit->second.erase(eit);
+      }
+    }
+    mit = mit->second.empty() ? mbox_.erase(mit) : std::next(mit);
+  }
+  // Groups: leave all.
+  for (auto g = groups_.begin(); g != groups_.end();) {
+    auto& m = g->second.members;
+    std::replace(m.begin(), m.end(), tid, 0);
+    while (!m.empty() && m.back() == 0) m.pop_back();
+    g = m.empty() ? groups_.erase(g) : std::next(g);
+  }
+  // Notifications it asked for die with it.
+  std::erase_if(notify_, [&](const NotifyReg& r) { return r.watcher == t.tid; });
+  FireNotify(kNotifyTaskExit, tid);
+}
+
+void DaemonCore::FireNotify(int what, int target) {
+  std::vector<NotifyReg> fire;
+  std::erase_if(notify_, [&](const NotifyReg& r) {
+    if (r.what == what && r.target == target) {
+      fire.push_back(r);
+      return true;
+    }
+    return false;
+  });
+  for (const auto& r : fire) SendNotifyMessage(r, target);
+}
+
+void DaemonCore::SendNotifyMessage(const NotifyReg& r, int subject) {
+  Message m(kEncDefault);
+  if (r.what == kNotifyHostAdd) {
+    int n = 0;
+    (void)m.Pack(DataType::kInt, &n, 1, 1);
+  } else {
+    (void)m.Pack(DataType::kInt, &subject, 1, 1);
+  }
+  SendToTask(r.watcher, r.tag, r.ctx, m);
+}
+
+void DaemonCore::DoNotify(ConnId c, Tid who, const ctl::Envelope& env) {
+  const auto& n = env.notify();
+  if (n.what() == kNotifyHostAdd) {
+    std::erase_if(notify_, [&](const NotifyReg& r) {
+      return r.watcher == who && r.what == kNotifyHostAdd;
+    });
+    if (!n.cancel() && n.count() != 0)
+      notify_.push_back({who, kNotifyHostAdd, n.tag(), n.ctx(), 0, n.count()});
+    ReplyStatus(c, env.rid(), 0);
+    return;
+  }
+  for (int target : n.tids()) {
+    if (n.cancel()) {
+      // Cancelling delivers the message now, as if the event had happened.
+      std::vector<NotifyReg> gone;
+      std::erase_if(notify_, [&](const NotifyReg& r) {
+        if (r.watcher == who && r.what == n.what() && r.target == target &&
+            (n.tag() < 0 || r.tag == n.tag())) {
+          gone.push_back(r);
+          return true;
+        }
+        return false;
+      });
+      for (const auto& r : gone) SendNotifyMessage(r, target);
+      continue;
+    }
+    NotifyReg reg{who, n.what(), n.tag(), n.ctx(), target, 1};
+    bool exists;
+    if (n.what() == kNotifyTaskExit) {
+      auto t = tasks_.find(Tid(target));
+      exists = t != tasks_.end() && t->second.state != State::kLeft;
+    } else {
+      exists = target == host_tid().raw();
+    }
+    if (exists) {
+      notify_.push_back(reg);
+    } else {
+      SendNotifyMessage(reg, target);  // already gone: tell at once
+    }
+  }
+  ReplyStatus(c, env.rid(), 0);
+}
+
+void DaemonCore::DoTasks(ConnId c, const ctl::Envelope& env) {
+  const int where = env.tasks().where();
+  ctl::Envelope e = NewEnvelope();
+  auto* rep = e.mutable_tasks_reply();
+  bool found = false;
+  for (const auto& [tid, t] : tasks_) {
+    if (t.state == State::kLeft) continue;
+    if (where != 0 && where != host_tid().raw() && where != tid.raw()) continue;
+    found = true;
+    auto* te = rep->add_tasks();
+    te->set_tid(tid.raw());
+    te->set_ptid(t.ptid > 0 ? t.ptid : 0);
+    te->set_host(host_tid().raw());
+    te->set_flag((t.state == State::kEnrolled ? 4 : 0) | (t.is_tool ? 0x100 : 0));
+    te->set_a_out(t.a_out);
+    te->set_pid(t.pid);
+  }
+  if (where != 0 && where != host_tid().raw() && !found) {
+    rep->set_code(Code(Tid(where).host() == cfg_.host ? Err::kNoTask : Err::kNoHost));
+  }
+  Reply(c, env.rid(), std::move(e));
+}
+
+// ---- Mailbox -----------------------------------------------------------------
+
+void DaemonCore::DoMboxPut(ConnId c, Tid who, const ctl::Envelope& env) {
+  const auto& p = env.mbox_put();
+  auto& cls = mbox_[p.name()];
+  const int flags = p.flags();
+  const int direct = flags >> kMboxDirectIndexShift;
+  MboxEntry e{who.raw(), flags & ((1 << kMboxDirectIndexShift) - 1), p.encoding(), p.data(),
+              p.aux()};
+  int index;
+  if (direct > 0 || (!(flags & kMboxMultiInstance) && cls.contains(0))) {
+    index = direct;
+    auto old = cls.find(index);
+    if (old != cls.end()) {
+      const bool may = (old->second.flags & kMboxOverWritable) || old->second.owner == who.raw();
+      if (!may) {
+        ReplyStatus(c, env.rid(), direct > 0 ? Code(Err::kDenied) : Code(Err::kExists));
+        return;
+      }
+      if (!(old->second.flags & kMboxOverWritable) && direct == 0) {
+        ReplyStatus(c, env.rid(), Code(Err::kExists));
+        return;
+      }
+    }
+  } else if (flags & kMboxMultiInstance) {
+    index = 0;
+    while (cls.contains(index)) ++index;
+  } else {
+    index = 0;
+  }
+  cls[index] = std::move(e);
+  ReplyStatus(c, env.rid(), index);
+  WakeMboxWaiters(p.name());
+}
+
+bool DaemonCore::MboxGetInto(Tid who, const std::string& name, int index, int flags,
+                             ctl::MboxGetReply* out) {
+  auto cls = mbox_.find(name);
+  if (cls == mbox_.end()) return false;
+  auto it = (flags & kMboxFirstAvail) ? cls->second.lower_bound(index) : cls->second.find(index);
+  if (it == cls->second.end()) return false;
+  if (flags & kMboxReadAndDelete) {
+    const auto& e = it->second;
+    if (!(e.flags & kMboxOverWritable) && e.owner != who.raw() && e.owner != 0) {
+      out->set_code(Code(Err::kDenied));
+      return true;
+    }
+  }
+  out->set_code(it->first);
+  out->set_data(it->second.data);
+  out->set_aux(it->second.aux);
+  out->set_encoding(it->second.encoding);
+  out->set_owner(it->second.owner);
+  if (flags & kMboxReadAndDelete) {
+    cls->second.erase(it);
+    if (cls->second.empty()) mbox_.erase(cls);
+  }
+  return true;
+}
+
+void DaemonCore::DoMboxGet(ConnId c, Tid who, const ctl::Envelope& env) {
+  const auto& g = env.mbox_get();
+  ctl::Envelope e = NewEnvelope();
+  if (MboxGetInto(who, g.name(), g.index(), g.flags(), e.mutable_mbox_get_reply())) {
+    Reply(c, env.rid(), std::move(e));
+    return;
+  }
+  if (g.flags() & kMboxWaitForInfo) {
+    mbox_waiters_.push_back({c, env.rid(), who, g.name(), g.index(), g.flags()});
+    return;
+  }
+  e.mutable_mbox_get_reply()->set_code(Code(Err::kNotFound));
+  Reply(c, env.rid(), std::move(e));
+}
+
+void DaemonCore::WakeMboxWaiters(const std::string& name) {
+  for (size_t i = 0; i < mbox_waiters_.size();) {
+    Waiter w = mbox_waiters_[i];
+    ctl::Envelope e = NewEnvelope();
+    if (w.name == name && MboxGetInto(w.tid, w.name, w.index, w.flags, e.mutable_mbox_get_reply())) {
+      mbox_waiters_.erase(mbox_waiters_.begin() + static_cast<ptrdiff_t>(i));
+      Reply(w.conn, w.rid, std::move(e));
+    } else {
+      ++i;
+    }
+  }
+}
+
+void DaemonCore::DoMboxDel(ConnId c, Tid who, const ctl::Envelope& env) {
+  const auto& d = env.mbox_del();
+  auto cls = mbox_.find(d.name());
+  if (cls == mbox_.end() || !cls->second.contains(d.index())) {
+    ReplyStatus(c, env.rid(), Code(Err::kNotFound));
+    return;
+  }
+  const auto& e = cls->second[d.index()];
+  if (!(e.flags & kMboxOverWritable) && e.owner != who.raw() && e.owner != 0) {
+    ReplyStatus(c, env.rid(), Code(Err::kDenied));
+    return;
+  }
+  cls->second.erase(d.index());
+  if (cls->second.empty()) mbox_.erase(cls);
+  ReplyStatus(c, env.rid(), 0);
+}
+
+void DaemonCore::DoMboxInfo(ConnId c, const ctl::Envelope& env) {
+  std::string pat = env.mbox_info().pattern();
+  if (pat.empty()) pat = "*";
+  ctl::Envelope e = NewEnvelope();
+  auto* rep = e.mutable_mbox_info_reply();
+  for (const auto& [name, entries] : mbox_) {
+    if (fnmatch(pat.c_str(), name.c_str(), 0) != 0) continue;
+    auto* cl = rep->add_classes();
+    cl->set_name(name);
+    for (const auto& [idx, ent] : entries) {
+      cl->add_indices(idx);
+      cl->add_owners(ent.owner);
+      cl->add_flags(ent.flags);
+    }
+  }
+  Reply(c, env.rid(), std::move(e));
+}
+
+void DaemonCore::DropWaitersOf(ConnId c) {
+  std::erase_if(mbox_waiters_, [&](const Waiter& w) { return w.conn == c; });
+  for (auto& [name, g] : groups_)
+    std::erase_if(g.barrier, [&](const auto& p) { return p.first == c; });
+}
+
+// ---- Groups ------------------------------------------------------------------
+
+void DaemonCore::DoGroup(ConnId c, Tid who, const ctl::Envelope& env) {
+  const auto& g = env.group();
+  ctl::Envelope e = NewEnvelope();
+  auto* rep = e.mutable_group_reply();
+  auto it = groups_.find(g.group());
+  auto instance_of = [&](const Group& grp, int tid) {
+    auto p = std::find(grp.members.begin(), grp.members.end(), tid);
+    return p == grp.members.end() ? -1 : static_cast<int>(p - grp.members.begin());
+  };
+  switch (g.op()) {
+    case ctl::GroupRequest::JOIN: {
+      Group& grp = groups_[g.group()];
+      if (instance_of(grp, who.raw()) >= 0) {
+        rep->set_code(Code(Err::kDupGroup));
+        break;
+      }
+      if (grp.frozen_size >= 0) {
+        rep->set_code(Code(Err::kDenied));
+        break;
+      }
+      auto hole = std::find(grp.members.begin(), grp.members.end(), 0);
+      int inst = static_cast<int>(hole - grp.members.begin());
+      if (hole == grp.members.end()) {
+        grp.members.push_back(who.raw());
+      } else {
+        *hole = who.raw();
+      }
+      rep->set_code(inst);
+      break;
+    }
+    case ctl::GroupRequest::LEAVE: {
+      int inst = it == groups_.end() ? -1 : instance_of(it->second, who.raw());
+      if (it == groups_.end()) {
+        rep->set_code(Code(Err::kNoGroup));
+      } else if (inst < 0) {
+        rep->set_code(Code(Err::kNotInGroup));
+      } else {
+        auto& m = it->second.members;
+        m[static_cast<size_t>(inst)] = 0;
+        while (!m.empty() && m.back() == 0) m.pop_back();
+        if (m.empty()) groups_.erase(it);
+        rep->set_code(0);
+      }
+      break;
+    }
+    case ctl::GroupRequest::GETTID:
+      if (it == groups_.end()) {
+        rep->set_code(Code(Err::kNoGroup));
+      } else if (g.arg() < 0 || g.arg() >= static_cast<int>(it->second.members.size()) ||
+                 it->second.members[static_cast<size_t>(g.arg())] == 0) {
+        rep->set_code(Code(Err::kNoInst));
+      } else {
+        rep->set_code(it->second.members[static_cast<size_t>(g.arg())]);
+      }
+      break;
+    case ctl::GroupRequest::GETINST: {
+      if (it == groups_.end()) {
+        rep->set_code(Code(Err::kNoGroup));
+      } else {
+        int inst = instance_of(it->second, g.arg());
+        rep->set_code(inst < 0 ? Code(Err::kNotInGroup) : inst);
+      }
+      break;
+    }
+    case ctl::GroupRequest::SIZE:
+      if (it == groups_.end()) {
+        rep->set_code(Code(Err::kNoGroup));
+      } else {
+        rep->set_code(static_cast<int>(std::count_if(it->second.members.begin(),
+                                                     it->second.members.end(),
+                                                     [](int t) { return t != 0; })));
+      }
+      break;
+    case ctl::GroupRequest::FREEZE:
+      if (it == groups_.end()) {
+        rep->set_code(Code(Err::kNoGroup));
+      } else {
+        it->second.frozen_size = g.arg();
+        rep->set_code(0);
+      }
+      break;
+    case ctl::GroupRequest::MEMBERS:
+      if (it == groups_.end()) {
+        rep->set_code(Code(Err::kNoGroup));
+      } else {
+        for (int t : it->second.members) rep->add_tids(t);
+        rep->set_code(0);
+      }
+      break;
+    case ctl::GroupRequest::BARRIER: {
+      if (it == groups_.end()) {
+        rep->set_code(Code(Err::kNoGroup));
+        break;
+      }
+      Group& grp = it->second;
+      if (instance_of(grp, who.raw()) < 0) {
+        rep->set_code(Code(Err::kNotInGroup));
+        break;
+      }
+      int size = static_cast<int>(
+          std::count_if(grp.members.begin(), grp.members.end(), [](int t) { return t != 0; }));
+      int count = g.arg() < 0 ? size : g.arg();
+      grp.barrier.emplace_back(c, env.rid());
+      if (static_cast<int>(grp.barrier.size()) < count) return;  // reply when all arrive
+      auto waiting = std::move(grp.barrier);
+      grp.barrier.clear();
+      for (auto [wc, wrid] : waiting) {
+        ctl::Envelope ok = NewEnvelope();
+        ok.mutable_group_reply()->set_code(0);
+        Reply(wc, wrid, std::move(ok));
+      }
+      return;
+    }
+    default:
+      rep->set_code(Code(Err::kBadParam));
+  }
+  Reply(c, env.rid(), std::move(e));
+}
+
+// ---- Connections and shutdown ------------------------------------------------
+
+void DaemonCore::OnClose(ConnId c) {
+  auto it = conns_.find(c);
+  if (it == conns_.end()) return;
+  Conn conn = it->second;
+  conns_.erase(it);
+  DropWaitersOf(c);
+  if (conn.owner) {
+    env_->Log("the embedded VM's owner disconnected; halting");
+    Halt();
+    return;
+  }
+  auto t = tasks_.find(conn.tid);
+  if (conn.tid.raw() == 0 || t == tasks_.end() || t->second.conn != c) return;
+  t->second.conn = 0;
+  TaskLeftVm(t->second);
+  if (!t->second.spawned) {
+    env_->RemoveTaskSocket(conn.tid);
+    tasks_.erase(t);
+  }
+}
+
+void DaemonCore::Halt() {
+  if (halting_) return;
+  halting_ = true;
+  for (const auto& [tid, t] : tasks_)
+    if (t.pid > 0 && !t.exited && !t.is_tool) env_->Signal(t.pid, SIGTERM);
+  env_->RequestShutdown();
+}
+
+}  // namespace mpvm

@@ -1,0 +1,191 @@
+// daemon_core.h — the logic of mpvmd, with no I/O of its own.
+//
+// DaemonCore takes decoded events (a connection opened, a frame arrived, a
+// child exited, output arrived) and acts only through DaemonEnv, which the
+// server loop (server.cc) implements with sockets and fork/exec and tests
+// implement with a fake. It owns the host's task table, spawning decisions,
+// message relay (holding frames for tasks not yet enrolled), notify, the
+// mailbox, groups and the output routing of spawned tasks.
+//
+// Threading: every method is called from the daemon's single loop thread.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "control.pb.h"
+#include "mpvm/error.h"
+#include "mpvm/frame.h"
+#include "mpvm/message.h"
+#include "mpvm/tid.h"
+
+namespace mpvm {
+
+using ConnId = uint64_t;
+
+struct SpawnSpec {
+  Tid tid;
+  std::string path;               // resolved executable
+  std::vector<std::string> argv;  // argv[0] included
+  std::vector<std::string> env;   // complete environment
+  std::string cwd;
+};
+
+// Side effects the core asks for. Implemented by the server and by fakes.
+class DaemonEnv {
+ public:
+  virtual ~DaemonEnv() = default;
+  virtual void Send(ConnId c, const FrameHeader& h, std::span<const uint8_t> aux,
+                    std::span<const uint8_t> body) = 0;
+  virtual void CloseConn(ConnId c) = 0;
+  // Starts a task process. Returns its pid, or kNoFile / kOutOfRes / kDenied.
+  virtual Result<int> Spawn(const SpawnSpec& spec) = 0;
+  virtual void Signal(int pid, int sig) = 0;
+  // Full path of `file` as spawn would run it, or "" if there is none.
+  virtual std::string Resolve(const std::string& file, const std::string& path_env,
+                              const std::string& cwd) = 0;
+  virtual void RemoveTaskSocket(Tid t) = 0;
+  // Output of a task nobody collects (PvmOutputTid 0): the daemon's log.
+  virtual void LogOutput(Tid t, std::string_view line) = 0;
+  virtual void Log(std::string_view line) = 0;
+  // Halt: stop accepting work; the server kills tasks and exits.
+  virtual void RequestShutdown() = 0;
+};
+
+struct DaemonConfig {
+  HostIndex host{1};
+  std::string hostname = "localhost";
+  std::string arch = "LINUX64";
+  int speed = 1000;
+  std::string rundir;
+  std::string libdir;  // put first in spawned tasks' LD_LIBRARY_PATH
+  std::vector<std::string> base_env;
+  bool embedded = false;
+};
+
+class DaemonCore {
+ public:
+  DaemonCore(DaemonConfig cfg, DaemonEnv* env);
+
+  void OnAccept(ConnId c);
+  void OnFrame(ConnId c, Frame&& f);
+  // A frame that could not be decoded; the connection is closed.
+  void OnBadStream(ConnId c, std::string_view why);
+  void OnClose(ConnId c);
+  void OnOutput(Tid t, std::string_view bytes);
+  void OnOutputClosed(Tid t);
+  void OnProcessExit(Tid t, int exit_code, int term_signal);
+  // SIGTERM to the daemon, or halt from a client.
+  void Halt();
+
+  Tid host_tid() const { return Tid::DaemonOf(cfg_.host); }
+  bool halting() const { return halting_; }
+  size_t task_count() const { return tasks_.size(); }
+  std::vector<int> TaskPids() const;
+  // Counters for tests and logs.
+  uint64_t bad_frames() const { return bad_frames_; }
+
+ private:
+  enum class State { kSpawned, kEnrolled, kLeft };
+  struct Task {
+    Tid tid;
+    int pid = 0;
+    int ptid = 0;
+    bool spawned = false;  // our child (else started by hand)
+    bool is_tool = false;
+    State state = State::kSpawned;
+    ConnId conn = 0;
+    std::string a_out;
+    int out_tid = 0, out_code = 0, out_ctx = 0;
+    int trace_tid = 0, trace_code = 0;
+    int report_to = 0;
+    std::vector<Tid> siblings;
+    std::deque<Frame> held;  // frames for it before it enrolled
+    int open_streams = 0;    // output pipes still open
+    bool exited = false;     // process is gone
+    int exit_code = 0, term_signal = 0;
+    bool exit_notified = false;
+    std::string partial_log;
+  };
+  struct Conn {
+    Tid tid;
+    bool owner = false;
+  };
+  struct NotifyReg {
+    Tid watcher;
+    int what, tag, ctx;
+    int target;  // tid, host tid, or 0 for host-add
+    int count;
+  };
+  struct MboxEntry {
+    int owner;
+    int flags;
+    int encoding;
+    std::string data, aux;
+  };
+  struct Waiter {
+    ConnId conn;
+    uint64_t rid;
+    Tid tid;
+    std::string name;
+    int index, flags;
+  };
+  struct Group {
+    std::vector<int> members;  // tid by instance; 0 = hole
+    int frozen_size = -1;
+    std::vector<std::pair<ConnId, uint64_t>> barrier;
+    int barrier_count = 0;
+  };
+
+  void Reply(ConnId c, uint64_t rid, ctl::Envelope&& env);
+  void ReplyStatus(ConnId c, uint64_t rid, int code, std::string detail = "");
+  void HandleControl(ConnId c, ctl::Envelope&& env);
+  void HandleData(ConnId c, Frame&& f);
+  void DoEnrol(ConnId c, const ctl::Envelope& env);
+  void DoSpawn(ConnId c, Tid who, const ctl::Envelope& env);
+  void DoNotify(ConnId c, Tid who, const ctl::Envelope& env);
+  void DoMboxPut(ConnId c, Tid who, const ctl::Envelope& env);
+  void DoMboxGet(ConnId c, Tid who, const ctl::Envelope& env);
+  void DoMboxDel(ConnId c, Tid who, const ctl::Envelope& env);
+  void DoMboxInfo(ConnId c, const ctl::Envelope& env);
+  void DoGroup(ConnId c, Tid who, const ctl::Envelope& env);
+  void DoTasks(ConnId c, const ctl::Envelope& env);
+
+  Tid AllocTid();
+  // Sends a message from the daemon to a task (held if it has not enrolled).
+  void SendToTask(Tid dst, int tag, int ctx, Message& m);
+  void SendOutputRecord(const Task& t, int count, std::string_view data);
+  void DeliverFrame(Task& t, Frame&& f);
+  void TaskLeftVm(Task& t);  // pvm_exit or disconnect: notify, mailbox, groups
+  void MaybeFinish(Tid t);   // process gone and output drained: forget it
+  void FireNotify(int what, int target);
+  void SendNotifyMessage(const NotifyReg& r, int subject);
+  bool MboxGetInto(Tid who, const std::string& name, int index, int flags,
+                   ctl::MboxGetReply* out);
+  void WakeMboxWaiters(const std::string& name);
+  void DropWaitersOf(ConnId c);
+  std::vector<std::string> ChildEnv(const ctl::SpawnRequest& s, Tid tid, int rank) const;
+
+  DaemonConfig cfg_;
+  DaemonEnv* env_;
+  std::map<Tid, Task> tasks_;
+  std::map<ConnId, Conn> conns_;
+  int32_t next_local_ = 1;
+  int next_ctx_ = 1;
+  std::vector<NotifyReg> notify_;
+  std::map<std::string, std::map<int, MboxEntry>> mbox_;
+  std::vector<Waiter> mbox_waiters_;
+  std::map<std::string, Group> groups_;
+  std::optional<ConnId> owner_;
+  bool halting_ = false;
+  uint64_t bad_frames_ = 0;
+};
+
+}  // namespace mpvm

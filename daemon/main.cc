@@ -1,0 +1,42 @@
+// mpvmd — the mpvm daemon: one per host, serving the tasks of a virtual machine.
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+
+#include "mpvm/paths.h"
+#include "server.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"mpvmd: the mpvm daemon. Usually started for you by prun, the mpvm console "
+               "or pvm_start_pvmd()."};
+  mpvm::ServerOptions opts;
+  opts.rundir = mpvm::RunDir();
+  std::string level = "info";
+  app.add_option("--rundir", opts.rundir, "runtime directory of this virtual machine")
+      ->capture_default_str();
+  app.add_option("--ready-fd", opts.ready_fd, "write 'ok' here once serving (used by starters)");
+  app.add_flag("--embedded", opts.embedded,
+               "halt when the tool that started the daemon disconnects (prun)");
+  app.add_option("--hostname", opts.hostname, "name this host reports");
+  app.add_option("--log-level", level, "trace, debug, info, warn, error")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  std::shared_ptr<spdlog::logger> log;
+  if (opts.embedded) {
+    log = spdlog::stderr_color_mt("mpvmd");
+    if (level == "info") level = "warn";  // keep prun's terminal quiet
+  } else {
+    if (auto r = mpvm::EnsureRunDir(opts.rundir); r) {
+      log = spdlog::basic_logger_mt("mpvmd", mpvm::DaemonLogPath(opts.rundir));
+    } else {
+      log = spdlog::stderr_color_mt("mpvmd");
+    }
+  }
+  log->set_level(spdlog::level::from_str(level));
+  log->flush_on(spdlog::level::info);
+  spdlog::set_default_logger(log);
+  mpvm::Server server(opts);
+  return server.Run();
+}

@@ -1,0 +1,441 @@
+#include "server.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fmt/format.h>
+
+#include "mpvm/paths.h"
+
+extern char** environ;
+
+namespace mpvm {
+namespace {
+
+int64_t NowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
+}
+
+bool IsExecutableFile(const std::string& p) {
+  struct stat st;
+  return stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && access(p.c_str(), X_OK) == 0;
+}
+
+std::string ReadLockPid(const std::string& path) {
+  char buf[32] = {};
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "?";
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  std::string s = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "?";
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+constexpr int64_t kGraceNs = 2'000'000'000;  // SIGTERM, then SIGKILL after this
+
+}  // namespace
+
+Server::Server(ServerOptions opts) : opts_(std::move(opts)) {}
+
+Server::~Server() {
+  if (signal_fd_ >= 0) close(signal_fd_);
+}
+
+bool Server::Setup(std::string* error) {
+  if (auto r = EnsureRunDir(opts_.rundir); !r) {
+    *error = r.error();
+    return false;
+  }
+  const std::string lock = DaemonLockPath(opts_.rundir);
+  lock_fd_ = open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd_ < 0) {
+    *error = fmt::format("cannot open {}: {}", lock, std::strerror(errno));
+    return false;
+  }
+  if (flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    *error = fmt::format(
+        "another mpvmd (pid {}) already serves the virtual machine in {}; use it, or stop it "
+        "with `mpvm halt`",
+        ReadLockPid(lock), opts_.rundir);
+    close(lock_fd_);
+    lock_fd_ = -1;
+    return false;
+  }
+  // We hold the lock: any socket files here were left by a daemon that died.
+  int stale = 0;
+  if (DIR* d = opendir(opts_.rundir.c_str())) {
+    while (dirent* e = readdir(d)) {
+      std::string n = e->d_name;
+      if (n.size() > 5 && n.ends_with(".sock")) {
+        unlink((opts_.rundir + "/" + n).c_str());
+        ++stale;
+      }
+    }
+    closedir(d);
+  }
+  if (stale > 0)
+    spdlog::warn("removed {} socket file(s) left in {} by a daemon that did not stop cleanly",
+                 stale, opts_.rundir);
+  if (ftruncate(lock_fd_, 0) == 0) {
+    auto pid = std::to_string(getpid()) + "\n";
+    (void)!write(lock_fd_, pid.data(), pid.size());
+  }
+
+  listen_fd_ = ListenUnix(DaemonSocketPath(opts_.rundir));
+  if (listen_fd_ < 0) {
+    *error = fmt::format("cannot listen on {}: {}", DaemonSocketPath(opts_.rundir),
+                         std::strerror(-listen_fd_));
+    return false;
+  }
+
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGHUP}) sigaddset(&set, s);
+  sigprocmask(SIG_BLOCK, &set, nullptr);
+  signal_fd_ = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+  signal(SIGPIPE, SIG_IGN);
+
+  DaemonConfig cfg;
+  cfg.rundir = opts_.rundir;
+  cfg.embedded = opts_.embedded;
+  if (opts_.hostname.empty()) {
+    char hn[256] = {};
+    gethostname(hn, sizeof hn - 1);
+    std::string h = hn;
+    if (auto dot = h.find('.'); dot != std::string::npos) h.resize(dot);
+    cfg.hostname = h.empty() ? "localhost" : h;
+  } else {
+    cfg.hostname = opts_.hostname;
+  }
+  std::string exe_dir = SelfExeDir();
+  char real[PATH_MAX];
+  if (!exe_dir.empty() && realpath((exe_dir + "/../lib").c_str(), real) != nullptr)
+    cfg.libdir = real;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string kv = *e;
+    if (kv.rfind("MPVM_TID=", 0) == 0) continue;
+    cfg.base_env.push_back(kv);
+  }
+  core_ = std::make_unique<DaemonCore>(std::move(cfg), this);
+  return true;
+}
+
+int Server::Run() {
+  std::string error;
+  if (!Setup(&error)) {
+    spdlog::error("{}", error);
+    if (opts_.ready_fd >= 0) {
+      auto msg = "error: " + error + "\n";
+      (void)!write(opts_.ready_fd, msg.data(), msg.size());
+      close(opts_.ready_fd);
+    }
+    return 1;
+  }
+  spdlog::info("mpvmd {} serving {} (pid {}{})", "0.1.0", opts_.rundir, getpid(),
+               opts_.embedded ? ", embedded" : "");
+  if (opts_.ready_fd >= 0) {
+    (void)!write(opts_.ready_fd, "ok\n", 3);
+    close(opts_.ready_fd);
+    opts_.ready_fd = -1;
+  }
+  Loop();
+  Cleanup();
+  return 0;
+}
+
+void Server::Loop() {
+  std::vector<pollfd> fds;
+  constexpr ConnId kListener = ~ConnId{0}, kSignals = ~ConnId{0} - 1;
+  std::vector<ConnId> ids;  // parallel to fds: kListener, kSignals or a connection
+  std::vector<int> pipe_index;
+  for (;;) {
+    if (shutdown_) {
+      bool alive = !core_->TaskPids().empty();
+      int64_t waited = NowNs() - shutdown_started_ns_;
+      if (!alive) break;
+      if (waited > kGraceNs && !killed_hard_) {
+        for (int pid : core_->TaskPids()) kill(pid, SIGKILL);
+        killed_hard_ = true;
+      }
+      if (waited > 2 * kGraceNs) break;
+    }
+    fds.clear();
+    ids.clear();
+    pipe_index.clear();
+    fds.push_back({listen_fd_, static_cast<short>(shutdown_ ? 0 : POLLIN), 0});
+    ids.push_back(kListener);
+    fds.push_back({signal_fd_, POLLIN, 0});
+    ids.push_back(kSignals);
+    for (auto& [id, c] : conns_) {
+      fds.push_back({c->fd(), static_cast<short>(POLLIN | (c->wants_write() ? POLLOUT : 0)), 0});
+      ids.push_back(id);
+    }
+    const size_t first_pipe = fds.size();
+    for (size_t i = 0; i < pipes_.size(); ++i) {
+      fds.push_back({pipes_[i].fd, POLLIN, 0});
+      pipe_index.push_back(static_cast<int>(i));
+    }
+    int n = poll(fds.data(), fds.size(), shutdown_ ? 100 : -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      spdlog::error("poll: {}", std::strerror(errno));
+      break;
+    }
+    std::vector<size_t> closed_pipes;
+    for (size_t i = 0; i < fds.size(); ++i) {
+      if (fds[i].revents == 0) continue;
+      if (i >= first_pipe) {
+        Pipe& p = pipes_[static_cast<size_t>(pipe_index[i - first_pipe])];
+        char buf[65536];
+        ssize_t r = read(p.fd, buf, sizeof buf);
+        if (r > 0) {
+          core_->OnOutput(p.tid, std::string_view(buf, static_cast<size_t>(r)));
+        } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
+          closed_pipes.push_back(static_cast<size_t>(pipe_index[i - first_pipe]));
+        }
+        continue;
+      }
+      if (ids[i] == kListener) {
+        for (;;) {
+          int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+          if (fd < 0) break;
+          ConnId id = next_conn_++;
+          conns_[id] = std::make_unique<Connection>(fd, 256u << 20);
+          core_->OnAccept(id);
+        }
+        continue;
+      }
+      if (ids[i] == kSignals) {
+        signalfd_siginfo si;
+        while (read(signal_fd_, &si, sizeof si) == sizeof si) {
+          if (si.ssi_signo == SIGCHLD) {
+            Reap();
+          } else {
+            spdlog::info("signal {} received; halting", si.ssi_signo);
+            core_->Halt();
+          }
+        }
+        continue;
+      }
+      auto it = conns_.find(ids[i]);
+      if (it == conns_.end()) continue;
+      Connection* c = it->second.get();
+      if (fds[i].revents & POLLOUT) c->Flush();
+      if (!c->open()) continue;
+      if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) {
+        auto rr = c->ReadAvailable();
+        Frame f;
+        bool bad = false;
+        for (;;) {
+          auto st = c->reader().Next(f);
+          if (st == FrameReader::Status::kFrame) {
+            core_->OnFrame(ids[i], std::move(f));
+            if (!c->open()) break;
+            continue;
+          }
+          if (st == FrameReader::Status::kError) bad = true;
+          break;
+        }
+        if (bad) {
+          core_->OnBadStream(ids[i], FrameErrorText(c->reader().error()));
+        } else if (rr != Connection::ReadResult::kOk && c->open()) {
+          if (c->reader().buffered() > 0)
+            spdlog::warn("connection {} closed in the middle of a frame ({} bytes dropped)",
+                         ids[i], c->reader().buffered());
+          c->Close();
+          core_->OnClose(ids[i]);
+        }
+      }
+    }
+    // Close pipes highest index first so indices stay valid.
+    std::sort(closed_pipes.rbegin(), closed_pipes.rend());
+    for (size_t idx : closed_pipes) {
+      Tid t = pipes_[idx].tid;
+      close(pipes_[idx].fd);
+      pipes_.erase(pipes_.begin() + static_cast<ptrdiff_t>(idx));
+      core_->OnOutputClosed(t);
+    }
+    std::erase_if(conns_, [](const auto& kv) { return !kv.second->open(); });
+  }
+}
+
+void Server::Reap() {
+  int status;
+  pid_t pid;
+  while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+    auto it = pids_.find(pid);
+    if (it == pids_.end()) continue;
+    Tid t = it->second;
+    pids_.erase(it);
+    core_->OnProcessExit(t, WIFEXITED(status) ? WEXITSTATUS(status) : 0,
+                         WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+  }
+}
+
+void Server::Cleanup() {
+  // Deliver final replies (halt acknowledgements) before closing.
+  for (auto& [id, c] : conns_) {
+    for (int i = 0; i < 100 && c->open() && c->wants_write(); ++i) {
+      pollfd p{c->fd(), POLLOUT, 0};
+      poll(&p, 1, 10);
+      c->Flush();
+    }
+    c->Close();
+  }
+  conns_.clear();
+  for (auto& p : pipes_) close(p.fd);
+  pipes_.clear();
+  close(listen_fd_);
+  unlink(DaemonSocketPath(opts_.rundir).c_str());
+  if (DIR* d = opendir(opts_.rundir.c_str())) {
+    while (dirent* e = readdir(d)) {
+      std::string n = e->d_name;
+      if (n.ends_with(".sock")) unlink((opts_.rundir + "/" + n).c_str());
+    }
+    closedir(d);
+  }
+  if (std::getenv("MPVM_KEEP_LOG") == nullptr) unlink(DaemonLogPath(opts_.rundir).c_str());
+  unlink(DaemonLockPath(opts_.rundir).c_str());
+  close(lock_fd_);
+  rmdir(opts_.rundir.c_str());  // only succeeds when nothing else is left
+  spdlog::info("mpvmd stopped");
+}
+
+void Server::Send(ConnId c, const FrameHeader& h, std::span<const uint8_t> aux,
+                  std::span<const uint8_t> body) {
+  auto it = conns_.find(c);
+  if (it == conns_.end() || !it->second->open()) return;
+  it->second->Send(h, aux, body);
+}
+
+void Server::CloseConn(ConnId c) {
+  auto it = conns_.find(c);
+  if (it != conns_.end()) it->second->Close();
+}
+
+Result<int> Server::Spawn(const SpawnSpec& spec) {
+  int out[2], err[2], ex[2];
+  if (pipe2(out, O_CLOEXEC) != 0) return Fail(Err::kOutOfRes);
+  if (pipe2(err, O_CLOEXEC) != 0) {
+    close(out[0]);
+    close(out[1]);
+    return Fail(Err::kOutOfRes);
+  }
+  if (pipe2(ex, O_CLOEXEC) != 0) {
+    for (int fd : {out[0], out[1], err[0], err[1]}) close(fd);
+    return Fail(Err::kOutOfRes);
+  }
+  std::vector<char*> argv, envp;
+  for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  for (const auto& e : spec.env) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+
+  pid_t pid = fork();
+  if (pid < 0) {
+    for (int fd : {out[0], out[1], err[0], err[1], ex[0], ex[1]}) close(fd);
+    return Fail(Err::kOutOfRes);
+  }
+  if (pid == 0) {
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    signal(SIGPIPE, SIG_DFL);
+    setpgid(0, 0);
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull >= 0) dup2(devnull, 0);
+    dup2(out[1], 1);
+    dup2(err[1], 2);
+    if (!spec.cwd.empty() && chdir(spec.cwd.c_str()) != 0) {
+      const char* home = getenv("HOME");
+      if (home == nullptr || chdir(home) != 0) (void)!chdir("/");
+    }
+    execve(spec.path.c_str(), argv.data(), envp.data());
+    int e = errno;
+    (void)!write(ex[1], &e, sizeof e);
+    _exit(127);
+  }
+  close(out[1]);
+  close(err[1]);
+  close(ex[1]);
+  int child_errno = 0;
+  ssize_t r;
+  do {
+    r = read(ex[0], &child_errno, sizeof child_errno);
+  } while (r < 0 && errno == EINTR);
+  close(ex[0]);
+  if (r == sizeof child_errno) {
+    close(out[0]);
+    close(err[0]);
+    waitpid(pid, nullptr, 0);
+    spdlog::warn("cannot execute {}: {}", spec.path, std::strerror(child_errno));
+    return Fail(child_errno == ENOENT ? Err::kNoFile
+                : child_errno == EACCES || child_errno == ENOEXEC ? Err::kDenied
+                                                                    : Err::kOutOfRes);
+  }
+  SetNonBlocking(out[0]);
+  SetNonBlocking(err[0]);
+  pipes_.push_back({spec.tid, out[0]});
+  pipes_.push_back({spec.tid, err[0]});
+  pids_[pid] = spec.tid;
+  return pid;
+}
+
+void Server::Signal(int pid, int sig) {
+  if (pid > 0) kill(pid, sig);
+}
+
+std::string Server::Resolve(const std::string& file, const std::string& path_env,
+                            const std::string& cwd) {
+  if (file.find('/') != std::string::npos) {
+    std::string p = file[0] == '/' ? file : cwd + "/" + file;
+    return IsExecutableFile(p) ? p : "";
+  }
+  std::vector<std::string> dirs;
+  if (const char* home = getenv("HOME"); home != nullptr)
+    dirs.push_back(std::string(home) + "/pvm3/bin/" + kArch);
+  size_t pos = 0;
+  while (pos <= path_env.size()) {
+    size_t end = path_env.find(':', pos);
+    if (end == std::string::npos) end = path_env.size();
+    std::string d = path_env.substr(pos, end - pos);
+    dirs.push_back(d.empty() ? cwd : (d[0] == '/' ? d : cwd + "/" + d));
+    pos = end + 1;
+  }
+  for (const auto& d : dirs) {
+    std::string p = d + "/" + file;
+    if (IsExecutableFile(p)) return p;
+  }
+  return "";
+}
+
+void Server::RemoveTaskSocket(Tid t) { unlink(TaskSocketPath(opts_.rundir, t).c_str()); }
+
+void Server::LogOutput(Tid t, std::string_view line) {
+  spdlog::info("[{}] {}", t.str(), line);
+}
+
+void Server::Log(std::string_view line) { spdlog::warn("{}", line); }
+
+void Server::RequestShutdown() {
+  if (shutdown_) return;
+  shutdown_ = true;
+  shutdown_started_ns_ = NowNs();
+}
+
+}  // namespace mpvm

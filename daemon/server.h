@@ -1,0 +1,68 @@
+// server.h — mpvmd's I/O loop: sockets, child processes and signals, feeding
+// DaemonCore and carrying out what it asks (DaemonEnv).
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "daemon_core.h"
+#include "mpvm/connection.h"
+
+namespace mpvm {
+
+struct ServerOptions {
+  std::string rundir;
+  int ready_fd = -1;
+  bool embedded = false;
+  std::string hostname;
+};
+
+class Server final : public DaemonEnv {
+ public:
+  explicit Server(ServerOptions opts);
+  ~Server() override;
+  // Binds and serves until halted. Returns the process exit code.
+  int Run();
+
+  // DaemonEnv
+  void Send(ConnId c, const FrameHeader& h, std::span<const uint8_t> aux,
+            std::span<const uint8_t> body) override;
+  void CloseConn(ConnId c) override;
+  Result<int> Spawn(const SpawnSpec& spec) override;
+  void Signal(int pid, int sig) override;
+  std::string Resolve(const std::string& file, const std::string& path_env,
+                      const std::string& cwd) override;
+  void RemoveTaskSocket(Tid t) override;
+  void LogOutput(Tid t, std::string_view line) override;
+  void Log(std::string_view line) override;
+  void RequestShutdown() override;
+
+ private:
+  struct Pipe {
+    Tid tid;
+    int fd;
+  };
+  bool Setup(std::string* error);
+  void Loop();
+  void Reap();
+  void Cleanup();
+
+  ServerOptions opts_;
+  std::unique_ptr<DaemonCore> core_;
+  int lock_fd_ = -1;
+  int listen_fd_ = -1;
+  int signal_fd_ = -1;
+  ConnId next_conn_ = 1;
+  std::map<ConnId, std::unique_ptr<Connection>> conns_;
+  std::vector<Pipe> pipes_;
+  std::map<pid_t, Tid> pids_;
+  bool shutdown_ = false;
+  int64_t shutdown_started_ns_ = 0;
+  bool killed_hard_ = false;
+};
+
+}  // namespace mpvm

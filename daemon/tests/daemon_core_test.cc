@@ -1,0 +1,406 @@
+// Unit tests of the daemon's logic: no sockets, no processes, no sleeps.
+#include "daemon_core.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include "mpvm/control.h"
+
+namespace mpvm {
+namespace {
+
+struct Sent {
+  ConnId conn;
+  FrameHeader h;
+  std::vector<uint8_t> payload;  // aux + body
+};
+
+class FakeEnv : public DaemonEnv {
+ public:
+  void Send(ConnId c, const FrameHeader& h, std::span<const uint8_t> aux,
+            std::span<const uint8_t> body) override {
+    Sent s{c, h, {aux.begin(), aux.end()}};
+    s.payload.insert(s.payload.end(), body.begin(), body.end());
+    s.h.aux_length = static_cast<uint32_t>(aux.size());
+    sent.push_back(std::move(s));
+  }
+  void CloseConn(ConnId c) override { closed.push_back(c); }
+  Result<int> Spawn(const SpawnSpec& spec) override {
+    spawned.push_back(spec);
+    if (fail_spawn) return Fail(Err::kOutOfRes);
+    return 1000 + static_cast<int>(spawned.size());
+  }
+  void Signal(int pid, int sig) override { signals.emplace_back(pid, sig); }
+  std::string Resolve(const std::string& file, const std::string&, const std::string&) override {
+    return file == "missing" ? "" : "/bin/" + file;
+  }
+  void RemoveTaskSocket(Tid t) override { removed.push_back(t); }
+  void LogOutput(Tid, std::string_view line) override { logged.emplace_back(line); }
+  void Log(std::string_view line) override { logs.emplace_back(line); }
+  void RequestShutdown() override { shutdown = true; }
+
+  // Control replies sent to `c`, decoded.
+  std::vector<ctl::Envelope> Controls(ConnId c) {
+    std::vector<ctl::Envelope> out;
+    for (const auto& s : sent)
+      if (s.conn == c && s.h.kind == FrameKind::kControl) out.push_back(*DecodeControl(s.payload));
+    return out;
+  }
+  std::vector<Sent> Data(ConnId c) {
+    std::vector<Sent> out;
+    for (const auto& s : sent)
+      if (s.conn == c && s.h.kind == FrameKind::kData) out.push_back(s);
+    return out;
+  }
+
+  std::vector<Sent> sent;
+  std::vector<ConnId> closed;
+  std::vector<SpawnSpec> spawned;
+  std::vector<std::pair<int, int>> signals;
+  std::vector<Tid> removed;
+  std::vector<std::string> logged, logs;
+  bool fail_spawn = false;
+  bool shutdown = false;
+};
+
+class DaemonCoreTest : public ::testing::Test {
+ protected:
+  DaemonCoreTest() : core_(Config(), &env_) {}
+  static DaemonConfig Config() {
+    DaemonConfig c;
+    c.hostname = "node1";
+    c.rundir = "/run/x";
+    c.libdir = "/opt/mpvm/lib";
+    c.base_env = {"HOME=/root", "LD_LIBRARY_PATH=/usr/lib/other"};
+    return c;
+  }
+
+  void Control(ConnId c, ctl::Envelope e, uint64_t rid = 1) {
+    e.set_version(kControlVersion);
+    e.set_rid(rid);
+    Frame f;
+    f.header = ControlHeader(0, 0);
+    f.payload = EncodeControl(e);
+    core_.OnFrame(c, std::move(f));
+  }
+  ctl::Envelope Last(ConnId c) {
+    auto all = env_.Controls(c);
+    EXPECT_FALSE(all.empty());
+    return all.empty() ? ctl::Envelope() : all.back();
+  }
+  // Connects and enrols a task; returns its tid.
+  Tid Enrol(ConnId c, int tid = 0, int pid = 1, bool tool = false) {
+    core_.OnAccept(c);
+    ctl::Envelope e;
+    e.mutable_enrol()->set_tid(tid);
+    e.mutable_enrol()->set_pid(pid);
+    e.mutable_enrol()->set_is_tool(tool);
+    Control(c, e);
+    return Tid(Last(c).enrol_reply().tid());
+  }
+  std::vector<int> Spawn(ConnId c, const std::string& file, int n, int flags = 0,
+                         const std::string& where = "") {
+    ctl::Envelope e;
+    auto* s = e.mutable_spawn();
+    s->set_file(file);
+    s->set_ntask(n);
+    s->set_flags(flags);
+    s->set_where(where);
+    s->set_report_exit(true);
+    Control(c, e);
+    auto r = Last(c);
+    return {r.spawn_reply().tids().begin(), r.spawn_reply().tids().end()};
+  }
+  Frame DataFrame(Tid src, Tid dst, int tag, uint64_t seq) {
+    Frame f;
+    f.header.kind = FrameKind::kData;
+    f.header.src = src.raw();
+    f.header.dst = dst.raw();
+    f.header.tag = tag;
+    f.header.seq = seq;
+    f.payload = {1, 2, 3, 4};
+    f.header.length = 4;
+    return f;
+  }
+  // Ends a spawned task: process exit plus both output pipes closed.
+  void End(Tid t, int code = 0, int sig = 0) {
+    core_.OnProcessExit(t, code, sig);
+    core_.OnOutputClosed(t);
+    core_.OnOutputClosed(t);
+  }
+
+  FakeEnv env_;
+  DaemonCore core_;
+};
+
+TEST_F(DaemonCoreTest, HandStartedTaskGetsATidAndNoParent) {
+  Tid t = Enrol(1);
+  EXPECT_EQ(t, Tid::Make(HostIndex{1}, 1));
+  auto r = Last(1).enrol_reply();
+  EXPECT_EQ(r.code(), 0);
+  EXPECT_EQ(r.ptid(), 0);
+  EXPECT_EQ(r.host_tid(), 0x40000);
+  EXPECT_EQ(r.host_name(), "node1");
+}
+
+TEST_F(DaemonCoreTest, SpawnStartsNTasksThatKnowParentAndSiblings) {
+  Tid parent = Enrol(1);
+  auto tids = Spawn(1, "worker", 3);
+  ASSERT_EQ(tids.size(), 3u);
+  ASSERT_EQ(env_.spawned.size(), 3u);
+  const SpawnSpec& s = env_.spawned[1];
+  EXPECT_EQ(s.path, "/bin/worker");
+  EXPECT_EQ(s.argv[0], "worker");
+  auto has = [&](const std::string& kv) {
+    return std::find(s.env.begin(), s.env.end(), kv) != s.env.end();
+  };
+  EXPECT_TRUE(has("MPVM_TID=" + std::to_string(tids[1])));
+  EXPECT_TRUE(has("MPVM_RUNDIR=/run/x"));
+  EXPECT_TRUE(has("LD_LIBRARY_PATH=/opt/mpvm/lib:/usr/lib/other"));  // ours first
+  // The child enrols with its tid and pid.
+  Tid child = Enrol(2, tids[1], 1002);
+  EXPECT_EQ(child.raw(), tids[1]);
+  auto r = Last(2).enrol_reply();
+  EXPECT_EQ(r.ptid(), parent.raw());
+  EXPECT_EQ(std::vector<int>(r.siblings().begin(), r.siblings().end()), tids);
+}
+
+TEST_F(DaemonCoreTest, SpawnErrorsArePerSlotCodes) {
+  Enrol(1);
+  EXPECT_EQ(Spawn(1, "missing", 2), (std::vector<int>{-7, -7}));  // PvmNoFile
+  EXPECT_EQ(Spawn(1, "w", 1, /*PvmTaskHost*/ 1, "elsewhere"), (std::vector<int>{-6}));
+  EXPECT_EQ(Spawn(1, "w", 1, /*PvmTaskArch*/ 2, "SUN4"), (std::vector<int>{-6}));
+  env_.fail_spawn = true;
+  EXPECT_EQ(Spawn(1, "w", 2), (std::vector<int>{-27, -27}));
+  ctl::Envelope bad;
+  bad.mutable_spawn()->set_file("w");
+  bad.mutable_spawn()->set_ntask(0);
+  Control(1, bad);
+  EXPECT_EQ(Last(1).status().code(), -2);
+}
+
+TEST_F(DaemonCoreTest, RelayHoldsFramesUntilTheTaskEnrols) {
+  Tid a = Enrol(1);
+  auto tids = Spawn(1, "w", 1);
+  core_.OnFrame(1, DataFrame(a, Tid(tids[0]), 7, 1));
+  core_.OnFrame(1, DataFrame(a, Tid(tids[0]), 8, 2));
+  Enrol(2, tids[0], 1001);
+  auto data = env_.Data(2);
+  ASSERT_EQ(data.size(), 2u);
+  EXPECT_EQ(data[0].h.tag, 7);
+  EXPECT_EQ(data[1].h.tag, 8);
+  EXPECT_TRUE(data[0].h.flags & kFrameFlagRelayed);
+}
+
+TEST_F(DaemonCoreTest, ForgedSourceIsDroppedAndCounted) {
+  Tid a = Enrol(1);
+  Tid b = Enrol(2);
+  core_.OnFrame(1, DataFrame(Tid(0x40099), b, 1, 1));
+  EXPECT_TRUE(env_.Data(2).empty());
+  EXPECT_EQ(core_.bad_frames(), 1u);
+  (void)a;
+}
+
+TEST_F(DaemonCoreTest, GarbageControlIsLoggedAndTheConnectionSurvives) {
+  Enrol(1);
+  Frame f;
+  f.header = ControlHeader(0, 0);
+  f.payload = {0xff, 0xff, 0xff};
+  core_.OnFrame(1, std::move(f));
+  EXPECT_EQ(core_.bad_frames(), 1u);
+  EXPECT_TRUE(env_.closed.empty());
+  ctl::Envelope e;
+  e.mutable_config();
+  Control(1, e, 9);
+  EXPECT_EQ(Last(1).config_reply().hosts_size(), 1);
+}
+
+TEST_F(DaemonCoreTest, TaskExitNotifiesWatchersAndSpawner) {
+  Tid a = Enrol(1);
+  auto tids = Spawn(1, "w", 1);
+  Enrol(2, tids[0], 1001);
+  ctl::Envelope n;
+  n.mutable_notify()->set_what(1);
+  n.mutable_notify()->set_tag(99);
+  n.mutable_notify()->add_tids(tids[0]);
+  Control(1, n);
+  EXPECT_EQ(Last(1).status().code(), 0);
+  End(Tid(tids[0]), 3);
+  auto data = env_.Data(1);
+  ASSERT_EQ(data.size(), 1u);
+  EXPECT_EQ(data[0].h.tag, 99);
+  Message m = Message::FromWire(0, data[0].payload, data[0].h.aux_length);
+  int who = 0;
+  ASSERT_TRUE(m.Unpack(DataType::kInt, &who, 1, 1));
+  EXPECT_EQ(who, tids[0]);
+  auto ended = Last(1);
+  ASSERT_TRUE(ended.has_task_ended());
+  EXPECT_EQ(ended.task_ended().exit_code(), 3);
+  EXPECT_EQ(env_.removed.back(), Tid(tids[0]));
+  EXPECT_EQ(core_.task_count(), 1u);
+  (void)a;
+}
+
+TEST_F(DaemonCoreTest, NotifyOnAGoneTaskFiresAtOnce) {
+  Enrol(1);
+  ctl::Envelope n;
+  n.mutable_notify()->set_what(1);
+  n.mutable_notify()->set_tag(5);
+  n.mutable_notify()->add_tids(0x40077);
+  Control(1, n);
+  ASSERT_EQ(env_.Data(1).size(), 1u);
+}
+
+TEST_F(DaemonCoreTest, OutputWaitsForBothPipesBeforeTheTaskEnds) {
+  Enrol(1);
+  ctl::Envelope e;
+  auto* s = e.mutable_spawn();
+  s->set_file("w");
+  s->set_ntask(1);
+  s->set_output_tid(0x40001);
+  s->set_output_code(11);
+  s->set_report_exit(true);
+  Control(1, e);
+  Tid t(Last(1).spawn_reply().tids(0));
+  core_.OnProcessExit(t, 0, 0);
+  core_.OnOutput(t, "last words\n");  // arrives after the exit: still delivered
+  core_.OnOutputClosed(t);
+  EXPECT_FALSE(Last(1).has_task_ended());
+  core_.OnOutputClosed(t);
+  EXPECT_TRUE(Last(1).has_task_ended());
+  auto data = env_.Data(1);
+  ASSERT_EQ(data.size(), 3u);  // start (-1), the line, EOF (0)
+  int head[2];
+  Message last = Message::FromWire(0, data[2].payload, data[2].h.aux_length);
+  ASSERT_TRUE(last.Unpack(DataType::kInt, head, 2, 1));
+  EXPECT_EQ(head[1], 0);
+}
+
+TEST_F(DaemonCoreTest, MailboxSemantics) {
+  Tid a = Enrol(1);
+  Enrol(2);
+  auto put = [&](ConnId c, const std::string& name, int flags) {
+    ctl::Envelope e;
+    e.mutable_mbox_put()->set_name(name);
+    e.mutable_mbox_put()->set_flags(flags);
+    e.mutable_mbox_put()->set_data("x");
+    Control(c, e);
+    return Last(c).status().code();
+  };
+  auto get = [&](ConnId c, const std::string& name, int index, int flags) {
+    ctl::Envelope e;
+    e.mutable_mbox_get()->set_name(name);
+    e.mutable_mbox_get()->set_index(index);
+    e.mutable_mbox_get()->set_flags(flags);
+    Control(c, e);
+    return Last(c).mbox_get_reply().code();
+  };
+  EXPECT_EQ(put(1, "svc", 0), 0);
+  EXPECT_EQ(put(2, "svc", 0), -33);      // PvmExists
+  EXPECT_EQ(put(1, "multi", 2), 0);      // PvmMboxMultiInstance
+  EXPECT_EQ(put(2, "multi", 2), 1);
+  EXPECT_EQ(get(2, "svc", 0, 0), 0);
+  EXPECT_EQ(get(2, "nope", 0, 0), -32);  // PvmNotFound
+  EXPECT_EQ(get(2, "multi", 1, 8), 1);   // first available from 1
+  EXPECT_EQ(get(2, "svc", 0, 16), -8);   // read-and-delete of a locked entry: PvmDenied
+  // The owner leaves: its non-persistent entries go.
+  core_.OnClose(1);
+  EXPECT_EQ(get(2, "svc", 0, 0), -32);
+  (void)a;
+}
+
+TEST_F(DaemonCoreTest, WaitForInfoRepliesWhenTheEntryAppears) {
+  Enrol(1);
+  Enrol(2);
+  ctl::Envelope g;
+  g.mutable_mbox_get()->set_name("late");
+  g.mutable_mbox_get()->set_flags(32);
+  Control(2, g, 77);
+  EXPECT_TRUE(env_.Controls(2).size() == 1);  // only the enrol reply so far
+  ctl::Envelope p;
+  p.mutable_mbox_put()->set_name("late");
+  p.mutable_mbox_put()->set_data("v");
+  Control(1, p);
+  auto r = Last(2);
+  EXPECT_EQ(r.rid(), 77u);
+  EXPECT_EQ(r.mbox_get_reply().data(), "v");
+}
+
+TEST_F(DaemonCoreTest, GroupsAndBarrier) {
+  Tid a = Enrol(1);
+  Tid b = Enrol(2);
+  auto op = [&](ConnId c, ctl::GroupRequest::Op o, int arg = 0, uint64_t rid = 1) {
+    ctl::Envelope e;
+    e.mutable_group()->set_op(o);
+    e.mutable_group()->set_group("g");
+    e.mutable_group()->set_arg(arg);
+    Control(c, e, rid);
+  };
+  op(1, ctl::GroupRequest::JOIN);
+  EXPECT_EQ(Last(1).group_reply().code(), 0);
+  op(2, ctl::GroupRequest::JOIN);
+  EXPECT_EQ(Last(2).group_reply().code(), 1);
+  op(2, ctl::GroupRequest::JOIN);
+  EXPECT_EQ(Last(2).group_reply().code(), -18);  // PvmDupGroup
+  op(1, ctl::GroupRequest::GETTID, 1);
+  EXPECT_EQ(Last(1).group_reply().code(), b.raw());
+  op(1, ctl::GroupRequest::GETINST, a.raw());
+  EXPECT_EQ(Last(1).group_reply().code(), 0);
+  op(1, ctl::GroupRequest::GETTID, 5);
+  EXPECT_EQ(Last(1).group_reply().code(), -21);  // PvmNoInst
+  size_t before = env_.Controls(1).size();
+  op(1, ctl::GroupRequest::BARRIER, -1, 50);
+  EXPECT_EQ(env_.Controls(1).size(), before);  // waits for b
+  op(2, ctl::GroupRequest::BARRIER, -1, 51);
+  EXPECT_EQ(Last(1).rid(), 50u);
+  EXPECT_EQ(Last(2).rid(), 51u);
+  op(1, ctl::GroupRequest::LEAVE);
+  op(2, ctl::GroupRequest::SIZE);
+  EXPECT_EQ(Last(2).group_reply().code(), 1);
+}
+
+TEST_F(DaemonCoreTest, HaltSignalsTasksButNotTools) {
+  Enrol(1, 0, 500, /*tool=*/true);
+  auto tids = Spawn(1, "w", 2);
+  ctl::Envelope h;
+  h.mutable_halt();
+  Control(1, h);
+  EXPECT_TRUE(env_.shutdown);
+  EXPECT_EQ(env_.signals.size(), 2u);
+  for (auto [pid, sig] : env_.signals) {
+    EXPECT_NE(pid, 500);
+    EXPECT_EQ(sig, SIGTERM);
+  }
+}
+
+TEST_F(DaemonCoreTest, EmbeddedOwnerLeavingHaltsTheVm) {
+  DaemonConfig c = Config();
+  c.embedded = true;
+  FakeEnv env;
+  DaemonCore core(c, &env);
+  core.OnAccept(1);
+  ctl::Envelope e;
+  e.set_version(kControlVersion);
+  e.mutable_enrol()->set_claim_owner(true);
+  Frame f;
+  f.header = ControlHeader(0, 0);
+  f.payload = EncodeControl(e);
+  core.OnFrame(1, std::move(f));
+  core.OnClose(1);
+  EXPECT_TRUE(env.shutdown);
+}
+
+TEST_F(DaemonCoreTest, KillAndPstatOfUnknownTasks) {
+  Enrol(1);
+  ctl::Envelope k;
+  k.mutable_kill()->set_tid(0x40055);
+  Control(1, k);
+  EXPECT_EQ(Last(1).status().code(), -31);
+  ctl::Envelope p;
+  p.mutable_pstat()->set_tid(0x40001);
+  Control(1, p);
+  EXPECT_EQ(Last(1).status().code(), 0);
+}
+
+}  // namespace
+}  // namespace mpvm

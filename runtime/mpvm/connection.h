@@ -1,0 +1,56 @@
+// connection.h — a non-blocking stream socket that carries mpvm frames.
+//
+// Used on the caller's thread only (tasks never run threads of ours). Writes
+// go straight to the socket when it has room; what does not fit is queued and
+// sent by Flush(), which the owner calls when poll() reports POLLOUT.
+#pragma once
+
+#include <deque>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "mpvm/frame.h"
+
+namespace mpvm {
+
+class Connection {
+ public:
+  explicit Connection(int fd, uint32_t max_frame = kDefaultMaxFrame);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  int fd() const { return fd_; }
+  bool open() const { return fd_ >= 0; }
+  void Close();
+
+  // Sends one frame (header + aux + body). Returns false if the peer is gone.
+  bool Send(const FrameHeader& h, std::span<const uint8_t> aux, std::span<const uint8_t> body);
+  bool Send(const FrameHeader& h, std::span<const uint8_t> body) { return Send(h, {}, body); }
+  // Writes queued bytes. Returns false if the peer is gone.
+  bool Flush();
+  bool wants_write() const { return !out_.empty(); }
+  size_t queued_bytes() const { return queued_; }
+
+  enum class ReadResult { kOk, kClosed, kError };
+  // Reads what the socket has (until EAGAIN, at most `budget` bytes).
+  ReadResult ReadAvailable(size_t budget = 4 << 20);
+  FrameReader& reader() { return reader_; }
+
+ private:
+  int fd_;
+  FrameReader reader_;
+  std::deque<std::vector<uint8_t>> out_;
+  size_t out_offset_ = 0;  // bytes of out_.front() already written
+  size_t queued_ = 0;
+};
+
+// Connects to a Unix stream socket; returns a non-blocking fd or -errno.
+int ConnectUnix(const std::string& path);
+// Creates a listening Unix socket (removing a stale file first); -errno on failure.
+int ListenUnix(const std::string& path, int backlog = 4096);
+void SetNonBlocking(int fd);
+void SetCloexec(int fd);
+
+}  // namespace mpvm

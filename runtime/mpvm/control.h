@@ -1,0 +1,21 @@
+// control.h — encoding and decoding of control frames (control.proto).
+#pragma once
+
+#include <expected>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "control.pb.h"
+#include "mpvm/frame.h"
+
+namespace mpvm {
+
+inline constexpr uint32_t kControlVersion = 1;
+
+std::vector<uint8_t> EncodeControl(const ctl::Envelope& env);
+// Parses a control payload. Errors are sentences fit for a log line.
+std::expected<ctl::Envelope, std::string> DecodeControl(std::span<const uint8_t> payload);
+FrameHeader ControlHeader(int32_t src, int32_t dst);
+
+}  // namespace mpvm

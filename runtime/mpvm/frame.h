@@ -1,0 +1,90 @@
+// frame.h — the versioned binary frame that every mpvm stream carries.
+//
+// Layout (40 bytes, little-endian), followed by `length` payload bytes:
+//   0  u32 magic "MPVM" | 4 u8 version | 5 u8 kind | 6 u8 encoding | 7 u8 flags
+//   8  i32 src | 12 i32 dst | 16 i32 tag | 20 i32 ctx | 24 u64 seq
+//   32 u32 length | 36 u32 aux_length (leading payload bytes that are metadata)
+//
+// Data frames carry one PVM message: `seq` is the per-(src, dst) sequence
+// number (1, 2, ...; 0 means "ordered by the connection", used by daemons).
+// Control frames carry a protobuf `mpvm.ctl.Envelope` (see control.proto).
+//
+// Bytes from the wire never assert: DecodeFrameHeader returns an error value.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <expected>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace mpvm {
+
+enum class FrameKind : uint8_t { kData = 1, kControl = 2 };
+
+struct FrameHeader {
+  FrameKind kind = FrameKind::kData;
+  uint8_t encoding = 0;
+  uint8_t flags = 0;
+  int32_t src = 0;
+  int32_t dst = 0;
+  int32_t tag = 0;
+  int32_t ctx = 0;
+  uint64_t seq = 0;
+  uint32_t length = 0;
+  uint32_t aux_length = 0;
+};
+
+inline constexpr size_t kFrameHeaderSize = 40;
+inline constexpr uint32_t kFrameMagic = 0x4d56504d;  // "MPVM" as bytes
+inline constexpr uint8_t kFrameVersion = 1;
+// Default largest payload accepted from a peer (1 GiB).
+inline constexpr uint32_t kDefaultMaxFrame = 1u << 30;
+
+// Frame flags.
+inline constexpr uint8_t kFrameFlagRelayed = 1;  // came through a daemon
+
+enum class FrameError { kBadMagic, kBadVersion, kBadKind, kTooLarge, kBadAux };
+std::string_view FrameErrorText(FrameError e);
+
+std::array<uint8_t, kFrameHeaderSize> EncodeFrameHeader(const FrameHeader& h);
+std::expected<FrameHeader, FrameError> DecodeFrameHeader(
+    std::span<const uint8_t, kFrameHeaderSize> bytes, uint32_t max_length = kDefaultMaxFrame);
+
+struct Frame {
+  FrameHeader header;
+  std::vector<uint8_t> payload;  // aux bytes first, then the body
+};
+
+// Splits a byte stream into frames. Feed it what read() returned; take frames
+// out with Next(). After an error the stream is unusable (the caller closes it).
+class FrameReader {
+ public:
+  explicit FrameReader(uint32_t max_length = kDefaultMaxFrame) : max_length_(max_length) {}
+
+  // Space to read into: at least `min` bytes. Call Commit(n) after read().
+  std::span<uint8_t> WritableSpace(size_t min = 64 * 1024);
+  void Commit(size_t n) { end_ += n; }
+  // Appends bytes (for tests and fuzzing).
+  void Feed(std::span<const uint8_t> bytes);
+
+  enum class Status { kFrame, kNeedMore, kError };
+  // Extracts the next complete frame into `out`.
+  Status Next(Frame& out);
+  FrameError error() const { return error_; }
+  size_t buffered() const { return end_ - start_; }
+
+ private:
+  std::vector<uint8_t> buf_;
+  size_t start_ = 0;
+  size_t end_ = 0;
+  uint32_t max_length_;
+  bool have_header_ = false;
+  FrameHeader header_;
+  FrameError error_ = FrameError::kBadMagic;
+  bool failed_ = false;
+};
+
+}  // namespace mpvm

@@ -1,0 +1,244 @@
+// task_runtime.h — everything a task (or tool) process needs to be a PVM task.
+//
+// One TaskRuntime per process backs the C API (pvmcompat/); tools use it
+// directly. It stays instantiable so a test can run two tasks in one process.
+//
+// Threading contract: a TaskRuntime never starts a thread. All I/O (to the
+// local daemon, to peer tasks) happens on the caller's thread inside its
+// methods, driven by poll(). Methods must be called from one thread.
+//
+// Routing: data goes task-to-task over Unix sockets (PvmRouteDirect, the
+// default) and falls back to a relay through the daemon. Every data frame
+// carries a per-(sender, receiver) sequence number; the receiver holds back
+// early frames and drops duplicates, so pairwise FIFO and exactly-once hold
+// whichever route each frame took.
+#pragma once
+
+#include <signal.h>
+
+#include <cstdio>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "control.pb.h"
+#include "mpvm/connection.h"
+#include "mpvm/error.h"
+#include "mpvm/message.h"
+#include "mpvm/tid.h"
+
+namespace mpvm {
+
+// Reserved message context for the runtime's own traffic (collected output).
+inline constexpr int kSystemCtx = 0x7ffffff0;
+inline constexpr int kOutputTag = 0x7fff0001;
+
+struct SpawnRequestOptions {
+  std::string file;
+  std::vector<std::string> args;
+  int flags = 0;
+  std::string where;
+  int ntask = 1;
+  bool report_exit = false;  // deliver TaskEnded events to this runtime
+  bool rank_env = false;     // MPVM_RANK / MPVM_SIZE (prun)
+  bool orphan = false;       // children see no parent (like shell-started tasks)
+};
+
+struct TaskEndedEvent {
+  Tid tid;
+  int exit_code = 0;
+  int term_signal = 0;
+};
+
+class TaskRuntime {
+ public:
+  TaskRuntime();
+  ~TaskRuntime();
+  TaskRuntime(const TaskRuntime&) = delete;
+  TaskRuntime& operator=(const TaskRuntime&) = delete;
+
+  // --- Enrolment -----------------------------------------------------------
+  // Connects to the local daemon on first use. Errors: kSysErr (no daemon).
+  Status Enrol(bool claim_owner = false, bool is_tool = false);
+  bool enrolled() const { return daemon_ != nullptr && daemon_->open(); }
+  Tid tid() const { return mytid_; }
+  Result<Tid> Parent();
+  Result<std::vector<Tid>> Siblings();
+  // Leaves the VM: flushes sends, waits for caught output, disconnects.
+  Status Exit();
+  // Flushes queued sends (used at process exit).
+  void FlushAll();
+
+  // --- Tasks and hosts -----------------------------------------------------
+  Result<std::vector<int>> Spawn(const SpawnRequestOptions& o);
+  Status Kill(Tid t);
+  Status SendSig(Tid t, int sig);
+  Status Pstat(Tid t);
+  Status Mstat(const std::string& host);
+  Result<ctl::ConfigReply> Config();
+  Result<ctl::TasksReply> Tasks(int where);
+  Result<int> TidToHost(int tid);
+  Status Halt();
+  Result<int> NewContext();
+
+  // --- Options -------------------------------------------------------------
+  Result<int> SetOpt(int what, int val);
+  Result<int> GetOpt(int what);
+
+  // --- Buffers -------------------------------------------------------------
+  Result<int> MkBuf(int encoding);
+  Result<int> InitSend(int encoding);
+  Status FreeBuf(int bufid);
+  int sbuf() const { return sbuf_; }
+  int rbuf() const { return rbuf_; }
+  Result<int> SetSbuf(int bufid);
+  Result<int> SetRbuf(int bufid);
+  Result<Message*> Buffer(int bufid);
+  Result<Message*> SendBuffer();
+  Result<Message*> RecvBuffer();
+
+  // --- Messages ------------------------------------------------------------
+  Status Send(int tid, int tag);
+  Status Mcast(const int* tids, int n, int tag);
+  // Blocking receive; returns the new receive buffer id.
+  Result<int> Recv(int tid, int tag);
+  // Returns 0 when nothing matches.
+  Result<int> Nrecv(int tid, int tag);
+  // timeout_us < 0 blocks forever; returns 0 on time-out.
+  Result<int> Trecv(int tid, int tag, long timeout_us);
+  Result<int> Probe(int tid, int tag);
+  using MatchFn = int (*)(int bufid, int tid, int tag);
+  MatchFn SetMatchFn(MatchFn f);
+  int context() const { return ctx_; }
+  int SetContext(int ctx);
+
+  // Message handlers (pvm_addmhf). Returns the handler id.
+  Result<int> AddHandler(int src, int tag, int ctx, int (*fn)(int));
+  Status DelHandler(int id);
+
+  Status Notify(int what, int tag, const int* tids, int count);
+  Status CatchOut(FILE* f);
+
+  // Mailbox.
+  Result<int> PutInfo(const std::string& name, int bufid, int flags);
+  Result<int> RecvInfo(const std::string& name, int index, int flags);
+  Status DelInfo(const std::string& name, int index, int flags);
+  Result<ctl::MboxInfoReply> MboxInfo(const std::string& pattern);
+
+  // Groups (served by the daemon).
+  Result<ctl::GroupReply> Group(ctl::GroupRequest::Op op, const std::string& group, int arg);
+
+  // --- Tools ---------------------------------------------------------------
+  // Waits up to timeout_ms for anything to arrive (-1: forever); with
+  // `sigmask`, signals are unblocked only while waiting (ppoll). Returns false
+  // if interrupted by a signal or the daemon connection is gone.
+  bool WaitActivity(int timeout_ms, const sigset_t* sigmask = nullptr);
+  // Tools: every wait unblocks only the signals `mask` leaves out (ppoll), and
+  // a wait interrupted by one ends the pending call with kSysErr.
+  void SetInterruptMask(const sigset_t* mask) { interrupt_mask_ = mask; }
+  std::deque<TaskEndedEvent>& task_ended() { return ended_; }
+  bool daemon_lost() const { return daemon_lost_; }
+  // Takes the first queued message matching (tid, tag, ctx) without blocking.
+  std::optional<Message> TakeMessage(int tid, int tag, int ctx);
+  const std::string& rundir() const { return rundir_; }
+  int output_tid() const { return out_tid_; }
+  void SetOutputSink(int tid, int code, int ctx) {
+    out_tid_ = tid;
+    out_code_ = code;
+    out_ctx_ = ctx;
+  }
+
+ private:
+  struct Peer {
+    Connection* conn = nullptr;  // owned by conns_
+    int64_t retry_after_ns = 0;  // no direct attempt before this time
+  };
+  struct RecvState {
+    uint64_t expected = 1;
+    std::map<uint64_t, Message> held;
+  };
+  struct Handler {
+    int id, src, tag, ctx;
+    int (*fn)(int);
+  };
+
+  Status EnsureEnrolled() { return enrolled() ? Status{} : Enrol(); }
+  Result<ctl::Envelope> Call(ctl::Envelope req);
+  Status SendData(Tid dst, int tag, Message& m);
+  Connection* RouteTo(Tid dst);
+  // Waits up to timeout_ms for I/O and handles it. Returns false on EINTR.
+  bool Progress(int timeout_ms);
+  void HandleFrame(Connection* from, Frame&& f);
+  void Deliver(Message&& m);
+  void HandleOutput(Message& m);
+  void RunHandlers();
+  // Index into queue_ of the message to receive; sets *err on matcher error.
+  std::optional<size_t> FindMatch(int tid, int tag, int* err);
+  int AdoptReceived(size_t index);
+  int NewBufId(std::unique_ptr<Message> m);
+  void SweepClosed();
+  void LostDaemon();
+  void ResetState();
+
+  std::string rundir_;
+  std::unique_ptr<Connection> daemon_;
+  bool daemon_lost_ = false;
+  int listen_fd_ = -1;
+  std::string listen_path_;
+  Tid mytid_;
+  int ptid_ = 0;
+  std::vector<Tid> siblings_;
+  Tid host_tid_;
+
+  std::vector<std::unique_ptr<Connection>> conns_;  // task-to-task links
+  std::unordered_map<int32_t, Peer> peers_;          // route by destination tid
+  std::unordered_map<int32_t, uint64_t> send_seq_;
+  std::unordered_map<int32_t, RecvState> recv_state_;
+  std::deque<int> queue_;  // buffer ids of received, unreceived messages
+  std::map<uint64_t, ctl::Envelope> replies_;
+  uint64_t next_rid_ = 1;
+  std::deque<TaskEndedEvent> ended_;
+
+  std::map<int, std::unique_ptr<Message>> bufs_;
+  int next_bufid_ = 1;
+  int sbuf_ = 0;
+  int rbuf_ = 0;
+  MatchFn matchfn_ = nullptr;
+  int ctx_ = 0;
+  std::vector<Handler> handlers_;
+  int next_handler_ = 1;
+  bool in_handler_ = false;
+  int probe_buf_ = 0;
+  const sigset_t* wait_sigmask_ = nullptr;
+  const sigset_t* interrupt_mask_ = nullptr;
+
+  // Options.
+  int route_ = 3;  // PvmRouteDirect
+  int autoerr_ = 1;
+  int debugmask_ = 0;
+  int fragsize_ = 4096;
+  int resvtids_ = 0;
+  int showtids_ = 1;
+  int out_tid_ = 0, out_code_ = 0, out_ctx_ = 0;
+  int self_out_tid_ = 0, self_out_code_ = 0, self_out_ctx_ = 0;
+  int trace_tid_ = 0, trace_code_ = 0, trace_ctx_ = 0;
+  int noreset_ = 0;
+
+  // Output collection (pvm_catchout).
+  FILE* catch_file_ = nullptr;
+  std::map<int32_t, std::string> partial_lines_;
+  std::set<int32_t> open_outputs_;
+
+  friend class TaskRuntimeTestPeer;
+
+ public:
+  int autoerr() const { return autoerr_; }
+};
+
+}  // namespace mpvm

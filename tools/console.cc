@@ -1,0 +1,281 @@
+// mpvm — the mpvm console, interactive (`mpvm`) or one command (`mpvm ps -a`).
+// It starts the daemon if none runs, as PVM's `pvm` does, and keeps PVM's
+// command names.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fmt/format.h>
+#include <iostream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "mpvm/daemon_starter.h"
+#include "mpvm/paths.h"
+#include "mpvm/task_runtime.h"
+
+namespace {
+
+const char* kHelp =
+    "Commands:\n"
+    "  conf                 list the hosts of the virtual machine\n"
+    "  ps [-a]              list tasks (-a: all tasks, including tools)\n"
+    "  spawn [-N] [-HOST] [->] PROGRAM [ARGS...]\n"
+    "                       start N copies (default 1); with -> wait and show their output\n"
+    "  kill TID...          kill tasks (tids as shown by ps, e.g. t40003)\n"
+    "  halt                 stop every task and the virtual machine\n"
+    "  quit                 leave the console; the virtual machine keeps running\n"
+    "  version              print the PVM API version mpvm implements\n"
+    "  help                 this text\n";
+
+std::vector<std::string> Split(const std::string& line) {
+  std::istringstream in(line);
+  std::vector<std::string> out;
+  std::string w;
+  while (in >> w) out.push_back(w);
+  return out;
+}
+
+int ParseTid(const std::string& s) {
+  std::string h = s;
+  if (!h.empty() && (h[0] == 't' || h[0] == 'T')) h = h.substr(1);
+  char* end = nullptr;
+  long v = std::strtol(h.c_str(), &end, 16);
+  return (end != nullptr && *end == '\0' && !h.empty()) ? static_cast<int>(v) : 0;
+}
+
+std::string ErrText(mpvm::Err e) { return std::string(mpvm::PvmErrorText(mpvm::ToPvmCode(e))); }
+
+class Console {
+ public:
+  explicit Console(mpvm::TaskRuntime& rt) : rt_(rt) {}
+
+  // Returns false when the console should end (quit, halt).
+  bool Run(const std::vector<std::string>& w, int* status) {
+    if (w.empty()) return true;
+    const std::string& cmd = w[0];
+    if (cmd == "help" || cmd == "?") {
+      std::fputs(kHelp, stdout);
+    } else if (cmd == "version") {
+      std::printf("3.4.6 (mpvm 0.1.0)\n");
+    } else if (cmd == "conf") {
+      Conf(status);
+    } else if (cmd == "ps") {
+      Ps(w.size() > 1 && w[1] == "-a", status);
+    } else if (cmd == "spawn") {
+      Spawn(w, status);
+    } else if (cmd == "kill") {
+      if (w.size() < 2) {
+        std::fprintf(stderr, "kill: give one or more task ids (see ps)\n");
+        *status = 2;
+      }
+      for (size_t i = 1; i < w.size(); ++i) {
+        int t = ParseTid(w[i]);
+        auto st = t > 0 ? rt_.Kill(mpvm::Tid(t)) : mpvm::Status(std::unexpected(mpvm::Err::kBadParam));
+        if (!st) {
+          std::fprintf(stderr, "kill %s: %s\n", w[i].c_str(), ErrText(st.error()).c_str());
+          *status = 1;
+        }
+      }
+    } else if (cmd == "halt") {
+      auto st = rt_.Halt();
+      if (!st) {
+        std::fprintf(stderr, "halt: %s\n", ErrText(st.error()).c_str());
+        *status = 1;
+      }
+      return false;
+    } else if (cmd == "quit" || cmd == "exit") {
+      return false;
+    } else if (cmd == "add" || cmd == "delete") {
+      std::fprintf(stderr, "%s: multi-host virtual machines are not available yet\n",
+                   cmd.c_str());
+      *status = 1;
+    } else {
+      std::fprintf(stderr, "%s: unknown command; type help\n", cmd.c_str());
+      *status = 2;
+    }
+    return true;
+  }
+
+ private:
+  void Conf(int* status) {
+    auto c = rt_.Config();
+    if (!c) {
+      std::fprintf(stderr, "conf: %s\n", ErrText(c.error()).c_str());
+      *status = 1;
+      return;
+    }
+    std::set<std::string> archs;
+    for (const auto& h : c->hosts()) archs.insert(h.arch());
+    std::printf("%d host%s, %zu data format%s\n", c->hosts_size(), c->hosts_size() == 1 ? "" : "s",
+                archs.size(), archs.size() == 1 ? "" : "s");
+    std::printf("%20s %8s %10s %7s %10s %6s\n", "HOST", "DTID", "ARCH", "SPEED", "DSIG", "TASKS");
+    for (const auto& h : c->hosts())
+      std::printf("%20s %8x %10s %7d 0x%08x %6d\n", h.name().c_str(), h.tid(), h.arch().c_str(),
+                  h.speed(), h.dsig(), h.ntasks());
+  }
+
+  void Ps(bool all, int* status) {
+    auto t = rt_.Tasks(0);
+    if (!t) {
+      std::fprintf(stderr, "ps: %s\n", ErrText(t.error()).c_str());
+      *status = 1;
+      return;
+    }
+    auto conf = rt_.Config();
+    std::map<int, std::string> host_names;
+    if (conf)
+      for (const auto& h : conf->hosts()) host_names[h.tid()] = h.name();
+    std::printf("%20s %8s %8s %8s %s\n", "HOST", "TID", "PTID", "PID", "COMMAND");
+    for (const auto& e : t->tasks()) {
+      bool tool = (e.flag() & 0x100) != 0;
+      if (tool && !all) continue;
+      std::printf("%20s %8x %8x %8d %s\n", host_names[e.host()].c_str(), e.tid(), e.ptid(),
+                  e.pid(), tool ? "(tool)" : e.a_out().c_str());
+    }
+  }
+
+  void Spawn(const std::vector<std::string>& w, int* status) {
+    mpvm::SpawnRequestOptions o;
+    bool follow = false;
+    size_t i = 1;
+    for (; i < w.size() && w[i][0] == '-'; ++i) {
+      std::string opt = w[i].substr(1);
+      if (opt == ">") {
+        follow = true;
+      } else if (!opt.empty() && std::isdigit(static_cast<unsigned char>(opt[0]))) {
+        o.ntask = std::atoi(opt.c_str());
+      } else if (!opt.empty()) {
+        o.flags |= 1;  // PvmTaskHost
+        o.where = opt;
+      }
+    }
+    if (i >= w.size() || o.ntask < 1) {
+      std::fprintf(stderr, "spawn: usage: spawn [-N] [-HOST] [->] PROGRAM [ARGS...]\n");
+      *status = 2;
+      return;
+    }
+    o.file = w[i];
+    o.args.assign(w.begin() + static_cast<ptrdiff_t>(i) + 1, w.end());
+    o.report_exit = follow;
+    if (follow) {
+      rt_.SetOutputSink(rt_.tid().raw(), mpvm::kOutputTag, mpvm::kSystemCtx);
+    } else {
+      rt_.SetOutputSink(0, 0, 0);
+    }
+    auto r = rt_.Spawn(o);
+    if (!r) {
+      std::fprintf(stderr, "spawn: %s\n", ErrText(r.error()).c_str());
+      *status = 1;
+      return;
+    }
+    int ok = 0;
+    for (int t : *r) {
+      if (t > 0) {
+        ++ok;
+      } else {
+        std::fprintf(stderr, "spawn: %s: %s\n", o.file.c_str(),
+                     std::string(mpvm::PvmErrorText(t)).c_str());
+        *status = 1;
+      }
+    }
+    std::printf("%d successful\n", ok);
+    for (int t : *r)
+      if (t > 0) std::printf("t%x\n", t);
+    std::fflush(stdout);
+    if (follow) Follow(ok);
+  }
+
+  // Shows the output of tasks spawned with -> until they have all ended.
+  void Follow(int count) {
+    std::set<int> open;
+    std::map<int, std::string> partial;
+    int ended = 0;
+    while (ended < count || !open.empty()) {
+      while (auto m = rt_.TakeMessage(-1, mpvm::kOutputTag, mpvm::kSystemCtx)) {
+        int head[2];
+        if (!m->Unpack(mpvm::DataType::kInt, head, 2, 1)) continue;
+        if (head[1] == -1) {
+          open.insert(head[0]);
+        } else if (head[1] == 0) {
+          if (!partial[head[0]].empty())
+            std::printf("[t%x] %s\n", head[0], partial[head[0]].c_str());
+          partial.erase(head[0]);
+          open.erase(head[0]);
+        } else {
+          std::string data(static_cast<size_t>(head[1]), '\0');
+          if (!m->Unpack(mpvm::DataType::kByte, data.data(), head[1], 1)) continue;
+          std::string& p = partial[head[0]];
+          p += data;
+          size_t nl;
+          while ((nl = p.find('\n')) != std::string::npos) {
+            std::printf("[t%x] %s\n", head[0], p.substr(0, nl).c_str());
+            p.erase(0, nl + 1);
+          }
+        }
+      }
+      std::fflush(stdout);
+      ended += static_cast<int>(rt_.task_ended().size());
+      rt_.task_ended().clear();
+      if (ended >= count && open.empty()) break;
+      if (!rt_.WaitActivity(-1)) break;
+    }
+  }
+
+  mpvm::TaskRuntime& rt_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  signal(SIGPIPE, SIG_IGN);
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (!args.empty() && (args[0] == "--help" || args[0] == "-h")) {
+    std::printf("usage: mpvm [COMMAND [ARGS...]]\n\n%s", kHelp);
+    return 0;
+  }
+  if (!args.empty() && args[0] == "--version") {
+    std::printf("mpvm 0.1.0 (PVM 3.4.6 API)\n");
+    return 0;
+  }
+  const std::string rundir = mpvm::RunDir();
+  const bool one_shot = !args.empty();
+  // `halt` and `quit` must not start a VM just to stop it.
+  if (one_shot && (args[0] == "halt" || args[0] == "quit") && !mpvm::DaemonRunning(rundir)) {
+    if (args[0] == "halt") std::fprintf(stderr, "mpvm: no virtual machine is running\n");
+    return args[0] == "halt" ? 1 : 0;
+  }
+  if (!mpvm::DaemonRunning(rundir)) {
+    auto r = mpvm::StartDaemon(rundir, {}, /*embedded=*/false);
+    if (!r && r.error() != mpvm::Err::kDupHost) return 1;
+  }
+  mpvm::TaskRuntime rt;
+  if (auto st = rt.Enrol(false, /*is_tool=*/true); !st) {
+    std::fprintf(stderr, "mpvm: cannot contact the daemon in %s\n", rundir.c_str());
+    return 1;
+  }
+  Console console(rt);
+  int status = 0;
+  if (one_shot) {
+    bool keep = console.Run(args, &status);
+    if (keep || args[0] == "quit") (void)rt.Exit();
+    return status;
+  }
+  const bool tty = isatty(0);
+  std::string line;
+  for (;;) {
+    if (tty) {
+      std::printf("pvm> ");
+      std::fflush(stdout);
+    }
+    if (!std::getline(std::cin, line)) break;
+    int st = 0;
+    if (!console.Run(Split(line), &st)) return 0;
+  }
+  (void)rt.Exit();
+  return 0;
+}

@@ -1,0 +1,240 @@
+// prun — launch N instances of a PVM program, MPI style.
+//
+//   prun -n 32 ./app args...
+//
+// Uses the running virtual machine, or starts an embedded one (in a private
+// runtime directory) and halts it at the end. Output is tagged per task; the
+// exit status is non-zero if any task failed, and says which. Ctrl-C or
+// SIGTERM stops every task and the embedded VM.
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <fmt/format.h>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "mpvm/daemon_starter.h"
+#include "mpvm/paths.h"
+#include "mpvm/task_runtime.h"
+
+namespace {
+
+volatile sig_atomic_t g_signal = 0;
+void OnSignal(int sig) { g_signal = sig; }
+
+struct Stream {
+  std::string partial;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"prun: run N instances of a PVM program on the mpvm virtual machine"};
+  int ntask = 1;
+  std::string tag_mode = "tid";
+  std::string where;
+  bool verbose = false;
+  std::vector<std::string> command;
+  app.add_option("-n,--np", ntask, "number of instances")->check(CLI::Range(1, 4096));
+  app.add_option("--tag-output", tag_mode, "prefix of output lines: tid, rank or none")
+      ->check(CLI::IsMember({"tid", "rank", "none"}))
+      ->capture_default_str();
+  app.add_flag("--verbose", verbose, "say what prun does (VM start, spawn, exits)");
+  app.add_option("--host", where, "run on this host only (PvmTaskHost)");
+  app.add_option("command", command, "program and its arguments")->required();
+  app.prefix_command();  // everything after the program belongs to it
+  CLI11_PARSE(app, argc, argv);
+  for (const auto& extra : app.remaining()) command.push_back(extra);
+
+  // Signals are blocked except while waiting, so none is lost between checks.
+  sigset_t block, wait_mask;
+  sigemptyset(&block);
+  sigaddset(&block, SIGINT);
+  sigaddset(&block, SIGTERM);
+  sigaddset(&block, SIGHUP);
+  sigprocmask(SIG_BLOCK, &block, &wait_mask);
+  sigdelset(&wait_mask, SIGINT);
+  sigdelset(&wait_mask, SIGTERM);
+  sigdelset(&wait_mask, SIGHUP);
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGHUP, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  // Find or start the virtual machine.
+  std::string rundir = mpvm::RunDir();
+  pid_t embedded_pid = 0;
+  if (!mpvm::DaemonRunning(rundir)) {
+    rundir = fmt::format("{}.p{}", rundir, getpid());
+    setenv("MPVM_RUNDIR", rundir.c_str(), 1);
+    auto pid = mpvm::StartDaemon(rundir, {}, /*embedded=*/true);
+    if (!pid) {
+      std::fprintf(stderr, "prun: cannot start an embedded virtual machine\n");
+      return 1;
+    }
+    embedded_pid = *pid;
+    if (verbose) std::fprintf(stderr, "prun: started an embedded VM in %s\n", rundir.c_str());
+  } else {
+    setenv("MPVM_RUNDIR", rundir.c_str(), 1);
+  }
+
+  mpvm::TaskRuntime rt;
+  rt.SetInterruptMask(&wait_mask);
+  auto finish = [&](int code) {
+    if (embedded_pid > 0) {
+      (void)rt.Halt();
+      int st;
+      while (waitpid(embedded_pid, &st, 0) < 0 && errno == EINTR) {
+      }
+    } else {
+      (void)rt.Exit();
+    }
+    return code;
+  };
+  if (auto st = rt.Enrol(/*claim_owner=*/embedded_pid > 0, /*is_tool=*/true); !st) {
+    std::fprintf(stderr, "prun: cannot contact the mpvm daemon in %s\n", rundir.c_str());
+    if (embedded_pid > 0) {
+      kill(embedded_pid, SIGTERM);
+      waitpid(embedded_pid, nullptr, 0);
+    }
+    return 1;
+  }
+  rt.SetOutputSink(rt.tid().raw(), mpvm::kOutputTag, mpvm::kSystemCtx);
+
+  mpvm::SpawnRequestOptions o;
+  o.file = command[0];
+  o.args.assign(command.begin() + 1, command.end());
+  o.ntask = ntask;
+  o.report_exit = true;
+  o.rank_env = true;
+  o.orphan = true;
+  if (!where.empty()) {
+    o.flags = 1;  // PvmTaskHost
+    o.where = where;
+  }
+  auto tids = rt.Spawn(o);
+  if (!tids) {
+    std::fprintf(stderr, "prun: spawn failed: %s\n",
+                 std::string(mpvm::PvmErrorText(mpvm::ToPvmCode(tids.error()))).c_str());
+    return finish(1);
+  }
+  std::map<int, int> rank_of;
+  int started = 0;
+  int first_error = 0;
+  for (size_t i = 0; i < tids->size(); ++i) {
+    int t = (*tids)[i];
+    if (t > 0) {
+      rank_of[t] = static_cast<int>(i);
+      ++started;
+    } else {
+      std::fprintf(stderr, "prun: could not start %s (rank %zu): %s\n", o.file.c_str(), i,
+                   std::string(mpvm::PvmErrorText(t)).c_str());
+      if (t == -7)
+        std::fprintf(stderr, "prun: give a path (./%s) or put it on PATH or in ~/pvm3/bin/%s\n",
+                     o.file.c_str(), mpvm::kArch);
+      first_error = first_error == 0 ? 1 : first_error;
+    }
+  }
+  if (verbose) std::fprintf(stderr, "prun: started %d task(s)\n", started);
+
+  std::map<int, Stream> streams;
+  std::set<int> open_outputs;
+  int ended = 0;
+  int exit_code = first_error;
+  std::vector<std::string> failures;
+  auto prefix = [&](int tid) -> std::string {
+    if (tag_mode == "none") return "";
+    if (tag_mode == "rank") {
+      auto it = rank_of.find(tid);
+      return it != rank_of.end() ? fmt::format("[{}] ", it->second)
+                                 : fmt::format("[{}] ", mpvm::Tid(tid).str());
+    }
+    return fmt::format("[{}] ", mpvm::Tid(tid).str());
+  };
+  auto emit = [&](int tid, std::string_view line) {
+    std::string out = prefix(tid);
+    out.append(line);
+    out.push_back('\n');
+    std::fwrite(out.data(), 1, out.size(), stdout);
+  };
+
+  int interrupted = 0;
+  while (ended < started || !open_outputs.empty()) {
+    while (auto m = rt.TakeMessage(-1, mpvm::kOutputTag, mpvm::kSystemCtx)) {
+      int head[2];
+      if (!m->Unpack(mpvm::DataType::kInt, head, 2, 1)) continue;
+      const int tid = head[0], count = head[1];
+      if (count == -1) {
+        open_outputs.insert(tid);
+      } else if (count == 0) {
+        auto& s = streams[tid];
+        if (!s.partial.empty()) emit(tid, s.partial);
+        streams.erase(tid);
+        open_outputs.erase(tid);
+      } else if (count > 0) {
+        std::string data(static_cast<size_t>(count), '\0');
+        if (!m->Unpack(mpvm::DataType::kByte, data.data(), count, 1)) continue;
+        auto& s = streams[tid];
+        s.partial += data;
+        size_t nl;
+        while ((nl = s.partial.find('\n')) != std::string::npos) {
+          emit(tid, std::string_view(s.partial).substr(0, nl));
+          s.partial.erase(0, nl + 1);
+        }
+      }
+    }
+    std::fflush(stdout);
+    auto& ev = rt.task_ended();
+    while (!ev.empty()) {
+      auto e = ev.front();
+      ev.pop_front();
+      ++ended;
+      auto r = rank_of.find(e.tid.raw());
+      std::string who = fmt::format("{} (rank {})", e.tid.str(), r != rank_of.end() ? r->second : -1);
+      if (e.term_signal != 0) {
+        failures.push_back(fmt::format("task {} was killed by signal {} ({})", who,
+                                       e.term_signal, strsignal(e.term_signal)));
+        if (exit_code == 0) exit_code = 128 + e.term_signal;
+      } else if (e.exit_code != 0) {
+        failures.push_back(fmt::format("task {} exited with status {}", who, e.exit_code));
+        if (exit_code == 0) exit_code = e.exit_code;
+      } else if (verbose) {
+        std::fprintf(stderr, "prun: task %s exited normally\n", who.c_str());
+      }
+    }
+    if (ended >= started && open_outputs.empty()) break;
+    if (g_signal != 0) {
+      interrupted = g_signal;
+      break;
+    }
+    if (!rt.WaitActivity(-1, &wait_mask)) {
+      if (g_signal != 0) {
+        interrupted = g_signal;
+        break;
+      }
+      if (rt.daemon_lost()) {
+        std::fprintf(stderr, "prun: lost contact with the mpvm daemon\n");
+        exit_code = exit_code == 0 ? 1 : exit_code;
+        break;
+      }
+    }
+  }
+  std::fflush(stdout);
+  for (const auto& f : failures) std::fprintf(stderr, "prun: %s\n", f.c_str());
+  if (interrupted != 0) {
+    std::fprintf(stderr, "prun: %s received; stopping %zu task(s)\n", strsignal(interrupted),
+                 rank_of.size() - static_cast<size_t>(ended));
+    for (auto [tid, rank] : rank_of) (void)rt.Kill(mpvm::Tid(tid));
+    exit_code = 128 + interrupted;
+  }
+  return finish(exit_code);
+}
