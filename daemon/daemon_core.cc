@@ -290,6 +290,7 @@ void DaemonCore::DoEnrol(ConnId c, const ctl::Envelope& env) {
   rep->set_output_ctx(task->out_ctx);
   rep->set_trace_tid(task->trace_tid);
   rep->set_trace_code(task->trace_code);
+  rep->set_ctx(task->ctx);
   Reply(c, env.rid(), std::move(e));
   while (!task->held.empty()) {
     Frame f = std::move(task->held.front());
@@ -393,6 +394,7 @@ void DaemonCore::DoSpawn(ConnId c, Tid who, const ctl::Envelope& env) {
     task.trace_tid = s.trace_tid();
     task.trace_code = s.trace_code();
     task.report_to = s.report_exit() ? who.raw() : 0;
+    task.ctx = s.ctx();
     task.open_streams = 2;
     tasks_.emplace(t, std::move(task));
     made.push_back(t);

@@ -106,6 +106,7 @@ class DaemonCore {
     int out_tid = 0, out_code = 0, out_ctx = 0;
     int trace_tid = 0, trace_code = 0;
     int report_to = 0;
+    int ctx = 0;  // context it starts in
     std::vector<Tid> siblings;
     std::deque<Frame> held;  // frames for it before it enrolled
     int open_streams = 0;    // output pipes still open

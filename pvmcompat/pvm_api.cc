@@ -819,3 +819,29 @@ int mpvm_size(void) {
   return s != nullptr ? atoi(s) : -1;
 }
 }
+
+// ---- libpvm internals that PVM 3.4's own example programs call -------------
+extern "C" {
+
+int pvmsleep(int secs) {
+  sleep(static_cast<unsigned>(secs < 0 ? 0 : secs));
+  return 0;
+}
+
+int pvmgetclock(struct timeval* tm) { return gettimeofday(tm, nullptr); }
+
+int lpvmerr(const char* f, int code) {
+  pvm_errno = code;
+  if (Rt().autoerr() > 0)
+    std::fprintf(stderr, "libpvm [%s]: %s(): %s\n", Who().c_str(), f != nullptr ? f : "",
+                 std::string(mpvm::PvmErrorText(code)).c_str());
+  return code;
+}
+
+int pvmdisplaymhfinfo(const char* who, const char* msg, int tid) {
+  std::fprintf(stderr, "%s: %s (t%x): message handlers are registered with pvm_addmhf\n",
+               who != nullptr ? who : "", msg != nullptr ? msg : "", tid);
+  return 0;
+}
+
+}  // extern "C"

@@ -120,6 +120,7 @@ Status TaskRuntime::Enrol(bool claim_owner, bool is_tool) {
   out_ctx_ = self_out_ctx_ = r.output_ctx();
   trace_tid_ = r.trace_tid();
   trace_code_ = r.trace_code();
+  ctx_ = r.ctx();
 
   listen_path_ = TaskSocketPath(rundir_, mytid_);
   listen_fd_ = ListenUnix(listen_path_);
@@ -244,6 +245,7 @@ Result<std::vector<int>> TaskRuntime::Spawn(const SpawnRequestOptions& o) {
   s->set_report_exit(o.report_exit);
   s->set_rank_env(o.rank_env);
   s->set_orphan(o.orphan);
+  s->set_ctx(ctx_);
   if (const char* p = std::getenv("PATH"); p != nullptr) s->set_path(p);
   char cwd[4096];
   if (getcwd(cwd, sizeof cwd) != nullptr) s->set_cwd(cwd);
@@ -765,10 +767,6 @@ void TaskRuntime::HandleOutput(Message& m) {
   int head[2];
   if (!m.Unpack(DataType::kInt, head, 2, 1)) return;
   const int tid = head[0], count = head[1];
-  if (count == -1) {
-    open_outputs_.insert(tid);
-    return;
-  }
   std::string& part = partial_lines_[tid];
   auto emit = [&](std::string_view line) {
     if (showtids_)
@@ -777,7 +775,10 @@ void TaskRuntime::HandleOutput(Message& m) {
     else
       std::fprintf(catch_file_, "%.*s\n", static_cast<int>(line.size()), line.data());
   };
-  if (count > 0) {
+  if (count == -1) {  // a child started: PVM marks the stream's beginning
+    open_outputs_.insert(tid);
+    if (showtids_) emit("BEGIN");
+  } else if (count > 0) {
     std::string data(static_cast<size_t>(count), '\0');
     if (!m.Unpack(DataType::kByte, data.data(), count, 1)) return;
     part += data;
@@ -788,6 +789,7 @@ void TaskRuntime::HandleOutput(Message& m) {
     }
   } else if (count == 0) {
     if (!part.empty()) emit(part);
+    if (showtids_) emit("EOF");
     partial_lines_.erase(tid);
     open_outputs_.erase(tid);
   }
