@@ -9,9 +9,9 @@ PACKAGES=(
   libzmq3-dev cppzmq-dev libsodium-dev
   libboost-serialization-dev libhwloc-dev
   libprotobuf-dev protobuf-compiler
-  libcli11-dev libspdlog-dev libfmt-dev
+  libcli11-dev libspdlog-dev libfmt-dev libexpected-dev python3
   libgtest-dev libgmock-dev libbenchmark-dev
-  clang-14 libclang-rt-14-dev clang-format
+  clang-16 libclang-rt-16-dev clang-format
   openmpi-bin libopenmpi-dev
   pvm pvm-dev libpvm3 pvm-examples
   iproute2 procps psmisc

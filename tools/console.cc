@@ -75,7 +75,7 @@ class Console {
       }
       for (size_t i = 1; i < w.size(); ++i) {
         int t = ParseTid(w[i]);
-        auto st = t > 0 ? rt_.Kill(mpvm::Tid(t)) : mpvm::Status(std::unexpected(mpvm::Err::kBadParam));
+        auto st = t > 0 ? rt_.Kill(mpvm::Tid(t)) : mpvm::Status(mpvm::unexpected(mpvm::Err::kBadParam));
         if (!st) {
           std::fprintf(stderr, "kill %s: %s\n", w[i].c_str(), ErrText(st.error()).c_str());
           *status = 1;

@@ -10,16 +10,16 @@ std::vector<uint8_t> EncodeControl(const ctl::Envelope& env) {
   return out;
 }
 
-std::expected<ctl::Envelope, std::string> DecodeControl(std::span<const uint8_t> payload) {
+mpvm::expected<ctl::Envelope, std::string> DecodeControl(std::span<const uint8_t> payload) {
   ctl::Envelope env;
   if (payload.size() > static_cast<size_t>(INT32_MAX) ||
       !env.ParseFromArray(payload.data(), static_cast<int>(payload.size())))
-    return std::unexpected(fmt::format("undecodable control message ({} bytes)", payload.size()));
+    return mpvm::unexpected(fmt::format("undecodable control message ({} bytes)", payload.size()));
   if (env.version() != kControlVersion)
-    return std::unexpected(fmt::format("control schema version {} (this side speaks {})",
+    return mpvm::unexpected(fmt::format("control schema version {} (this side speaks {})",
                                        env.version(), kControlVersion));
   if (env.body_case() == ctl::Envelope::BODY_NOT_SET)
-    return std::unexpected("control message with no body (unknown request type?)");
+    return mpvm::unexpected(std::string("control message with no body (unknown request type?)"));
   return env;
 }
 

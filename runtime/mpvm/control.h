@@ -1,7 +1,7 @@
 // control.h — encoding and decoding of control frames (control.proto).
 #pragma once
 
-#include <expected>
+#include "mpvm/error.h"
 #include <span>
 #include <string>
 #include <vector>
@@ -15,7 +15,7 @@ inline constexpr uint32_t kControlVersion = 1;
 
 std::vector<uint8_t> EncodeControl(const ctl::Envelope& env);
 // Parses a control payload. Errors are sentences fit for a log line.
-std::expected<ctl::Envelope, std::string> DecodeControl(std::span<const uint8_t> payload);
+mpvm::expected<ctl::Envelope, std::string> DecodeControl(std::span<const uint8_t> payload);
 FrameHeader ControlHeader(int32_t src, int32_t dst);
 
 }  // namespace mpvm

@@ -1,12 +1,30 @@
 // error.h — mpvm's internal error codes and their one mapping to PVM codes.
 //
-// Components return `Result<T>` (std::expected<T, Err>); only the C API shell
+// Components return `Result<T>` (mpvm::expected<T, Err>); only the C API shell
 // turns an Err into PVM's negative int with ToPvmCode(). The table in error.cc
 // is the single place where the mapping lives, and it is tested entry by entry.
 #pragma once
 
-#include <expected>
 #include <string_view>
+#include <version>
+
+// std::expected where the standard library has it (GCC 12, C++23); Debian's
+// tl::expected otherwise (clang with libstdc++ 12, used for libFuzzer builds).
+#if defined(__cpp_lib_expected)
+#include <expected>
+namespace mpvm {
+template <typename T, typename E>
+using expected = std::expected<T, E>;
+using std::unexpected;
+}  // namespace mpvm
+#else
+#include <tl/expected.hpp>
+namespace mpvm {
+template <typename T, typename E>
+using expected = tl::expected<T, E>;
+using tl::unexpected;
+}  // namespace mpvm
+#endif
 
 namespace mpvm {
 
@@ -47,10 +65,10 @@ enum class Err {
 inline constexpr int kErrCount = static_cast<int>(Err::kIPLoopback) + 1;
 
 template <typename T>
-using Result = std::expected<T, Err>;
-using Status = std::expected<void, Err>;
+using Result = mpvm::expected<T, Err>;
+using Status = mpvm::expected<void, Err>;
 
-inline std::unexpected<Err> Fail(Err e) { return std::unexpected<Err>(e); }
+inline mpvm::unexpected<Err> Fail(Err e) { return mpvm::unexpected<Err>(e); }
 
 // PVM's negative code for `e` (PvmBadParam = -2, ...).
 int ToPvmCode(Err e);

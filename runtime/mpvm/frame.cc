@@ -57,14 +57,14 @@ std::array<uint8_t, kFrameHeaderSize> EncodeFrameHeader(const FrameHeader& h) {
   return b;
 }
 
-std::expected<FrameHeader, FrameError> DecodeFrameHeader(
+mpvm::expected<FrameHeader, FrameError> DecodeFrameHeader(
     std::span<const uint8_t, kFrameHeaderSize> b, uint32_t max_length) {
-  if (Get32(&b[0]) != kFrameMagic) return std::unexpected(FrameError::kBadMagic);
-  if (b[4] != kFrameVersion) return std::unexpected(FrameError::kBadVersion);
+  if (Get32(&b[0]) != kFrameMagic) return mpvm::unexpected(FrameError::kBadMagic);
+  if (b[4] != kFrameVersion) return mpvm::unexpected(FrameError::kBadVersion);
   FrameHeader h;
   if (b[5] != static_cast<uint8_t>(FrameKind::kData) &&
       b[5] != static_cast<uint8_t>(FrameKind::kControl))
-    return std::unexpected(FrameError::kBadKind);
+    return mpvm::unexpected(FrameError::kBadKind);
   h.kind = static_cast<FrameKind>(b[5]);
   h.encoding = b[6];
   h.flags = b[7];
@@ -75,8 +75,8 @@ std::expected<FrameHeader, FrameError> DecodeFrameHeader(
   h.seq = Get64(&b[24]);
   h.length = Get32(&b[32]);
   h.aux_length = Get32(&b[36]);
-  if (h.length > max_length) return std::unexpected(FrameError::kTooLarge);
-  if (h.aux_length > h.length) return std::unexpected(FrameError::kBadAux);
+  if (h.length > max_length) return mpvm::unexpected(FrameError::kTooLarge);
+  if (h.aux_length > h.length) return mpvm::unexpected(FrameError::kBadAux);
   return h;
 }
 
@@ -99,6 +99,7 @@ std::span<uint8_t> FrameReader::WritableSpace(size_t min) {
 }
 
 void FrameReader::Feed(std::span<const uint8_t> bytes) {
+  if (bytes.empty()) return;
   auto space = WritableSpace(bytes.size());
   std::memcpy(space.data(), bytes.data(), bytes.size());
   Commit(bytes.size());

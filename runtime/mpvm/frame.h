@@ -15,7 +15,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
-#include <expected>
+#include "mpvm/error.h"
 #include <span>
 #include <string>
 #include <vector>
@@ -50,7 +50,7 @@ enum class FrameError { kBadMagic, kBadVersion, kBadKind, kTooLarge, kBadAux };
 std::string_view FrameErrorText(FrameError e);
 
 std::array<uint8_t, kFrameHeaderSize> EncodeFrameHeader(const FrameHeader& h);
-std::expected<FrameHeader, FrameError> DecodeFrameHeader(
+mpvm::expected<FrameHeader, FrameError> DecodeFrameHeader(
     std::span<const uint8_t, kFrameHeaderSize> bytes, uint32_t max_length = kDefaultMaxFrame);
 
 struct Frame {

@@ -428,7 +428,7 @@ Result<std::string> Message::UnpackString() {
   const size_t ulen = static_cast<size_t>(len);
   const size_t total = 4 + ulen + (encoding_ == kEncDefault ? Pad4(ulen) : 0);
   if (body_.size() - pos_ < total) return Fail(Err::kNoData);
-  if (auto st = CheckType(DataType::kStr, total); !st) return std::unexpected(st.error());
+  if (auto st = CheckType(DataType::kStr, total); !st) return mpvm::unexpected(st.error());
   const uint8_t* p = *Take(total);
   std::string s(reinterpret_cast<const char*>(p + 4), ulen);
   if (!s.empty() && s.back() == '\0') s.pop_back();
@@ -438,7 +438,7 @@ Result<std::string> Message::UnpackString() {
 Status Message::UnpackStr(char* s) {
   if (s == nullptr) return Fail(Err::kBadParam);
   auto str = UnpackString();
-  if (!str) return std::unexpected(str.error());
+  if (!str) return mpvm::unexpected(str.error());
   std::memcpy(s, str->data(), str->size());
   s[str->size()] = '\0';
   return {};
@@ -453,7 +453,7 @@ Result<Message> Message::UnpackMessage() {
   const size_t len = 28 + static_cast<size_t>(f[5]) + static_cast<size_t>(f[6]);
   if (body_.size() - pos_ < len) return Fail(Err::kNoData);
   const size_t total = std::min(len + Pad4(len), body_.size() - pos_);
-  if (auto st = CheckType(DataType::kMesg, total); !st) return std::unexpected(st.error());
+  if (auto st = CheckType(DataType::kMesg, total); !st) return mpvm::unexpected(st.error());
   const uint8_t* p = *Take(total);
   std::vector<uint8_t> payload(p + 28, p + len);
   Message m = FromWire(f[0], std::move(payload), static_cast<uint32_t>(f[5]));

@@ -15,22 +15,22 @@ std::string RunDir() {
   return fmt::format("/tmp/mpvm.{}", getuid());
 }
 
-std::expected<void, std::string> EnsureRunDir(const std::string& dir) {
+mpvm::expected<void, std::string> EnsureRunDir(const std::string& dir) {
   if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
-    return std::unexpected(
+    return mpvm::unexpected(
         fmt::format("cannot create runtime directory {}: {}", dir, std::strerror(errno)));
   struct stat st;
   if (lstat(dir.c_str(), &st) != 0)
-    return std::unexpected(fmt::format("cannot stat {}: {}", dir, std::strerror(errno)));
+    return mpvm::unexpected(fmt::format("cannot stat {}: {}", dir, std::strerror(errno)));
   if (!S_ISDIR(st.st_mode))
-    return std::unexpected(fmt::format("{} exists and is not a directory; remove it", dir));
+    return mpvm::unexpected(fmt::format("{} exists and is not a directory; remove it", dir));
   if (st.st_uid != getuid())
-    return std::unexpected(fmt::format(
+    return mpvm::unexpected(fmt::format(
         "{} belongs to uid {}, not to you (uid {}); set MPVM_RUNDIR to a directory of yours",
         dir, st.st_uid, getuid()));
   if ((st.st_mode & 077) != 0) {
     if (chmod(dir.c_str(), 0700) != 0)
-      return std::unexpected(fmt::format("{} is open to other users and chmod 0700 failed: {}",
+      return mpvm::unexpected(fmt::format("{} is open to other users and chmod 0700 failed: {}",
                                          dir, std::strerror(errno)));
   }
   return {};

@@ -16,7 +16,7 @@ namespace mpvm {
 std::string RunDir();
 // Creates RunDir() if needed and checks owner and mode. On failure returns a
 // sentence saying what is wrong and how to fix it.
-std::expected<void, std::string> EnsureRunDir(const std::string& dir);
+mpvm::expected<void, std::string> EnsureRunDir(const std::string& dir);
 
 std::string DaemonSocketPath(const std::string& dir);
 std::string DaemonLockPath(const std::string& dir);

@@ -102,7 +102,7 @@ Status TaskRuntime::Enrol(bool claim_owner, bool is_tool) {
   auto rep = Call(std::move(req));
   if (!rep) {
     daemon_.reset();
-    return std::unexpected(rep.error());
+    return mpvm::unexpected(rep.error());
   }
   if (!rep->has_enrol_reply() || rep->enrol_reply().code() < 0) {
     int code = rep->has_enrol_reply() ? rep->enrol_reply().code() : -14;
@@ -129,14 +129,14 @@ Status TaskRuntime::Enrol(bool claim_owner, bool is_tool) {
 }
 
 Result<Tid> TaskRuntime::Parent() {
-  if (auto st = EnsureEnrolled(); !st) return std::unexpected(st.error());
+  if (auto st = EnsureEnrolled(); !st) return mpvm::unexpected(st.error());
   if (ptid_ == 0) return Fail(Err::kNoParent);
   if (ptid_ < 0) return Fail(FromPvmCode(ptid_));
   return Tid(ptid_);
 }
 
 Result<std::vector<Tid>> TaskRuntime::Siblings() {
-  if (auto st = EnsureEnrolled(); !st) return std::unexpected(st.error());
+  if (auto st = EnsureEnrolled(); !st) return mpvm::unexpected(st.error());
   if (siblings_.empty()) return std::vector<Tid>{mytid_};
   return siblings_;
 }
@@ -163,7 +163,7 @@ Status TaskRuntime::Exit() {
   req.mutable_exit();
   auto rep = Call(std::move(req));
   ResetState();
-  return rep ? Status{} : Status{std::unexpected(rep.error())};
+  return rep ? Status{} : Status{mpvm::unexpected(rep.error())};
 }
 
 void TaskRuntime::ResetState() {
@@ -214,7 +214,7 @@ Result<ctl::Envelope> TaskRuntime::Call(ctl::Envelope req) {
 }
 
 Result<std::vector<int>> TaskRuntime::Spawn(const SpawnRequestOptions& o) {
-  if (auto st = EnsureEnrolled(); !st) return std::unexpected(st.error());
+  if (auto st = EnsureEnrolled(); !st) return mpvm::unexpected(st.error());
   if (o.file.empty() || o.ntask < 1) return Fail(Err::kBadParam);
   ctl::Envelope req = NewEnvelope();
   auto* s = req.mutable_spawn();
@@ -250,7 +250,7 @@ Result<std::vector<int>> TaskRuntime::Spawn(const SpawnRequestOptions& o) {
   char cwd[4096];
   if (getcwd(cwd, sizeof cwd) != nullptr) s->set_cwd(cwd);
   auto rep = Call(std::move(req));
-  if (!rep) return std::unexpected(rep.error());
+  if (!rep) return mpvm::unexpected(rep.error());
   if (rep->has_status()) return Fail(FromPvmCode(rep->status().code()));
   if (!rep->has_spawn_reply()) return Fail(Err::kDSysErr);
   return std::vector<int>(rep->spawn_reply().tids().begin(), rep->spawn_reply().tids().end());
@@ -258,7 +258,7 @@ Result<std::vector<int>> TaskRuntime::Spawn(const SpawnRequestOptions& o) {
 
 namespace {
 Status StatusOf(const Result<ctl::Envelope>& rep) {
-  if (!rep) return std::unexpected(rep.error());
+  if (!rep) return mpvm::unexpected(rep.error());
   if (!rep->has_status()) return Fail(Err::kDSysErr);
   return FromCode(rep->status().code());
 }
@@ -290,29 +290,29 @@ Status TaskRuntime::Pstat(Tid t) {
 }
 
 Result<ctl::ConfigReply> TaskRuntime::Config() {
-  if (auto st = EnsureEnrolled(); !st) return std::unexpected(st.error());
+  if (auto st = EnsureEnrolled(); !st) return mpvm::unexpected(st.error());
   ctl::Envelope req = NewEnvelope();
   req.mutable_config();
   auto rep = Call(std::move(req));
-  if (!rep) return std::unexpected(rep.error());
+  if (!rep) return mpvm::unexpected(rep.error());
   if (!rep->has_config_reply()) return Fail(Err::kDSysErr);
   return rep->config_reply();
 }
 
 Status TaskRuntime::Mstat(const std::string& host) {
   auto conf = Config();
-  if (!conf) return std::unexpected(conf.error());
+  if (!conf) return mpvm::unexpected(conf.error());
   for (const auto& h : conf->hosts())
     if (h.name() == host) return {};
   return Fail(Err::kNoHost);
 }
 
 Result<ctl::TasksReply> TaskRuntime::Tasks(int where) {
-  if (auto st = EnsureEnrolled(); !st) return std::unexpected(st.error());
+  if (auto st = EnsureEnrolled(); !st) return mpvm::unexpected(st.error());
   ctl::Envelope req = NewEnvelope();
   req.mutable_tasks()->set_where(where);
   auto rep = Call(std::move(req));
-  if (!rep) return std::unexpected(rep.error());
+  if (!rep) return mpvm::unexpected(rep.error());
   if (rep->has_status()) return Fail(FromPvmCode(rep->status().code()));
   if (!rep->has_tasks_reply()) return Fail(Err::kDSysErr);
   if (rep->tasks_reply().code() < 0) return Fail(FromPvmCode(rep->tasks_reply().code()));
@@ -320,7 +320,7 @@ Result<ctl::TasksReply> TaskRuntime::Tasks(int where) {
 }
 
 Result<int> TaskRuntime::TidToHost(int tid) {
-  if (auto st = EnsureEnrolled(); !st) return std::unexpected(st.error());
+  if (auto st = EnsureEnrolled(); !st) return mpvm::unexpected(st.error());
   Tid t(tid);
   if (!t.is_task() && !t.is_daemon()) return Fail(Err::kBadParam);
   return Tid::DaemonOf(t.host()).raw();
@@ -337,11 +337,11 @@ Status TaskRuntime::Halt() {
 }
 
 Result<int> TaskRuntime::NewContext() {
-  if (auto st = EnsureEnrolled(); !st) return std::unexpected(st.error());
+  if (auto st = EnsureEnrolled(); !st) return mpvm::unexpected(st.error());
   ctl::Envelope req = NewEnvelope();
   req.mutable_new_context();
   auto rep = Call(std::move(req));
-  if (!rep) return std::unexpected(rep.error());
+  if (!rep) return mpvm::unexpected(rep.error());
   if (!rep->has_status()) return Fail(Err::kDSysErr);
   if (rep->status().code() < 0) return Fail(FromPvmCode(rep->status().code()));
   return rep->status().code();
@@ -611,7 +611,7 @@ Status TaskRuntime::Send(int tid, int tag) {
   if (!t.is_task() && !t.is_daemon()) return Fail(Err::kBadParam);
   if (tag < 0) return Fail(Err::kBadParam);
   auto m = SendBuffer();
-  if (!m) return std::unexpected(m.error());
+  if (!m) return mpvm::unexpected(m.error());
   auto st = SendData(t, tag, **m);
   Progress(0);
   return st;
@@ -621,7 +621,7 @@ Status TaskRuntime::Mcast(const int* tids, int n, int tag) {
   if (auto st = EnsureEnrolled(); !st) return st;
   if (n < 0 || (n > 0 && tids == nullptr) || tag < 0) return Fail(Err::kBadParam);
   auto m = SendBuffer();
-  if (!m) return std::unexpected(m.error());
+  if (!m) return mpvm::unexpected(m.error());
   for (int i = 0; i < n; ++i)
     if (!Tid(tids[i]).is_task()) return Fail(Err::kBadParam);
   std::set<int> done;
@@ -861,7 +861,7 @@ int TaskRuntime::AdoptReceived(size_t index) {
 }
 
 Result<int> TaskRuntime::Trecv(int tid, int tag, long timeout_us) {
-  if (auto st = EnsureEnrolled(); !st) return std::unexpected(st.error());
+  if (auto st = EnsureEnrolled(); !st) return mpvm::unexpected(st.error());
   if (tid != -1 && !Tid(tid).is_task() && !Tid(tid).is_daemon()) return Fail(Err::kBadParam);
   if (tag < -1) return Fail(Err::kBadParam);
   const int64_t deadline = timeout_us < 0 ? INT64_MAX : NowNs() + int64_t{timeout_us} * 1000;
@@ -890,7 +890,7 @@ Result<int> TaskRuntime::Recv(int tid, int tag) { return Trecv(tid, tag, -1); }
 Result<int> TaskRuntime::Nrecv(int tid, int tag) { return Trecv(tid, tag, 0); }
 
 Result<int> TaskRuntime::Probe(int tid, int tag) {
-  if (auto st = EnsureEnrolled(); !st) return std::unexpected(st.error());
+  if (auto st = EnsureEnrolled(); !st) return mpvm::unexpected(st.error());
   if (tid != -1 && !Tid(tid).is_task() && !Tid(tid).is_daemon()) return Fail(Err::kBadParam);
   if (tag < -1) return Fail(Err::kBadParam);
   Progress(0);
@@ -986,10 +986,10 @@ Status TaskRuntime::CatchOut(FILE* f) {
 }
 
 Result<int> TaskRuntime::PutInfo(const std::string& name, int bufid, int flags) {
-  if (auto st = EnsureEnrolled(); !st) return std::unexpected(st.error());
+  if (auto st = EnsureEnrolled(); !st) return mpvm::unexpected(st.error());
   if (name.empty() || flags < 0) return Fail(Err::kBadParam);
   auto m = Buffer(bufid);
-  if (!m) return std::unexpected(m.error());
+  if (!m) return mpvm::unexpected(m.error());
   (*m)->Flatten();
   ctl::Envelope req = NewEnvelope();
   auto* p = req.mutable_mbox_put();
@@ -1001,14 +1001,14 @@ Result<int> TaskRuntime::PutInfo(const std::string& name, int bufid, int flags) 
   auto aux = (*m)->EncodeTypeMap();
   p->set_aux(aux.data(), aux.size());
   auto rep = Call(std::move(req));
-  if (!rep) return std::unexpected(rep.error());
+  if (!rep) return mpvm::unexpected(rep.error());
   if (!rep->has_status()) return Fail(Err::kDSysErr);
   if (rep->status().code() < 0) return Fail(FromPvmCode(rep->status().code()));
   return rep->status().code();
 }
 
 Result<int> TaskRuntime::RecvInfo(const std::string& name, int index, int flags) {
-  if (auto st = EnsureEnrolled(); !st) return std::unexpected(st.error());
+  if (auto st = EnsureEnrolled(); !st) return mpvm::unexpected(st.error());
   if (name.empty() || index < 0 || flags < 0) return Fail(Err::kBadParam);
   ctl::Envelope req = NewEnvelope();
   auto* g = req.mutable_mbox_get();
@@ -1016,7 +1016,7 @@ Result<int> TaskRuntime::RecvInfo(const std::string& name, int index, int flags)
   g->set_index(index);
   g->set_flags(flags);
   auto rep = Call(std::move(req));
-  if (!rep) return std::unexpected(rep.error());
+  if (!rep) return mpvm::unexpected(rep.error());
   if (!rep->has_mbox_get_reply()) return Fail(Err::kDSysErr);
   const auto& r = rep->mbox_get_reply();
   if (r.code() < 0) return Fail(FromPvmCode(r.code()));
@@ -1038,11 +1038,11 @@ Status TaskRuntime::DelInfo(const std::string& name, int index, int flags) {
 }
 
 Result<ctl::MboxInfoReply> TaskRuntime::MboxInfo(const std::string& pattern) {
-  if (auto st = EnsureEnrolled(); !st) return std::unexpected(st.error());
+  if (auto st = EnsureEnrolled(); !st) return mpvm::unexpected(st.error());
   ctl::Envelope req = NewEnvelope();
   req.mutable_mbox_info()->set_pattern(pattern);
   auto rep = Call(std::move(req));
-  if (!rep) return std::unexpected(rep.error());
+  if (!rep) return mpvm::unexpected(rep.error());
   if (!rep->has_mbox_info_reply()) return Fail(Err::kDSysErr);
   if (rep->mbox_info_reply().code() < 0) return Fail(FromPvmCode(rep->mbox_info_reply().code()));
   return rep->mbox_info_reply();
@@ -1050,7 +1050,7 @@ Result<ctl::MboxInfoReply> TaskRuntime::MboxInfo(const std::string& pattern) {
 
 Result<ctl::GroupReply> TaskRuntime::Group(ctl::GroupRequest::Op op, const std::string& group,
                                            int arg) {
-  if (auto st = EnsureEnrolled(); !st) return std::unexpected(st.error());
+  if (auto st = EnsureEnrolled(); !st) return mpvm::unexpected(st.error());
   if (group.empty()) return Fail(Err::kNullGroup);
   ctl::Envelope req = NewEnvelope();
   auto* g = req.mutable_group();
@@ -1058,7 +1058,7 @@ Result<ctl::GroupReply> TaskRuntime::Group(ctl::GroupRequest::Op op, const std::
   g->set_group(group);
   g->set_arg(arg);
   auto rep = Call(std::move(req));
-  if (!rep) return std::unexpected(rep.error());
+  if (!rep) return mpvm::unexpected(rep.error());
   if (!rep->has_group_reply()) return Fail(Err::kDSysErr);
   if (rep->group_reply().code() < 0) return Fail(FromPvmCode(rep->group_reply().code()));
   return rep->group_reply();

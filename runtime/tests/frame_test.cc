@@ -95,6 +95,13 @@ TEST(FrameReader, ReassemblesFramesSplitAnywhere) {
   }
 }
 
+TEST(FrameReader, EmptyFeedIsHarmless) {  // found by daemon_stream_fuzz
+  FrameReader r;
+  r.Feed({});
+  Frame f;
+  EXPECT_EQ(r.Next(f), FrameReader::Status::kNeedMore);
+}
+
 TEST(FrameReader, GarbageIsAnErrorAndStaysOne) {
   FrameReader r;
   std::vector<uint8_t> junk(64, 0xab);

@@ -1,0 +1,26 @@
+// A DaemonEnv that performs nothing, for fuzzing the daemon core.
+#pragma once
+
+#include "daemon_core.h"
+
+namespace mpvm {
+
+class NullEnv final : public DaemonEnv {
+ public:
+  void Send(ConnId, const FrameHeader&, std::span<const uint8_t>, std::span<const uint8_t>) override {}
+  void CloseConn(ConnId) override {}
+  Result<int> Spawn(const SpawnSpec&) override { return ++pid_; }
+  void Signal(int, int) override {}
+  std::string Resolve(const std::string& f, const std::string&, const std::string&) override {
+    return f.empty() ? "" : "/bin/true";
+  }
+  void RemoveTaskSocket(Tid) override {}
+  void LogOutput(Tid, std::string_view) override {}
+  void Log(std::string_view) override {}
+  void RequestShutdown() override {}
+
+ private:
+  int pid_ = 1000;
+};
+
+}  // namespace mpvm
