@@ -229,7 +229,7 @@ void DaemonCore::HandleControl(ConnId c, ctl::Envelope&& env) {
     }
     case ctl::Envelope::kHalt:
       ReplyStatus(c, rid, 0);
-      Halt();
+      Halt(who);
       return;
     default:
       ++bad_frames_;
@@ -869,11 +869,11 @@ void DaemonCore::OnClose(ConnId c) {
   }
 }
 
-void DaemonCore::Halt() {
+void DaemonCore::Halt(Tid caller) {
   if (halting_) return;
   halting_ = true;
   for (const auto& [tid, t] : tasks_)
-    if (t.pid > 0 && !t.exited && !t.is_tool) env_->Signal(t.pid, SIGTERM);
+    if (t.pid > 0 && !t.exited && !t.is_tool && tid != caller) env_->Signal(t.pid, SIGTERM);
   env_->RequestShutdown();
 }
 

@@ -82,8 +82,9 @@ class DaemonCore {
   void OnOutput(Tid t, std::string_view bytes);
   void OnOutputClosed(Tid t);
   void OnProcessExit(Tid t, int exit_code, int term_signal);
-  // SIGTERM to the daemon, or halt from a client.
-  void Halt();
+  // SIGTERM to the daemon, or halt from a client. Every task but tools and
+  // `caller` (who asked, and gets the answer) is sent SIGTERM.
+  void Halt(Tid caller = Tid());
 
   Tid host_tid() const { return Tid::DaemonOf(cfg_.host); }
   bool halting() const { return halting_; }

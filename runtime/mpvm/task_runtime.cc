@@ -854,7 +854,10 @@ std::optional<size_t> TaskRuntime::FindMatch(int tid, int tag, int* err) {
 int TaskRuntime::AdoptReceived(size_t index) {
   int id = queue_[index];
   queue_.erase(queue_.begin() + static_cast<ptrdiff_t>(index));
-  if (rbuf_ != 0 && rbuf_ != id) bufs_.erase(rbuf_);
+  if (rbuf_ != 0 && rbuf_ != id) {
+    bufs_.erase(rbuf_);
+    if (sbuf_ == rbuf_) sbuf_ = 0;
+  }
   rbuf_ = id;
   bufs_[id]->Rewind();
   return id;

@@ -1,0 +1,106 @@
+/*
+ * child.c -- helper task for the API and integration tests.
+ *
+ *   child echo          receive messages from the parent and send them back
+ *                       until tag 0 arrives
+ *   child exit N        exit with status N right away
+ *   child crash         die of SIGSEGV
+ *   child print TEXT    print TEXT without a newline and exit at once
+ *   child flood N       print N numbered lines, then exit
+ *   child threads       report the thread count, then block in pvm_recv
+ *   child hold          print "ready" and block in pvm_recv forever
+ *   child ring ROUNDS   pass a counter round the prun siblings
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pvm3.h"
+
+static int threads(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  int n = -1;
+  while (f && fgets(line, sizeof line, f))
+    if (sscanf(line, "Threads: %d", &n) == 1) break;
+  if (f) fclose(f);
+  return n;
+}
+
+int main(int argc, char **argv) {
+  const char *mode = argc > 1 ? argv[1] : "echo";
+  if (!strcmp(mode, "exit")) return argc > 2 ? atoi(argv[2]) : 0;
+  if (!strcmp(mode, "crash")) {
+    fflush(stdout);
+    raise(SIGSEGV);
+  }
+  if (!strcmp(mode, "print")) {
+    printf("%s", argc > 2 ? argv[2] : "");
+    return 0; /* no newline, no flush, no pvm_exit: the output must still arrive */
+  }
+  if (!strcmp(mode, "flood")) {
+    int n = argc > 2 ? atoi(argv[2]) : 1000;
+    for (int i = 0; i < n; i++) printf("line %d of %d\n", i, n);
+    return 0;
+  }
+  int me = pvm_mytid();
+  if (me < 0) return 3;
+  if (!strcmp(mode, "threads")) {
+    volatile double x = 0;
+    for (int i = 0; i < 20000000; i++) x += i * 0.5; /* compute */
+    printf("threads while computing: %d\n", threads());
+    printf("pid %d blocking\n", (int)getpid());
+    fflush(stdout);
+    pvm_recv(-1, 1);
+    printf("threads after recv: %d\n", threads());
+    pvm_exit();
+    return 0;
+  }
+  if (!strcmp(mode, "hold")) {
+    printf("ready %x\n", me);
+    fflush(stdout);
+    pvm_recv(-1, 12345);
+    pvm_exit();
+    return 0;
+  }
+  if (!strcmp(mode, "ring")) {
+    int rounds = argc > 2 ? atoi(argv[2]) : 1, *tids, n = pvm_siblings(&tids), r = -1;
+    for (int i = 0; i < n; i++)
+      if (tids[i] == me) r = i;
+    for (int k = 0; k < rounds; k++) {
+      int v = 0;
+      if (r == 0) {
+        pvm_initsend(PvmDataDefault);
+        pvm_pkint(&v, 1, 1);
+        pvm_send(tids[(r + 1) % n], 5);
+        pvm_recv(tids[n - 1], 5);
+        pvm_upkint(&v, 1, 1);
+        if (v != n - 1) return 9;
+      } else {
+        pvm_recv(tids[r - 1], 5);
+        pvm_upkint(&v, 1, 1);
+        v++;
+        pvm_initsend(PvmDataDefault);
+        pvm_pkint(&v, 1, 1);
+        pvm_send(tids[(r + 1) % n], 5);
+      }
+    }
+    printf("rank %s of %s ok\n", getenv("MPVM_RANK"), getenv("MPVM_SIZE"));
+    pvm_exit();
+    return 0;
+  }
+  /* echo */
+  int parent = pvm_parent();
+  for (;;) {
+    int b = pvm_recv(parent, -1), len, tag, src;
+    pvm_bufinfo(b, &len, &tag, &src);
+    if (tag == 0) break;
+    pvm_setsbuf(pvm_mkbuf(PvmDataRaw));
+    pvm_freebuf(pvm_setsbuf(b)); /* send the received buffer back as is */
+    pvm_send(parent, tag);
+  }
+  pvm_exit();
+  return 0;
+}
