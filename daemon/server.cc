@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fmt/format.h>
 
@@ -139,6 +140,7 @@ int Server::Run() {
   std::string error;
   if (!Setup(&error)) {
     spdlog::error("{}", error);
+    std::fprintf(stderr, "mpvmd: %s\n", error.c_str());
     if (opts_.ready_fd >= 0) {
       auto msg = "error: " + error + "\n";
       (void)!write(opts_.ready_fd, msg.data(), msg.size());
@@ -288,16 +290,6 @@ void Server::Reap() {
 }
 
 void Server::Cleanup() {
-  // Deliver final replies (halt acknowledgements) before closing.
-  for (auto& [id, c] : conns_) {
-    for (int i = 0; i < 100 && c->open() && c->wants_write(); ++i) {
-      pollfd p{c->fd(), POLLOUT, 0};
-      poll(&p, 1, 10);
-      c->Flush();
-    }
-    c->Close();
-  }
-  conns_.clear();
   for (auto& p : pipes_) close(p.fd);
   pipes_.clear();
   close(listen_fd_);
@@ -313,6 +305,17 @@ void Server::Cleanup() {
   unlink(DaemonLockPath(opts_.rundir).c_str());
   close(lock_fd_);
   rmdir(opts_.rundir.c_str());  // only succeeds when nothing else is left
+  // Last, deliver final replies (halt acknowledgements) and close: a client
+  // that sees its connection end knows the VM is gone, files and all.
+  for (auto& [id, c] : conns_) {
+    for (int i = 0; i < 100 && c->open() && c->wants_write(); ++i) {
+      pollfd p{c->fd(), POLLOUT, 0};
+      poll(&p, 1, 10);
+      c->Flush();
+    }
+    c->Close();
+  }
+  conns_.clear();
   spdlog::info("mpvmd stopped");
 }
 

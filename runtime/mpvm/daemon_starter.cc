@@ -83,10 +83,11 @@ Result<pid_t> StartDaemon(const std::string& rundir, const std::vector<std::stri
     fcntl(p[1], F_SETFD, 0);                 // the ready pipe survives exec
     int devnull = open("/dev/null", O_RDWR);
     if (devnull >= 0) {
+      // A detached daemon keeps none of the starter's terminal or pipes (it
+      // logs to its file); an embedded one keeps stderr for its warnings.
       dup2(devnull, 0);
-      if (!embedded) {
-        dup2(devnull, 1);
-      }
+      dup2(devnull, 1);
+      if (!embedded) dup2(devnull, 2);
     }
     execv(bin.c_str(), argv.data());
     dprintf(p[1], "error: cannot execute %s: %s\n", bin.c_str(), std::strerror(errno));

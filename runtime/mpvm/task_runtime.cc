@@ -331,6 +331,9 @@ Status TaskRuntime::Halt() {
   ctl::Envelope req = NewEnvelope();
   req.mutable_halt();
   auto rep = Call(std::move(req));
+  // Return once the daemon has stopped: it closes our connection last.
+  for (int64_t end = NowNs() + 10'000'000'000; enrolled() && NowNs() < end;)
+    if (!Progress(100) && interrupt_mask_ != nullptr) break;
   LostDaemon();
   ResetState();
   return StatusOf(rep);

@@ -1,0 +1,90 @@
+"""Shared helpers for mpvm's integration tests (real daemons and processes).
+
+Tests synchronise on events -- a line appearing on a pipe, a process
+exiting, a socket answering -- never on sleep.
+"""
+import glob
+import os
+import select
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+
+BUILD = os.environ["MPVM_BUILD"]
+BIN = os.path.join(BUILD, "bin")
+PRUN = os.path.join(BIN, "prun")
+CONSOLE = os.path.join(BIN, "mpvm")
+MPVMD = os.path.join(BIN, "mpvmd")
+CHILD = os.path.join(BIN, "mpvm_test_child")
+RING = os.path.join(BIN, "ring")
+
+
+def mpvm_processes(rundir):
+    """PIDs of mpvm daemons and test tasks that belong to `rundir`."""
+    found = []
+    for proc in glob.glob("/proc/[0-9]*"):
+        try:
+            with open(proc + "/environ", "rb") as f:
+                env = f.read().split(b"\0")
+            with open(proc + "/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ")
+            with open(proc + "/comm", "rb") as f:
+                comm = f.read().strip()
+        except OSError:
+            continue
+        mine = any(e.startswith(b"MPVM_RUNDIR=" + rundir.encode()) for e in env) or \
+            rundir.encode() in cmd
+        if mine and comm in (b"mpvmd", b"mpvm_test_child", b"ring"):
+            found.append(int(proc.rsplit("/", 1)[1]))
+    return found
+
+
+def wait_for_line(stream, predicate, timeout=30):
+    """Reads lines from a pipe until one satisfies predicate; returns all read."""
+    deadline = time.monotonic() + timeout
+    seen = []
+    buf = b""
+    fd = stream.fileno()
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not r:
+            break
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            seen.append(line.decode(errors="replace"))
+            if predicate(seen[-1]):
+                return seen
+    raise AssertionError(f"timed out waiting for a line; saw {seen[-10:]}")
+
+
+class VmTestCase(unittest.TestCase):
+    """Each test gets a private runtime directory (so tests never share a VM)."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="mpvm-it-")
+        self.rundir = os.path.join(self.tmp, "run")
+        self.env = dict(os.environ, MPVM_RUNDIR=self.rundir)
+        self.env.pop("LD_LIBRARY_PATH", None)
+
+    def tearDown(self):
+        subprocess.run([CONSOLE, "halt"], env=self.env, capture_output=True, timeout=30)
+        for pid in mpvm_processes(self.rundir):
+            os.kill(pid, signal.SIGKILL)
+        subprocess.run(["rm", "-rf", self.tmp])
+
+    def assertNothingLeft(self, rundir=None):
+        rundir = rundir or self.rundir
+        # The embedded VM's directory is <rundir>.p<pid>.
+        left = [p for p in glob.glob(rundir + "*") if os.path.exists(p)]
+        self.assertEqual(left, [], "runtime files left behind")
+        self.assertEqual(mpvm_processes(rundir), [], "mpvm processes left behind")
+
+    def prun(self, *args, timeout=60, **kw):
+        return subprocess.run([PRUN, *args], env=self.env, capture_output=True, text=True,
+                              timeout=timeout, **kw)

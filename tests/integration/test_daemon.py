@@ -1,0 +1,97 @@
+"""mpvmd: one per VM, recovery after a crash, and malformed input."""
+import os
+import signal
+import socket
+import struct
+import subprocess
+import unittest
+
+from harness import CONSOLE, MPVMD, VmTestCase, mpvm_processes
+
+
+def frame(kind, payload=b"", length=None):
+    n = len(payload) if length is None else length
+    return b"MPVM" + bytes([1, kind, 0, 0]) + struct.pack("<iiiiQII", 0, 0, 0, 0, 0, n, 0) + payload
+
+
+class DaemonTest(VmTestCase):
+    def start_vm(self):
+        r = subprocess.run([CONSOLE, "conf"], env=self.env, capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r.stdout
+
+    def log(self):
+        with open(os.path.join(self.rundir, "mpvmd.log")) as f:
+            return f.read()
+
+    def still_serves(self):
+        self.assertIn("LINUX64", self.start_vm())
+
+    def send_raw(self, data):
+        """Sends bytes to the daemon and waits until it closes the connection."""
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(os.path.join(self.rundir, "mpvmd.sock"))
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        s.settimeout(30)
+        while s.recv(4096):
+            pass
+        s.close()
+
+    def test_second_daemon_is_refused_clearly(self):
+        self.start_vm()
+        r = subprocess.run([MPVMD, "--rundir", self.rundir], capture_output=True, text=True, timeout=30)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("already serves the virtual machine", r.stderr)
+        self.assertIn("mpvm halt", r.stderr)
+        self.still_serves()
+
+    def test_files_of_a_crashed_daemon_are_cleaned(self):
+        self.start_vm()
+        [daemon] = [p for p in mpvm_processes(self.rundir)]
+        os.kill(daemon, signal.SIGKILL)
+        while daemon in mpvm_processes(self.rundir):
+            os.waitid(os.P_PID, daemon, os.WEXITED | os.WNOHANG) if False else os.sched_yield()
+        self.assertTrue(os.path.exists(os.path.join(self.rundir, "mpvmd.sock")))
+        self.still_serves()  # the console starts a new daemon, which cleans up
+        self.assertIn("did not stop cleanly", self.log())
+
+    def test_garbage_is_rejected_logged_and_the_daemon_keeps_serving(self):
+        self.start_vm()
+        self.send_raw(b"GET / HTTP/1.0\r\n\r\n" * 10)
+        self.assertIn("bad frame magic", self.log())
+        self.still_serves()
+
+    def test_oversized_frame_is_refused_before_allocation(self):
+        self.start_vm()
+        self.send_raw(frame(2, length=0x7fffffff))
+        self.assertIn("larger than the configured maximum", self.log())
+        self.still_serves()
+
+    def test_truncated_frame_is_dropped_with_a_warning(self):
+        self.start_vm()
+        self.send_raw(frame(2, b"\x08\x01", length=100))
+        self.assertIn("closed in the middle of a frame", self.log())
+        self.still_serves()
+
+    def test_undecodable_control_message_is_ignored(self):
+        self.start_vm()
+        self.send_raw(frame(2, b"\xff\xff\xff\xff"))
+        self.assertIn("undecodable control message", self.log())
+        self.still_serves()
+
+    def test_runtime_directory_is_private(self):
+        os.makedirs(self.rundir, mode=0o755)
+        os.chmod(self.rundir, 0o755)
+        self.start_vm()
+        self.assertEqual(os.stat(self.rundir).st_mode & 0o777, 0o700)
+
+    def test_halt_removes_every_file(self):
+        self.start_vm()
+        r = subprocess.run([CONSOLE, "halt"], env=self.env, capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNothingLeft()
+
+
+if __name__ == "__main__":
+    unittest.main()
