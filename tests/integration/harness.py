@@ -80,6 +80,15 @@ class VmTestCase(unittest.TestCase):
 
     def assertNothingLeft(self, rundir=None):
         rundir = rundir or self.rundir
+        # A daemon that has just closed its last connection may still be
+        # exiting: wait for each process's exit event (pidfd), up to 10 s.
+        for pid in mpvm_processes(rundir):
+            try:
+                fd = os.pidfd_open(pid)
+            except OSError:
+                continue
+            select.select([fd], [], [], 10)
+            os.close(fd)
         # The embedded VM's directory is <rundir>.p<pid>.
         left = [p for p in glob.glob(rundir + "*") if os.path.exists(p)]
         self.assertEqual(left, [], "runtime files left behind")
