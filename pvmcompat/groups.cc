@@ -8,7 +8,6 @@
 #include "mpvm/task_runtime.h"
 #include "pvm3.h"
 
-using mpvm::DataType;
 using mpvm::Err;
 using Op = mpvm::ctl::GroupRequest;
 
@@ -33,14 +32,6 @@ int Call(const char* fn, Op::Op op, char* group, int arg, bool quiet, mpvm::ctl:
 size_t ItemSize(int datatype) {
   static const size_t kSize[] = {0, 1, 2, 4, 4, 8, 8, 16, 8, 2, 4, 8};
   return datatype >= 1 && datatype <= 11 ? kSize[datatype] : 0;
-}
-
-DataType TypeOf(int datatype) {
-  static const DataType kMap[] = {DataType::kStr,    DataType::kByte,   DataType::kShort,
-                                  DataType::kInt,    DataType::kFloat,  DataType::kCplx,
-                                  DataType::kDouble, DataType::kDcplx,  DataType::kLong,
-                                  DataType::kUShort, DataType::kUInt,   DataType::kULong};
-  return kMap[datatype];
 }
 
 // Sends `count` items raw to `tid` without disturbing the caller's send buffer.
@@ -249,3 +240,10 @@ int pvm_scatter(void* result, void* data, int count, int datatype, int msgtag, c
 }
 
 }  // extern "C"
+
+// Group-server internals Debian's libgpvm3 also exports; not part of the API.
+extern "C" {
+int pvm_grphostinfo(char*, int, int*, int**) { return PvmNotImpl; }
+int pvm_grpvhostinfo(char*, int, int*, int**) { return PvmNotImpl; }
+int pvm_gsdump(void) { return PvmNotImpl; }
+}

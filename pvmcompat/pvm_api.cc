@@ -845,3 +845,18 @@ int pvmdisplaymhfinfo(const char* who, const char* msg, int tid) {
 }
 
 }  // extern "C"
+
+// ---- PVM 3.3 message wait ids (kept under PVM33COMPAT in pvm3.h) -----------
+extern "C" {
+int pvm_getmwid(int bufid) {
+  auto m = Rt().Buffer(bufid);
+  if (!m) return Report("pvm_getmwid", m.error());
+  return (*m)->wid;
+}
+int pvm_setmwid(int bufid, int waitid) {
+  auto m = Rt().Buffer(bufid);
+  if (!m) return Report("pvm_setmwid", m.error());
+  (*m)->wid = waitid;
+  return 0;
+}
+}

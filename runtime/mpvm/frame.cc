@@ -83,8 +83,9 @@ mpvm::expected<FrameHeader, FrameError> DecodeFrameHeader(
 std::span<uint8_t> FrameReader::WritableSpace(size_t min) {
   if (start_ == end_) start_ = end_ = 0;
   size_t want = min;
-  if (have_header_) {
-    size_t need = header_.length - (end_ - start_);
+  const size_t buffered = end_ - start_;
+  if (have_header_ && buffered < header_.length) {
+    size_t need = header_.length - buffered;  // the rest of the current frame
     if (need > want) want = need;
   }
   if (buf_.size() - end_ < want) {

@@ -694,6 +694,13 @@ bool TaskRuntime::Progress(int timeout_ms) {
         break;
       }
       if (rr != Connection::ReadResult::kOk) {
+        if (debugmask_ != 0 || std::getenv("MPVM_DEBUG") != nullptr)
+          std::fprintf(stderr, "libpvm [%s]: %s link closed (%s)\n", mytid_.str().c_str(),
+                       c == daemon_.get() ? "daemon" : "task",
+                       rr == Connection::ReadResult::kClosed ? "end of stream"
+                       : c->reader().error() == FrameError::kBadMagic && errno != 0
+                           ? std::strerror(errno)
+                           : std::string(FrameErrorText(c->reader().error())).c_str());
         if (c == daemon_.get()) {
           LostDaemon();
         } else {

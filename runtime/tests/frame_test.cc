@@ -95,6 +95,31 @@ TEST(FrameReader, ReassemblesFramesSplitAnywhere) {
   }
 }
 
+// Regression: reading past the end of a partly received frame (without a
+// Next() in between) made WritableSpace underflow and shrink its buffer.
+TEST(FrameReader, ReadingPastAPartialFrameKeepsTheBufferValid) {
+  FrameHeader h = Sample();
+  h.length = 100;
+  h.aux_length = 0;
+  auto hb = EncodeFrameHeader(h);
+  FrameReader r;
+  r.Feed(hb);
+  std::vector<uint8_t> part(10, 7);
+  r.Feed(part);
+  Frame f;
+  ASSERT_EQ(r.Next(f), FrameReader::Status::kNeedMore);  // header taken, payload partial
+  // Two reads land before the caller asks for frames again.
+  for (int round = 0; round < 2; ++round) {
+    auto space = r.WritableSpace();
+    ASSERT_GE(space.size(), 64u * 1024);
+    std::fill(space.begin(), space.begin() + 200, uint8_t(7));
+    r.Commit(200);
+  }
+  ASSERT_EQ(r.Next(f), FrameReader::Status::kFrame);
+  EXPECT_EQ(f.payload.size(), 100u);
+  EXPECT_EQ(r.buffered(), 10u + 400u - 100u);
+}
+
 TEST(FrameReader, EmptyFeedIsHarmless) {  // found by daemon_stream_fuzz
   FrameReader r;
   r.Feed({});
