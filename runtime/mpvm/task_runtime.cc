@@ -67,7 +67,10 @@ Status FromCode(int code) {
 
 }  // namespace
 
-TaskRuntime::TaskRuntime() = default;
+TaskRuntime::TaskRuntime() {
+  if (const char* s = std::getenv("MPVM_SPIN_US"); s != nullptr && *s != '\0')
+    spin_ns_ = std::max<int64_t>(0, std::strtoll(s, nullptr, 10)) * 1000;
+}
 
 TaskRuntime::~TaskRuntime() {
   if (listen_fd_ >= 0) {
@@ -386,13 +389,18 @@ Result<int> TaskRuntime::SetOpt(int what, int val) {
       return swap(trace_code_, val);
     case kOptTraceContext:
       return swap(trace_ctx_, val);
+    case kOptPollTime: {  // microseconds a receive busy-polls before it sleeps
+      if (val < 0) return Fail(Err::kBadParam);
+      int old = static_cast<int>(spin_ns_ / 1000);
+      spin_ns_ = int64_t{val} * 1000;
+      return old;
+    }
     case kOptTraceBuffer:
     case kOptTraceOptions:
     case kOptSelfTraceBuffer:
     case kOptSelfTraceOptions:
     case kOptPollType:
-    case kOptPollTime:
-      return 0;  // accepted; tracing and shared-memory polling have no effect here
+      return 0;  // accepted; tracing has no effect here
     case kOptFragSize:
       if (val <= 0) return Fail(Err::kBadParam);
       return swap(fragsize_, val);
@@ -455,8 +463,9 @@ Result<int> TaskRuntime::GetOpt(int what) {
     case kOptTraceOptions:
     case kOptSelfTraceBuffer:
     case kOptSelfTraceOptions:
-    case kOptPollTime:
       return 0;
+    case kOptPollTime:
+      return static_cast<int>(spin_ns_ / 1000);
     case kOptPollType:
       return 1;
     case kOptFragSize:
@@ -893,6 +902,14 @@ Result<int> TaskRuntime::Trecv(int tid, int tag, long timeout_us) {
     if (deadline != INT64_MAX) {
       int64_t left = deadline - now;
       wait_ms = left <= 0 ? 0 : static_cast<int>((left + 999'999) / 1'000'000);
+    }
+    // Poll without sleeping for a short while first: a reply that is a few
+    // microseconds away is then picked up without a scheduler round trip.
+    if (wait_ms != 0 && spin_ns_ > 0) {
+      const int64_t spin_end = NowNs() + spin_ns_;
+      size_t before = queue_.size();
+      while (queue_.size() == before && NowNs() < spin_end && enrolled()) Progress(0);
+      if (queue_.size() != before) continue;
     }
     Progress(wait_ms);
   }

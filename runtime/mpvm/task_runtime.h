@@ -229,6 +229,7 @@ class TaskRuntime {
   int self_out_tid_ = 0, self_out_code_ = 0, self_out_ctx_ = 0;
   int trace_tid_ = 0, trace_code_ = 0, trace_ctx_ = 0;
   int noreset_ = 0;
+  int64_t spin_ns_ = 50'000;  // busy-poll this long before blocking in a receive
 
   // Output collection (pvm_catchout).
   FILE* catch_file_ = nullptr;

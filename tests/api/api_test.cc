@@ -383,6 +383,18 @@ TEST(Groups, JoinBarrierLeave) {
   EXPECT_EQ(pvm_gsize(const_cast<char*>("api.g")), PvmNoGroup);
 }
 
+TEST(Options, DefaultsAndPollTime) {
+  EXPECT_EQ(pvm_getopt(PvmRoute), PvmRouteDirect);
+  EXPECT_EQ(pvm_getopt(PvmShowTids), 1);
+  int old = pvm_setopt(PvmPollTime, 0);  // receives sleep at once
+  EXPECT_GE(old, 0);
+  EXPECT_EQ(pvm_getopt(PvmPollTime), 0);
+  SendInt(pvm_mytid(), 61, 3);
+  EXPECT_EQ(RecvInt(-1, 61), 3);
+  EXPECT_EQ(pvm_setopt(PvmPollTime, -1), PvmBadParam);
+  EXPECT_EQ(pvm_setopt(PvmPollTime, old), 0);
+}
+
 TEST(Export, NamesGoIntoPvmExport) {
   unsetenv("PVM_EXPORT");
   EXPECT_EQ(pvm_export(const_cast<char*>("A")), 0);
