@@ -1,10 +1,10 @@
 #include "daemon_core.h"
 
+#include <fmt/format.h>
 #include <fnmatch.h>
 #include <signal.h>
 
 #include <algorithm>
-#include <fmt/format.h>
 
 #include "mpvm/control.h"
 
@@ -299,8 +299,7 @@ void DaemonCore::DoEnrol(ConnId c, const ctl::Envelope& env) {
   }
 }
 
-std::vector<std::string> DaemonCore::ChildEnv(const ctl::SpawnRequest& s, Tid tid,
-                                              int rank) const {
+std::vector<std::string> DaemonCore::ChildEnv(const ctl::SpawnRequest& s, Tid tid, int rank) const {
   std::map<std::string, std::string> vars;
   auto put = [&](const std::string& kv) {
     auto eq = kv.find('=');
@@ -316,9 +315,9 @@ std::vector<std::string> DaemonCore::ChildEnv(const ctl::SpawnRequest& s, Tid ti
   vars["PVM_ARCH"] = cfg_.arch;
   if (!cfg_.libdir.empty()) {
     auto old = vars.find("LD_LIBRARY_PATH");
-    vars["LD_LIBRARY_PATH"] = cfg_.libdir + (old != vars.end() && !old->second.empty()
-                                                 ? ":" + old->second
-                                                 : std::string());
+    vars["LD_LIBRARY_PATH"] =
+        cfg_.libdir +
+        (old != vars.end() && !old->second.empty() ? ":" + old->second : std::string());
   }
   if (s.rank_env()) {
     vars["MPVM_RANK"] = std::to_string(rank);
@@ -384,7 +383,7 @@ void DaemonCore::DoSpawn(ConnId c, Tid who, const ctl::Envelope& env) {
     task.tid = t;
     task.pid = *pid;
     task.spawned = true;
-    task.ptid = s.orphan() ? 0
+    task.ptid = s.orphan()                     ? 0
                 : (s.flags() & kNoSpawnParent) ? Code(Err::kParentNotSet)
                                                : who.raw();
     task.a_out = s.file();
@@ -533,9 +532,8 @@ void DaemonCore::SendNotifyMessage(const NotifyReg& r, int subject) {
 void DaemonCore::DoNotify(ConnId c, Tid who, const ctl::Envelope& env) {
   const auto& n = env.notify();
   if (n.what() == kNotifyHostAdd) {
-    std::erase_if(notify_, [&](const NotifyReg& r) {
-      return r.watcher == who && r.what == kNotifyHostAdd;
-    });
+    std::erase_if(notify_,
+                  [&](const NotifyReg& r) { return r.watcher == who && r.what == kNotifyHostAdd; });
     if (!n.cancel() && n.count() != 0)
       notify_.push_back({who, kNotifyHostAdd, n.tag(), n.ctx(), 0, n.count()});
     ReplyStatus(c, env.rid(), 0);
@@ -675,7 +673,8 @@ void DaemonCore::WakeMboxWaiters(const std::string& name) {
   for (size_t i = 0; i < mbox_waiters_.size();) {
     Waiter w = mbox_waiters_[i];
     ctl::Envelope e = NewEnvelope();
-    if (w.name == name && MboxGetInto(w.tid, w.name, w.index, w.flags, e.mutable_mbox_get_reply())) {
+    if (w.name == name &&
+        MboxGetInto(w.tid, w.name, w.index, w.flags, e.mutable_mbox_get_reply())) {
       mbox_waiters_.erase(mbox_waiters_.begin() + static_cast<ptrdiff_t>(i));
       Reply(w.conn, w.rid, std::move(e));
     } else {
@@ -795,9 +794,8 @@ void DaemonCore::DoGroup(ConnId c, Tid who, const ctl::Envelope& env) {
       if (it == groups_.end()) {
         rep->set_code(Code(Err::kNoGroup));
       } else {
-        rep->set_code(static_cast<int>(std::count_if(it->second.members.begin(),
-                                                     it->second.members.end(),
-                                                     [](int t) { return t != 0; })));
+        rep->set_code(static_cast<int>(std::count_if(
+            it->second.members.begin(), it->second.members.end(), [](int t) { return t != 0; })));
       }
       break;
     case ctl::GroupRequest::FREEZE:

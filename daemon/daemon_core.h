@@ -169,8 +169,7 @@ class DaemonCore {
   void MaybeFinish(Tid t);   // process gone and output drained: forget it
   void FireNotify(int what, int target);
   void SendNotifyMessage(const NotifyReg& r, int subject);
-  bool MboxGetInto(Tid who, const std::string& name, int index, int flags,
-                   ctl::MboxGetReply* out);
+  bool MboxGetInto(Tid who, const std::string& name, int index, int flags, ctl::MboxGetReply* out);
   void WakeMboxWaiters(const std::string& name);
   void DropWaitersOf(ConnId c);
   std::vector<std::string> ChildEnv(const ctl::SpawnRequest& s, Tid tid, int rank) const;

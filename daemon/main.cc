@@ -9,8 +9,9 @@
 #include "server.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"mpvmd: the mpvm daemon. Usually started for you by prun, the mpvm console "
-               "or pvm_start_pvmd()."};
+  CLI::App app{
+      "mpvmd: the mpvm daemon. Usually started for you by prun, the mpvm console "
+      "or pvm_start_pvmd()."};
   mpvm::ServerOptions opts;
   opts.rundir = mpvm::RunDir();
   std::string level = "info";

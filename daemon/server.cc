@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <poll.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -16,7 +17,6 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fmt/format.h>
 
 #include "mpvm/paths.h"
 
@@ -257,8 +257,8 @@ void Server::Loop() {
           core_->OnBadStream(ids[i], FrameErrorText(c->reader().error()));
         } else if (rr != Connection::ReadResult::kOk && c->open()) {
           if (c->reader().buffered() > 0)
-            spdlog::warn("connection {} closed in the middle of a frame ({} bytes dropped)",
-                         ids[i], c->reader().buffered());
+            spdlog::warn("connection {} closed in the middle of a frame ({} bytes dropped)", ids[i],
+                         c->reader().buffered());
           c->Close();
           core_->OnClose(ids[i]);
         }
@@ -387,9 +387,9 @@ Result<int> Server::Spawn(const SpawnSpec& spec) {
     close(err[0]);
     waitpid(pid, nullptr, 0);
     spdlog::warn("cannot execute {}: {}", spec.path, std::strerror(child_errno));
-    return Fail(child_errno == ENOENT ? Err::kNoFile
+    return Fail(child_errno == ENOENT                             ? Err::kNoFile
                 : child_errno == EACCES || child_errno == ENOEXEC ? Err::kDenied
-                                                                    : Err::kOutOfRes);
+                                                                  : Err::kOutOfRes);
   }
   SetNonBlocking(out[0]);
   SetNonBlocking(err[0]);
@@ -429,9 +429,7 @@ std::string Server::Resolve(const std::string& file, const std::string& path_env
 
 void Server::RemoveTaskSocket(Tid t) { unlink(TaskSocketPath(opts_.rundir, t).c_str()); }
 
-void Server::LogOutput(Tid t, std::string_view line) {
-  spdlog::info("[{}] {}", t.str(), line);
-}
+void Server::LogOutput(Tid t, std::string_view line) { spdlog::info("[{}] {}", t.str(), line); }
 
 void Server::Log(std::string_view line) { spdlog::warn("{}", line); }
 

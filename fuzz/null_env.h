@@ -7,7 +7,8 @@ namespace mpvm {
 
 class NullEnv final : public DaemonEnv {
  public:
-  void Send(ConnId, const FrameHeader&, std::span<const uint8_t>, std::span<const uint8_t>) override {}
+  void Send(ConnId, const FrameHeader&, std::span<const uint8_t>,
+            std::span<const uint8_t>) override {}
   void CloseConn(ConnId) override {}
   Result<int> Spawn(const SpawnSpec&) override { return ++pid_; }
   void Signal(int, int) override {}

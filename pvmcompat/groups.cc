@@ -163,8 +163,8 @@ void PvmProduct(int* datatype, void* x, void* y, int* num, int* info) {
   Reduce(3, datatype, x, y, num, info);
 }
 
-int pvm_reduce(void (*func)(int*, void*, void*, int*, int*), void* data, int count,
-               int datatype, int msgtag, char* group, int root) {
+int pvm_reduce(void (*func)(int*, void*, void*, int*, int*), void* data, int count, int datatype,
+               int msgtag, char* group, int root) {
   if (func == nullptr || data == nullptr || count < 0 || ItemSize(datatype) == 0 || msgtag < 0)
     return Report("pvm_reduce", Err::kBadParam);
   mpvm::ctl::GroupReply rep;
@@ -196,7 +196,8 @@ int pvm_gather(void* result, void* data, int count, int datatype, int msgtag, ch
   if (root < 0 || root >= rep.tids_size() || rep.tids(root) <= 0)
     return Report("pvm_gather", Err::kNoInst);
   const int me = pvm_mytid();
-  if (me != rep.tids(root)) return SendRaw(rep.tids(root), msgtag, data, count, datatype) < 0 ? pvm_errno : 0;
+  if (me != rep.tids(root))
+    return SendRaw(rep.tids(root), msgtag, data, count, datatype) < 0 ? pvm_errno : 0;
   if (result == nullptr) return Report("pvm_gather", Err::kBadParam);
   const size_t chunk = ItemSize(datatype) * static_cast<size_t>(count);
   for (int i = 0; i < rep.tids_size(); ++i) {

@@ -16,11 +16,11 @@
 #include <string>
 #include <vector>
 
+#include "mpvm/daemon_starter.h"
 #include "mpvm/error.h"
 #include "mpvm/paths.h"
 #include "mpvm/task_runtime.h"
 #include "pvm3.h"
-#include "mpvm/daemon_starter.h"
 
 using mpvm::DataType;
 using mpvm::Err;
@@ -93,10 +93,10 @@ int UnpackItems(const char* fn, DataType t, void* p, int n, int stride) {
 
 // PVM_* datatype codes to DataType; false for PVM_STR and unknown codes.
 bool TypeOf(int datatype, DataType* t) {
-  static const DataType kMap[] = {DataType::kStr,   DataType::kByte,  DataType::kShort,
-                                  DataType::kInt,   DataType::kFloat, DataType::kCplx,
+  static const DataType kMap[] = {DataType::kStr,    DataType::kByte,  DataType::kShort,
+                                  DataType::kInt,    DataType::kFloat, DataType::kCplx,
                                   DataType::kDouble, DataType::kDcplx, DataType::kLong,
-                                  DataType::kUShort, DataType::kUInt, DataType::kULong};
+                                  DataType::kUShort, DataType::kUInt,  DataType::kULong};
   if (datatype < 1 || datatype > 11) return false;
   *t = kMap[datatype];
   return true;
@@ -198,9 +198,7 @@ int pvm_spawn(char* task, char** argv, int flag, char* where, int ntask, int* ti
 }
 
 int pvm_kill(int tid) { return Ret("pvm_kill", Rt().Kill(Tid(tid))); }
-int pvm_sendsig(int tid, int signum) {
-  return Ret("pvm_sendsig", Rt().SendSig(Tid(tid), signum));
-}
+int pvm_sendsig(int tid, int signum) { return Ret("pvm_sendsig", Rt().SendSig(Tid(tid), signum)); }
 int pvm_pstat(int tid) { return Ret("pvm_pstat", Rt().Pstat(Tid(tid)), true); }
 int pvm_mstat(char* host) {
   if (host == nullptr) return Report("pvm_mstat", Err::kBadParam);
@@ -365,12 +363,12 @@ int pvm_setminfo(int bufid, struct pvmminfo* info) {
 
 // ---- Packing ---------------------------------------------------------------
 
-#define MPVM_PK(name, ctype, dtype)                                    \
-  int pvm_pk##name(ctype* xp, int nitem, int stride) {                 \
-    return PackItems("pvm_pk" #name, dtype, xp, nitem, stride);        \
-  }                                                                    \
-  int pvm_upk##name(ctype* xp, int nitem, int stride) {                \
-    return UnpackItems("pvm_upk" #name, dtype, xp, nitem, stride);     \
+#define MPVM_PK(name, ctype, dtype)                                \
+  int pvm_pk##name(ctype* xp, int nitem, int stride) {             \
+    return PackItems("pvm_pk" #name, dtype, xp, nitem, stride);    \
+  }                                                                \
+  int pvm_upk##name(ctype* xp, int nitem, int stride) {            \
+    return UnpackItems("pvm_upk" #name, dtype, xp, nitem, stride); \
   }
 MPVM_PK(byte, char, DataType::kByte)
 MPVM_PK(short, short, DataType::kShort)
@@ -414,8 +412,8 @@ int pvm_pkmesgbody(int bufid) {
   if (*inner == *m) return Report("pvm_pkmesgbody", Err::kBadParam);
   (*inner)->Flatten();
   auto body = (*inner)->body();
-  return Ret("pvm_pkmesgbody", (*m)->Pack(DataType::kByte, body.data(),
-                                          static_cast<int>(body.size()), 1));
+  return Ret("pvm_pkmesgbody",
+             (*m)->Pack(DataType::kByte, body.data(), static_cast<int>(body.size()), 1));
 }
 
 int pvm_upkmesg(void) {
@@ -477,9 +475,9 @@ int FormatCall(const char* fn, const char* fmt, va_list ap, bool pack) {
         t = DataType::kByte;
         break;
       case 'd':
-        t = h ? (u ? DataType::kUShort : DataType::kShort)
-              : l ? (u ? DataType::kULong : DataType::kLong)
-                  : (u ? DataType::kUInt : DataType::kInt);
+        t = h   ? (u ? DataType::kUShort : DataType::kShort)
+            : l ? (u ? DataType::kULong : DataType::kLong)
+                : (u ? DataType::kUInt : DataType::kInt);
         break;
       case 'f':
         t = l ? DataType::kDouble : DataType::kFloat;
@@ -545,9 +543,7 @@ int FormatCall(const char* fn, const char* fmt, va_list ap, bool pack) {
 }  // namespace
 
 int pvm_vpackf(const char* fmt, va_list ap) { return FormatCall("pvm_packf", fmt, ap, true); }
-int pvm_vunpackf(const char* fmt, va_list ap) {
-  return FormatCall("pvm_unpackf", fmt, ap, false);
-}
+int pvm_vunpackf(const char* fmt, va_list ap) { return FormatCall("pvm_unpackf", fmt, ap, false); }
 int pvm_packf(const char* fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
@@ -580,8 +576,8 @@ int pvm_psend(int tid, int msgtag, void* buf, int len, int datatype) {
   if (!id) return Report("pvm_psend", id.error());
   Rt().SetSbuf(*id);
   Message* m = *Rt().Buffer(*id);
-  mpvm::Status st = datatype == PVM_STR ? m->PackStr(static_cast<char*>(buf))
-                                        : m->Pack(t, buf, len, 1);
+  mpvm::Status st =
+      datatype == PVM_STR ? m->PackStr(static_cast<char*>(buf)) : m->Pack(t, buf, len, 1);
   if (st) st = Rt().Send(tid, msgtag);
   Rt().SetSbuf(prev);
   Rt().FreeBuf(*id);

@@ -1,12 +1,12 @@
 // mpvm — the mpvm console, interactive (`mpvm`) or one command (`mpvm ps -a`).
 // It starts the daemon if none runs, as PVM's `pvm` does, and keeps PVM's
 // command names.
+#include <fmt/format.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
-#include <fmt/format.h>
 #include <iostream>
 #include <map>
 #include <set>
@@ -75,7 +75,8 @@ class Console {
       }
       for (size_t i = 1; i < w.size(); ++i) {
         int t = ParseTid(w[i]);
-        auto st = t > 0 ? rt_.Kill(mpvm::Tid(t)) : mpvm::Status(mpvm::unexpected(mpvm::Err::kBadParam));
+        auto st =
+            t > 0 ? rt_.Kill(mpvm::Tid(t)) : mpvm::Status(mpvm::unexpected(mpvm::Err::kBadParam));
         if (!st) {
           std::fprintf(stderr, "kill %s: %s\n", w[i].c_str(), ErrText(st.error()).c_str());
           *status = 1;
@@ -91,8 +92,7 @@ class Console {
     } else if (cmd == "quit" || cmd == "exit") {
       return false;
     } else if (cmd == "add" || cmd == "delete") {
-      std::fprintf(stderr, "%s: multi-host virtual machines are not available yet\n",
-                   cmd.c_str());
+      std::fprintf(stderr, "%s: multi-host virtual machines are not available yet\n", cmd.c_str());
       *status = 1;
     } else {
       std::fprintf(stderr, "%s: unknown command; type help\n", cmd.c_str());
@@ -134,8 +134,8 @@ class Console {
     for (const auto& e : t->tasks()) {
       bool tool = (e.flag() & 0x100) != 0;
       if (tool && !all) continue;
-      std::printf("%20s %8x %8x %8d %s\n", host_names[e.host()].c_str(), e.tid(), e.ptid(),
-                  e.pid(), tool ? "(tool)" : e.a_out().c_str());
+      std::printf("%20s %8x %8x %8d %s\n", host_names[e.host()].c_str(), e.tid(), e.ptid(), e.pid(),
+                  tool ? "(tool)" : e.a_out().c_str());
     }
   }
 

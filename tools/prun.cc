@@ -6,6 +6,7 @@
 // runtime directory) and halts it at the end. Output is tagged per task; the
 // exit status is non-zero if any task failed, and says which. Ctrl-C or
 // SIGTERM stops every task and the embedded VM.
+#include <fmt/format.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -14,7 +15,6 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
-#include <fmt/format.h>
 #include <map>
 #include <set>
 #include <string>
@@ -199,10 +199,11 @@ int main(int argc, char** argv) {
       ev.pop_front();
       ++ended;
       auto r = rank_of.find(e.tid.raw());
-      std::string who = fmt::format("{} (rank {})", e.tid.str(), r != rank_of.end() ? r->second : -1);
+      std::string who =
+          fmt::format("{} (rank {})", e.tid.str(), r != rank_of.end() ? r->second : -1);
       if (e.term_signal != 0) {
-        failures.push_back(fmt::format("task {} was killed by signal {} ({})", who,
-                                       e.term_signal, strsignal(e.term_signal)));
+        failures.push_back(fmt::format("task {} was killed by signal {} ({})", who, e.term_signal,
+                                       strsignal(e.term_signal)));
         if (exit_code == 0) exit_code = 128 + e.term_signal;
       } else if (e.exit_code != 0) {
         failures.push_back(fmt::format("task {} exited with status {}", who, e.exit_code));

@@ -296,8 +296,8 @@ TEST_F(DaemonCoreTest, MailboxSemantics) {
     return Last(c).mbox_get_reply().code();
   };
   EXPECT_EQ(put(1, "svc", 0), 0);
-  EXPECT_EQ(put(2, "svc", 0), -33);      // PvmExists
-  EXPECT_EQ(put(1, "multi", 2), 0);      // PvmMboxMultiInstance
+  EXPECT_EQ(put(2, "svc", 0), -33);  // PvmExists
+  EXPECT_EQ(put(1, "multi", 2), 0);  // PvmMboxMultiInstance
   EXPECT_EQ(put(2, "multi", 2), 1);
   EXPECT_EQ(get(2, "svc", 0, 0), 0);
   EXPECT_EQ(get(2, "nope", 0, 0), -32);  // PvmNotFound

@@ -98,14 +98,13 @@
 #define PvmMboxDirectIndexShift 10
 #define PvmMboxMaxDirectIndex ((unsigned)1 << (31 - PvmMboxDirectIndexShift))
 #define PvmMboxDirectIndexOf(_flags) \
-  (((_flags) & ((PvmMboxMaxDirectIndex - 1) << PvmMboxDirectIndexShift)) >> \
-   PvmMboxDirectIndexShift)
+  (((_flags) & ((PvmMboxMaxDirectIndex - 1) << PvmMboxDirectIndexShift)) >> PvmMboxDirectIndexShift)
 /* An index too large to encode yields 0 and a complaint on stderr. */
-#define PvmMboxDirectIndex(_index)                                                 \
-  (((unsigned)(_index) >= PvmMboxMaxDirectIndex)                                   \
-       ? (fprintf(stderr, "PvmMboxDirectIndex: index %d is not below %u\n",      \
-                  (int)(_index), PvmMboxMaxDirectIndex),                           \
-          0)                                                                       \
+#define PvmMboxDirectIndex(_index)                                                         \
+  (((unsigned)(_index) >= PvmMboxMaxDirectIndex)                                           \
+       ? (fprintf(stderr, "PvmMboxDirectIndex: index %d is not below %u\n", (int)(_index), \
+                  PvmMboxMaxDirectIndex),                                                  \
+          0)                                                                               \
        : ((_index) << PvmMboxDirectIndexShift))
 
 #define PVMNORESETCLASS "###_PVM_NO_RESET_###"

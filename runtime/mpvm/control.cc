@@ -17,7 +17,7 @@ mpvm::expected<ctl::Envelope, std::string> DecodeControl(std::span<const uint8_t
     return mpvm::unexpected(fmt::format("undecodable control message ({} bytes)", payload.size()));
   if (env.version() != kControlVersion)
     return mpvm::unexpected(fmt::format("control schema version {} (this side speaks {})",
-                                       env.version(), kControlVersion));
+                                        env.version(), kControlVersion));
   if (env.body_case() == ctl::Envelope::BODY_NOT_SET)
     return mpvm::unexpected(std::string("control message with no body (unknown request type?)"));
   return env;

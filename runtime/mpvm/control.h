@@ -1,12 +1,12 @@
 // control.h — encoding and decoding of control frames (control.proto).
 #pragma once
 
-#include "mpvm/error.h"
 #include <span>
 #include <string>
 #include <vector>
 
 #include "control.pb.h"
+#include "mpvm/error.h"
 #include "mpvm/frame.h"
 
 namespace mpvm {

@@ -15,10 +15,11 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
-#include "mpvm/error.h"
 #include <span>
 #include <string>
 #include <vector>
+
+#include "mpvm/error.h"
 
 namespace mpvm {
 

@@ -147,8 +147,7 @@ uint8_t* Message::Grow(size_t n) {
 
 void Message::NoteType(DataType t, size_t bytes) {
   if (bytes == 0) return;
-  if (!types_.empty() && types_.back().type == t &&
-      types_.back().bytes + bytes <= UINT32_MAX) {
+  if (!types_.empty() && types_.back().type == t && types_.back().bytes + bytes <= UINT32_MAX) {
     types_.back().bytes += static_cast<uint32_t>(bytes);
   } else {
     types_.push_back({t, static_cast<uint32_t>(bytes)});
@@ -275,7 +274,11 @@ Status Message::PackMessage(const Message& m) {
   auto cbody = copy.body();
   const size_t len = 7 * 4 + aux.size() + cbody.size();
   uint8_t* out = Grow(len + Pad4(len));
-  const int32_t fields[7] = {copy.encoding_, copy.tag, copy.ctx, copy.src, copy.dst,
+  const int32_t fields[7] = {copy.encoding_,
+                             copy.tag,
+                             copy.ctx,
+                             copy.src,
+                             copy.dst,
                              static_cast<int32_t>(aux.size()),
                              static_cast<int32_t>(cbody.size())};
   for (int i = 0; i < 7; ++i) PutBe32(out + 4 * i, static_cast<uint32_t>(fields[i]));

@@ -77,9 +77,7 @@ class Message {
   size_t size() const;
   // Copies referenced in-place data in; afterwards body() is the whole body.
   void Flatten();
-  std::span<const uint8_t> body() const {
-    return std::span<const uint8_t>(body_).subspan(base_);
-  }
+  std::span<const uint8_t> body() const { return std::span<const uint8_t>(body_).subspan(base_); }
   // The encoded type map (frame aux bytes).
   std::vector<uint8_t> EncodeTypeMap() const;
 

@@ -1,12 +1,12 @@
 #include "mpvm/paths.h"
 
+#include <fmt/format.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <fmt/format.h>
 
 namespace mpvm {
 
@@ -26,12 +26,12 @@ mpvm::expected<void, std::string> EnsureRunDir(const std::string& dir) {
     return mpvm::unexpected(fmt::format("{} exists and is not a directory; remove it", dir));
   if (st.st_uid != getuid())
     return mpvm::unexpected(fmt::format(
-        "{} belongs to uid {}, not to you (uid {}); set MPVM_RUNDIR to a directory of yours",
-        dir, st.st_uid, getuid()));
+        "{} belongs to uid {}, not to you (uid {}); set MPVM_RUNDIR to a directory of yours", dir,
+        st.st_uid, getuid()));
   if ((st.st_mode & 077) != 0) {
     if (chmod(dir.c_str(), 0700) != 0)
       return mpvm::unexpected(fmt::format("{} is open to other users and chmod 0700 failed: {}",
-                                         dir, std::strerror(errno)));
+                                          dir, std::strerror(errno)));
   }
   return {};
 }

@@ -595,8 +595,8 @@ Status TaskRuntime::SendData(Tid dst, int tag, Message& m) {
   if (dst == mytid_) {
     std::vector<uint8_t> payload(aux.begin(), aux.end());
     payload.insert(payload.end(), m.body().begin(), m.body().end());
-    Message copy = Message::FromWire(h.encoding, std::move(payload),
-                                     static_cast<uint32_t>(aux.size()));
+    Message copy =
+        Message::FromWire(h.encoding, std::move(payload), static_cast<uint32_t>(aux.size()));
     copy.src = h.src;
     copy.dst = h.dst;
     copy.tag = tag;
@@ -653,7 +653,8 @@ bool TaskRuntime::Progress(int timeout_ms) {
   std::vector<Connection*> who;  // parallel to fds; nullptr = listener
   fds.reserve(conns_.size() + 2);
   if (daemon_ && daemon_->open()) {
-    fds.push_back({daemon_->fd(), static_cast<short>(POLLIN | (daemon_->wants_write() ? POLLOUT : 0)), 0});
+    fds.push_back(
+        {daemon_->fd(), static_cast<short>(POLLIN | (daemon_->wants_write() ? POLLOUT : 0)), 0});
     who.push_back(daemon_.get());
   }
   if (listen_fd_ >= 0) {

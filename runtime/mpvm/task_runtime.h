@@ -197,7 +197,7 @@ class TaskRuntime {
   Tid host_tid_;
 
   std::vector<std::unique_ptr<Connection>> conns_;  // task-to-task links
-  std::unordered_map<int32_t, Peer> peers_;          // route by destination tid
+  std::unordered_map<int32_t, Peer> peers_;         // route by destination tid
   std::unordered_map<int32_t, uint64_t> send_seq_;
   std::unordered_map<int32_t, RecvState> recv_state_;
   std::deque<int> queue_;  // buffer ids of received, unreceived messages

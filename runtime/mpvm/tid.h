@@ -10,9 +10,10 @@
 //   t.str() == "t40005"; t.host() == HostIndex{1}
 #pragma once
 
+#include <fmt/format.h>
+
 #include <compare>
 #include <cstdint>
-#include <fmt/format.h>
 #include <string>
 
 namespace mpvm {
@@ -41,8 +42,9 @@ class Tid {
   constexpr int32_t local() const { return raw_ & kLocalMask; }
   constexpr bool is_daemon() const { return raw_ > 0 && local() == 0; }
   // A tid a task could have: positive, with a host and a local part.
-  constexpr bool is_task() const { return raw_ > 0 && (raw_ & ~(kHostMask | kLocalMask)) == 0 &&
-                                          host().value > 0 && local() > 0; }
+  constexpr bool is_task() const {
+    return raw_ > 0 && (raw_ & ~(kHostMask | kLocalMask)) == 0 && host().value > 0 && local() > 0;
+  }
   std::string str() const { return fmt::format("t{:x}", raw_); }
 
   auto operator<=>(const Tid&) const = default;

@@ -8,16 +8,16 @@ namespace {
 // Every entry of the one error table, checked against PVM 3.4.6's codes.
 TEST(ErrorTable, MapsEveryErrorToPvmsCode) {
   const std::pair<Err, int> expected[] = {
-      {Err::kBadParam, -2},    {Err::kMismatch, -3},   {Err::kOverflow, -4},
-      {Err::kNoData, -5},      {Err::kNoHost, -6},     {Err::kNoFile, -7},
-      {Err::kDenied, -8},      {Err::kNoMem, -10},     {Err::kBadMsg, -12},
-      {Err::kSysErr, -14},     {Err::kNoBuf, -15},     {Err::kNoSuchBuf, -16},
-      {Err::kNullGroup, -17},  {Err::kDupGroup, -18},  {Err::kNoGroup, -19},
-      {Err::kNotInGroup, -20}, {Err::kNoInst, -21},    {Err::kHostFail, -22},
-      {Err::kNoParent, -23},   {Err::kNotImpl, -24},   {Err::kDSysErr, -25},
-      {Err::kBadVersion, -26}, {Err::kOutOfRes, -27},  {Err::kDupHost, -28},
-      {Err::kCantStart, -29},  {Err::kAlready, -30},   {Err::kNoTask, -31},
-      {Err::kNotFound, -32},   {Err::kExists, -33},    {Err::kHostrNMstr, -34},
+      {Err::kBadParam, -2},      {Err::kMismatch, -3},    {Err::kOverflow, -4},
+      {Err::kNoData, -5},        {Err::kNoHost, -6},      {Err::kNoFile, -7},
+      {Err::kDenied, -8},        {Err::kNoMem, -10},      {Err::kBadMsg, -12},
+      {Err::kSysErr, -14},       {Err::kNoBuf, -15},      {Err::kNoSuchBuf, -16},
+      {Err::kNullGroup, -17},    {Err::kDupGroup, -18},   {Err::kNoGroup, -19},
+      {Err::kNotInGroup, -20},   {Err::kNoInst, -21},     {Err::kHostFail, -22},
+      {Err::kNoParent, -23},     {Err::kNotImpl, -24},    {Err::kDSysErr, -25},
+      {Err::kBadVersion, -26},   {Err::kOutOfRes, -27},   {Err::kDupHost, -28},
+      {Err::kCantStart, -29},    {Err::kAlready, -30},    {Err::kNoTask, -31},
+      {Err::kNotFound, -32},     {Err::kExists, -33},     {Err::kHostrNMstr, -34},
       {Err::kParentNotSet, -35}, {Err::kIPLoopback, -36},
   };
   ASSERT_EQ(std::size(expected), static_cast<size_t>(kErrCount));

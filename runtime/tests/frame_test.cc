@@ -45,8 +45,8 @@ TEST(FrameHeader, LayoutIsFixedLittleEndian) {
   EXPECT_EQ(b[4], kFrameVersion);
   EXPECT_EQ(b[8], 0x01);  // src 0x40001, low byte first
   EXPECT_EQ(b[10], 0x04);
-  EXPECT_EQ(b[16], 77);   // tag
-  EXPECT_EQ(b[32], 10);   // length
+  EXPECT_EQ(b[16], 77);  // tag
+  EXPECT_EQ(b[32], 10);  // length
 }
 
 TEST(FrameHeader, RejectsBadMagicVersionKindAndSizes) {

@@ -57,10 +57,10 @@ TEST(XdrGolden, FloatsDoublesAndComplex) {
   ASSERT_TRUE(m.Pack(DataType::kDouble, &d, 1, 1));
   ASSERT_TRUE(m.Pack(DataType::kCplx, cx, 1, 1));
   ASSERT_TRUE(m.Pack(DataType::kDcplx, dcx, 1, 1));
-  EXPECT_EQ(Body(m), Bytes({0x3f, 0xc0, 0, 0, 0xc0, 0, 0, 0,                // floats
-                            0x3f, 0xf8, 0, 0, 0, 0, 0, 0,                   // double
-                            0x3f, 0x80, 0, 0, 0x40, 0, 0, 0,                // complex
-                            0x3f, 0xf0, 0, 0, 0, 0, 0, 0, 0x40, 0, 0, 0, 0, 0, 0, 0}));
+  EXPECT_EQ(Body(m), Bytes({0x3f, 0xc0, 0, 0, 0xc0, 0, 0, 0,  // floats
+                            0x3f, 0xf8, 0, 0, 0,    0, 0, 0,  // double
+                            0x3f, 0x80, 0, 0, 0x40, 0, 0, 0,  // complex
+                            0x3f, 0xf0, 0, 0, 0,    0, 0, 0, 0x40, 0, 0, 0, 0, 0, 0, 0}));
 }
 TEST(XdrGolden, Strings) {
   Message m(kEncDefault);
@@ -87,8 +87,8 @@ TEST(XdrGolden, LongsAreEightBytesAndLoseNothing) {
   Message m(kEncDefault);
   long v[2] = {0x123456789L, -2};
   ASSERT_TRUE(m.Pack(DataType::kLong, v, 2, 1));
-  EXPECT_EQ(Body(m), Bytes({0, 0, 0, 1, 0x23, 0x45, 0x67, 0x89, 0xff, 0xff, 0xff, 0xff, 0xff,
-                            0xff, 0xff, 0xfe}));
+  EXPECT_EQ(Body(m), Bytes({0, 0, 0, 1, 0x23, 0x45, 0x67, 0x89, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                            0xff, 0xfe}));
   m.Rewind();
   long out[2];
   ASSERT_TRUE(m.Unpack(DataType::kLong, out, 2, 1));
@@ -148,18 +148,17 @@ TEST_P(AllEncodings, EveryTypeRoundTrips) {
   RoundTrip<unsigned short>(DataType::kUShort, enc, stride,
                             [](int i) { return (unsigned short)(60000 + i); });
   RoundTrip<int>(DataType::kInt, enc, stride, [](int i) { return -i * 100000; });
-  RoundTrip<unsigned>(DataType::kUInt, enc, stride, [](int i) { return 4000000000u + unsigned(i); });
+  RoundTrip<unsigned>(DataType::kUInt, enc, stride,
+                      [](int i) { return 4000000000u + unsigned(i); });
   RoundTrip<long>(DataType::kLong, enc, stride, [](int i) { return -(long(i) << 40); });
   RoundTrip<unsigned long>(DataType::kULong, enc, stride,
                            [](int i) { return ~0UL - static_cast<unsigned long>(i); });
   RoundTrip<float>(DataType::kFloat, enc, stride, [](int i) { return i * 0.25f; });
   RoundTrip<double>(DataType::kDouble, enc, stride, [](int i) { return i / 3.0; });
-  RoundTrip<std::complex<float>>(DataType::kCplx, enc, stride, [](int i) {
-    return std::complex<float>(float(i), -float(i));
-  });
-  RoundTrip<std::complex<double>>(DataType::kDcplx, enc, stride, [](int i) {
-    return std::complex<double>(i / 7.0, i * 2.0);
-  });
+  RoundTrip<std::complex<float>>(DataType::kCplx, enc, stride,
+                                 [](int i) { return std::complex<float>(float(i), -float(i)); });
+  RoundTrip<std::complex<double>>(DataType::kDcplx, enc, stride,
+                                  [](int i) { return std::complex<double>(i / 7.0, i * 2.0); });
 }
 
 INSTANTIATE_TEST_SUITE_P(Matrix, AllEncodings,

@@ -41,7 +41,9 @@ class VmEnvironment : public ::testing::Environment {
 int Spawn(const char* mode, const char* arg = nullptr) {
   char* argv[] = {const_cast<char*>(mode), const_cast<char*>(arg), nullptr};
   int tid = 0;
-  EXPECT_EQ(pvm_spawn(const_cast<char*>(g_child.c_str()), argv, PvmTaskDefault, const_cast<char*>(""), 1, &tid), 1);
+  EXPECT_EQ(pvm_spawn(const_cast<char*>(g_child.c_str()), argv, PvmTaskDefault,
+                      const_cast<char*>(""), 1, &tid),
+            1);
   return tid;
 }
 
@@ -205,8 +207,9 @@ TEST(Messaging, TrecvTimesOut) {
   struct timeval tv = {0, 50000};
   auto t0 = std::chrono::steady_clock::now();
   EXPECT_EQ(pvm_trecv(-1, 4242, &tv), 0);
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                std::chrono::steady_clock::now() - t0).count();
+  auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
   EXPECT_GE(ms, 50);
   EXPECT_LT(ms, 5000);
   struct timeval zero = {0, 0};
@@ -332,7 +335,8 @@ TEST(Mailbox, PutRecvDelete) {
 TEST(Tasks, SpawnNotifyAndExitStatus) {
   int tids[3];
   char* argv[] = {const_cast<char*>("exit"), const_cast<char*>("0"), nullptr};
-  ASSERT_EQ(pvm_spawn(const_cast<char*>(g_child.c_str()), argv, 0, const_cast<char*>(""), 3, tids), 3);
+  ASSERT_EQ(pvm_spawn(const_cast<char*>(g_child.c_str()), argv, 0, const_cast<char*>(""), 3, tids),
+            3);
   ASSERT_EQ(pvm_notify(PvmTaskExit, 55, 3, tids), 0);
   std::vector<int> gone;
   for (int i = 0; i < 3; ++i) gone.push_back(RecvInt(-1, 55));
@@ -345,10 +349,14 @@ TEST(Tasks, SpawnNotifyAndExitStatus) {
 
 TEST(Tasks, SpawnErrorsPerSlot) {
   int tids[2] = {1, 1};
-  EXPECT_EQ(pvm_spawn(const_cast<char*>("no-such-program-xyz"), nullptr, 0, const_cast<char*>(""), 2, tids), 0);
+  EXPECT_EQ(pvm_spawn(const_cast<char*>("no-such-program-xyz"), nullptr, 0, const_cast<char*>(""),
+                      2, tids),
+            0);
   EXPECT_EQ(tids[0], PvmNoFile);
   EXPECT_EQ(tids[1], PvmNoFile);
-  EXPECT_EQ(pvm_spawn(const_cast<char*>(g_child.c_str()), nullptr, PvmTaskHost, const_cast<char*>("elsewhere"), 1, tids), 0);
+  EXPECT_EQ(pvm_spawn(const_cast<char*>(g_child.c_str()), nullptr, PvmTaskHost,
+                      const_cast<char*>("elsewhere"), 1, tids),
+            0);
   EXPECT_EQ(tids[0], PvmNoHost);
 }
 

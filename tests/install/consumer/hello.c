@@ -1,5 +1,5 @@
-#include <stdio.h>
 #include <pvm3.h>
+#include <stdio.h>
 
 int main(void) {
   printf("PVM %s, PvmNoParent=%d\n", pvm_version(), PvmNoParent);
