@@ -21,6 +21,8 @@ int main(int argc, char** argv) {
   app.add_flag("--embedded", opts.embedded,
                "halt when the tool that started the daemon disconnects (prun)");
   app.add_option("--hostname", opts.hostname, "name this host reports");
+  app.add_option("--ep", opts.ep,
+                 "colon-separated directories to search for spawned programs (PVM's ep=)");
   app.add_option("--log-level", level, "trace, debug, info, warn, error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 

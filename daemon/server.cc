@@ -412,6 +412,12 @@ std::string Server::Resolve(const std::string& file, const std::string& path_env
   std::vector<std::string> dirs;
   if (const char* home = getenv("HOME"); home != nullptr)
     dirs.push_back(std::string(home) + "/pvm3/bin/" + kArch);
+  for (size_t from = 0; from < opts_.ep.size();) {
+    size_t end = opts_.ep.find(':', from);
+    if (end == std::string::npos) end = opts_.ep.size();
+    if (end > from) dirs.push_back(opts_.ep.substr(from, end - from));
+    from = end + 1;
+  }
   size_t pos = 0;
   while (pos <= path_env.size()) {
     size_t end = path_env.find(':', pos);

@@ -19,6 +19,9 @@ struct ServerOptions {
   int ready_fd = -1;
   bool embedded = false;
   std::string hostname;
+  // PVM's ep= host option: directories searched for spawned programs after
+  // $HOME/pvm3/bin/LINUX64 and before the spawner's PATH.
+  std::string ep;
 };
 
 class Server final : public DaemonEnv {

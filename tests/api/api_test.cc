@@ -2,6 +2,7 @@
 // life cycles, FIFO and wildcard order, time-outs, contexts, handlers,
 // mailbox, notify, spawn. The test process is itself a PVM task.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -378,6 +379,19 @@ TEST(Tasks, KillAndConfigAndTasks) {
   EXPECT_EQ(pvm_notify(PvmTaskExit, 56, 1, &child), 0);
   EXPECT_EQ(pvm_kill(child), 0);
   EXPECT_EQ(RecvInt(-1, 56), child);
+}
+
+TEST(Tasks, SendsigReachesTheTask) {
+  int child = Spawn("hold");
+  ASSERT_GT(child, 0);
+  ASSERT_EQ(pvm_notify(PvmTaskExit, 57, 1, &child), 0);
+  EXPECT_EQ(pvm_sendsig(child, SIGKILL), 0);
+  EXPECT_EQ(RecvInt(-1, 57), child);
+  EXPECT_EQ(pvm_sendsig(child, 99999), PvmBadParam);
+}
+
+TEST(Tasks, StartPvmdWhenOneRunsIsDupHost) {
+  EXPECT_EQ(pvm_start_pvmd(0, nullptr, 1), PvmDupHost);
 }
 
 TEST(Groups, JoinBarrierLeave) {

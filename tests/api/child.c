@@ -10,6 +10,7 @@
  *   child threads       report the thread count, then block in pvm_recv
  *   child hold          print "ready" and block in pvm_recv forever
  *   child ring ROUNDS   pass a counter round the prun siblings
+ *   child env NAME      print NAME=value of an environment variable
  */
 #include <signal.h>
 #include <stdio.h>
@@ -40,6 +41,11 @@ int main(int argc, char **argv) {
   if (!strcmp(mode, "print")) {
     printf("%s", argc > 2 ? argv[2] : "");
     return 0; /* no newline, no flush, no pvm_exit: the output must still arrive */
+  }
+  if (!strcmp(mode, "env")) {
+    const char *v = getenv(argc > 2 ? argv[2] : "");
+    printf("%s=%s\n", argc > 2 ? argv[2] : "", v ? v : "(unset)");
+    return 0;
   }
   if (!strcmp(mode, "flood")) {
     int n = argc > 2 ? atoi(argv[2]) : 1000;

@@ -1,12 +1,13 @@
 """mpvmd: one per VM, recovery after a crash, and malformed input."""
 import os
+import shutil
 import signal
 import socket
 import struct
 import subprocess
 import unittest
 
-from harness import CONSOLE, MPVMD, VmTestCase, mpvm_processes
+from harness import CHILD, CONSOLE, MPVMD, VmTestCase, mpvm_processes
 
 
 def frame(kind, payload=b"", length=None):
@@ -85,6 +86,22 @@ class DaemonTest(VmTestCase):
         os.chmod(self.rundir, 0o755)
         self.start_vm()
         self.assertEqual(os.stat(self.rundir).st_mode & 0o777, 0o700)
+
+    def test_ep_directories_are_searched_for_programs(self):
+        epdir = os.path.join(self.tmp, "ep")
+        os.makedirs(epdir)
+        shutil.copy(CHILD, os.path.join(epdir, "only_in_ep"))
+        r, w = os.pipe()
+        d = subprocess.Popen([MPVMD, "--rundir", self.rundir, "--ep", epdir, "--ready-fd", str(w)],
+                             pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(w)
+        self.assertEqual(os.read(r, 16), b"ok\n")  # the daemon's readiness event
+        os.close(r)
+        out = subprocess.run([CONSOLE, "spawn", "->", "only_in_ep", "env", "X"], env=self.env,
+                             capture_output=True, text=True, timeout=30).stdout
+        self.assertRegex(out, r"\[t4[0-9a-f]{4}\] X=\(unset\)")
+        subprocess.run([CONSOLE, "halt"], env=self.env, capture_output=True, timeout=30)
+        d.wait(timeout=30)
 
     def test_halt_removes_every_file(self):
         self.start_vm()

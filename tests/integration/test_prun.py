@@ -103,6 +103,23 @@ class PrunTest(VmTestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertTrue(os.path.exists(os.path.join(self.rundir, "mpvmd.sock")))
 
+    def test_pvm_export_passes_variables_to_spawned_tasks(self):
+        # A VM whose daemon does not have MPVM_IT_VAR in its environment.
+        subprocess.run([os.path.join(os.path.dirname(PRUN), "mpvm"), "conf"], env=self.env,
+                       check=True, capture_output=True)
+        env = dict(self.env, MPVM_IT_VAR="exported value")
+        r = subprocess.run([PRUN, "-n", "1", "--tag-output", "none", CHILD, "env", "MPVM_IT_VAR"],
+                           env=env, capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.stdout.strip(), "MPVM_IT_VAR=(unset)")
+        env["PVM_EXPORT"] = "MPVM_IT_VAR"
+        r = subprocess.run([PRUN, "-n", "1", "--tag-output", "none", CHILD, "env", "MPVM_IT_VAR"],
+                           env=env, capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.stdout.strip(), "MPVM_IT_VAR=exported value")
+
+    def test_spawned_tasks_load_mpvms_library(self):
+        r = self.prun("-n", "1", "--tag-output", "none", CHILD, "env", "LD_LIBRARY_PATH")
+        self.assertRegex(r.stdout.strip(), r"^LD_LIBRARY_PATH=/\S+/lib")
+
     def test_prun_32_is_fast(self):
         # Acceptance: median under 0.5 s for 32 tasks with the embedded VM.
         # The bound here is loose so a busy CI machine does not fail it; the
