@@ -156,23 +156,15 @@ void DaemonCore::HandleControl(ConnId c, ctl::Envelope&& env) {
     case ctl::Envelope::kSpawn:
       DoSpawn(c, who, env);
       return;
-    case ctl::Envelope::kKill: {
-      auto t = tasks_.find(Tid(env.kill().tid()));
-      if (t == tasks_.end() || t->second.exited || t->second.pid <= 0) {
-        ReplyStatus(c, rid, Code(Err::kNoTask));
-        return;
-      }
-      env_->Signal(t->second.pid, SIGTERM);
-      ReplyStatus(c, rid, 0);
-      return;
-    }
+    case ctl::Envelope::kKill:
     case ctl::Envelope::kSignal: {
-      auto t = tasks_.find(Tid(env.signal().tid()));
+      const bool kill = env.has_kill();
+      auto t = tasks_.find(Tid(kill ? env.kill().tid() : env.signal().tid()));
       if (t == tasks_.end() || t->second.exited || t->second.pid <= 0) {
         ReplyStatus(c, rid, Code(Err::kNoTask));
         return;
       }
-      env_->Signal(t->second.pid, env.signal().signum());
+      env_->Signal(t->second.pid, kill ? SIGTERM : env.signal().signum());
       ReplyStatus(c, rid, 0);
       return;
     }

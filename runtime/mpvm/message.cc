@@ -2,6 +2,7 @@
 
 #include <bit>
 #include <cstring>
+#include <iterator>
 
 namespace mpvm {
 namespace {
@@ -11,76 +12,34 @@ static_assert(sizeof(long) == 8, "mpvm assumes LP64");
 
 size_t Pad4(size_t n) { return (4 - n % 4) % 4; }
 
-// Bytes one item of `t` takes in XDR (strings and messages are variable).
-size_t XdrSize(DataType t) {
-  switch (t) {
-    case DataType::kByte:
-      return 1;
-    case DataType::kShort:
-    case DataType::kUShort:
-    case DataType::kInt:
-    case DataType::kUInt:
-    case DataType::kFloat:
-      return 4;
-    case DataType::kLong:
-    case DataType::kULong:
-    case DataType::kDouble:
-    case DataType::kCplx:
-      return 8;
-    case DataType::kDcplx:
-      return 16;
-    default:
-      return 0;
-  }
-}
-
-// Bytes one item of `t` takes in memory (and in raw encoding).
-size_t NativeSize(DataType t) {
-  switch (t) {
-    case DataType::kByte:
-      return 1;
-    case DataType::kShort:
-    case DataType::kUShort:
-      return 2;
-    case DataType::kInt:
-    case DataType::kUInt:
-    case DataType::kFloat:
-      return 4;
-    case DataType::kLong:
-    case DataType::kULong:
-    case DataType::kDouble:
-    case DataType::kCplx:
-      return 8;
-    case DataType::kDcplx:
-      return 16;
-    default:
-      return 0;
-  }
-}
-
-// Types whose bytes mean the same thing: packing one and unpacking the other
-// is allowed (int/uint, a complex is two floats, ...).
-int TypeGroup(DataType t) {
-  switch (t) {
-    case DataType::kShort:
-    case DataType::kUShort:
-      return 1;
-    case DataType::kInt:
-    case DataType::kUInt:
-      return 2;
-    case DataType::kLong:
-    case DataType::kULong:
-      return 3;
-    case DataType::kFloat:
-    case DataType::kCplx:
-      return 4;
-    case DataType::kDouble:
-    case DataType::kDcplx:
-      return 5;
-    default:
-      return 100 + static_cast<int>(t);
-  }
-}
+// Per type: bytes one item takes in XDR and in memory (= raw encoding), and
+// its group: types whose bytes mean the same thing, so packing one and
+// unpacking the other is allowed (int/uint, a complex is two floats, ...).
+// Strings and messages are variable-sized (0) and only match themselves.
+struct TypeInfo {
+  uint8_t xdr, native, group;
+};
+constexpr TypeInfo kTypes[] = {
+    {0, 0, 0},    // (unused)
+    {1, 1, 10},   // byte
+    {4, 2, 1},    // short
+    {4, 2, 1},    // ushort
+    {4, 4, 2},    // int
+    {4, 4, 2},    // uint
+    {8, 8, 3},    // long
+    {8, 8, 3},    // ulong
+    {4, 4, 4},    // float
+    {8, 8, 4},    // cplx
+    {8, 8, 5},    // double
+    {16, 16, 5},  // dcplx
+    {0, 0, 11},   // string
+    {0, 0, 12},   // message
+};
+static_assert(std::size(kTypes) == static_cast<size_t>(DataType::kMesg) + 1);
+const TypeInfo& Info(DataType t) { return kTypes[static_cast<size_t>(t)]; }
+size_t XdrSize(DataType t) { return Info(t).xdr; }
+size_t NativeSize(DataType t) { return Info(t).native; }
+int TypeGroup(DataType t) { return Info(t).group; }
 
 void PutBe32(uint8_t* p, uint32_t v) {
   v = std::byteswap(v);

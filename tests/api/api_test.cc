@@ -390,9 +390,7 @@ TEST(Tasks, SendsigReachesTheTask) {
   EXPECT_EQ(pvm_sendsig(child, 99999), PvmBadParam);
 }
 
-TEST(Tasks, StartPvmdWhenOneRunsIsDupHost) {
-  EXPECT_EQ(pvm_start_pvmd(0, nullptr, 1), PvmDupHost);
-}
+TEST(Tasks, StartPvmdWhenOneRunsIsDupHost) { EXPECT_EQ(pvm_start_pvmd(0, nullptr, 1), PvmDupHost); }
 
 TEST(Groups, JoinBarrierLeave) {
   EXPECT_EQ(pvm_joingroup(const_cast<char*>("api.g")), 0);

@@ -57,15 +57,20 @@ class PrunTest(VmTestCase):
         self.assertIn("PATH", r.stderr)
         self.assertNothingLeft()
 
-    def _interrupt(self, sig):
-        p = subprocess.Popen([PRUN, "-n", "4", "--tag-output", "none", CHILD, "hold"],
+    def start_holding(self, n):
+        """prun with n tasks blocked in pvm_recv; returns once all said ready."""
+        p = subprocess.Popen([PRUN, "-n", str(n), "--tag-output", "none", CHILD, "hold"],
                              env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         ready = 0
         def is_ready(line):
             nonlocal ready
             ready += line.startswith("ready")
-            return ready == 4
+            return ready == n
         wait_for_line(p.stdout, is_ready)
+        return p
+
+    def _interrupt(self, sig):
+        p = self.start_holding(4)
         self.assertEqual(len(mpvm_processes(self.rundir)), 5)  # daemon + 4 tasks
         p.send_signal(sig)
         _, err = p.communicate(timeout=30)
@@ -80,14 +85,7 @@ class PrunTest(VmTestCase):
         self._interrupt(signal.SIGTERM)
 
     def test_killed_prun_takes_the_embedded_vm_down(self):
-        p = subprocess.Popen([PRUN, "-n", "2", "--tag-output", "none", CHILD, "hold"],
-                             env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        seen = 0
-        def two(line):
-            nonlocal seen
-            seen += line.startswith("ready")
-            return seen == 2
-        wait_for_line(p.stdout, two)
+        p = self.start_holding(2)
         p.kill()
         p.wait()
         # The daemon sees its owner go, kills the tasks and removes its files.
