@@ -12,7 +12,7 @@ namespace mpvm {
 namespace {
 
 // pvm3.h values the daemon needs (the daemon does not include the C header).
-constexpr int kTaskHost = 1, kTaskArch = 2, kHostCompl = 32, kNoSpawnParent = 64;
+constexpr int kTaskHost = 1, kTaskArch = 2, kTaskDebug = 4, kHostCompl = 32, kNoSpawnParent = 64;
 constexpr int kNotifyTaskExit = 1, kNotifyHostDelete = 2, kNotifyHostAdd = 3;
 constexpr int kMboxPersistent = 1, kMboxMultiInstance = 2, kMboxOverWritable = 4,
               kMboxFirstAvail = 8, kMboxReadAndDelete = 16, kMboxWaitForInfo = 32;
@@ -213,6 +213,27 @@ void DaemonCore::HandleControl(ConnId c, ctl::Envelope&& env) {
     case ctl::Envelope::kNewContext:
       ReplyStatus(c, rid, (host_tid().raw() | next_ctx_++) & 0x7fffffff);
       return;
+    case ctl::Envelope::kSetOutput: {
+      auto t = tasks_.find(who);
+      if (t == tasks_.end()) {
+        ReplyStatus(c, rid, Code(Err::kNoTask));
+        return;
+      }
+      Task& task = t->second;
+      const int to = env.set_output().tid();
+      if (to != 0 && !tasks_.contains(Tid(to))) {
+        ReplyStatus(c, rid, Code(Err::kNoTask), "no such task to send output to");
+        return;
+      }
+      if (task.out_tid != 0 && task.out_tid != to) SendOutputRecord(task, 0, {});  // old sink: EOF
+      const bool fresh = to != 0 && to != task.out_tid;
+      task.out_tid = to;
+      task.out_code = env.set_output().code();
+      task.out_ctx = env.set_output().ctx();
+      if (fresh) SendOutputRecord(task, -1, {});  // new sink: BEGIN
+      ReplyStatus(c, rid, 0);
+      return;
+    }
     case ctl::Envelope::kExit: {
       auto t = tasks_.find(who);
       if (t != tasks_.end()) TaskLeftVm(t->second);
@@ -350,7 +371,18 @@ void DaemonCore::DoSpawn(ConnId c, Tid who, const ctl::Envelope& env) {
     fail_all(Err::kNoFile, fmt::format("'{}' not found", s.file()));
     return;
   }
-  auto parent = tasks_.find(who);
+  // PvmTaskDebug: run the program under $PVM_DEBUGGER (as PVM ran its
+  // debugger script) when the daemon has one; otherwise start it normally.
+  std::string debugger;
+  if (s.flags() & kTaskDebug) {
+    for (const auto& kv : cfg_.base_env)
+      if (kv.rfind("PVM_DEBUGGER=", 0) == 0) debugger = env_->Resolve(kv.substr(13), "", s.cwd());
+    if (debugger.empty())
+      env_->Log(
+          fmt::format("PvmTaskDebug for {}: PVM_DEBUGGER is not set (or not found); "
+                      "starting it without a debugger",
+                      s.file()));
+  }
   std::vector<Tid> made;
   ctl::Envelope r = NewEnvelope();
   for (int i = 0; i < s.ntask(); ++i) {
@@ -361,8 +393,9 @@ void DaemonCore::DoSpawn(ConnId c, Tid who, const ctl::Envelope& env) {
     }
     SpawnSpec spec;
     spec.tid = t;
-    spec.path = path;
-    spec.argv.push_back(s.file());
+    spec.path = debugger.empty() ? path : debugger;
+    if (!debugger.empty()) spec.argv.push_back(debugger);
+    spec.argv.push_back(debugger.empty() ? s.file() : path);
     spec.argv.insert(spec.argv.end(), s.argv().begin(), s.argv().end());
     spec.env = ChildEnv(s, t, i);
     spec.cwd = s.cwd();
@@ -396,7 +429,6 @@ void DaemonCore::DoSpawn(ConnId c, Tid who, const ctl::Envelope& env) {
     task.siblings = made;
     if (task.out_tid != 0) SendOutputRecord(task, -1, {});
   }
-  (void)parent;
   Reply(c, rid, std::move(r));
 }
 

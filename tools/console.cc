@@ -24,8 +24,9 @@ const char* kHelp =
     "Commands:\n"
     "  conf                 list the hosts of the virtual machine\n"
     "  ps [-a]              list tasks (-a: all tasks, including tools)\n"
-    "  spawn [-N] [-HOST] [->] PROGRAM [ARGS...]\n"
-    "                       start N copies (default 1); with -> wait and show their output\n"
+    "  spawn [-N] [-HOST] [-?] [->] PROGRAM [ARGS...]\n"
+    "                       start N copies (default 1); -? under $PVM_DEBUGGER;\n"
+    "                       with -> wait and show their output\n"
     "  kill TID...          kill tasks (tids as shown by ps, e.g. t40003)\n"
     "  halt                 stop every task and the virtual machine\n"
     "  quit                 leave the console; the virtual machine keeps running\n"
@@ -147,6 +148,8 @@ class Console {
       std::string opt = w[i].substr(1);
       if (opt == ">") {
         follow = true;
+      } else if (opt == "?") {
+        o.flags |= 4;  // PvmTaskDebug: under $PVM_DEBUGGER
       } else if (!opt.empty() && std::isdigit(static_cast<unsigned char>(opt[0]))) {
         o.ntask = std::atoi(opt.c_str());
       } else if (!opt.empty()) {

@@ -67,6 +67,14 @@ Status FromCode(int code) {
 
 }  // namespace
 
+namespace {
+Status StatusOf(const Result<ctl::Envelope>& rep) {
+  if (!rep) return mpvm::unexpected(rep.error());
+  if (!rep->has_status()) return Fail(Err::kDSysErr);
+  return FromCode(rep->status().code());
+}
+}  // namespace
+
 TaskRuntime::TaskRuntime() {
   if (const char* s = std::getenv("MPVM_SPIN_US"); s != nullptr && *s != '\0')
     spin_ns_ = std::max<int64_t>(0, std::strtoll(s, nullptr, 10)) * 1000;
@@ -259,14 +267,6 @@ Result<std::vector<int>> TaskRuntime::Spawn(const SpawnRequestOptions& o) {
   return std::vector<int>(rep->spawn_reply().tids().begin(), rep->spawn_reply().tids().end());
 }
 
-namespace {
-Status StatusOf(const Result<ctl::Envelope>& rep) {
-  if (!rep) return mpvm::unexpected(rep.error());
-  if (!rep->has_status()) return Fail(Err::kDSysErr);
-  return FromCode(rep->status().code());
-}
-}  // namespace
-
 Status TaskRuntime::Kill(Tid t) {
   if (auto st = EnsureEnrolled(); !st) return st;
   if (!t.is_task()) return Fail(Err::kBadParam);
@@ -406,19 +406,24 @@ Result<int> TaskRuntime::SetOpt(int what, int val) {
       return swap(fragsize_, val);
     case kOptResvTids:
       return swap(resvtids_, val);
-    case kOptSelfOutputTid: {
-      int old = swap(self_out_tid_, val);
-      out_tid_ = val;
-      return old;
-    }
-    case kOptSelfOutputCode: {
-      int old = swap(self_out_code_, val);
-      out_code_ = val;
-      return old;
-    }
+    case kOptSelfOutputTid:
+    case kOptSelfOutputCode:
     case kOptSelfOutputContext: {
-      int old = swap(self_out_ctx_, val);
-      out_ctx_ = val;
+      // The daemon carries our stdout: tell it where to send it now. As in
+      // PVM, this also becomes the setting for children.
+      int tid = self_out_tid_, code = self_out_code_, ctx = self_out_ctx_;
+      int& slot = what == kOptSelfOutputTid ? tid : what == kOptSelfOutputCode ? code : ctx;
+      const int old = slot;
+      slot = val;
+      if (auto st = EnsureEnrolled(); !st) return std::unexpected(st.error());
+      ctl::Envelope req = NewEnvelope();
+      req.mutable_set_output()->set_tid(tid);
+      req.mutable_set_output()->set_code(code);
+      req.mutable_set_output()->set_ctx(ctx);
+      if (auto st = StatusOf(Call(std::move(req))); !st) return std::unexpected(st.error());
+      self_out_tid_ = out_tid_ = tid;
+      self_out_code_ = out_code_ = code;
+      self_out_ctx_ = out_ctx_ = ctx;
       return old;
     }
     case kOptSelfTraceTid:

@@ -390,6 +390,28 @@ TEST(Tasks, SendsigReachesTheTask) {
   EXPECT_EQ(pvm_sendsig(child, 99999), PvmBadParam);
 }
 
+TEST(Tasks, SelfOutputTidRedirectsTheTasksOwnOutput) {
+  int child = Spawn("selfout");
+  ASSERT_GT(child, 0);
+  std::string text;
+  bool begun = false;
+  for (;;) {  // BEGIN (-1), data, EOF (0), as PvmOutputTid messages
+    ASSERT_GT(pvm_recv(-1, 77), 0);
+    int head[2];
+    ASSERT_EQ(pvm_upkint(head, 2, 1), 0);
+    EXPECT_EQ(head[0], child);
+    if (head[1] == -1) begun = true;
+    if (head[1] == 0) break;
+    if (head[1] > 0) {
+      std::string chunk(static_cast<size_t>(head[1]), '\0');
+      ASSERT_EQ(pvm_upkbyte(chunk.data(), head[1], 1), 0);
+      text += chunk;
+    }
+  }
+  EXPECT_TRUE(begun);
+  EXPECT_EQ(text, "redirected\n");
+}
+
 TEST(Tasks, StartPvmdWhenOneRunsIsDupHost) { EXPECT_EQ(pvm_start_pvmd(0, nullptr, 1), PvmDupHost); }
 
 TEST(Groups, JoinBarrierLeave) {

@@ -11,6 +11,7 @@
  *   child hold          print "ready" and block in pvm_recv forever
  *   child ring ROUNDS   pass a counter round the prun siblings
  *   child env NAME      print NAME=value of an environment variable
+ *   child selfout       send its own output to its parent (PvmSelfOutputTid)
  */
 #include <signal.h>
 #include <stdio.h>
@@ -54,6 +55,14 @@ int main(int argc, char **argv) {
   }
   int me = pvm_mytid();
   if (me < 0) return 3;
+  if (!strcmp(mode, "selfout")) { /* send my own stdout to my parent, tag 77 */
+    pvm_setopt(PvmSelfOutputCode, 77);
+    pvm_setopt(PvmSelfOutputTid, pvm_parent());
+    printf("redirected\n");
+    fflush(stdout);
+    pvm_exit();
+    return 0;
+  }
   if (!strcmp(mode, "threads")) {
     volatile double x = 0;
     for (int i = 0; i < 20000000; i++) x += i * 0.5; /* compute */

@@ -103,6 +103,17 @@ class DaemonTest(VmTestCase):
         subprocess.run([CONSOLE, "halt"], env=self.env, capture_output=True, timeout=30)
         d.wait(timeout=30)
 
+    def test_task_debug_runs_the_program_under_pvm_debugger(self):
+        dbg = os.path.join(self.tmp, "dbg")
+        with open(dbg, "w") as f:
+            f.write('#!/bin/sh\necho "debugger: $*"\nexec "$@"\n')
+        os.chmod(dbg, 0o755)
+        env = dict(self.env, PVM_DEBUGGER=dbg)
+        out = subprocess.run([CONSOLE, "spawn", "-?", "->", CHILD, "env", "X"], env=env,
+                             capture_output=True, text=True, timeout=30).stdout
+        self.assertRegex(out, r"\] debugger: \S*mpvm_test_child env X")
+        self.assertRegex(out, r"\] X=\(unset\)")
+
     def test_halt_removes_every_file(self):
         self.start_vm()
         r = subprocess.run([CONSOLE, "halt"], env=self.env, capture_output=True, text=True, timeout=30)
