@@ -19,6 +19,6 @@ ctest --preset asan
 
 echo "== fuzzing the decoders (bounded) =="
 cmake --preset fuzz >/dev/null
-cmake --build --preset fuzz -j "$jobs"
+cmake --build --preset fuzz -j "$jobs" --target fuzzers
 bash scripts/fuzz.sh build/fuzz "${MPVM_FUZZ_SECONDS:-30}"
 echo "all test stages passed"
