@@ -18,9 +18,11 @@ for f in daemon_stream_fuzz control_fuzz message_fuzz; do
   if ! "$bin" -max_total_time="$secs" -max_len=65536 -print_final_stats=1 \
        -artifact_prefix="$work/" "$work/$f" ${seeds:+$([ -d "$seeds" ] && echo "$seeds")} \
        > "$work/$f.log" 2>&1; then
-    echo "fuzz: $f FAILED"; tail -40 "$work/$f.log"; fail=1
+    echo "fuzz: $f FAILED"; tail -40 "$work/$f.log"; fail=$((fail + 1))
   else
     grep -E "stat::number_of_executed_units|Done" "$work/$f.log" | tail -2
   fi
 done
+n=3
+echo "fuzz: $((n - fail)) passed, $fail failed"
 exit $fail
