@@ -67,7 +67,7 @@ SCENARIOS = {
 }
 
 TID_RE = re.compile(r"(?<![.\d])\bt?4[0-9a-f]{4}\b")
-DEC_TID_RE = re.compile(r"\b26[0-9]{4}\b")
+DEC_TID_RE = re.compile(r"(?<![.\d])\b26[0-9]{4}\b")
 NUM_RE = re.compile(r"[-+]?\d+(\.\d+)?")
 PREFIX_RE = re.compile(r"^\[(t[0-9a-f]+)\] ?(.*)$")
 
