@@ -11,4 +11,10 @@ if [ ${#bad[@]} -gt 0 ]; then
   echo "not clang-formatted (run: clang-format -i FILE): ${bad[*]}"
   exit 1
 fi
-echo "ok   every C/C++ source is clang-formatted"
+# std::expected is spelled mpvm::expected outside error.h, so the clang
+# (libFuzzer) build, which uses tl::expected, keeps compiling.
+if git grep -n -E 'std::(un)?expected' -- '*.cc' '*.h' ':!runtime/mpvm/error.h' 2>/dev/null; then
+  echo "use mpvm::expected / mpvm::unexpected (see runtime/mpvm/error.h)"
+  exit 1
+fi
+echo "ok   every C/C++ source is clang-formatted and uses mpvm::expected"

@@ -415,12 +415,12 @@ Result<int> TaskRuntime::SetOpt(int what, int val) {
       int& slot = what == kOptSelfOutputTid ? tid : what == kOptSelfOutputCode ? code : ctx;
       const int old = slot;
       slot = val;
-      if (auto st = EnsureEnrolled(); !st) return std::unexpected(st.error());
+      if (auto st = EnsureEnrolled(); !st) return mpvm::unexpected(st.error());
       ctl::Envelope req = NewEnvelope();
       req.mutable_set_output()->set_tid(tid);
       req.mutable_set_output()->set_code(code);
       req.mutable_set_output()->set_ctx(ctx);
-      if (auto st = StatusOf(Call(std::move(req))); !st) return std::unexpected(st.error());
+      if (auto st = StatusOf(Call(std::move(req))); !st) return mpvm::unexpected(st.error());
       self_out_tid_ = out_tid_ = tid;
       self_out_code_ = out_code_ = code;
       self_out_ctx_ = out_ctx_ = ctx;
