@@ -398,7 +398,7 @@ void DaemonCore::DoSpawn(ConnId c, Tid who, const ctl::Envelope& env) {
     spec.argv.push_back(debugger.empty() ? s.file() : path);
     spec.argv.insert(spec.argv.end(), s.argv().begin(), s.argv().end());
     spec.env = ChildEnv(s, t, i);
-    spec.cwd = s.cwd();
+    spec.cwd = cfg_.workdir.empty() ? s.cwd() : cfg_.workdir;
     auto pid = env_->Spawn(spec);
     if (!pid) {
       r.mutable_spawn_reply()->add_tids(Code(pid.error()));

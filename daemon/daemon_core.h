@@ -67,6 +67,7 @@ struct DaemonConfig {
   std::string rundir;
   std::string libdir;  // put first in spawned tasks' LD_LIBRARY_PATH
   std::vector<std::string> base_env;
+  std::string workdir;  // wd= of this host: spawned tasks start here when set
   bool embedded = false;
 };
 

@@ -23,6 +23,10 @@ int main(int argc, char** argv) {
   app.add_option("--hostname", opts.hostname, "name this host reports");
   app.add_option("--ep", opts.ep,
                  "colon-separated directories to search for spawned programs (PVM's ep=)");
+  app.add_option("hostfile,--hostfile", opts.hostfile,
+                 "PVM host file; this host's line sets its speed (sp=), program path (ep=) "
+                 "and working directory (wd=)")
+      ->check(CLI::ExistingFile);
   app.add_option("--log-level", level, "trace, debug, info, warn, error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 

@@ -17,7 +17,11 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <optional>
+#include <sstream>
 
+#include "hostfile.h"
 #include "mpvm/paths.h"
 
 extern char** environ;
@@ -113,6 +117,8 @@ bool Server::Setup(std::string* error) {
 
   DaemonConfig cfg;
   cfg.rundir = opts_.rundir;
+  std::optional<HostSpec> self_spec;
+  std::vector<HostSpec> others;
   cfg.embedded = opts_.embedded;
   if (opts_.hostname.empty()) {
     char hn[256] = {};
@@ -122,6 +128,36 @@ bool Server::Setup(std::string* error) {
     cfg.hostname = h.empty() ? "localhost" : h;
   } else {
     cfg.hostname = opts_.hostname;
+  }
+  if (!opts_.hostfile.empty()) {
+    std::ifstream in(opts_.hostfile);
+    if (!in) {
+      *error = fmt::format("cannot read host file {}: {}", opts_.hostfile, std::strerror(errno));
+      return false;
+    }
+    std::stringstream text;
+    text << in.rdbuf();
+    auto hosts = ParseHostfile(text.str(), opts_.hostfile);
+    if (!hosts) {
+      *error = hosts.error().message;
+      return false;
+    }
+    self_spec = FindSelf(*hosts, cfg.hostname);
+    for (const auto& h : *hosts)
+      if (!self_spec || h.line != self_spec->line) others.push_back(h);
+  }
+  if (self_spec) {
+    cfg.speed = self_spec->speed;
+    if (opts_.ep.empty()) opts_.ep = self_spec->ep;
+    cfg.workdir = self_spec->wd;
+  }
+  for (const auto& h : others) {
+    std::fprintf(stderr,
+                 "mpvmd: %s:%d: host '%s' not added: this mpvm runs single-host virtual "
+                 "machines only\n",
+                 opts_.hostfile.c_str(), h.line, h.name.c_str());
+    spdlog::warn("{}:{}: host '{}' not added: this mpvm runs single-host virtual machines only",
+                 opts_.hostfile, h.line, h.name);
   }
   std::string exe_dir = SelfExeDir();
   char real[PATH_MAX];

@@ -22,6 +22,7 @@ struct ServerOptions {
   // PVM's ep= host option: directories searched for spawned programs after
   // $HOME/pvm3/bin/LINUX64 and before the spawner's PATH.
   std::string ep;
+  std::string hostfile;  // PVM host file; this host's line sets sp=, ep=, wd=
 };
 
 class Server final : public DaemonEnv {

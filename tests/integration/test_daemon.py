@@ -114,6 +114,40 @@ class DaemonTest(VmTestCase):
         self.assertRegex(out, r"\] debugger: \S*mpvm_test_child env X")
         self.assertRegex(out, r"\] X=\(unset\)")
 
+    def start_with_hostfile(self, text):
+        path = os.path.join(self.tmp, "hosts")
+        with open(path, "w") as f:
+            f.write(text)
+        r, w = os.pipe()
+        d = subprocess.Popen([MPVMD, "--rundir", self.rundir, "--ready-fd", str(w), path],
+                             pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True)
+        os.close(w)
+        said = os.read(r, 4096).decode()
+        os.close(r)
+        return d, said
+
+    def test_hostfile_sets_this_hosts_speed(self):
+        d, said = self.start_with_hostfile("# test\n* sp=1500\nlocalhost sp=2500 wd=/tmp\n")
+        self.assertEqual(said, "ok\n")
+        self.assertRegex(self.start_vm(), r"LINUX64 +2500 ")
+        subprocess.run([CONSOLE, "halt"], env=self.env, capture_output=True, timeout=30)
+        d.wait(timeout=30)
+
+    def test_malformed_hostfile_is_refused_naming_the_line(self):
+        d, said = self.start_with_hostfile("localhost\n\nother sp=fast\n")
+        _, err = d.communicate(timeout=30)
+        self.assertEqual(d.returncode, 1)
+        self.assertIn("hosts:3: sp= needs a positive integer (1..1000000), got 'fast'", said)
+        self.assertIn("hosts:3:", err)
+
+    def test_other_hosts_in_a_hostfile_are_reported_not_silently_dropped(self):
+        d, said = self.start_with_hostfile("localhost\nfarhost sp=10\n")
+        self.assertEqual(said, "ok\n")
+        subprocess.run([CONSOLE, "halt"], env=self.env, capture_output=True, timeout=30)
+        _, err = d.communicate(timeout=30)
+        self.assertIn("hosts:2: host 'farhost' not added", err)
+
     def test_halt_removes_every_file(self):
         self.start_vm()
         r = subprocess.run([CONSOLE, "halt"], env=self.env, capture_output=True, text=True, timeout=30)
