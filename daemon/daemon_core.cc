@@ -30,7 +30,10 @@ ctl::Envelope NewEnvelope() {
 
 }  // namespace
 
-DaemonCore::DaemonCore(DaemonConfig cfg, DaemonEnv* env) : cfg_(std::move(cfg)), env_(env) {}
+DaemonCore::DaemonCore(DaemonConfig cfg, DaemonEnv* env)
+    : cfg_(std::move(cfg)), env_(env), host_(cfg_.member ? HostIndex{0} : cfg_.host) {
+  if (!cfg_.member) hosts_[host_.value] = HostRec{cfg_.hostname, cfg_.arch, cfg_.speed};
+}
 
 std::vector<int> DaemonCore::TaskPids() const {
   std::vector<int> out;
@@ -129,7 +132,7 @@ void DaemonCore::SendToTask(Tid dst, int tag, int ctx, Message& m) {
 
 Tid DaemonCore::AllocTid() {
   for (int tries = 0; tries < Tid::kLocalMask; ++tries) {
-    Tid t = Tid::Make(cfg_.host, next_local_);
+    Tid t = Tid::Make(host_, next_local_);
     next_local_ = next_local_ >= Tid::kLocalMask ? 1 : next_local_ + 1;
     if (!tasks_.contains(t)) return t;
   }
@@ -176,16 +179,7 @@ void DaemonCore::HandleControl(ConnId c, ctl::Envelope&& env) {
     }
     case ctl::Envelope::kConfig: {
       ctl::Envelope e = NewEnvelope();
-      auto* h = e.mutable_config_reply()->add_hosts();
-      h->set_tid(host_tid().raw());
-      h->set_name(cfg_.hostname);
-      h->set_arch(cfg_.arch);
-      h->set_speed(cfg_.speed);
-      h->set_dsig(kDataSignature);
-      int n = 0;
-      for (const auto& [tid, t] : tasks_)
-        if (t.state != State::kLeft && !t.is_tool) ++n;
-      h->set_ntasks(n);
+      *e.mutable_config_reply()->mutable_hosts() = Table().hosts();
       Reply(c, rid, std::move(e));
       return;
     }
@@ -545,7 +539,7 @@ void DaemonCore::FireNotify(int what, int target) {
 void DaemonCore::SendNotifyMessage(const NotifyReg& r, int subject) {
   Message m(kEncDefault);
   if (r.what == kNotifyHostAdd) {
-    int n = 0;
+    int n = 0;  // a cancelled host-add notify: no new hosts
     (void)m.Pack(DataType::kInt, &n, 1, 1);
   } else {
     (void)m.Pack(DataType::kInt, &subject, 1, 1);
@@ -584,7 +578,8 @@ void DaemonCore::DoNotify(ConnId c, Tid who, const ctl::Envelope& env) {
       auto t = tasks_.find(Tid(target));
       exists = t != tasks_.end() && t->second.state != State::kLeft;
     } else {
-      exists = target == host_tid().raw();
+      const Tid h(target);
+      exists = h.is_daemon() && hosts_.contains(h.host().value);
     }
     if (exists) {
       notify_.push_back(reg);
@@ -613,7 +608,7 @@ void DaemonCore::DoTasks(ConnId c, const ctl::Envelope& env) {
     te->set_pid(t.pid);
   }
   if (where != 0 && where != host_tid().raw() && !found) {
-    rep->set_code(Code(Tid(where).host() == cfg_.host ? Err::kNoTask : Err::kNoHost));
+    rep->set_code(Code(Tid(where).host() == host_ ? Err::kNoTask : Err::kNoHost));
   }
   Reply(c, env.rid(), std::move(e));
 }
@@ -897,6 +892,237 @@ void DaemonCore::Halt(Tid caller) {
   for (const auto& [tid, t] : tasks_)
     if (t.pid > 0 && !t.exited && !t.is_tool && tid != caller) env_->Signal(t.pid, SIGTERM);
   env_->RequestShutdown();
+}
+
+// ---- Hosts: the table, joining, heartbeats, failures ------------------------
+
+int DaemonCore::LocalTaskCount() const {
+  int n = 0;
+  for (const auto& [tid, t] : tasks_)
+    if (t.state != State::kLeft && !t.is_tool) ++n;
+  return n;
+}
+
+ctl::HostTable DaemonCore::Table() const {
+  ctl::HostTable t;
+  for (const auto& [index, h] : hosts_) {
+    auto* e = t.add_hosts();
+    e->set_tid(Tid::DaemonOf(HostIndex{index}).raw());
+    e->set_name(h.name);
+    e->set_arch(h.arch);
+    e->set_speed(h.speed);
+    e->set_dsig(kDataSignature);
+    e->set_ntasks(index == host_.value ? LocalTaskCount() : h.ntasks);
+  }
+  return t;
+}
+
+void DaemonCore::SendPeerControl(PeerId p, ctl::Envelope&& env) {
+  env.set_version(kControlVersion);
+  auto bytes = EncodeControl(env);
+  env_->SendToPeer(p, ControlHeader(host_tid().raw(), 0), bytes);
+}
+
+void DaemonCore::BroadcastTable(PeerId except) {
+  for (const auto& [index, h] : hosts_) {
+    if (h.peer == 0 || h.peer == except) continue;
+    ctl::Envelope e = NewEnvelope();
+    *e.mutable_host_table() = Table();
+    SendPeerControl(h.peer, std::move(e));
+  }
+}
+
+void DaemonCore::HostsAdded(const std::vector<int>& added) {
+  if (added.empty()) return;
+  std::vector<NotifyReg> fire;
+  for (auto& r : notify_) {
+    if (r.what != kNotifyHostAdd || r.count == 0) continue;
+    fire.push_back(r);
+    if (r.count > 0) --r.count;
+  }
+  std::erase_if(notify_,
+                [](const NotifyReg& r) { return r.what == kNotifyHostAdd && r.count == 0; });
+  for (const auto& r : fire) {
+    Message m(kEncDefault);
+    int n = static_cast<int>(added.size());
+    (void)m.Pack(DataType::kInt, &n, 1, 1);
+    for (int index : added) {
+      int tid = Tid::DaemonOf(HostIndex{index}).raw();
+      (void)m.Pack(DataType::kInt, &tid, 1, 1);
+    }
+    SendToTask(r.watcher, r.tag, r.ctx, m);
+  }
+}
+
+void DaemonCore::RemoveHost(int index, const std::string& reason) {
+  auto it = hosts_.find(index);
+  if (it == hosts_.end() || index == host_.value) return;
+  env_->Log(fmt::format("host {} ({}) removed from the virtual machine: {}", it->second.name,
+                        Tid::DaemonOf(HostIndex{index}).str(), reason));
+  const PeerId peer = it->second.peer;
+  hosts_.erase(it);
+  if (peer != 0) env_->DropPeer(peer);
+  FireNotify(kNotifyHostDelete, Tid::DaemonOf(HostIndex{index}).raw());
+  if (!cfg_.member) BroadcastTable();
+}
+
+Status DaemonCore::DeleteHost(const std::string& name, const std::string& reason) {
+  for (const auto& [index, h] : hosts_) {
+    if (h.name != name || index == host_.value) continue;
+    if (h.peer != 0) {
+      ctl::Envelope e = NewEnvelope();
+      e.mutable_host_leave()->set_host(index);
+      e.mutable_host_leave()->set_reason(reason);
+      SendPeerControl(h.peer, std::move(e));
+    }
+    RemoveHost(index, reason);
+    return {};
+  }
+  return Fail(Err::kNoHost);
+}
+
+void DaemonCore::ApplyTable(const ctl::HostTable& t) {
+  std::map<int, HostRec> next;
+  std::vector<int> added;
+  for (const auto& e : t.hosts()) {
+    const int index = Tid(e.tid()).host().value;
+    HostRec h{e.name(), e.arch(), e.speed(), e.ntasks()};
+    next[index] = h;
+    if (!hosts_.contains(index) && index != host_.value) added.push_back(index);
+  }
+  std::vector<int> gone;
+  for (const auto& [index, h] : hosts_)
+    if (!next.contains(index)) gone.push_back(index);
+  hosts_ = std::move(next);
+  for (int index : gone) FireNotify(kNotifyHostDelete, Tid::DaemonOf(HostIndex{index}).raw());
+  HostsAdded(added);
+}
+
+void DaemonCore::StartJoin(int64_t now_ns) {
+  now_ns_ = last_master_ns_ = now_ns;
+  ctl::Envelope e = NewEnvelope();
+  e.mutable_join()->set_name(cfg_.hostname);
+  e.mutable_join()->set_arch(cfg_.arch);
+  e.mutable_join()->set_speed(cfg_.speed);
+  SendPeerControl(kMasterPeer, std::move(e));
+}
+
+void DaemonCore::OnPeerFrame(PeerId p, Frame&& f) {
+  if (f.header.kind != FrameKind::kControl) {
+    ++bad_frames_;
+    env_->Log(
+        fmt::format("peer link {}: data frames between daemons are not used yet; dropped", p));
+    return;
+  }
+  auto env = DecodeControl(f.payload);
+  if (!env) {
+    ++bad_frames_;
+    env_->Log(fmt::format("peer link {}: {}; ignored", p, env.error()));
+    return;
+  }
+  if (!cfg_.member) {  // master
+    if (env->has_join()) {
+      const auto& j = env->join();
+      ctl::Envelope r = NewEnvelope();
+      bool taken = false;
+      for (const auto& [index, h] : hosts_) taken |= h.name == j.name();
+      if (taken || j.name().empty()) {
+        r.mutable_join_reply()->set_code(Code(Err::kDupHost));
+        r.mutable_join_reply()->set_detail(
+            fmt::format("a host named '{}' is already in the virtual machine", j.name()));
+        SendPeerControl(p, std::move(r));
+        env_->Log(fmt::format("refused a second host named '{}'", j.name()));
+        return;
+      }
+      const int index = next_host_++;
+      hosts_[index] = HostRec{j.name(), j.arch(), j.speed() > 0 ? j.speed() : 1000, 0, p, now_ns_};
+      r.mutable_join_reply()->set_code(0);
+      r.mutable_join_reply()->set_host(index);
+      *r.mutable_join_reply()->mutable_table() = Table();
+      SendPeerControl(p, std::move(r));
+      env_->Log(fmt::format("host {} ({}) joined the virtual machine", j.name(),
+                            Tid::DaemonOf(HostIndex{index}).str()));
+      BroadcastTable(p);  // the joiner has the table in its reply
+      HostsAdded({index});
+      return;
+    }
+    for (auto& [index, h] : hosts_) {
+      if (h.peer != p) continue;
+      h.last_seen_ns = now_ns_;
+      if (env->has_heartbeat()) h.ntasks = env->heartbeat().ntasks();
+      return;
+    }
+    env_->Log(fmt::format("peer link {}: message from a daemon that has not joined; ignored", p));
+    return;
+  }
+  // member
+  last_master_ns_ = now_ns_;
+  if (env->has_join_reply()) {
+    const auto& r = env->join_reply();
+    if (r.code() < 0) {
+      join_error_ = r.detail().empty() ? std::string(PvmErrorText(r.code())) : r.detail();
+      return;
+    }
+    host_ = HostIndex{r.host()};
+    joined_ = true;
+    ApplyTable(r.table());
+  } else if (env->has_host_table()) {
+    ApplyTable(env->host_table());
+  } else if (env->has_host_leave()) {
+    env_->Log(fmt::format("the master removed this host: {}", env->host_leave().reason()));
+    Halt();
+  }
+}
+
+void DaemonCore::OnPeerGone(PeerId p) {
+  if (cfg_.member) {
+    if (p == kMasterPeer && joined_) {
+      env_->Log("lost the link to the master; halting (a virtual machine ends with its master)");
+      Halt();
+    }
+    return;
+  }
+  for (const auto& [index, h] : hosts_)
+    if (h.peer == p) {
+      RemoveHost(index, "its daemon disconnected");
+      return;
+    }
+}
+
+void DaemonCore::OnTick(int64_t now_ns) {
+  now_ns_ = now_ns;
+  const bool beat = now_ns - last_beat_sent_ns_ >= cfg_.heartbeat_ns;
+  if (beat) last_beat_sent_ns_ = now_ns;
+  if (cfg_.member) {
+    if (!joined_ || halting_) return;
+    if (now_ns - last_master_ns_ > cfg_.dead_after_ns) {
+      env_->Log(
+          fmt::format("no word from the master for {} ms; halting (a virtual machine ends "
+                      "with its master)",
+                      (now_ns - last_master_ns_) / 1'000'000));
+      Halt();
+      return;
+    }
+    if (beat) {
+      ctl::Envelope e = NewEnvelope();
+      e.mutable_heartbeat()->set_host(host_.value);
+      e.mutable_heartbeat()->set_ntasks(LocalTaskCount());
+      SendPeerControl(kMasterPeer, std::move(e));
+    }
+    return;
+  }
+  std::vector<int> dead;
+  for (const auto& [index, h] : hosts_)
+    if (h.peer != 0 && now_ns - h.last_seen_ns > cfg_.dead_after_ns) dead.push_back(index);
+  for (int index : dead)
+    RemoveHost(index, fmt::format("no heartbeat for {} ms", cfg_.dead_after_ns / 1'000'000));
+  if (beat)
+    for (const auto& [index, h] : hosts_) {
+      if (h.peer == 0) continue;
+      ctl::Envelope e = NewEnvelope();
+      e.mutable_heartbeat()->set_host(host_.value);
+      SendPeerControl(h.peer, std::move(e));
+    }
 }
 
 }  // namespace mpvm

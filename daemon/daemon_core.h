@@ -29,6 +29,10 @@
 namespace mpvm {
 
 using ConnId = uint64_t;
+// A daemon-to-daemon link: on the master one per member, on a member the
+// link to the master (kMasterPeer).
+using PeerId = uint64_t;
+inline constexpr PeerId kMasterPeer = 1;
 
 struct SpawnSpec {
   Tid tid;
@@ -57,6 +61,10 @@ class DaemonEnv {
   virtual void Log(std::string_view line) = 0;
   // Halt: stop accepting work; the server kills tasks and exits.
   virtual void RequestShutdown() = 0;
+  // Daemon-to-daemon: one frame over an authenticated link.
+  virtual void SendToPeer(PeerId p, const FrameHeader& h, std::span<const uint8_t> body) = 0;
+  // The host behind `p` is gone: drop the link.
+  virtual void DropPeer(PeerId p) = 0;
 };
 
 struct DaemonConfig {
@@ -69,6 +77,10 @@ struct DaemonConfig {
   std::vector<std::string> base_env;
   std::string workdir;  // wd= of this host: spawned tasks start here when set
   bool embedded = false;
+  // Multi-host: the master holds the host table; members join it.
+  bool member = false;
+  int64_t heartbeat_ns = 500'000'000;
+  int64_t dead_after_ns = 3'000'000'000;  // a host silent this long is dead
 };
 
 class DaemonCore {
@@ -83,11 +95,25 @@ class DaemonCore {
   void OnOutput(Tid t, std::string_view bytes);
   void OnOutputClosed(Tid t);
   void OnProcessExit(Tid t, int exit_code, int term_signal);
+  // Daemon-to-daemon traffic and time.
+  void OnPeerFrame(PeerId p, Frame&& f);
+  void OnPeerGone(PeerId p);
+  // Called at least every heartbeat period with the monotonic time.
+  void OnTick(int64_t now_ns);
+  // Member: send the join request (the server calls this once linked).
+  void StartJoin(int64_t now_ns);
+  bool joined() const { return !cfg_.member || joined_; }
+  // Why the join failed ("" while pending or done).
+  const std::string& join_error() const { return join_error_; }
+  // Master: remove a member (pvm_delhosts, mpvm delete). kNoHost if unknown.
+  Status DeleteHost(const std::string& name, const std::string& reason);
+  size_t host_count() const { return hosts_.size(); }
+
   // SIGTERM to the daemon, or halt from a client. Every task but tools and
   // `caller` (who asked, and gets the answer) is sent SIGTERM.
   void Halt(Tid caller = Tid());
 
-  Tid host_tid() const { return Tid::DaemonOf(cfg_.host); }
+  Tid host_tid() const { return Tid::DaemonOf(host_); }
   bool halting() const { return halting_; }
   size_t task_count() const { return tasks_.size(); }
   std::vector<int> TaskPids() const;
@@ -175,8 +201,31 @@ class DaemonCore {
   void DropWaitersOf(ConnId c);
   std::vector<std::string> ChildEnv(const ctl::SpawnRequest& s, Tid tid, int rank) const;
 
+  struct HostRec {
+    std::string name, arch;
+    int speed = 1000;
+    int ntasks = 0;
+    PeerId peer = 0;  // master: the member's link
+    int64_t last_seen_ns = 0;
+  };
+  void SendPeerControl(PeerId p, ctl::Envelope&& env);
+  void BroadcastTable(PeerId except = 0);
+  ctl::HostTable Table() const;
+  void ApplyTable(const ctl::HostTable& t);
+  void RemoveHost(int index, const std::string& reason);
+  void HostsAdded(const std::vector<int>& added);
+  int LocalTaskCount() const;
+
   DaemonConfig cfg_;
   DaemonEnv* env_;
+  HostIndex host_;
+  std::map<int, HostRec> hosts_;  // by host index, this host included
+  int next_host_ = 2;
+  bool joined_ = false;
+  std::string join_error_;
+  int64_t now_ns_ = 0;
+  int64_t last_beat_sent_ns_ = 0;
+  int64_t last_master_ns_ = 0;
   std::map<Tid, Task> tasks_;
   std::map<ConnId, Conn> conns_;
   int32_t next_local_ = 1;

@@ -27,6 +27,12 @@ int main(int argc, char** argv) {
                  "PVM host file; this host's line sets its speed (sp=), program path (ep=) "
                  "and working directory (wd=)")
       ->check(CLI::ExistingFile);
+  app.add_option("--listen", opts.listen,
+                 "be the master of a multi-host VM: accept daemons at ADDR:PORT (port 0: any)");
+  app.add_option("--join", opts.join, "join the VM whose master listens at ADDR:PORT");
+  app.add_option("--key", opts.key, "the VM key file (mode 0600); the master makes one if absent");
+  app.add_option("--speed", opts.speed, "this host's relative speed (default 1000)")
+      ->check(CLI::Range(1, 1000000));
   app.add_option("--log-level", level, "trace, debug, info, warn, error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 

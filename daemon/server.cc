@@ -168,8 +168,55 @@ bool Server::Setup(std::string* error) {
     if (kv.rfind("MPVM_TID=", 0) == 0) continue;
     cfg.base_env.push_back(kv);
   }
+  if (opts_.speed > 0) cfg.speed = opts_.speed;
+  cfg.member = !opts_.join.empty();
   core_ = std::make_unique<DaemonCore>(std::move(cfg), this);
+
+  if (!opts_.join.empty() || !opts_.listen.empty()) {
+    links_ = std::make_unique<PeerLinks>(
+        [this](PeerId p, Frame&& f) { core_->OnPeerFrame(p, std::move(f)); },
+        [](const std::string& line) { spdlog::warn("{}", line); });
+  }
+  if (!opts_.join.empty()) {
+    if (opts_.key.empty()) {
+      *error = "--join needs --key FILE: the VM key of the master (its runtime directory's vm.key)";
+      return false;
+    }
+    auto key = LoadVmKey(opts_.key);
+    if (!key) {
+      *error = key.error();
+      return false;
+    }
+    if (auto r = links_->Connect(opts_.join, *key); !r) {
+      *error = r.error();
+      return false;
+    }
+    core_->StartJoin(NowNs());
+  } else if (!opts_.listen.empty()) {
+    const std::string key_path = opts_.key.empty() ? opts_.rundir + "/vm.key" : opts_.key;
+    auto key = LoadOrCreateVmKey(key_path);
+    if (!key) {
+      *error = key.error();
+      return false;
+    }
+    auto bound = links_->Listen(opts_.listen, *key);
+    if (!bound) {
+      *error = bound.error();
+      return false;
+    }
+    std::ofstream(opts_.rundir + "/master.addr") << *bound << "\n";
+    spdlog::info("master of a multi-host VM: daemons join at {} with key {}", *bound, key_path);
+  }
   return true;
+}
+
+void Server::ReportReady(const std::string& error) {
+  ready_reported_ = true;
+  if (opts_.ready_fd < 0) return;
+  const std::string msg = error.empty() ? "ok\n" : "error: " + error + "\n";
+  (void)!write(opts_.ready_fd, msg.data(), msg.size());
+  close(opts_.ready_fd);
+  opts_.ready_fd = -1;
 }
 
 int Server::Run() {
@@ -186,18 +233,15 @@ int Server::Run() {
   }
   spdlog::info("mpvmd {} serving {} (pid {}{})", "0.1.0", opts_.rundir, getpid(),
                opts_.embedded ? ", embedded" : "");
-  if (opts_.ready_fd >= 0) {
-    (void)!write(opts_.ready_fd, "ok\n", 3);
-    close(opts_.ready_fd);
-    opts_.ready_fd = -1;
-  }
+  started_ns_ = NowNs();
+  if (core_->joined()) ReportReady("");  // a member reports once it has joined
   Loop();
   Cleanup();
-  return 0;
+  return exit_code_;
 }
 
 void Server::Loop() {
-  std::vector<pollfd> fds;
+  std::vector<zmq_pollitem_t> fds;
   constexpr ConnId kListener = ~ConnId{0}, kSignals = ~ConnId{0} - 1;
   std::vector<ConnId> ids;  // parallel to fds: kListener, kSignals or a connection
   std::vector<int> pipe_index;
@@ -215,27 +259,52 @@ void Server::Loop() {
     fds.clear();
     ids.clear();
     pipe_index.clear();
-    fds.push_back({listen_fd_, static_cast<short>(shutdown_ ? 0 : POLLIN), 0});
+    fds.push_back({nullptr, listen_fd_, static_cast<short>(shutdown_ ? 0 : ZMQ_POLLIN), 0});
     ids.push_back(kListener);
-    fds.push_back({signal_fd_, POLLIN, 0});
+    fds.push_back({nullptr, signal_fd_, ZMQ_POLLIN, 0});
     ids.push_back(kSignals);
     for (auto& [id, c] : conns_) {
-      fds.push_back({c->fd(), static_cast<short>(POLLIN | (c->wants_write() ? POLLOUT : 0)), 0});
+      fds.push_back({nullptr, c->fd(),
+                     static_cast<short>(ZMQ_POLLIN | (c->wants_write() ? ZMQ_POLLOUT : 0)), 0});
       ids.push_back(id);
     }
     const size_t first_pipe = fds.size();
     for (size_t i = 0; i < pipes_.size(); ++i) {
-      fds.push_back({pipes_[i].fd, POLLIN, 0});
+      fds.push_back({nullptr, pipes_[i].fd, ZMQ_POLLIN, 0});
       pipe_index.push_back(static_cast<int>(i));
     }
-    int n = poll(fds.data(), fds.size(), shutdown_ ? 100 : -1);
+    const size_t first_peer = fds.size();
+    if (links_) links_->AppendPollItems(fds);
+    const long timeout = shutdown_ || links_ ? 100 : -1;
+    int n = zmq_poll(fds.data(), static_cast<int>(fds.size()), timeout);
+    if (links_) {
+      links_->HandleReady();
+      core_->OnTick(NowNs());
+      if (!ready_reported_) {
+        if (core_->joined()) {
+          ReportReady("");
+        } else if (!core_->join_error().empty() || NowNs() - started_ns_ > 5'000'000'000) {
+          std::string why = core_->join_error().empty()
+                                ? fmt::format(
+                                      "no answer from the master at {} within 5 s (wrong "
+                                      "VM key, or the master is not reachable)",
+                                      opts_.join)
+                                : core_->join_error();
+          spdlog::error("cannot join the virtual machine: {}", why);
+          std::fprintf(stderr, "mpvmd: cannot join the virtual machine: %s\n", why.c_str());
+          ReportReady("cannot join the virtual machine: " + why);
+          exit_code_ = 1;
+          break;
+        }
+      }
+    }
     if (n < 0) {
       if (errno == EINTR) continue;
       spdlog::error("poll: {}", std::strerror(errno));
       break;
     }
     std::vector<size_t> closed_pipes;
-    for (size_t i = 0; i < fds.size(); ++i) {
+    for (size_t i = 0; i < first_peer; ++i) {
       if (fds[i].revents == 0) continue;
       if (i >= first_pipe) {
         Pipe& p = pipes_[static_cast<size_t>(pipe_index[i - first_pipe])];
@@ -273,9 +342,9 @@ void Server::Loop() {
       auto it = conns_.find(ids[i]);
       if (it == conns_.end()) continue;
       Connection* c = it->second.get();
-      if (fds[i].revents & POLLOUT) c->Flush();
+      if (fds[i].revents & ZMQ_POLLOUT) c->Flush();
       if (!c->open()) continue;
-      if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) {
+      if (fds[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR)) {
         auto rr = c->ReadAvailable();
         Frame f;
         bool bad = false;
@@ -338,6 +407,9 @@ void Server::Cleanup() {
     closedir(d);
   }
   if (std::getenv("MPVM_KEEP_LOG") == nullptr) unlink(DaemonLogPath(opts_.rundir).c_str());
+  unlink((opts_.rundir + "/master.addr").c_str());
+  if (opts_.key.empty()) unlink((opts_.rundir + "/vm.key").c_str());  // the VM's key ends with it
+  links_.reset();
   unlink(DaemonLockPath(opts_.rundir).c_str());
   close(lock_fd_);
   rmdir(opts_.rundir.c_str());  // only succeeds when nothing else is left
@@ -474,6 +546,14 @@ void Server::RemoveTaskSocket(Tid t) { unlink(TaskSocketPath(opts_.rundir, t).c_
 void Server::LogOutput(Tid t, std::string_view line) { spdlog::info("[{}] {}", t.str(), line); }
 
 void Server::Log(std::string_view line) { spdlog::warn("{}", line); }
+
+void Server::SendToPeer(PeerId p, const FrameHeader& h, std::span<const uint8_t> body) {
+  if (links_) links_->Send(p, h, body);
+}
+
+void Server::DropPeer(PeerId p) {
+  if (links_) links_->Drop(p);
+}
 
 void Server::RequestShutdown() {
   if (shutdown_) return;

@@ -11,6 +11,7 @@
 
 #include "daemon_core.h"
 #include "mpvm/connection.h"
+#include "peer_links.h"
 
 namespace mpvm {
 
@@ -23,6 +24,13 @@ struct ServerOptions {
   // $HOME/pvm3/bin/LINUX64 and before the spawner's PATH.
   std::string ep;
   std::string hostfile;  // PVM host file; this host's line sets sp=, ep=, wd=
+  // Multi-host. A master listens ("ADDR:PORT", port 0: any free one); a
+  // member joins a master. Both use the VM key file (created by the master
+  // in its runtime directory when none is given).
+  std::string listen;
+  std::string join;
+  std::string key;
+  int speed = 0;  // 0: 1000 or the host file's sp=
 };
 
 class Server final : public DaemonEnv {
@@ -44,6 +52,8 @@ class Server final : public DaemonEnv {
   void LogOutput(Tid t, std::string_view line) override;
   void Log(std::string_view line) override;
   void RequestShutdown() override;
+  void SendToPeer(PeerId p, const FrameHeader& h, std::span<const uint8_t> body) override;
+  void DropPeer(PeerId p) override;
 
  private:
   struct Pipe {
@@ -67,6 +77,11 @@ class Server final : public DaemonEnv {
   bool shutdown_ = false;
   int64_t shutdown_started_ns_ = 0;
   bool killed_hard_ = false;
+  std::unique_ptr<PeerLinks> links_;
+  bool ready_reported_ = false;
+  int exit_code_ = 0;
+  int64_t started_ns_ = 0;
+  void ReportReady(const std::string& error);
 };
 
 }  // namespace mpvm

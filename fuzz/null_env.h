@@ -19,6 +19,8 @@ class NullEnv final : public DaemonEnv {
   void LogOutput(Tid, std::string_view) override {}
   void Log(std::string_view) override {}
   void RequestShutdown() override {}
+  void SendToPeer(PeerId, const FrameHeader&, std::span<const uint8_t>) override {}
+  void DropPeer(PeerId) override {}
 
  private:
   int pid_ = 1000;

@@ -38,6 +38,19 @@ class FakeEnv : public DaemonEnv {
   void LogOutput(Tid, std::string_view line) override { logged.emplace_back(line); }
   void Log(std::string_view line) override { logs.emplace_back(line); }
   void RequestShutdown() override { shutdown = true; }
+  void SendToPeer(PeerId p, const FrameHeader& h, std::span<const uint8_t> body) override {
+    peer_sent.push_back({p, h, {body.begin(), body.end()}});
+  }
+  void DropPeer(PeerId p) override { dropped.push_back(p); }
+
+  std::vector<ctl::Envelope> PeerControls(PeerId p) {
+    std::vector<ctl::Envelope> out;
+    for (const auto& s : peer_sent)
+      if (s.conn == p) out.push_back(*DecodeControl(s.payload));
+    return out;
+  }
+  std::vector<Sent> peer_sent;
+  std::vector<PeerId> dropped;
 
   // Control replies sent to `c`, decoded.
   std::vector<ctl::Envelope> Controls(ConnId c) {
@@ -400,6 +413,152 @@ TEST_F(DaemonCoreTest, KillAndPstatOfUnknownTasks) {
   p.mutable_pstat()->set_tid(0x40001);
   Control(1, p);
   EXPECT_EQ(Last(1).status().code(), 0);
+}
+
+// ---- Multi-host: join, table, heartbeats, failures (no sockets) -------------
+
+Frame PeerControl(ctl::Envelope e) {
+  e.set_version(kControlVersion);
+  Frame f;
+  f.header = ControlHeader(0, 0);
+  f.payload = EncodeControl(e);
+  return f;
+}
+
+ctl::Envelope JoinAs(const std::string& name, int speed = 1000) {
+  ctl::Envelope e;
+  e.mutable_join()->set_name(name);
+  e.mutable_join()->set_arch("LINUX64");
+  e.mutable_join()->set_speed(speed);
+  return e;
+}
+
+TEST_F(DaemonCoreTest, MasterAdmitsMembersAndSharesTheTable) {
+  core_.OnTick(0);
+  core_.OnPeerFrame(100, PeerControl(JoinAs("b", 2000)));
+  auto r = env_.PeerControls(100).back();
+  ASSERT_TRUE(r.has_join_reply());
+  EXPECT_EQ(r.join_reply().host(), 2);
+  EXPECT_EQ(r.join_reply().table().hosts_size(), 2);
+  core_.OnPeerFrame(101, PeerControl(JoinAs("c")));
+  // The first member hears about the second.
+  auto t = env_.PeerControls(100).back();
+  ASSERT_TRUE(t.has_host_table());
+  EXPECT_EQ(t.host_table().hosts_size(), 3);
+  // pvm_config shows all three, with their speeds.
+  Enrol(1);
+  ctl::Envelope cfg;
+  cfg.mutable_config();
+  Control(1, cfg);
+  auto hosts = Last(1).config_reply().hosts();
+  ASSERT_EQ(hosts.size(), 3);
+  EXPECT_EQ(hosts[1].name(), "b");
+  EXPECT_EQ(hosts[1].tid(), 0x80000);
+  EXPECT_EQ(hosts[1].speed(), 2000);
+  EXPECT_EQ(hosts[2].tid(), 0xc0000);
+}
+
+TEST_F(DaemonCoreTest, DuplicateHostNamesAreRefused) {
+  core_.OnPeerFrame(100, PeerControl(JoinAs("b")));
+  core_.OnPeerFrame(101, PeerControl(JoinAs("b")));
+  auto r = env_.PeerControls(101).back();
+  EXPECT_EQ(r.join_reply().code(), -28);  // PvmDupHost
+  EXPECT_EQ(core_.host_count(), 2u);
+}
+
+TEST_F(DaemonCoreTest, SilentHostIsDeclaredDeadAndWatchersAreTold) {
+  core_.OnTick(0);
+  core_.OnPeerFrame(100, PeerControl(JoinAs("b")));
+  Enrol(1);
+  ctl::Envelope n;
+  n.mutable_notify()->set_what(2);  // PvmHostDelete
+  n.mutable_notify()->set_tag(66);
+  n.mutable_notify()->add_tids(0x80000);
+  Control(1, n);
+  ctl::Envelope beat;
+  beat.mutable_heartbeat()->set_host(2);
+  core_.OnTick(2'000'000'000);
+  core_.OnPeerFrame(100, PeerControl(beat));  // alive at 2 s
+  core_.OnTick(4'900'000'000);
+  EXPECT_EQ(core_.host_count(), 2u);  // 2.9 s of silence: still a member
+  EXPECT_TRUE(env_.Data(1).empty());
+  core_.OnTick(5'100'000'000);  // 3.1 s: dead
+  EXPECT_EQ(core_.host_count(), 1u);
+  EXPECT_EQ(env_.dropped, std::vector<PeerId>{100});
+  auto data = env_.Data(1);
+  ASSERT_EQ(data.size(), 1u);
+  EXPECT_EQ(data[0].h.tag, 66);
+  Message m = Message::FromWire(0, data[0].payload, data[0].h.aux_length);
+  int host = 0;
+  ASSERT_TRUE(m.Unpack(DataType::kInt, &host, 1, 1));
+  EXPECT_EQ(host, 0x80000);
+}
+
+TEST_F(DaemonCoreTest, HostAddNotifiesCountDown) {
+  Enrol(1);
+  ctl::Envelope n;
+  n.mutable_notify()->set_what(3);  // PvmHostAdd, twice
+  n.mutable_notify()->set_tag(67);
+  n.mutable_notify()->set_count(2);
+  Control(1, n);
+  for (PeerId p : {100, 101, 102})
+    core_.OnPeerFrame(p, PeerControl(JoinAs("h" + std::to_string(p))));
+  auto data = env_.Data(1);
+  ASSERT_EQ(data.size(), 2u);  // the third join is not reported
+  Message m = Message::FromWire(0, data[1].payload, data[1].h.aux_length);
+  int v[2];
+  ASSERT_TRUE(m.Unpack(DataType::kInt, v, 2, 1));
+  EXPECT_EQ(v[0], 1);
+  EXPECT_EQ(v[1], 0xc0000);
+}
+
+TEST_F(DaemonCoreTest, DeleteHostTellsTheMemberToLeave) {
+  core_.OnPeerFrame(100, PeerControl(JoinAs("b")));
+  EXPECT_TRUE(core_.DeleteHost("b", "deleted by the user"));
+  EXPECT_TRUE(env_.PeerControls(100).back().has_host_leave());
+  EXPECT_EQ(core_.host_count(), 1u);
+  EXPECT_EQ(core_.DeleteHost("nope", "x").error(), Err::kNoHost);
+}
+
+TEST(DaemonCoreMember, JoinsThenHaltsWhenTheMasterFallsSilent) {
+  DaemonConfig c;
+  c.member = true;
+  c.hostname = "b";
+  FakeEnv env;
+  DaemonCore core(c, &env);
+  EXPECT_FALSE(core.joined());
+  core.StartJoin(0);
+  ASSERT_TRUE(env.PeerControls(kMasterPeer).back().has_join());
+  ctl::Envelope r;
+  r.mutable_join_reply()->set_host(2);
+  auto* h1 = r.mutable_join_reply()->mutable_table()->add_hosts();
+  h1->set_tid(0x40000);
+  h1->set_name("a");
+  auto* h2 = r.mutable_join_reply()->mutable_table()->add_hosts();
+  h2->set_tid(0x80000);
+  h2->set_name("b");
+  core.OnPeerFrame(kMasterPeer, PeerControl(r));
+  EXPECT_TRUE(core.joined());
+  EXPECT_EQ(core.host_tid().raw(), 0x80000);
+  core.OnTick(600'000'000);
+  EXPECT_TRUE(env.PeerControls(kMasterPeer).back().has_heartbeat());
+  EXPECT_FALSE(env.shutdown);
+  core.OnTick(3'100'000'000);  // nothing from the master for 3.1 s
+  EXPECT_TRUE(env.shutdown);
+}
+
+TEST(DaemonCoreMember, RefusedJoinIsReported) {
+  DaemonConfig c;
+  c.member = true;
+  FakeEnv env;
+  DaemonCore core(c, &env);
+  core.StartJoin(0);
+  ctl::Envelope r;
+  r.mutable_join_reply()->set_code(-28);
+  r.mutable_join_reply()->set_detail("a host named 'b' is already in the virtual machine");
+  core.OnPeerFrame(kMasterPeer, PeerControl(r));
+  EXPECT_FALSE(core.joined());
+  EXPECT_NE(core.join_error().find("already"), std::string::npos);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
  *   child ring ROUNDS   pass a counter round the prun siblings
  *   child env NAME      print NAME=value of an environment variable
  *   child selfout       send its own output to its parent (PvmSelfOutputTid)
+ *   child watchhost HEX wait for the PvmHostDelete notify of host tid HEX
  */
 #include <signal.h>
 #include <stdio.h>
@@ -60,6 +61,17 @@ int main(int argc, char **argv) {
     pvm_setopt(PvmSelfOutputTid, pvm_parent());
     printf("redirected\n");
     fflush(stdout);
+    pvm_exit();
+    return 0;
+  }
+  if (!strcmp(mode, "watchhost")) { /* wait for PvmHostDelete of host HEXTID */
+    int host = (int)strtol(argv[2], 0, 16), who = 0;
+    pvm_notify(PvmHostDelete, 70, 1, &host);
+    printf("watching %x\n", host);
+    fflush(stdout);
+    pvm_recv(-1, 70);
+    pvm_upkint(&who, 1, 1);
+    printf("host deleted %x\n", who);
     pvm_exit();
     return 0;
   }

@@ -1,0 +1,136 @@
+"""Multi-host VMs on loopback: daemons join a master over CURVE-authenticated
+ZeroMQ links, share a host table, and failures are noticed."""
+import os
+import signal
+import socket
+import subprocess
+import time
+import unittest
+
+from harness import CHILD, CONSOLE, MPVMD, PRUN, VmTestCase, wait_for_line
+
+
+class MultiHostTest(VmTestCase):
+    def daemon(self, rundir, *args):
+        """Starts mpvmd and waits for its readiness report; returns (proc, report)."""
+        r, w = os.pipe()
+        p = subprocess.Popen([MPVMD, "--rundir", rundir, "--ready-fd", str(w), *args],
+                             pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True)
+        os.close(w)
+        said = b""
+        while not said.endswith(b"\n"):
+            chunk = os.read(r, 4096)
+            if not chunk:
+                break
+            said += chunk
+        os.close(r)
+        self.procs.append(p)
+        return p, said.decode()
+
+    def setUp(self):
+        super().setUp()
+        self.procs = []
+        self.master, said = self.daemon(self.rundir, "--listen", "127.0.0.1:0", "--hostname", "alpha")
+        self.assertEqual(said, "ok\n")
+        with open(os.path.join(self.rundir, "master.addr")) as f:
+            self.addr = f.read().strip()
+        self.key = os.path.join(self.rundir, "vm.key")
+
+    def tearDown(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+            p.communicate()
+        super().tearDown()
+
+    def member(self, name, *extra, rundir=None):
+        rundir = rundir or os.path.join(self.tmp, "run-" + name)
+        return self.daemon(rundir, "--join", self.addr, "--key", self.key, "--hostname", name, *extra)
+
+    def conf(self):
+        return subprocess.run([CONSOLE, "conf"], env=self.env, capture_output=True, text=True,
+                              timeout=30).stdout
+
+    def test_key_is_private_and_members_share_the_table(self):
+        self.assertEqual(os.stat(self.key).st_mode & 0o777, 0o600)
+        _, said = self.member("beta", "--speed", "3000")
+        self.assertEqual(said, "ok\n")
+        _, said = self.member("gamma")
+        self.assertEqual(said, "ok\n")
+        out = self.conf()
+        self.assertIn("3 hosts", out)
+        self.assertRegex(out, r"beta +80000 +LINUX64 +3000")
+        self.assertRegex(out, r"gamma +c0000 +LINUX64 +1000")
+        # A member answers pvm_config with the same table.
+        env = dict(self.env, MPVM_RUNDIR=os.path.join(self.tmp, "run-gamma"))
+        out = subprocess.run([CONSOLE, "conf"], env=env, capture_output=True, text=True).stdout
+        self.assertIn("3 hosts", out)
+
+    def test_duplicate_name_is_refused(self):
+        self.member("beta")
+        p, said = self.member("beta", rundir=os.path.join(self.tmp, "run-beta2"))
+        self.assertIn("already in the virtual machine", said)
+        self.assertEqual(p.wait(timeout=30), 1)
+
+    def test_wrong_key_is_refused_and_logged(self):
+        bad = os.path.join(self.tmp, "bad.key")
+        with open(bad, "w") as f:
+            f.write("public " + "A" * 40 + "\nsecret " + "A" * 40 + "\n")
+        os.chmod(bad, 0o600)
+        rundir = os.path.join(self.tmp, "run-evil")
+        p, said = self.daemon(rundir, "--join", self.addr, "--key", bad, "--hostname", "evil")
+        self.assertIn("cannot join the virtual machine", said)
+        self.assertEqual(p.wait(timeout=30), 1)
+        self.assertNotIn("evil", self.conf())
+        with open(os.path.join(self.rundir, "mpvmd.log")) as f:
+            self.assertIn("does not hold this virtual machine's key", f.read())
+
+    def test_plain_tcp_garbage_is_refused_and_the_master_keeps_serving(self):
+        host, port = self.addr.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=10) as s:
+            s.sendall(b"GET / HTTP/1.0\r\n\r\n" * 20)
+            s.settimeout(10)
+            try:
+                while s.recv(4096):
+                    pass
+            except (ConnectionResetError, socket.timeout):
+                pass
+        self.assertIn("1 host", self.conf())
+
+    def test_key_file_readable_by_others_is_refused(self):
+        os.chmod(self.key, 0o644)
+        p, said = self.member("beta")
+        self.assertIn("chmod 600", said)
+        os.chmod(self.key, 0o600)
+
+    def test_killed_member_is_declared_dead_within_3s_and_notify_fires(self):
+        member, _ = self.member("beta")
+        watcher = subprocess.Popen([PRUN, "-n", "1", "--tag-output", "none", CHILD, "watchhost", "80000"],
+                                   env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        wait_for_line(watcher.stdout, lambda l: l.startswith("watching"))
+        t0 = time.monotonic()
+        member.kill()
+        lines = wait_for_line(watcher.stdout, lambda l: l.startswith("host deleted"), timeout=10)
+        elapsed = time.monotonic() - t0
+        self.assertEqual(lines[-1], "host deleted 80000")
+        self.assertLess(elapsed, 3.6, f"detected after {elapsed:.2f} s")
+        watcher.communicate(timeout=30)
+        self.assertIn("1 host", self.conf())
+
+    def test_member_halts_when_the_master_dies(self):
+        member, _ = self.member("beta")
+        member_dir = os.path.join(self.tmp, "run-beta")
+        self.master.kill()
+        self.assertEqual(member.wait(timeout=10), 0)
+        self.assertFalse(os.path.exists(member_dir), "the member left files behind")
+
+    def test_halting_the_master_stops_the_members(self):
+        member, _ = self.member("beta")
+        subprocess.run([CONSOLE, "halt"], env=self.env, capture_output=True, timeout=30)
+        self.assertEqual(member.wait(timeout=10), 0)
+        self.assertNothingLeft()
+
+
+if __name__ == "__main__":
+    unittest.main()
