@@ -228,6 +228,20 @@ void DaemonCore::HandleControl(ConnId c, ctl::Envelope&& env) {
       ReplyStatus(c, rid, 0);
       return;
     }
+    case ctl::Envelope::kAddHost:
+      DoAddHost(c, env);
+      return;
+    case ctl::Envelope::kDelHost: {
+      if (cfg_.member) {
+        ReplyStatus(c, rid, Code(Err::kNotImpl), "delete hosts from the master's host");
+        return;
+      }
+      auto st = DeleteHost(env.del_host().name(), "deleted by " + who.str());
+      ReplyStatus(
+          c, rid, st ? 0 : Code(st.error()),
+          st ? "" : fmt::format("no host '{}' in the virtual machine", env.del_host().name()));
+      return;
+    }
     case ctl::Envelope::kExit: {
       auto t = tasks_.find(who);
       if (t != tasks_.end()) TaskLeftVm(t->second);
@@ -739,6 +753,7 @@ void DaemonCore::DoMboxInfo(ConnId c, const ctl::Envelope& env) {
 
 void DaemonCore::DropWaitersOf(ConnId c) {
   std::erase_if(mbox_waiters_, [&](const Waiter& w) { return w.conn == c; });
+  std::erase_if(pending_adds_, [&](const auto& kv) { return kv.second.first == c; });
   for (auto& [name, g] : groups_)
     std::erase_if(g.barrier, [&](const auto& p) { return p.first == c; });
 }
@@ -889,12 +904,72 @@ void DaemonCore::OnClose(ConnId c) {
 void DaemonCore::Halt(Tid caller) {
   if (halting_) return;
   halting_ = true;
+  if (!cfg_.member)
+    for (const auto& [index, h] : hosts_) {
+      if (h.peer == 0) continue;
+      ctl::Envelope e = NewEnvelope();
+      e.mutable_host_leave()->set_host(index);
+      e.mutable_host_leave()->set_reason("the master halts the virtual machine");
+      SendPeerControl(h.peer, std::move(e));
+    }
   for (const auto& [tid, t] : tasks_)
     if (t.pid > 0 && !t.exited && !t.is_tool && tid != caller) env_->Signal(t.pid, SIGTERM);
   env_->RequestShutdown();
 }
 
 // ---- Hosts: the table, joining, heartbeats, failures ------------------------
+
+void DaemonCore::DoAddHost(ConnId c, const ctl::Envelope& env) {
+  const uint64_t rid = env.rid();
+  if (cfg_.member) {
+    ReplyStatus(c, rid, Code(Err::kNotImpl), "add hosts from the master's host");
+    return;
+  }
+  auto parsed = ParseHostfile(env.add_host().line(), "host");
+  if (!parsed || parsed->size() != 1) {
+    ReplyStatus(c, rid, Code(Err::kBadParam),
+                parsed ? "give exactly one host" : parsed.error().message);
+    return;
+  }
+  const HostSpec& h = parsed->front();
+  for (const auto& [index, rec] : hosts_)
+    if (rec.name == h.name) {
+      ReplyStatus(c, rid, Code(Err::kDupHost), fmt::format("'{}' is already a host", h.name));
+      return;
+    }
+  if (!h.local) {
+    ReplyStatus(c, rid, Code(Err::kCantStart),
+                fmt::format("starting a daemon on {} over ssh is not available yet: run `mpvmd "
+                            "--join ADDR:PORT --key FILE` there, or add it with local=1 to "
+                            "emulate it on this machine",
+                            h.name));
+    return;
+  }
+  if (pending_adds_.contains(h.name)) {
+    ReplyStatus(c, rid, Code(Err::kAlready), fmt::format("'{}' is already being added", h.name));
+    return;
+  }
+  if (auto st = env_->StartLocalHost(h); !st) {
+    ReplyStatus(c, rid, Code(st.error()), fmt::format("cannot start a daemon for {}", h.name));
+    return;
+  }
+  pending_adds_[h.name] = {c, rid};
+}
+
+void DaemonCore::AddLocalHosts(const std::vector<HostSpec>& hosts) {
+  for (const auto& h : hosts)
+    if (h.local && !h.deferred)
+      if (auto st = env_->StartLocalHost(h); !st)
+        env_->Log(fmt::format("cannot start emulated host {}", h.name));
+}
+
+void DaemonCore::OnLocalHostFailed(const std::string& name, const std::string& why) {
+  env_->Log(fmt::format("emulated host {} did not join: {}", name, why));
+  auto it = pending_adds_.find(name);
+  if (it == pending_adds_.end()) return;
+  ReplyStatus(it->second.first, it->second.second, Code(Err::kCantStart), why);
+  pending_adds_.erase(it);
+}
 
 int DaemonCore::LocalTaskCount() const {
   int n = 0;
@@ -1044,6 +1119,10 @@ void DaemonCore::OnPeerFrame(PeerId p, Frame&& f) {
                             Tid::DaemonOf(HostIndex{index}).str()));
       BroadcastTable(p);  // the joiner has the table in its reply
       HostsAdded({index});
+      if (auto w = pending_adds_.find(j.name()); w != pending_adds_.end()) {
+        ReplyStatus(w->second.first, w->second.second, Tid::DaemonOf(HostIndex{index}).raw());
+        pending_adds_.erase(w);
+      }
       return;
     }
     for (auto& [index, h] : hosts_) {

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "control.pb.h"
+#include "hostfile.h"
 #include "mpvm/error.h"
 #include "mpvm/frame.h"
 #include "mpvm/message.h"
@@ -65,6 +66,10 @@ class DaemonEnv {
   virtual void SendToPeer(PeerId p, const FrameHeader& h, std::span<const uint8_t> body) = 0;
   // The host behind `p` is gone: drop the link.
   virtual void DropPeer(PeerId p) = 0;
+  // Master: start an emulated host (a member daemon on this machine) that
+  // joins this VM. It either joins (a JoinRequest with its name arrives) or
+  // the server reports OnLocalHostFailed.
+  virtual Status StartLocalHost(const HostSpec& spec) = 0;
 };
 
 struct DaemonConfig {
@@ -105,6 +110,10 @@ class DaemonCore {
   bool joined() const { return !cfg_.member || joined_; }
   // Why the join failed ("" while pending or done).
   const std::string& join_error() const { return join_error_; }
+  // An emulated host the server started could not join.
+  void OnLocalHostFailed(const std::string& name, const std::string& why);
+  // Master: add the hosts of a host file that have local=1 (at start).
+  void AddLocalHosts(const std::vector<HostSpec>& hosts);
   // Master: remove a member (pvm_delhosts, mpvm delete). kNoHost if unknown.
   Status DeleteHost(const std::string& name, const std::string& reason);
   size_t host_count() const { return hosts_.size(); }
@@ -186,6 +195,7 @@ class DaemonCore {
   void DoMboxInfo(ConnId c, const ctl::Envelope& env);
   void DoGroup(ConnId c, Tid who, const ctl::Envelope& env);
   void DoTasks(ConnId c, const ctl::Envelope& env);
+  void DoAddHost(ConnId c, const ctl::Envelope& env);
 
   Tid AllocTid();
   // Sends a message from the daemon to a task (held if it has not enrolled).
@@ -221,6 +231,7 @@ class DaemonCore {
   HostIndex host_;
   std::map<int, HostRec> hosts_;  // by host index, this host included
   int next_host_ = 2;
+  std::map<std::string, std::pair<ConnId, uint64_t>> pending_adds_;  // name -> who waits
   bool joined_ = false;
   std::string join_error_;
   int64_t now_ns_ = 0;

@@ -36,8 +36,9 @@ PeerLinks::PeerLinks(FrameHandler on_frame, LogFn log)
 PeerLinks::~PeerLinks() {
   for (void* s : {router_, dealer_, zap_, monitor_})
     if (s != nullptr) {
-      int zero = 0;
-      zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+      // The master's last words (HostLeave) get half a second to go out.
+      int linger = s == router_ ? 500 : 0;
+      zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
       zmq_close(s);
     }
   if (ctx_ != nullptr) zmq_ctx_term(ctx_);

@@ -118,7 +118,7 @@ bool Server::Setup(std::string* error) {
   DaemonConfig cfg;
   cfg.rundir = opts_.rundir;
   std::optional<HostSpec> self_spec;
-  std::vector<HostSpec> others;
+  std::vector<HostSpec> others, local_hosts;
   cfg.embedded = opts_.embedded;
   if (opts_.hostname.empty()) {
     char hn[256] = {};
@@ -143,8 +143,10 @@ bool Server::Setup(std::string* error) {
       return false;
     }
     self_spec = FindSelf(*hosts, cfg.hostname);
-    for (const auto& h : *hosts)
-      if (!self_spec || h.line != self_spec->line) others.push_back(h);
+    for (const auto& h : *hosts) {
+      if (self_spec && h.line == self_spec->line) continue;
+      (h.local ? local_hosts : others).push_back(h);
+    }
   }
   if (self_spec) {
     cfg.speed = self_spec->speed;
@@ -193,21 +195,83 @@ bool Server::Setup(std::string* error) {
     }
     core_->StartJoin(NowNs());
   } else if (!opts_.listen.empty()) {
-    const std::string key_path = opts_.key.empty() ? opts_.rundir + "/vm.key" : opts_.key;
-    auto key = LoadOrCreateVmKey(key_path);
-    if (!key) {
-      *error = key.error();
+    if (auto r = EnsureListening(opts_.listen); !r) {
+      *error = r.error();
       return false;
     }
-    auto bound = links_->Listen(opts_.listen, *key);
-    if (!bound) {
-      *error = bound.error();
-      return false;
-    }
-    std::ofstream(opts_.rundir + "/master.addr") << *bound << "\n";
-    spdlog::info("master of a multi-host VM: daemons join at {} with key {}", *bound, key_path);
   }
+  if (!local_hosts.empty()) core_->AddLocalHosts(local_hosts);
   return true;
+}
+
+mpvm::expected<void, std::string> Server::EnsureListening(const std::string& addr) {
+  if (!master_addr_.empty()) return {};
+  if (!links_)
+    links_ = std::make_unique<PeerLinks>(
+        [this](PeerId p, Frame&& f) { core_->OnPeerFrame(p, std::move(f)); },
+        [](const std::string& line) { spdlog::warn("{}", line); });
+  key_path_ = opts_.key.empty() ? opts_.rundir + "/vm.key" : opts_.key;
+  auto key = LoadOrCreateVmKey(key_path_);
+  if (!key) return mpvm::unexpected(key.error());
+  auto bound = links_->Listen(addr, *key);
+  if (!bound) return mpvm::unexpected(bound.error());
+  master_addr_ = *bound;
+  std::ofstream(opts_.rundir + "/master.addr") << master_addr_ << "\n";
+  spdlog::info("master of a multi-host VM: daemons join at {} with key {}", master_addr_,
+               key_path_);
+  return {};
+}
+
+Status Server::StartLocalHost(const HostSpec& spec) {
+  if (!opts_.join.empty()) return Fail(Err::kNotImpl);
+  if (auto r = EnsureListening("127.0.0.1:0"); !r) {
+    spdlog::error("cannot accept emulated hosts: {}", r.error());
+    return Fail(Err::kCantStart);
+  }
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) return Fail(Err::kOutOfRes);
+  const std::string exe = SelfExeDir() + "/mpvmd";
+  std::vector<std::string> args = {exe,
+                                   "--join",
+                                   master_addr_,
+                                   "--key",
+                                   key_path_,
+                                   "--rundir",
+                                   opts_.rundir + ".h-" + spec.name,
+                                   "--hostname",
+                                   spec.name,
+                                   "--speed",
+                                   std::to_string(spec.speed),
+                                   "--ready-fd",
+                                   std::to_string(p[1])};
+  if (!spec.ep.empty()) args.insert(args.end(), {"--ep", spec.ep});
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(p[0]);
+    close(p[1]);
+    return Fail(Err::kOutOfRes);
+  }
+  if (pid == 0) {
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    fcntl(p[1], F_SETFD, 0);
+    int devnull = open("/dev/null", O_RDWR);
+    if (devnull >= 0) {
+      dup2(devnull, 0);
+      dup2(devnull, 1);
+    }
+    execv(exe.c_str(), argv.data());
+    _exit(127);
+  }
+  close(p[1]);
+  SetNonBlocking(p[0]);
+  host_pids_[pid] = LocalHost{spec.name, p[0]};
+  spdlog::info("starting emulated host {} (pid {})", spec.name, pid);
+  return {};
 }
 
 void Server::ReportReady(const std::string& error) {
@@ -247,11 +311,12 @@ void Server::Loop() {
   std::vector<int> pipe_index;
   for (;;) {
     if (shutdown_) {
-      bool alive = !core_->TaskPids().empty();
+      bool alive = !core_->TaskPids().empty() || !host_pids_.empty();
       int64_t waited = NowNs() - shutdown_started_ns_;
       if (!alive) break;
       if (waited > kGraceNs && !killed_hard_) {
         for (int pid : core_->TaskPids()) kill(pid, SIGKILL);
+        for (const auto& [pid, h] : host_pids_) kill(pid, SIGKILL);
         killed_hard_ = true;
       }
       if (waited > 2 * kGraceNs) break;
@@ -385,6 +450,19 @@ void Server::Reap() {
   int status;
   pid_t pid;
   while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+    if (auto h = host_pids_.find(pid); h != host_pids_.end()) {
+      char buf[512] = {};
+      ssize_t n = read(h->second.ready_fd, buf, sizeof buf - 1);
+      close(h->second.ready_fd);
+      std::string said = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+      while (!said.empty() && said.back() == '\n') said.pop_back();
+      if (said.rfind("error: ", 0) == 0) said = said.substr(7);
+      core_->OnLocalHostFailed(
+          h->second.name,
+          said.empty() ? fmt::format("its daemon exited (status {})", WEXITSTATUS(status)) : said);
+      host_pids_.erase(h);
+      continue;
+    }
     auto it = pids_.find(pid);
     if (it == pids_.end()) continue;
     Tid t = it->second;
@@ -409,6 +487,7 @@ void Server::Cleanup() {
   if (std::getenv("MPVM_KEEP_LOG") == nullptr) unlink(DaemonLogPath(opts_.rundir).c_str());
   unlink((opts_.rundir + "/master.addr").c_str());
   if (opts_.key.empty()) unlink((opts_.rundir + "/vm.key").c_str());  // the VM's key ends with it
+  for (const auto& [pid, h] : host_pids_) close(h.ready_fd);
   links_.reset();
   unlink(DaemonLockPath(opts_.rundir).c_str());
   close(lock_fd_);

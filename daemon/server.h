@@ -54,6 +54,7 @@ class Server final : public DaemonEnv {
   void RequestShutdown() override;
   void SendToPeer(PeerId p, const FrameHeader& h, std::span<const uint8_t> body) override;
   void DropPeer(PeerId p) override;
+  Status StartLocalHost(const HostSpec& spec) override;
 
  private:
   struct Pipe {
@@ -82,6 +83,15 @@ class Server final : public DaemonEnv {
   int exit_code_ = 0;
   int64_t started_ns_ = 0;
   void ReportReady(const std::string& error);
+  // Master side of multi-host: listen on loopback if not yet listening.
+  mpvm::expected<void, std::string> EnsureListening(const std::string& addr);
+  std::string master_addr_;
+  std::string key_path_;
+  struct LocalHost {
+    std::string name;
+    int ready_fd;
+  };
+  std::map<pid_t, LocalHost> host_pids_;  // emulated hosts started by this master
 };
 
 }  // namespace mpvm

@@ -277,15 +277,29 @@ int pvm_start_pvmd(int argc, char** argv, int block) {
 
 char* pvm_version(void) { return const_cast<char*>(PVM_VER); }
 
+// Each entry is a host-file line: "name [sp=N] [local=1] ...". Hosts with
+// local=1 are emulated on this machine; others need `mpvmd --join` there.
 int pvm_addhosts(char** hosts, int nhost, int* infos) {
-  for (int i = 0; i < nhost && infos != nullptr; ++i) infos[i] = PvmNotImpl;
-  (void)hosts;
-  return Report("pvm_addhosts", Err::kNotImpl);
+  if (hosts == nullptr || nhost < 1) return Report("pvm_addhosts", Err::kBadParam);
+  int added = 0;
+  for (int i = 0; i < nhost; ++i) {
+    auto r = hosts[i] != nullptr ? Rt().AddHost(hosts[i]) : mpvm::Result<int>(Fail(Err::kBadParam));
+    if (infos != nullptr) infos[i] = r ? *r : mpvm::ToPvmCode(r.error());
+    if (r) ++added;
+  }
+  pvm_errno = 0;
+  return added;
 }
 int pvm_delhosts(char** hosts, int nhost, int* infos) {
-  for (int i = 0; i < nhost && infos != nullptr; ++i) infos[i] = PvmNotImpl;
-  (void)hosts;
-  return Report("pvm_delhosts", Err::kNotImpl);
+  if (hosts == nullptr || nhost < 1) return Report("pvm_delhosts", Err::kBadParam);
+  int deleted = 0;
+  for (int i = 0; i < nhost; ++i) {
+    auto st = hosts[i] != nullptr ? Rt().DelHost(hosts[i]) : mpvm::Status(Fail(Err::kBadParam));
+    if (infos != nullptr) infos[i] = st ? 0 : mpvm::ToPvmCode(st.error());
+    if (st) ++deleted;
+  }
+  pvm_errno = 0;
+  return deleted;
 }
 int pvm_hostsync(int, struct timeval*, struct timeval*) {
   return Report("pvm_hostsync", Err::kNotImpl);

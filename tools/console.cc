@@ -28,6 +28,8 @@ const char* kHelp =
     "                       start N copies (default 1); -? under $PVM_DEBUGGER;\n"
     "                       with -> wait and show their output\n"
     "  kill TID...          kill tasks (tids as shown by ps, e.g. t40003)\n"
+    "  add NAME --local [sp=N]  add an emulated host on this machine\n"
+    "  delete NAME...       remove hosts (their tasks end)\n"
     "  halt                 stop every task and the virtual machine\n"
     "  quit                 leave the console; the virtual machine keeps running\n"
     "  version              print the PVM API version mpvm implements\n"
@@ -92,9 +94,22 @@ class Console {
       return false;
     } else if (cmd == "quit" || cmd == "exit") {
       return false;
-    } else if (cmd == "add" || cmd == "delete") {
-      std::fprintf(stderr, "%s: multi-host virtual machines are not available yet\n", cmd.c_str());
-      *status = 1;
+    } else if (cmd == "add") {
+      Add(w, status);
+    } else if (cmd == "delete") {
+      if (w.size() < 2) {
+        std::fprintf(stderr, "delete: give one or more host names (see conf)\n");
+        *status = 2;
+      }
+      for (size_t i = 1; i < w.size(); ++i) {
+        auto st = rt_.DelHost(w[i]);
+        if (!st) {
+          std::fprintf(
+              stderr, "delete %s: %s\n", w[i].c_str(),
+              rt_.last_detail().empty() ? ErrText(st.error()).c_str() : rt_.last_detail().c_str());
+          *status = 1;
+        }
+      }
     } else {
       std::fprintf(stderr, "%s: unknown command; type help\n", cmd.c_str());
       *status = 2;
@@ -103,6 +118,26 @@ class Console {
   }
 
  private:
+  // add NAME [--local] [host-file options...]
+  void Add(const std::vector<std::string>& w, int* status) {
+    if (w.size() < 2) {
+      std::fprintf(stderr, "add: usage: add NAME [--local] [sp=N ep=PATH ...]\n");
+      *status = 2;
+      return;
+    }
+    std::string line = w[1];
+    for (size_t i = 2; i < w.size(); ++i) line += " " + (w[i] == "--local" ? "local=1" : w[i]);
+    auto r = rt_.AddHost(line);
+    if (!r) {
+      std::fprintf(
+          stderr, "add %s: %s\n", w[1].c_str(),
+          rt_.last_detail().empty() ? ErrText(r.error()).c_str() : rt_.last_detail().c_str());
+      *status = 1;
+      return;
+    }
+    std::printf("1 successful\n%20s %8x\n", w[1].c_str(), *r);
+  }
+
   void Conf(int* status) {
     auto c = rt_.Config();
     if (!c) {

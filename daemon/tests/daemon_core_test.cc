@@ -42,6 +42,11 @@ class FakeEnv : public DaemonEnv {
     peer_sent.push_back({p, h, {body.begin(), body.end()}});
   }
   void DropPeer(PeerId p) override { dropped.push_back(p); }
+  Status StartLocalHost(const HostSpec& spec) override {
+    started_hosts.push_back(spec.name);
+    return {};
+  }
+  std::vector<std::string> started_hosts;
 
   std::vector<ctl::Envelope> PeerControls(PeerId p) {
     std::vector<ctl::Envelope> out;
@@ -518,6 +523,45 @@ TEST_F(DaemonCoreTest, DeleteHostTellsTheMemberToLeave) {
   EXPECT_TRUE(env_.PeerControls(100).back().has_host_leave());
   EXPECT_EQ(core_.host_count(), 1u);
   EXPECT_EQ(core_.DeleteHost("nope", "x").error(), Err::kNoHost);
+}
+
+TEST_F(DaemonCoreTest, AddingAnEmulatedHostRepliesWhenItJoins) {
+  Enrol(1);
+  ctl::Envelope a;
+  a.mutable_add_host()->set_line("emu sp=2000 local=1");
+  Control(1, a, 40);
+  EXPECT_EQ(env_.started_hosts, std::vector<std::string>{"emu"});
+  EXPECT_EQ(env_.Controls(1).size(), 1u);  // waits for the join
+  core_.OnPeerFrame(100, PeerControl(JoinAs("emu", 2000)));
+  auto r = Last(1);
+  EXPECT_EQ(r.rid(), 40u);
+  EXPECT_EQ(r.status().code(), 0x80000);
+  // A failing one is reported to the asker.
+  ctl::Envelope b;
+  b.mutable_add_host()->set_line("emu2 local=1");
+  Control(1, b, 41);
+  core_.OnLocalHostFailed("emu2", "its daemon exited (status 1)");
+  EXPECT_EQ(Last(1).status().code(), -29);  // PvmCantStart
+  EXPECT_NE(Last(1).status().detail().find("exited"), std::string::npos);
+}
+
+TEST_F(DaemonCoreTest, AddHostErrors) {
+  Enrol(1);
+  auto add = [&](const std::string& line) {
+    ctl::Envelope a;
+    a.mutable_add_host()->set_line(line);
+    Control(1, a);
+    return Last(1).status();
+  };
+  EXPECT_EQ(add("far").code(), -29);  // ssh start-up not available: says what to do
+  EXPECT_NE(add("far").detail().find("--join"), std::string::npos);
+  EXPECT_EQ(add("x sp=fast local=1").code(), -2);
+  EXPECT_NE(add("x sp=fast local=1").detail().find("sp="), std::string::npos);
+  EXPECT_EQ(add("node1 local=1").code(), -28);  // the master's own name
+  ctl::Envelope d;
+  d.mutable_del_host()->set_name("nope");
+  Control(1, d);
+  EXPECT_EQ(Last(1).status().code(), -6);  // PvmNoHost
 }
 
 TEST(DaemonCoreMember, JoinsThenHaltsWhenTheMasterFallsSilent) {

@@ -342,6 +342,29 @@ Status TaskRuntime::Halt() {
   return StatusOf(rep);
 }
 
+Result<int> TaskRuntime::AddHost(const std::string& line) {
+  if (auto st = EnsureEnrolled(); !st) return mpvm::unexpected(st.error());
+  if (line.empty()) return Fail(Err::kBadParam);
+  ctl::Envelope req = NewEnvelope();
+  req.mutable_add_host()->set_line(line);
+  auto rep = Call(std::move(req));
+  if (!rep) return mpvm::unexpected(rep.error());
+  if (!rep->has_status()) return Fail(Err::kDSysErr);
+  last_detail_ = rep->status().detail();
+  if (rep->status().code() < 0) return Fail(FromPvmCode(rep->status().code()));
+  return rep->status().code();
+}
+
+Status TaskRuntime::DelHost(const std::string& name) {
+  if (auto st = EnsureEnrolled(); !st) return st;
+  if (name.empty()) return Fail(Err::kBadParam);
+  ctl::Envelope req = NewEnvelope();
+  req.mutable_del_host()->set_name(name);
+  auto rep = Call(std::move(req));
+  if (rep && rep->has_status()) last_detail_ = rep->status().detail();
+  return StatusOf(rep);
+}
+
 Result<int> TaskRuntime::NewContext() {
   if (auto st = EnsureEnrolled(); !st) return mpvm::unexpected(st.error());
   ctl::Envelope req = NewEnvelope();

@@ -85,6 +85,10 @@ class TaskRuntime {
   Result<ctl::TasksReply> Tasks(int where);
   Result<int> TidToHost(int tid);
   Status Halt();
+  // Hosts: `line` is a host-file line ("name local=1 sp=2000"). Returns the
+  // new host's daemon tid.
+  Result<int> AddHost(const std::string& line);
+  Status DelHost(const std::string& name);
   Result<int> NewContext();
 
   // --- Options -------------------------------------------------------------
@@ -147,6 +151,8 @@ class TaskRuntime {
   // Takes the first queued message matching (tid, tag, ctx) without blocking.
   std::optional<Message> TakeMessage(int tid, int tag, int ctx);
   const std::string& rundir() const { return rundir_; }
+  // The daemon's explanation of the last failed host request, if any.
+  const std::string& last_detail() const { return last_detail_; }
   int output_tid() const { return out_tid_; }
   void SetOutputSink(int tid, int code, int ctx) {
     out_tid_ = tid;
@@ -187,6 +193,7 @@ class TaskRuntime {
   void ResetState();
 
   std::string rundir_;
+  std::string last_detail_;
   std::unique_ptr<Connection> daemon_;
   bool daemon_lost_ = false;
   int listen_fd_ = -1;

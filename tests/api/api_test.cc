@@ -92,7 +92,8 @@ TEST(Errors, BadArgumentsGetPvmsCodes) {
   EXPECT_EQ(pvm_recvinfo(const_cast<char*>("no-such-entry"), 0, 0), PvmNotFound);
   EXPECT_EQ(pvm_delinfo(const_cast<char*>("no-such-entry"), 0, 0), PvmNotFound);
   EXPECT_EQ(pvm_parent(), PvmNoParent);
-  EXPECT_EQ(pvm_addhosts(nullptr, 0, nullptr), PvmNotImpl);
+  EXPECT_EQ(pvm_addhosts(nullptr, 0, nullptr), PvmBadParam);
+  EXPECT_EQ(pvm_hostsync(0, nullptr, nullptr), PvmNotImpl);
   EXPECT_EQ(pvm_gettid(const_cast<char*>("no-group"), 0), PvmNoGroup);
   EXPECT_EQ(pvm_joingroup(const_cast<char*>("")), PvmNullGroup);
   EXPECT_EQ(pvm_delmhf(4242), PvmNotFound);

@@ -134,3 +134,54 @@ class MultiHostTest(VmTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class EmulatedHostTest(VmTestCase):
+    """mpvm add NAME --local: the master starts member daemons on loopback."""
+
+    def mpvm(self, *args):
+        return subprocess.run([CONSOLE, *args], env=self.env, capture_output=True, text=True,
+                              timeout=60)
+
+    def test_add_delete_and_halt_leave_nothing(self):
+        self.assertEqual(self.mpvm("conf").returncode, 0)
+        r = self.mpvm("add", "emu1", "--local", "sp=2500")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, r"emu1 +80000")
+        self.assertEqual(self.mpvm("add", "emu2", "--local").returncode, 0)
+        out = self.mpvm("conf").stdout
+        self.assertIn("3 hosts", out)
+        self.assertRegex(out, r"emu1 +80000 +LINUX64 +2500")
+        dup = self.mpvm("add", "emu1", "--local")
+        self.assertEqual(dup.returncode, 1)
+        self.assertIn("already a host", dup.stderr)
+        far = self.mpvm("add", "far.example.org")
+        self.assertIn("--join", far.stderr)  # says how to add it by hand
+        self.assertEqual(self.mpvm("delete", "emu1").returncode, 0)
+        self.assertIn("2 hosts", self.mpvm("conf").stdout)
+        self.assertNotEqual(self.mpvm("delete", "emu1").returncode, 0)
+        self.assertEqual(self.mpvm("halt").returncode, 0)
+        self.assertNothingLeft()
+
+    def test_hostfile_local_lines_start_emulated_hosts(self):
+        path = os.path.join(self.tmp, "hosts")
+        with open(path, "w") as f:
+            f.write("* sp=1200\nlocalhost\nemuA local=1 sp=3000\nemuB local=1\n&emuC local=1\n")
+        r, w = os.pipe()
+        d = subprocess.Popen([MPVMD, "--rundir", self.rundir, "--ready-fd", str(w), path],
+                             pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(w)
+        self.assertEqual(os.read(r, 64), b"ok\n")
+        os.close(r)
+        # Event: wait until both joined, asking the master for its host table.
+        deadline = time.monotonic() + 30
+        while "3 hosts" not in self.mpvm("conf").stdout and time.monotonic() < deadline:
+            pass
+        out = self.mpvm("conf").stdout
+        self.assertIn("3 hosts", out)
+        self.assertRegex(out, r"emuA +\w+ +LINUX64 +3000")
+        self.assertRegex(out, r"emuB +\w+ +LINUX64 +1200")  # the * default
+        self.assertNotIn("emuC", out)  # & hosts are not started
+        self.mpvm("halt")
+        d.wait(timeout=30)
+        self.assertNothingLeft()
