@@ -94,9 +94,13 @@ void DaemonCore::HandleData(ConnId c, Frame&& f) {
                           Tid(f.header.src).str()));
     return;
   }
+  f.header.flags |= kFrameFlagRelayed;
+  if (Tid(f.header.dst).host() != host_) {  // a task on another host
+    RouteFrame(f.header, f.payload);
+    return;
+  }
   auto t = tasks_.find(Tid(f.header.dst));
   if (t == tasks_.end() || t->second.state == State::kLeft) return;  // no such task: dropped
-  f.header.flags |= kFrameFlagRelayed;
   DeliverFrame(t->second, std::move(f));
 }
 
@@ -113,7 +117,8 @@ void DaemonCore::DeliverFrame(Task& t, Frame&& f) {
 
 void DaemonCore::SendToTask(Tid dst, int tag, int ctx, Message& m) {
   auto t = tasks_.find(dst);
-  if (t == tasks_.end()) return;
+  const bool remote = dst.host() != host_;
+  if (!remote && t == tasks_.end()) return;
   Frame f;
   f.header.kind = FrameKind::kData;
   f.header.encoding = static_cast<uint8_t>(m.encoding());
@@ -127,6 +132,10 @@ void DaemonCore::SendToTask(Tid dst, int tag, int ctx, Message& m) {
   f.header.aux_length = static_cast<uint32_t>(f.payload.size());
   f.payload.insert(f.payload.end(), m.body().begin(), m.body().end());
   f.header.length = static_cast<uint32_t>(f.payload.size());
+  if (remote) {
+    RouteFrame(f.header, f.payload);
+    return;
+  }
   DeliverFrame(t->second, std::move(f));
 }
 
@@ -162,7 +171,17 @@ void DaemonCore::HandleControl(ConnId c, ctl::Envelope&& env) {
     case ctl::Envelope::kKill:
     case ctl::Envelope::kSignal: {
       const bool kill = env.has_kill();
-      auto t = tasks_.find(Tid(kill ? env.kill().tid() : env.signal().tid()));
+      const Tid target(kill ? env.kill().tid() : env.signal().tid());
+      if (target.host() != host_) {  // the task's host carries it out
+        if (!hosts_.contains(target.host().value)) {
+          ReplyStatus(c, rid, Code(Err::kNoTask));
+          return;
+        }
+        SendControlTo(Tid::DaemonOf(target.host()), std::move(env));
+        ReplyStatus(c, rid, 0);
+        return;
+      }
+      auto t = tasks_.find(target);
       if (t == tasks_.end() || t->second.exited || t->second.pid <= 0) {
         ReplyStatus(c, rid, Code(Err::kNoTask));
         return;
@@ -297,26 +316,35 @@ void DaemonCore::DoEnrol(ConnId c, const ctl::Envelope& env) {
     owner_ = c;
     conn.owner = true;
   }
+  if (task->awaiting_siblings) {  // its spawn spans hosts: answer once all are known
+    task->enrol_conn = c;
+    task->enrol_rid = env.rid();
+    return;
+  }
+  SendEnrolReply(*task, c, env.rid());
+}
+
+void DaemonCore::SendEnrolReply(Task& t, ConnId c, uint64_t rid) {
   ctl::Envelope e = NewEnvelope();
   auto* rep = e.mutable_enrol_reply();
   rep->set_code(0);
-  rep->set_tid(task->tid.raw());
-  rep->set_ptid(task->ptid);
-  for (Tid s : task->siblings) rep->add_siblings(s.raw());
+  rep->set_tid(t.tid.raw());
+  rep->set_ptid(t.ptid);
+  for (Tid s : t.siblings) rep->add_siblings(s.raw());
   rep->set_host_tid(host_tid().raw());
   rep->set_host_name(cfg_.hostname);
   rep->set_arch(cfg_.arch);
-  rep->set_output_tid(task->out_tid);
-  rep->set_output_code(task->out_code);
-  rep->set_output_ctx(task->out_ctx);
-  rep->set_trace_tid(task->trace_tid);
-  rep->set_trace_code(task->trace_code);
-  rep->set_ctx(task->ctx);
-  Reply(c, env.rid(), std::move(e));
-  while (!task->held.empty()) {
-    Frame f = std::move(task->held.front());
-    task->held.pop_front();
-    DeliverFrame(*task, std::move(f));
+  rep->set_output_tid(t.out_tid);
+  rep->set_output_code(t.out_code);
+  rep->set_output_ctx(t.out_ctx);
+  rep->set_trace_tid(t.trace_tid);
+  rep->set_trace_code(t.trace_code);
+  rep->set_ctx(t.ctx);
+  Reply(c, rid, std::move(e));
+  while (!t.held.empty()) {
+    Frame f = std::move(t.held.front());
+    t.held.pop_front();
+    DeliverFrame(t, std::move(f));
   }
 }
 
@@ -364,21 +392,74 @@ void DaemonCore::DoSpawn(ConnId c, Tid who, const ctl::Envelope& env) {
     r.mutable_spawn_reply()->set_detail(std::move(why));
     Reply(c, rid, std::move(r));
   };
-  const bool here = s.where().empty() || s.where() == "." || s.where() == cfg_.hostname ||
-                    s.where() == "localhost";
-  if ((s.flags() & kTaskHost) && (here == bool(s.flags() & kHostCompl))) {
-    fail_all(Err::kNoHost, fmt::format("no host '{}' in this virtual machine", s.where()));
-    return;
+  // Which hosts may run it: all of them (round-robin, starting here), one
+  // named host (PvmTaskHost), or all but one (PvmHostCompl).
+  std::vector<int> order = {host_.value};
+  for (const auto& [index, h] : hosts_)
+    if (index != host_.value) order.push_back(index);
+  auto names = [&](int index) {
+    const std::string& n = hosts_.at(index).name;
+    return s.where() == n ||
+           (index == host_.value &&
+            (s.where() == "." || s.where() == "localhost" || s.where() == cfg_.hostname));
+  };
+  if (s.flags() & kTaskHost) {
+    std::vector<int> chosen;
+    for (int index : order)
+      if (names(index) != bool(s.flags() & kHostCompl)) chosen.push_back(index);
+    if (chosen.empty()) {
+      fail_all(Err::kNoHost, fmt::format("no host '{}' in this virtual machine", s.where()));
+      return;
+    }
+    order = chosen;
   }
   if ((s.flags() & kTaskArch) && !s.where().empty() && s.where() != cfg_.arch) {
     fail_all(Err::kNoHost, fmt::format("no host of architecture '{}'", s.where()));
     return;
   }
-  const std::string path = env_->Resolve(s.file(), s.path(), s.cwd());
-  if (path.empty()) {
-    fail_all(Err::kNoFile, fmt::format("'{}' not found", s.file()));
+  std::map<int, std::vector<int>> ranks_by_host;
+  for (int i = 0; i < s.ntask(); ++i)
+    ranks_by_host[order[static_cast<size_t>(i) % order.size()]].push_back(i);
+  const bool spans = ranks_by_host.size() > 1 || !ranks_by_host.contains(host_.value);
+  std::vector<int> tids(static_cast<size_t>(s.ntask()), Code(Err::kNoFile));
+  if (auto here = ranks_by_host.find(host_.value); here != ranks_by_host.end()) {
+    if (env_->Resolve(s.file(), s.path(), s.cwd()).empty() && !spans) {
+      fail_all(Err::kNoFile, fmt::format("'{}' not found", s.file()));
+      return;
+    }
+    auto got = SpawnHere(s, who, here->second, spans);
+    for (size_t k = 0; k < got.size(); ++k) tids[static_cast<size_t>(here->second[k])] = got[k];
+  }
+  if (!spans) {
+    ApplySiblings(tids);
+    ctl::Envelope r = NewEnvelope();
+    for (int t : tids) r.mutable_spawn_reply()->add_tids(t);
+    Reply(c, rid, std::move(r));
     return;
   }
+  const uint64_t id = next_spawn_id_++;
+  PendingSpawn ps{c, rid, tids, {}, 0};
+  for (const auto& [index, ranks] : ranks_by_host) {
+    if (index == host_.value) continue;
+    ctl::Envelope e = NewEnvelope();
+    auto* rs = e.mutable_remote_spawn();
+    *rs->mutable_request() = s;
+    rs->set_spawner(who.raw());
+    rs->set_spawn_id(id);
+    for (int r : ranks) rs->add_ranks(r);
+    SendControlTo(Tid::DaemonOf(HostIndex{index}), std::move(e));
+    ps.ranks[index] = ranks;
+    ++ps.outstanding;
+  }
+  ps.ranks[host_.value];  // this host takes part too (siblings are applied here)
+  spawns_[id] = std::move(ps);
+}
+
+std::vector<int> DaemonCore::SpawnHere(const ctl::SpawnRequest& s, Tid who,
+                                       const std::vector<int>& ranks, bool await_siblings) {
+  std::vector<int> out;
+  const std::string path = env_->Resolve(s.file(), s.path(), s.cwd());
+  if (path.empty()) return std::vector<int>(ranks.size(), Code(Err::kNoFile));
   // PvmTaskDebug: run the program under $PVM_DEBUGGER (as PVM ran its
   // debugger script) when the daemon has one; otherwise start it normally.
   std::string debugger;
@@ -391,12 +472,10 @@ void DaemonCore::DoSpawn(ConnId c, Tid who, const ctl::Envelope& env) {
                       "starting it without a debugger",
                       s.file()));
   }
-  std::vector<Tid> made;
-  ctl::Envelope r = NewEnvelope();
-  for (int i = 0; i < s.ntask(); ++i) {
+  for (int rank : ranks) {
     Tid t = AllocTid();
     if (t.raw() == 0) {
-      r.mutable_spawn_reply()->add_tids(Code(Err::kOutOfRes));
+      out.push_back(Code(Err::kOutOfRes));
       continue;
     }
     SpawnSpec spec;
@@ -405,11 +484,11 @@ void DaemonCore::DoSpawn(ConnId c, Tid who, const ctl::Envelope& env) {
     if (!debugger.empty()) spec.argv.push_back(debugger);
     spec.argv.push_back(debugger.empty() ? s.file() : path);
     spec.argv.insert(spec.argv.end(), s.argv().begin(), s.argv().end());
-    spec.env = ChildEnv(s, t, i);
+    spec.env = ChildEnv(s, t, rank);
     spec.cwd = cfg_.workdir.empty() ? s.cwd() : cfg_.workdir;
     auto pid = env_->Spawn(spec);
     if (!pid) {
-      r.mutable_spawn_reply()->add_tids(Code(pid.error()));
+      out.push_back(Code(pid.error()));
       continue;
     }
     Task task;
@@ -428,16 +507,49 @@ void DaemonCore::DoSpawn(ConnId c, Tid who, const ctl::Envelope& env) {
     task.report_to = s.report_exit() ? who.raw() : 0;
     task.ctx = s.ctx();
     task.open_streams = 2;
+    task.awaiting_siblings = await_siblings;
     tasks_.emplace(t, std::move(task));
-    made.push_back(t);
-    r.mutable_spawn_reply()->add_tids(t.raw());
+    if (s.output_tid() != 0) SendOutputRecord(tasks_[t], -1, {});
+    out.push_back(t.raw());
   }
-  for (Tid t : made) {
-    Task& task = tasks_[t];
-    task.siblings = made;
-    if (task.out_tid != 0) SendOutputRecord(task, -1, {});
+  return out;
+}
+
+void DaemonCore::ApplySiblings(const std::vector<int>& tids) {
+  std::vector<Tid> sibs;
+  for (int t : tids)
+    if (t > 0) sibs.push_back(Tid(t));
+  for (Tid t : sibs) {
+    auto it = tasks_.find(t);
+    if (it == tasks_.end()) continue;
+    Task& task = it->second;
+    task.siblings = sibs;
+    task.awaiting_siblings = false;
+    if (task.enrol_conn != 0) {
+      SendEnrolReply(task, task.enrol_conn, task.enrol_rid);
+      task.enrol_conn = 0;
+    }
   }
-  Reply(c, rid, std::move(r));
+}
+
+void DaemonCore::FinishSpawn(uint64_t id) {
+  auto it = spawns_.find(id);
+  if (it == spawns_.end()) return;
+  PendingSpawn ps = std::move(it->second);
+  spawns_.erase(it);
+  for (const auto& [index, ranks] : ps.ranks) {
+    if (index == host_.value) {
+      ApplySiblings(ps.tids);
+      continue;
+    }
+    ctl::Envelope e = NewEnvelope();
+    for (int t : ps.tids) e.mutable_spawn_siblings()->add_tids(t);
+    SendControlTo(Tid::DaemonOf(HostIndex{index}), std::move(e));
+  }
+  if (!conns_.contains(ps.conn)) return;
+  ctl::Envelope r = NewEnvelope();
+  for (int t : ps.tids) r.mutable_spawn_reply()->add_tids(t);
+  Reply(ps.conn, ps.rid, std::move(r));
 }
 
 void DaemonCore::SendOutputRecord(const Task& t, int count, std::string_view data) {
@@ -452,7 +564,7 @@ void DaemonCore::OnOutput(Tid tid, std::string_view bytes) {
   auto it = tasks_.find(tid);
   if (it == tasks_.end()) return;
   Task& t = it->second;
-  if (t.out_tid != 0 && tasks_.contains(Tid(t.out_tid))) {
+  if (t.out_tid != 0 && SinkAlive(t.out_tid)) {
     SendOutputRecord(t, static_cast<int>(bytes.size()), bytes);
     return;
   }
@@ -487,16 +599,13 @@ void DaemonCore::MaybeFinish(Tid tid) {
   if (!t.partial_log.empty()) env_->LogOutput(tid, t.partial_log);
   if (t.out_tid != 0) SendOutputRecord(t, 0, {});
   TaskLeftVm(t);
-  if (t.report_to != 0 && tasks_.contains(Tid(t.report_to))) {
-    Task& r = tasks_[Tid(t.report_to)];
-    if (r.state == State::kEnrolled) {
-      ctl::Envelope e = NewEnvelope();
-      auto* te = e.mutable_task_ended();
-      te->set_tid(tid.raw());
-      te->set_exit_code(t.exit_code);
-      te->set_term_signal(t.term_signal);
-      Reply(r.conn, 0, std::move(e));
-    }
+  if (t.report_to != 0) {
+    ctl::Envelope e = NewEnvelope();
+    auto* te = e.mutable_task_ended();
+    te->set_tid(tid.raw());
+    te->set_exit_code(t.exit_code);
+    te->set_term_signal(t.term_signal);
+    SendControlTo(Tid(t.report_to), std::move(e));
   }
   env_->RemoveTaskSocket(tid);
   if (t.conn != 0) {
@@ -536,6 +645,7 @@ void DaemonCore::TaskLeftVm(Task& t) {
   // Notifications it asked for die with it.
   std::erase_if(notify_, [&](const NotifyReg& r) { return r.watcher == t.tid; });
   FireNotify(kNotifyTaskExit, tid);
+  BroadcastTaskGone(tid, 0);
 }
 
 void DaemonCore::FireNotify(int what, int target) {
@@ -588,7 +698,9 @@ void DaemonCore::DoNotify(ConnId c, Tid who, const ctl::Envelope& env) {
     }
     NotifyReg reg{who, n.what(), n.tag(), n.ctx(), target, 1};
     bool exists;
-    if (n.what() == kNotifyTaskExit) {
+    if (n.what() == kNotifyTaskExit && Tid(target).host() != host_) {
+      exists = hosts_.contains(Tid(target).host().value);  // its host tells us when it goes
+    } else if (n.what() == kNotifyTaskExit) {
       auto t = tasks_.find(Tid(target));
       exists = t != tasks_.end() && t->second.state != State::kLeft;
     } else {
@@ -964,9 +1076,12 @@ void DaemonCore::AddLocalHosts(const std::vector<HostSpec>& hosts) {
 }
 
 void DaemonCore::OnLocalHostFailed(const std::string& name, const std::string& why) {
-  env_->Log(fmt::format("emulated host {} did not join: {}", name, why));
   auto it = pending_adds_.find(name);
-  if (it == pending_adds_.end()) return;
+  if (it == pending_adds_.end()) {
+    env_->Log(fmt::format("the daemon of emulated host {} stopped: {}", name, why));
+    return;
+  }
+  env_->Log(fmt::format("emulated host {} did not join: {}", name, why));
   ReplyStatus(it->second.first, it->second.second, Code(Err::kCantStart), why);
   pending_adds_.erase(it);
 }
@@ -1038,6 +1153,7 @@ void DaemonCore::RemoveHost(int index, const std::string& reason) {
   hosts_.erase(it);
   if (peer != 0) env_->DropPeer(peer);
   FireNotify(kNotifyHostDelete, Tid::DaemonOf(HostIndex{index}).raw());
+  LoseHostTasks(index);
   if (!cfg_.member) BroadcastTable();
 }
 
@@ -1069,7 +1185,10 @@ void DaemonCore::ApplyTable(const ctl::HostTable& t) {
   for (const auto& [index, h] : hosts_)
     if (!next.contains(index)) gone.push_back(index);
   hosts_ = std::move(next);
-  for (int index : gone) FireNotify(kNotifyHostDelete, Tid::DaemonOf(HostIndex{index}).raw());
+  for (int index : gone) {
+    FireNotify(kNotifyHostDelete, Tid::DaemonOf(HostIndex{index}).raw());
+    LoseHostTasks(index);
+  }
   HostsAdded(added);
 }
 
@@ -1083,16 +1202,31 @@ void DaemonCore::StartJoin(int64_t now_ns) {
 }
 
 void DaemonCore::OnPeerFrame(PeerId p, Frame&& f) {
-  if (f.header.kind != FrameKind::kControl) {
-    ++bad_frames_;
-    env_->Log(
-        fmt::format("peer link {}: data frames between daemons are not used yet; dropped", p));
+  const Tid dst(f.header.dst);
+  if (cfg_.member) last_master_ns_ = now_ns_;
+  // The master forwards what is addressed to another member's host.
+  if (!cfg_.member && f.header.dst != 0 && dst.host() != host_) {
+    bool from_member = false;
+    for (const auto& [index, h] : hosts_) from_member |= h.peer == p;
+    if (from_member) RouteFrame(f.header, f.payload);
+    return;
+  }
+  if (f.header.kind == FrameKind::kData || (f.header.dst != 0 && !dst.is_daemon())) {
+    // For a task here: data, or a control message such as TaskEnded.
+    auto t = tasks_.find(dst);
+    if (t == tasks_.end() || t->second.state == State::kLeft) return;  // gone: dropped
+    DeliverFrame(t->second, std::move(f));                             // held until it enrols
     return;
   }
   auto env = DecodeControl(f.payload);
   if (!env) {
     ++bad_frames_;
     env_->Log(fmt::format("peer link {}: {}; ignored", p, env.error()));
+    return;
+  }
+  if (env->has_remote_spawn() || env->has_remote_spawn_reply() || env->has_spawn_siblings() ||
+      env->has_task_gone() || env->has_kill() || env->has_signal()) {
+    HandlePeerControl(p, f.header, std::move(*env));
     return;
   }
   if (!cfg_.member) {  // master
@@ -1135,7 +1269,6 @@ void DaemonCore::OnPeerFrame(PeerId p, Frame&& f) {
     return;
   }
   // member
-  last_master_ns_ = now_ns_;
   if (env->has_join_reply()) {
     const auto& r = env->join_reply();
     if (r.code() < 0) {
@@ -1202,6 +1335,126 @@ void DaemonCore::OnTick(int64_t now_ns) {
       e.mutable_heartbeat()->set_host(host_.value);
       SendPeerControl(h.peer, std::move(e));
     }
+}
+
+// ---- Cross-host: routing, remote spawn, task exits ---------------------------
+
+bool DaemonCore::SinkAlive(int tid) const {
+  const Tid t(tid);
+  return t.host() == host_ ? tasks_.contains(t) : hosts_.contains(t.host().value);
+}
+
+void DaemonCore::RouteFrame(const FrameHeader& h, std::span<const uint8_t> payload) {
+  const int index = Tid(h.dst).host().value;
+  if (cfg_.member) {  // members reach every other host through the master
+    if (joined_) env_->SendToPeer(kMasterPeer, h, payload);
+    return;
+  }
+  auto it = hosts_.find(index);
+  if (it == hosts_.end() || it->second.peer == 0) return;  // host gone: dropped, as in PVM
+  env_->SendToPeer(it->second.peer, h, payload);
+}
+
+void DaemonCore::SendControlTo(Tid dst, ctl::Envelope&& env) {
+  env.set_version(kControlVersion);
+  if (dst.host() == host_) {
+    auto t = tasks_.find(dst);
+    if (t != tasks_.end() && t->second.state == State::kEnrolled)
+      Reply(t->second.conn, env.rid(), std::move(env));
+    return;
+  }
+  auto bytes = EncodeControl(env);
+  RouteFrame(ControlHeader(host_tid().raw(), dst.raw()), bytes);
+}
+
+void DaemonCore::BroadcastTaskGone(int tid, PeerId except) {
+  remote_children_.erase(tid);
+  if (hosts_.size() < 2) return;
+  ctl::Envelope e = NewEnvelope();
+  e.mutable_task_gone()->set_tid(tid);
+  auto bytes = EncodeControl(e);
+  if (cfg_.member) {
+    if (joined_) env_->SendToPeer(kMasterPeer, ControlHeader(host_tid().raw(), 0), bytes);
+    return;
+  }
+  for (const auto& [index, h] : hosts_)
+    if (h.peer != 0 && h.peer != except)
+      env_->SendToPeer(h.peer, ControlHeader(host_tid().raw(), 0), bytes);
+}
+
+void DaemonCore::LoseHostTasks(int index) {
+  // Watchers of its tasks hear they exited; spawners hear they are lost.
+  std::vector<int> targets;
+  for (const auto& r : notify_)
+    if (r.what == kNotifyTaskExit && Tid(r.target).host().value == index)
+      targets.push_back(r.target);
+  for (int t : targets) FireNotify(kNotifyTaskExit, t);
+  for (auto it = remote_children_.begin(); it != remote_children_.end();) {
+    if (Tid(it->first).host().value != index) {
+      ++it;
+      continue;
+    }
+    ctl::Envelope e = NewEnvelope();
+    e.mutable_task_ended()->set_tid(it->first);
+    e.mutable_task_ended()->set_host_died(true);
+    SendControlTo(Tid(it->second), std::move(e));
+    it = remote_children_.erase(it);
+  }
+  // Spawns waiting on it fail there.
+  std::vector<uint64_t> done;
+  for (auto& [id, ps] : spawns_) {
+    auto r = ps.ranks.find(index);
+    if (r == ps.ranks.end() || index == host_.value) continue;
+    for (int rank : r->second) ps.tids[static_cast<size_t>(rank)] = Code(Err::kHostFail);
+    ps.ranks.erase(r);
+    if (--ps.outstanding == 0) done.push_back(id);
+  }
+  for (uint64_t id : done) FinishSpawn(id);
+}
+
+void DaemonCore::HandlePeerControl(PeerId p, const FrameHeader& h, ctl::Envelope&& env) {
+  if (env.has_remote_spawn()) {
+    const auto& rs = env.remote_spawn();
+    std::vector<int> ranks(rs.ranks().begin(), rs.ranks().end());
+    auto tids = SpawnHere(rs.request(), Tid(rs.spawner()), ranks, /*await_siblings=*/true);
+    ctl::Envelope r = NewEnvelope();
+    r.mutable_remote_spawn_reply()->set_spawn_id(rs.spawn_id());
+    for (int t : tids) r.mutable_remote_spawn_reply()->add_tids(t);
+    SendControlTo(Tid(h.src), std::move(r));
+    return;
+  }
+  if (env.has_remote_spawn_reply()) {
+    const auto& rr = env.remote_spawn_reply();
+    auto it = spawns_.find(rr.spawn_id());
+    const int from = Tid(h.src).host().value;
+    if (it == spawns_.end() || !it->second.ranks.contains(from)) return;
+    PendingSpawn& ps = it->second;
+    const auto& ranks = ps.ranks[from];
+    for (int k = 0; k < rr.tids_size() && k < static_cast<int>(ranks.size()); ++k) {
+      ps.tids[static_cast<size_t>(ranks[static_cast<size_t>(k)])] = rr.tids(k);
+      if (rr.tids(k) > 0)
+        remote_children_[rr.tids(k)] = conns_.contains(ps.conn) ? conns_[ps.conn].tid.raw() : 0;
+    }
+    if (--ps.outstanding == 0) FinishSpawn(rr.spawn_id());
+    return;
+  }
+  if (env.has_spawn_siblings()) {
+    ApplySiblings(
+        std::vector<int>(env.spawn_siblings().tids().begin(), env.spawn_siblings().tids().end()));
+    return;
+  }
+  if (env.has_task_gone()) {
+    const int tid = env.task_gone().tid();
+    remote_children_.erase(tid);
+    FireNotify(kNotifyTaskExit, tid);
+    if (!cfg_.member) BroadcastTaskGone(tid, p);  // the master passes it on
+    return;
+  }
+  // kill / signal for a task here
+  const Tid target(env.has_kill() ? env.kill().tid() : env.signal().tid());
+  auto t = tasks_.find(target);
+  if (t == tasks_.end() || t->second.exited || t->second.pid <= 0) return;
+  env_->Signal(t->second.pid, env.has_kill() ? SIGTERM : env.signal().signum());
 }
 
 }  // namespace mpvm

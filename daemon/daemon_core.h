@@ -145,9 +145,12 @@ class DaemonCore {
     int report_to = 0;
     int ctx = 0;  // context it starts in
     std::vector<Tid> siblings;
-    std::deque<Frame> held;  // frames for it before it enrolled
-    int open_streams = 0;    // output pipes still open
-    bool exited = false;     // process is gone
+    std::deque<Frame> held;          // frames for it before it enrolled
+    bool awaiting_siblings = false;  // part of a spawn across hosts not yet complete
+    ConnId enrol_conn = 0;           // an enrolment waiting for the siblings
+    uint64_t enrol_rid = 0;
+    int open_streams = 0;  // output pipes still open
+    bool exited = false;   // process is gone
     int exit_code = 0, term_signal = 0;
     bool exit_notified = false;
     std::string partial_log;
@@ -196,6 +199,18 @@ class DaemonCore {
   void DoGroup(ConnId c, Tid who, const ctl::Envelope& env);
   void DoTasks(ConnId c, const ctl::Envelope& env);
   void DoAddHost(ConnId c, const ctl::Envelope& env);
+  // Cross-host.
+  void RouteFrame(const FrameHeader& h, std::span<const uint8_t> payload);
+  void SendControlTo(Tid dst, ctl::Envelope&& env);
+  std::vector<int> SpawnHere(const ctl::SpawnRequest& s, Tid spawner, const std::vector<int>& ranks,
+                             bool await_siblings);
+  void FinishSpawn(uint64_t id);
+  void ApplySiblings(const std::vector<int>& tids);
+  void SendEnrolReply(Task& t, ConnId c, uint64_t rid);
+  void HandlePeerControl(PeerId p, const FrameHeader& h, ctl::Envelope&& env);
+  void BroadcastTaskGone(int tid, PeerId except);
+  bool SinkAlive(int tid) const;
+  void LoseHostTasks(int index);
 
   Tid AllocTid();
   // Sends a message from the daemon to a task (held if it has not enrolled).
@@ -232,6 +247,17 @@ class DaemonCore {
   std::map<int, HostRec> hosts_;  // by host index, this host included
   int next_host_ = 2;
   std::map<std::string, std::pair<ConnId, uint64_t>> pending_adds_;  // name -> who waits
+  struct PendingSpawn {
+    ConnId conn;
+    uint64_t rid;
+    std::vector<int> tids;                  // by rank
+    std::map<int, std::vector<int>> ranks;  // host index -> ranks sent there
+    int outstanding = 0;
+  };
+  std::map<uint64_t, PendingSpawn> spawns_;
+  uint64_t next_spawn_id_ = 1;
+  // Tasks spawned on other hosts for spawners here: tid -> report_to.
+  std::map<int, int> remote_children_;
   bool joined_ = false;
   std::string join_error_;
   int64_t now_ns_ = 0;

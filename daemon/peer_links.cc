@@ -210,7 +210,7 @@ void PeerLinks::ReadDealer() {
 void PeerLinks::Send(PeerId p, const FrameHeader& h, std::span<const uint8_t> body) {
   FrameHeader hh = h;
   hh.length = static_cast<uint32_t>(body.size());
-  hh.aux_length = 0;
+  // body is the whole payload: aux bytes (h.aux_length of them) and the rest
   auto head = EncodeFrameHeader(hh);
   std::string msg(reinterpret_cast<const char*>(head.data()), head.size());
   msg.append(reinterpret_cast<const char*>(body.data()), body.size());

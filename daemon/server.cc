@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -457,6 +458,17 @@ void Server::Reap() {
       std::string said = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
       while (!said.empty() && said.back() == '\n') said.pop_back();
       if (said.rfind("error: ", 0) == 0) said = said.substr(7);
+      // A daemon killed outright cannot tidy up: remove what it left.
+      const std::string dir = opts_.rundir + ".h-" + h->second.name;
+      if (DIR* d = opendir(dir.c_str())) {
+        while (dirent* e = readdir(d)) {
+          std::string file = e->d_name;
+          if (file.ends_with(".sock") || file == "mpvmd.lock" || file == "mpvmd.log")
+            unlink((dir + "/" + file).c_str());
+        }
+        closedir(d);
+        rmdir(dir.c_str());
+      }
       core_->OnLocalHostFailed(
           h->second.name,
           said.empty() ? fmt::format("its daemon exited (status {})", WEXITSTATUS(status)) : said);
@@ -547,6 +559,9 @@ Result<int> Server::Spawn(const SpawnSpec& spec) {
     sigprocmask(SIG_SETMASK, &none, nullptr);
     signal(SIGPIPE, SIG_DFL);
     setpgid(0, 0);
+    // If this daemon dies (even by SIGKILL), its tasks end too: no process
+    // of a dead host is left behind.
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
     int devnull = open("/dev/null", O_RDONLY);
     if (devnull >= 0) dup2(devnull, 0);
     dup2(out[1], 1);

@@ -201,7 +201,11 @@ int main(int argc, char** argv) {
       auto r = rank_of.find(e.tid.raw());
       std::string who =
           fmt::format("{} (rank {})", e.tid.str(), r != rank_of.end() ? r->second : -1);
-      if (e.term_signal != 0) {
+      if (e.host_died) {
+        failures.push_back(fmt::format("task {} was lost: its host left the virtual machine", who));
+        open_outputs.erase(e.tid.raw());  // no more output will come from it
+        if (exit_code == 0) exit_code = 1;
+      } else if (e.term_signal != 0) {
         failures.push_back(fmt::format("task {} was killed by signal {} ({})", who, e.term_signal,
                                        strsignal(e.term_signal)));
         if (exit_code == 0) exit_code = 128 + e.term_signal;

@@ -593,7 +593,8 @@ Result<Message*> TaskRuntime::RecvBuffer() {
 // Sending
 
 Connection* TaskRuntime::RouteTo(Tid dst) {
-  if (route_ != kRouteDont && dst.is_task()) {
+  // Tasks born on other hosts are reached through the daemons.
+  if (route_ != kRouteDont && dst.is_task() && dst.host() == mytid_.host()) {
     Peer& p = peers_[dst.raw()];
     if (p.conn != nullptr && p.conn->open()) return p.conn;
     const int64_t now = NowNs();
@@ -768,7 +769,7 @@ void TaskRuntime::HandleFrame(Connection* from, Frame&& f) {
     if (!env) return;  // not ours to act on; the daemon logs its own errors
     if (env->has_task_ended()) {
       const auto& te = env->task_ended();
-      ended_.push_back({Tid(te.tid()), te.exit_code(), te.term_signal()});
+      ended_.push_back({Tid(te.tid()), te.exit_code(), te.term_signal(), te.host_died()});
       return;
     }
     replies_[env->rid()] = std::move(*env);

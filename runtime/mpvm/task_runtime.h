@@ -54,6 +54,7 @@ struct TaskEndedEvent {
   Tid tid;
   int exit_code = 0;
   int term_signal = 0;
+  bool host_died = false;  // lost with its host
 };
 
 class TaskRuntime {

@@ -75,7 +75,10 @@ class VmTestCase(unittest.TestCase):
     def tearDown(self):
         subprocess.run([CONSOLE, "halt"], env=self.env, capture_output=True, timeout=30)
         for pid in mpvm_processes(self.rundir):
-            os.kill(pid, signal.SIGKILL)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass  # it finished exiting meanwhile
         subprocess.run(["rm", "-rf", self.tmp])
 
     def assertNothingLeft(self, rundir=None):

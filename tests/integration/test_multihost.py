@@ -7,7 +7,7 @@ import subprocess
 import time
 import unittest
 
-from harness import CHILD, CONSOLE, MPVMD, PRUN, VmTestCase, wait_for_line
+from harness import CHILD, CONSOLE, MPVMD, PRUN, RING, VmTestCase, mpvm_processes, wait_for_line
 
 
 class MultiHostTest(VmTestCase):
@@ -185,3 +185,67 @@ class EmulatedHostTest(VmTestCase):
         self.mpvm("halt")
         d.wait(timeout=30)
         self.assertNothingLeft()
+
+
+class CrossHostTest(VmTestCase):
+    """Tasks spawned over several hosts talk, print and exit through prun."""
+
+    def setUp(self):
+        super().setUp()
+        for name in ("emu1", "emu2"):
+            r = subprocess.run([CONSOLE, "add", name, "--local"], env=self.env, capture_output=True,
+                               text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_ring_spans_hosts_in_round_robin(self):
+        r = subprocess.run([PRUN, "-n", "6", RING, "3"], env=self.env, capture_output=True,
+                           text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("6 tasks passed the token 3 times", r.stdout)
+        # Output tagged by tid shows where tasks were born: hosts 1, 2 and 3.
+        r = subprocess.run([PRUN, "-n", "6", CHILD, "ring", "2"], env=self.env, capture_output=True,
+                           text=True, timeout=60)
+        hosts = {line[2] for line in r.stdout.splitlines()}  # "[t4...", "[t8...", "[tc..."
+        self.assertEqual(hosts, {"4", "8", "c"}, r.stdout)
+
+    def test_task_host_places_tasks_on_a_named_host(self):
+        r = subprocess.run([PRUN, "-n", "2", "--host", "emu2", CHILD, "env", "MPVM_RANK"],
+                           env=self.env, capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(sorted(l[:3] for l in r.stdout.splitlines()), ["[tc", "[tc"])
+
+    def test_remote_output_and_exit_status_reach_prun(self):
+        r = subprocess.run([PRUN, "-n", "3", "--tag-output", "rank", CHILD, "flood", "500"],
+                           env=self.env, capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for rank in range(3):
+            mine = [l for l in r.stdout.splitlines() if l.startswith(f"[{rank}] ")]
+            self.assertEqual(len(mine), 500)
+        r = subprocess.run([PRUN, "-n", "3", CHILD, "exit", "5"], env=self.env,
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 5)
+        self.assertEqual(r.stderr.count("exited with status 5"), 3)
+
+    def test_losing_a_host_mid_job(self):
+        p = subprocess.Popen([PRUN, "-n", "3", "--tag-output", "none", CHILD, "hold"],
+                             env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        seen = 0
+        def three(line):
+            nonlocal seen
+            seen += line.startswith("ready")
+            return seen == 3
+        wait_for_line(p.stdout, three)
+        emu1 = [pid for pid in mpvm_processes(self.rundir + ".h-emu1")]
+        daemon = [pid for pid in emu1 if open(f"/proc/{pid}/comm").read().strip() == "mpvmd"]
+        self.assertEqual(len(daemon), 1)
+        os.kill(daemon[0], signal.SIGKILL)
+        # prun hears the task on emu1 is lost; stop the other two ourselves.
+        deadline = time.monotonic() + 10
+        while "2 hosts" not in subprocess.run([CONSOLE, "conf"], env=self.env, capture_output=True,
+                                              text=True).stdout and time.monotonic() < deadline:
+            pass
+        subprocess.run([CONSOLE, "halt"], env=self.env, capture_output=True, timeout=30)
+        _, err = p.communicate(timeout=30)
+        self.assertIn("was lost: its host left the virtual machine", err.decode())
+        self.assertNothingLeft()
+        self.assertNothingLeft(self.rundir + ".h-emu1")
