@@ -45,6 +45,10 @@ std::vector<int> DaemonCore::TaskPids() const {
 void DaemonCore::Reply(ConnId c, uint64_t rid, ctl::Envelope&& env) {
   env.set_version(kControlVersion);
   env.set_rid(rid);
+  if (auto it = conns_.find(c); it != conns_.end() && it->second.remote) {
+    SendControlTo(it->second.tid, std::move(env));  // through the task's daemon
+    return;
+  }
   auto bytes = EncodeControl(env);
   env_->Send(c, ControlHeader(host_tid().raw(), 0), {}, bytes);
 }
@@ -163,6 +167,18 @@ void DaemonCore::HandleControl(ConnId c, ctl::Envelope&& env) {
   if (halting_) {
     ReplyStatus(c, rid, Code(Err::kSysErr), "the virtual machine is halting");
     return;
+  }
+  // The mailbox, groups and contexts are VM-wide: the master serves them.
+  if (cfg_.member && (env.has_mbox_put() || env.has_mbox_get() || env.has_mbox_del() ||
+                      env.has_mbox_info() || env.has_group() || env.has_new_context())) {
+    if (!joined_) {
+      ReplyStatus(c, rid, Code(Err::kSysErr), "this host has not joined its virtual machine");
+      return;
+    }
+    auto bytes = EncodeControl(env);
+    env_->SendToPeer(kMasterPeer, ControlHeader(who.raw(), Tid::DaemonOf(HostIndex{1}).raw()),
+                     bytes);
+    return;  // the answer comes back addressed to the task
   }
   switch (env.body_case()) {
     case ctl::Envelope::kSpawn:
@@ -621,27 +637,7 @@ void DaemonCore::TaskLeftVm(Task& t) {
   t.state = State::kLeft;
   t.held.clear();
   const int tid = t.tid.raw();
-  // Mailbox: drop or orphan its entries.
-  for (auto mit = mbox_.begin(); mit != mbox_.end();) {
-    for (auto eit = mit->second.begin(); eit != mit->second.end();) {
-      if (eit->second.owner != tid) {
-        ++eit;
-      } else if (eit->second.flags & kMboxPersistent) {
-        eit->second.owner = 0;
-        ++eit;
-      } else {
-        eit = mit->second.erase(eit);
-      }
-    }
-    mit = mit->second.empty() ? mbox_.erase(mit) : std::next(mit);
-  }
-  // Groups: leave all.
-  for (auto g = groups_.begin(); g != groups_.end();) {
-    auto& m = g->second.members;
-    std::replace(m.begin(), m.end(), tid, 0);
-    while (!m.empty() && m.back() == 0) m.pop_back();
-    g = m.empty() ? groups_.erase(g) : std::next(g);
-  }
+  ForgetOwner(tid);
   // Notifications it asked for die with it.
   std::erase_if(notify_, [&](const NotifyReg& r) { return r.watcher == t.tid; });
   FireNotify(kNotifyTaskExit, tid);
@@ -1229,6 +1225,13 @@ void DaemonCore::OnPeerFrame(PeerId p, Frame&& f) {
     HandlePeerControl(p, f.header, std::move(*env));
     return;
   }
+  if (!cfg_.member && Tid(f.header.src).is_task()) {  // a remote task's request
+    bool from_member = false;
+    for (const auto& [index, h] : hosts_) from_member |= h.peer == p;
+    if (from_member && Tid(f.header.src).host() != host_)
+      HandleControl(RemoteConn(Tid(f.header.src)), std::move(*env));
+    return;
+  }
   if (!cfg_.member) {  // master
     if (env->has_join()) {
       const auto& j = env->join();
@@ -1339,6 +1342,44 @@ void DaemonCore::OnTick(int64_t now_ns) {
 
 // ---- Cross-host: routing, remote spawn, task exits ---------------------------
 
+void DaemonCore::ForgetOwner(int tid) {
+  // Mailbox: drop or orphan its entries.
+  for (auto mit = mbox_.begin(); mit != mbox_.end();) {
+    for (auto eit = mit->second.begin(); eit != mit->second.end();) {
+      if (eit->second.owner != tid) {
+        ++eit;
+      } else if (eit->second.flags & kMboxPersistent) {
+        eit->second.owner = 0;
+        ++eit;
+      } else {
+        eit = mit->second.erase(eit);
+      }
+    }
+    mit = mit->second.empty() ? mbox_.erase(mit) : std::next(mit);
+  }
+  // Groups: leave all.
+  for (auto g = groups_.begin(); g != groups_.end();) {
+    auto& m = g->second.members;
+    std::replace(m.begin(), m.end(), tid, 0);
+    while (!m.empty() && m.back() == 0) m.pop_back();
+    g = m.empty() ? groups_.erase(g) : std::next(g);
+  }
+  if (auto rc = remote_conns_.find(tid); rc != remote_conns_.end()) {
+    DropWaitersOf(rc->second);
+    conns_.erase(rc->second);
+    remote_conns_.erase(rc);
+  }
+}
+
+ConnId DaemonCore::RemoteConn(Tid task) {
+  auto it = remote_conns_.find(task.raw());
+  if (it != remote_conns_.end()) return it->second;
+  const ConnId c = next_remote_conn_++;
+  conns_[c] = Conn{task, false, true};
+  remote_conns_[task.raw()] = c;
+  return c;
+}
+
 bool DaemonCore::SinkAlive(int tid) const {
   const Tid t(tid);
   return t.host() == host_ ? tasks_.contains(t) : hosts_.contains(t.host().value);
@@ -1383,6 +1424,17 @@ void DaemonCore::BroadcastTaskGone(int tid, PeerId except) {
 }
 
 void DaemonCore::LoseHostTasks(int index) {
+  // Its tasks' mailbox entries and group places go (the master keeps them).
+  std::set<int> owners;
+  for (const auto& [name, entries] : mbox_)
+    for (const auto& [i, e] : entries)
+      if (e.owner != 0 && Tid(e.owner).host().value == index) owners.insert(e.owner);
+  for (const auto& [name, g] : groups_)
+    for (int t : g.members)
+      if (t != 0 && Tid(t).host().value == index) owners.insert(t);
+  for (const auto& [tid, c] : remote_conns_)
+    if (Tid(tid).host().value == index) owners.insert(tid);
+  for (int t : owners) ForgetOwner(t);
   // Watchers of its tasks hear they exited; spawners hear they are lost.
   std::vector<int> targets;
   for (const auto& r : notify_)
@@ -1447,6 +1499,7 @@ void DaemonCore::HandlePeerControl(PeerId p, const FrameHeader& h, ctl::Envelope
     const int tid = env.task_gone().tid();
     remote_children_.erase(tid);
     FireNotify(kNotifyTaskExit, tid);
+    if (!cfg_.member) ForgetOwner(tid);
     if (!cfg_.member) BroadcastTaskGone(tid, p);  // the master passes it on
     return;
   }

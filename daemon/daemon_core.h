@@ -158,6 +158,7 @@ class DaemonCore {
   struct Conn {
     Tid tid;
     bool owner = false;
+    bool remote = false;  // master: a task on another host, reached through its daemon
   };
   struct NotifyReg {
     Tid watcher;
@@ -211,6 +212,8 @@ class DaemonCore {
   void BroadcastTaskGone(int tid, PeerId except);
   bool SinkAlive(int tid) const;
   void LoseHostTasks(int index);
+  ConnId RemoteConn(Tid task);
+  void ForgetOwner(int tid);  // its mailbox entries and group places
 
   Tid AllocTid();
   // Sends a message from the daemon to a task (held if it has not enrolled).
@@ -258,6 +261,8 @@ class DaemonCore {
   uint64_t next_spawn_id_ = 1;
   // Tasks spawned on other hosts for spawners here: tid -> report_to.
   std::map<int, int> remote_children_;
+  std::map<int, ConnId> remote_conns_;  // master: remote task -> virtual connection
+  ConnId next_remote_conn_ = ConnId{1} << 62;
   bool joined_ = false;
   std::string join_error_;
   int64_t now_ns_ = 0;

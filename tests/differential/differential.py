@@ -8,7 +8,9 @@ For every scenario it runs:
              and libpvm3, on a VM the mpvm console started;
   prebuilt   Debian's prebuilt binaries, unchanged, with mpvm's libpvm3 on
              LD_LIBRARY_PATH, on the same VM;
-  prun       the prebuilt binaries launched by prun (embedded VM).
+  prun       the prebuilt binaries launched by prun (embedded VM);
+  4-host     the source builds on a VM of four hosts (the master and three
+             emulated hosts), where spawned tasks go round-robin over all.
 
 usage: differential.py BUILD_DIR SOURCE_DIR [scenario ...]
 """
@@ -51,7 +53,8 @@ PREBUILT_NAME = {"hello": "hello.pvm"}
 # any order.
 SCENARIOS = {
     "hello": ([("run", ["hello"])], {}),
-    "master1": ([("run", ["master1"])], {"sort": True}),
+    # master1 starts 3 workers per host, so its output depends on the host count.
+    "master1": ([("run", ["master1"])], {"sort": True, "single_host": True}),
     "spmd": ([("launch", 4, ["spmd"])], {}),
     "timing": ([("run", ["timing"])], {"numbers": True}),
     "inherit1": ([("run", ["inherita", "inherit1"])], {}),
@@ -66,8 +69,20 @@ SCENARIOS = {
     "rbwtest": ([("launch", 2, ["rbwtest"])], {"numbers": True}),
 }
 
-TID_RE = re.compile(r"(?<![.\d])\bt?4[0-9a-f]{4}\b")
-DEC_TID_RE = re.compile(r"(?<![.\d])\b26[0-9]{4}\b")
+# Things that look like tids (host field 1..16, small local part), written as
+# t40003 / 40003 (hex) or 262147 (decimal), whatever host they were born on.
+HEX_TID_RE = re.compile(r"(?<![.\d])\bt?[0-9a-f]{5,7}\b")
+DEC_TID_RE = re.compile(r"(?<![.\d])\b\d{6,8}\b")
+
+
+def looks_like_tid(v):
+    return 1 <= (v >> 18) <= 16 and 0 < (v & 0x3ffff) < 0x1000
+
+
+def mask_tids(line):
+    line = HEX_TID_RE.sub(lambda m: "TID" if looks_like_tid(int(m.group(0).lstrip("t"), 16))
+                          else m.group(0), line)
+    return DEC_TID_RE.sub(lambda m: "TID" if looks_like_tid(int(m.group(0))) else m.group(0), line)
 NUM_RE = re.compile(r"[-+]?\d+(\.\d+)?")
 PREFIX_RE = re.compile(r"^\[(t[0-9a-f]+)\] ?(.*)$")
 
@@ -87,7 +102,7 @@ def normalize(text, flags):
     for s in [main] + list(streams.values()):
         lines = []
         for line in s:
-            line = DEC_TID_RE.sub("TID", TID_RE.sub("TID", line))
+            line = mask_tids(line)
             if flags.get("numbers"):
                 line = " ".join(NUM_RE.sub("N", line).split())
             lines.append(line.rstrip())
@@ -202,6 +217,13 @@ def main():
         ours_env = base
         src_env = dict(base, PATH=ours + ":" + base["PATH"])
         pre_env = dict(base, LD_LIBRARY_PATH=lib, PATH="/usr/bin:" + base["PATH"])
+        # A 4-host VM: the master and three emulated hosts; spawned tasks are
+        # placed round-robin over all four.
+        mh_env = dict(src_env, MPVM_RUNDIR=os.path.join(work, "mh"))
+        sh([os.path.join(BUILD, "bin", "mpvm"), "conf"], env=mh_env, stdout=subprocess.DEVNULL)
+        for h in ("emu1", "emu2", "emu3"):
+            sh([os.path.join(BUILD, "bin", "mpvm"), "add", h, "--local"], env=mh_env,
+               stdout=subprocess.DEVNULL)
         prun_env = dict(pre_env)
         prun_env.pop("MPVM_RUNDIR")
         prun_env["MPVM_RUNDIR"] = os.path.join(work, "prunrun")  # no VM there: embedded
@@ -214,6 +236,8 @@ def main():
                 os.path.join(ours, "waitinfo_mpvm")),
             Env("prun", prun_env, "/usr/bin", None, os.path.join(ours, "waitinfo_mpvm"),
                 prun=True),
+            Env("4-host", mh_env, ours, os.path.join(ours, "launcher_mpvm"),
+                os.path.join(ours, "waitinfo_mpvm")),
         ]
         for name, (steps, flags) in SCENARIOS.items():
             if ONLY and name not in ONLY:
@@ -222,6 +246,8 @@ def main():
             for e in envs:
                 if e.prun and any(s[0] in ("bg", "wait_mbox") for s in steps):
                     continue  # the mailbox trio needs a VM that outlives each program
+                if e.name == "4-host" and flags.get("single_host"):
+                    continue
                 try:
                     results[e.name] = normalize(e.run_steps(steps), flags)
                 except subprocess.TimeoutExpired as t:
@@ -243,8 +269,9 @@ def main():
             subprocess.run(["pvm"], input=b"halt\n", env=deb_env, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, timeout=30)
         if ours_env:
-            subprocess.run([os.path.join(BUILD, "bin", "mpvm"), "halt"], env=ours_env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for e in (ours_env, dict(ours_env, MPVM_RUNDIR=os.path.join(work, "mh"))):
+                subprocess.run([os.path.join(BUILD, "bin", "mpvm"), "halt"], env=e,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         shutil.rmtree(work, ignore_errors=True)
     total = len([n for n in SCENARIOS if not ONLY or n in ONLY])
     print(f"{total - len(failures)} passed, {len(failures)} failed")
