@@ -695,7 +695,8 @@ void DaemonCore::DoNotify(ConnId c, Tid who, const ctl::Envelope& env) {
     NotifyReg reg{who, n.what(), n.tag(), n.ctx(), target, 1};
     bool exists;
     if (n.what() == kNotifyTaskExit && Tid(target).host() != host_) {
-      exists = hosts_.contains(Tid(target).host().value);  // its host tells us when it goes
+      // Its host tells us when it goes (TaskGone); it may have told us already.
+      exists = hosts_.contains(Tid(target).host().value) && !gone_remote_.contains(target);
     } else if (n.what() == kNotifyTaskExit) {
       auto t = tasks_.find(Tid(target));
       exists = t != tasks_.end() && t->second.state != State::kLeft;
@@ -1380,6 +1381,15 @@ ConnId DaemonCore::RemoteConn(Tid task) {
   return c;
 }
 
+void DaemonCore::NoteRemoteGone(int tid) {
+  if (!gone_remote_.insert(tid).second) return;
+  gone_order_.push_back(tid);
+  if (gone_order_.size() > 65536) {
+    gone_remote_.erase(gone_order_.front());
+    gone_order_.pop_front();
+  }
+}
+
 bool DaemonCore::SinkAlive(int tid) const {
   const Tid t(tid);
   return t.host() == host_ ? tasks_.contains(t) : hosts_.contains(t.host().value);
@@ -1498,6 +1508,7 @@ void DaemonCore::HandlePeerControl(PeerId p, const FrameHeader& h, ctl::Envelope
   if (env.has_task_gone()) {
     const int tid = env.task_gone().tid();
     remote_children_.erase(tid);
+    NoteRemoteGone(tid);
     FireNotify(kNotifyTaskExit, tid);
     if (!cfg_.member) ForgetOwner(tid);
     if (!cfg_.member) BroadcastTaskGone(tid, p);  // the master passes it on

@@ -262,6 +262,11 @@ class DaemonCore {
   // Tasks spawned on other hosts for spawners here: tid -> report_to.
   std::map<int, int> remote_children_;
   std::map<int, ConnId> remote_conns_;  // master: remote task -> virtual connection
+  // Tasks of other hosts known to be gone, so a notify that arrives after
+  // the news fires at once. Bounded: the oldest are forgotten first.
+  std::set<int> gone_remote_;
+  std::deque<int> gone_order_;
+  void NoteRemoteGone(int tid);
   ConnId next_remote_conn_ = ConnId{1} << 62;
   bool joined_ = false;
   std::string join_error_;

@@ -499,6 +499,26 @@ TEST_F(DaemonCoreTest, SilentHostIsDeclaredDeadAndWatchersAreTold) {
   EXPECT_EQ(host, 0x80000);
 }
 
+// Regression (found by bench/spawn_latency.sh): a remote task can exit, and
+// its TaskGone arrive, before the spawner's notify request does.
+TEST_F(DaemonCoreTest, NotifyForARemoteTaskAlreadyGoneFiresAtOnce) {
+  core_.OnPeerFrame(100, PeerControl(JoinAs("b")));
+  ctl::Envelope gone;
+  gone.mutable_task_gone()->set_tid(0x80005);
+  Frame f = PeerControl(gone);
+  f.header.src = 0x80000;
+  core_.OnPeerFrame(100, std::move(f));
+  Enrol(1);
+  ctl::Envelope n;
+  n.mutable_notify()->set_what(1);
+  n.mutable_notify()->set_tag(68);
+  n.mutable_notify()->add_tids(0x80005);
+  Control(1, n);
+  auto data = env_.Data(1);
+  ASSERT_EQ(data.size(), 1u);
+  EXPECT_EQ(data[0].h.tag, 68);
+}
+
 TEST_F(DaemonCoreTest, HostAddNotifiesCountDown) {
   Enrol(1);
   ctl::Envelope n;

@@ -13,6 +13,8 @@
  *   child env NAME      print NAME=value of an environment variable
  *   child selfout       send its own output to its parent (PvmSelfOutputTid)
  *   child watchhost HEX wait for the PvmHostDelete notify of host tid HEX
+ *   child stream N MAX  send N checked messages (1..MAX bytes) to the other
+ *                       task of a 2-task launch and check the N it sends
  */
 #include <signal.h>
 #include <stdio.h>
@@ -63,6 +65,46 @@ int main(int argc, char **argv) {
     fflush(stdout);
     pvm_exit();
     return 0;
+  }
+  if (!strcmp(mode, "stream")) { /* stream N MAXBYTES: exchange checked messages with the sibling */
+    int n = atoi(argv[2]), max = atoi(argv[3]), *tids, ns = pvm_siblings(&tids);
+    int peer = tids[0] == me ? tids[1] : tids[0], bad = 0, got = 0;
+    unsigned seed = (unsigned)me;
+    char *buf = malloc((size_t)max), *in = malloc((size_t)max);
+    if (ns != 2) return 4;
+    for (int i = 0; i < n || got < n; i++) {
+      if (i < n) {
+        int len = (int)(rand_r(&seed) % (unsigned)max) + 1;
+        unsigned sum = 0;
+        for (int k = 0; k < len; k++)
+          sum = sum * 31 + (unsigned char)(buf[k] = (char)rand_r(&seed));
+        pvm_initsend(PvmDataRaw);
+        pvm_pkint(&i, 1, 1);
+        pvm_pkint(&len, 1, 1);
+        pvm_pkbyte(buf, len, 1);
+        pvm_pkuint(&sum, 1, 1);
+        pvm_send(peer, 11);
+      }
+      while (got < n && (i >= n ? pvm_recv(peer, 11) : pvm_nrecv(peer, 11)) > 0) {
+        int seq, len;
+        unsigned sum, mine = 0;
+        pvm_upkint(&seq, 1, 1);
+        pvm_upkint(&len, 1, 1);
+        if (len < 1 || len > max) {
+          bad++;
+          break;
+        }
+        pvm_upkbyte(in, len, 1);
+        pvm_upkuint(&sum, 1, 1);
+        for (int k = 0; k < len; k++) mine = mine * 31 + (unsigned char)in[k];
+        if (seq != got || sum != mine) bad++;
+        got++;
+        if (i < n) break;
+      }
+    }
+    printf("stream: received %d of %d in order, %d bad\n", got, n, bad);
+    pvm_exit();
+    return bad != 0;
   }
   if (!strcmp(mode, "watchhost")) { /* wait for PvmHostDelete of host HEXTID */
     int host = (int)strtol(argv[2], 0, 16), who = 0;

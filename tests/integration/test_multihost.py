@@ -226,6 +226,18 @@ class CrossHostTest(VmTestCase):
         self.assertEqual(r.returncode, 5)
         self.assertEqual(r.stderr.count("exited with status 5"), 3)
 
+    def test_checked_stream_across_hosts(self):
+        # Reduced form of the million-message check: every message carries a
+        # sequence number and a checksum, random sizes up to 64 KiB, both ways.
+        r = subprocess.run([PRUN, "-n", "2", CHILD, "stream", "3000", "65536"], env=self.env,
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = sorted(r.stdout.splitlines())
+        self.assertEqual(len(lines), 2)
+        self.assertTrue(lines[0].startswith("[t4") and lines[1].startswith("[t8"), lines)
+        for line in lines:
+            self.assertTrue(line.endswith("stream: received 3000 of 3000 in order, 0 bad"), line)
+
     def test_losing_a_host_mid_job(self):
         p = subprocess.Popen([PRUN, "-n", "3", "--tag-output", "none", CHILD, "hold"],
                              env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
