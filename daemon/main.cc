@@ -33,6 +33,13 @@ int main(int argc, char** argv) {
   app.add_option("--key", opts.key, "the VM key file (mode 0600); the master makes one if absent");
   app.add_option("--speed", opts.speed, "this host's relative speed (default 1000)")
       ->check(CLI::Range(1, 1000000));
+  app.add_option("--dead-after", opts.dead_after_s,
+                 "seconds of silence after which a host is declared dead")
+      ->check(CLI::Range(0.2, 3600.0))
+      ->capture_default_str();
+  app.add_option("--heartbeat", opts.heartbeat_s, "seconds between heartbeats")
+      ->check(CLI::Range(0.05, 600.0))
+      ->capture_default_str();
   app.add_option("--log-level", level, "trace, debug, info, warn, error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 

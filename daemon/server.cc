@@ -172,6 +172,8 @@ bool Server::Setup(std::string* error) {
     cfg.base_env.push_back(kv);
   }
   if (opts_.speed > 0) cfg.speed = opts_.speed;
+  cfg.dead_after_ns = static_cast<int64_t>(opts_.dead_after_s * 1e9);
+  cfg.heartbeat_ns = static_cast<int64_t>(opts_.heartbeat_s * 1e9);
   cfg.member = !opts_.join.empty();
   core_ = std::make_unique<DaemonCore>(std::move(cfg), this);
 
@@ -246,6 +248,9 @@ Status Server::StartLocalHost(const HostSpec& spec) {
                                    "--ready-fd",
                                    std::to_string(p[1])};
   if (!spec.ep.empty()) args.insert(args.end(), {"--ep", spec.ep});
+  // Emulated hosts keep the master's heartbeat and failure timing.
+  args.insert(args.end(), {"--dead-after", std::to_string(opts_.dead_after_s), "--heartbeat",
+                           std::to_string(opts_.heartbeat_s)});
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);

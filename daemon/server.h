@@ -30,7 +30,9 @@ struct ServerOptions {
   std::string listen;
   std::string join;
   std::string key;
-  int speed = 0;  // 0: 1000 or the host file's sp=
+  int speed = 0;              // 0: 1000 or the host file's sp=
+  double dead_after_s = 3.0;  // a host silent this long is declared dead
+  double heartbeat_s = 0.5;
 };
 
 class Server final : public DaemonEnv {

@@ -118,6 +118,26 @@ class MultiHostTest(VmTestCase):
         watcher.communicate(timeout=30)
         self.assertIn("1 host", self.conf())
 
+    def test_failure_timeout_is_configurable(self):
+        rundir = os.path.join(self.tmp, "run2")
+        master, said = self.daemon(rundir, "--listen", "127.0.0.1:0", "--dead-after", "1",
+                                   "--heartbeat", "0.2")
+        self.assertEqual(said, "ok\n")
+        with open(os.path.join(rundir, "master.addr")) as f:
+            addr = f.read().strip()
+        member, _ = self.daemon(os.path.join(self.tmp, "run3"), "--join", addr, "--key",
+                                os.path.join(rundir, "vm.key"), "--hostname", "quick")
+        env = dict(self.env, MPVM_RUNDIR=rundir)
+        watcher = subprocess.Popen([PRUN, "-n", "1", "--tag-output", "none", CHILD, "watchhost", "80000"],
+                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        wait_for_line(watcher.stdout, lambda l: l.startswith("watching"))
+        t0 = time.monotonic()
+        member.kill()
+        wait_for_line(watcher.stdout, lambda l: l.startswith("host deleted"), timeout=10)
+        self.assertLess(time.monotonic() - t0, 1.6)
+        watcher.communicate(timeout=30)
+        subprocess.run([CONSOLE, "halt"], env=env, capture_output=True, timeout=30)
+
     def test_member_halts_when_the_master_dies(self):
         member, _ = self.member("beta")
         member_dir = os.path.join(self.tmp, "run-beta")
