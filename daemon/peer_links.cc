@@ -24,8 +24,19 @@ std::string Recv(void* sock, bool* more) {
   return out;
 }
 
-void SendPart(void* sock, const std::string& s, bool more) {
-  zmq_send(sock, s.data(), s.size(), (more ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT);
+// Daemon links have no high-water mark (see NoHighWaterMark), so a send only
+// fails if the peer is unknown or gone. Returns false then.
+bool SendPart(void* sock, const std::string& s, bool more) {
+  return zmq_send(sock, s.data(), s.size(), (more ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT) >= 0;
+}
+
+// ZeroMQ drops or refuses messages past 1000 queued by default; a daemon
+// must instead hold what its peers cannot take yet (nothing is ever lost
+// between daemons), so its links queue without limit.
+void NoHighWaterMark(void* sock) {
+  int zero = 0;
+  zmq_setsockopt(sock, ZMQ_SNDHWM, &zero, sizeof zero);
+  zmq_setsockopt(sock, ZMQ_RCVHWM, &zero, sizeof zero);
 }
 
 }  // namespace
@@ -56,6 +67,7 @@ mpvm::expected<std::string, std::string> PeerLinks::Listen(const std::string& ad
   if (zmq_bind(zap_, "inproc://zeromq.zap.01") != 0)
     return mpvm::unexpected(fmt::format("ZAP handler: {}", zmq_strerror(zmq_errno())));
   router_ = zmq_socket(ctx_, ZMQ_ROUTER);
+  NoHighWaterMark(router_);
   int one = 1;
   zmq_setsockopt(router_, ZMQ_CURVE_SERVER, &one, sizeof one);
   zmq_setsockopt(router_, ZMQ_CURVE_SECRETKEY, key.secret_z85.c_str(), 40);
@@ -81,6 +93,7 @@ mpvm::expected<std::string, std::string> PeerLinks::Listen(const std::string& ad
 mpvm::expected<void, std::string> PeerLinks::Connect(const std::string& addr, const VmKey& key) {
   ctx_ = zmq_ctx_new();
   dealer_ = zmq_socket(ctx_, ZMQ_DEALER);
+  NoHighWaterMark(dealer_);
   zmq_setsockopt(dealer_, ZMQ_CURVE_SERVERKEY, key.public_z85.c_str(), 40);
   zmq_setsockopt(dealer_, ZMQ_CURVE_PUBLICKEY, key.public_z85.c_str(), 40);
   zmq_setsockopt(dealer_, ZMQ_CURVE_SECRETKEY, key.secret_z85.c_str(), 40);
@@ -215,13 +228,14 @@ void PeerLinks::Send(PeerId p, const FrameHeader& h, std::span<const uint8_t> bo
   std::string msg(reinterpret_cast<const char*>(head.data()), head.size());
   msg.append(reinterpret_cast<const char*>(body.data()), body.size());
   if (dealer_ != nullptr && p == kMasterPeer) {
-    SendPart(dealer_, msg, false);
+    if (!SendPart(dealer_, msg, false))
+      log_(fmt::format("cannot send to the master: {}", zmq_strerror(zmq_errno())));
     return;
   }
   auto it = routing_of_.find(p);
   if (router_ == nullptr || it == routing_of_.end()) return;
-  SendPart(router_, it->second, true);
-  SendPart(router_, msg, false);
+  if (!SendPart(router_, it->second, true) || !SendPart(router_, msg, false))
+    log_(fmt::format("cannot send to peer link {}: {}", p, zmq_strerror(zmq_errno())));
 }
 
 void PeerLinks::Drop(PeerId p) {

@@ -258,6 +258,14 @@ class CrossHostTest(VmTestCase):
         for line in lines:
             self.assertTrue(line.endswith("stream: received 3000 of 3000 in order, 0 bad"), line)
 
+    def test_many_small_messages_across_hosts_lose_nothing(self):
+        # Regression: past ZeroMQ's default high-water mark (1000 queued
+        # messages) daemon links dropped messages and the receiver hung.
+        r = subprocess.run([PRUN, "-n", "2", CHILD, "stream", "50000", "256"], env=self.env,
+                           capture_output=True, text=True, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.count("received 50000 of 50000 in order, 0 bad"), 2, r.stdout)
+
     def test_losing_a_host_mid_job(self):
         p = subprocess.Popen([PRUN, "-n", "3", "--tag-output", "none", CHILD, "hold"],
                              env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
