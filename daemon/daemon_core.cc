@@ -1200,7 +1200,14 @@ void DaemonCore::StartJoin(int64_t now_ns) {
 
 void DaemonCore::OnPeerFrame(PeerId p, Frame&& f) {
   const Tid dst(f.header.dst);
-  if (cfg_.member) last_master_ns_ = now_ns_;
+  // Any frame from a peer shows it is alive, not only heartbeats: a link busy
+  // with a burst of messages must not look silent.
+  if (cfg_.member) {
+    last_master_ns_ = now_ns_;
+  } else {
+    for (auto& [index, h] : hosts_)
+      if (h.peer == p) h.last_seen_ns = now_ns_;
+  }
   // The master forwards what is addressed to another member's host.
   if (!cfg_.member && f.header.dst != 0 && dst.host() != host_) {
     bool from_member = false;
@@ -1236,6 +1243,11 @@ void DaemonCore::OnPeerFrame(PeerId p, Frame&& f) {
   if (!cfg_.member) {  // master
     if (env->has_join()) {
       const auto& j = env->join();
+      for (const auto& [index, h] : hosts_)
+        if (h.peer == p) {
+          env_->Log(fmt::format("host {} asked to join again; ignored", h.name));
+          return;
+        }
       ctl::Envelope r = NewEnvelope();
       bool taken = false;
       for (const auto& [index, h] : hosts_) taken |= h.name == j.name();
@@ -1306,6 +1318,12 @@ void DaemonCore::OnPeerGone(PeerId p) {
 }
 
 void DaemonCore::OnTick(int64_t now_ns) {
+  // If this daemon itself did not run for a while (a long burst, a stopped
+  // process), others' silence over that gap proves nothing: restart the clocks.
+  if (now_ns_ != 0 && now_ns - now_ns_ > cfg_.dead_after_ns / 2) {
+    last_master_ns_ = now_ns;
+    for (auto& [index, h] : hosts_) h.last_seen_ns = now_ns;
+  }
   now_ns_ = now_ns;
   const bool beat = now_ns - last_beat_sent_ns_ >= cfg_.heartbeat_ns;
   if (beat) last_beat_sent_ns_ = now_ns;

@@ -9,6 +9,9 @@ namespace mpvm {
 namespace {
 
 constexpr uint32_t kMaxPeerFrame = 256u << 20;
+// Messages taken per wake-up, so the loop (and its heartbeats) keeps turning
+// during long bursts; zmq_poll reports the rest at once.
+constexpr int kBatch = 1000;
 
 std::string Recv(void* sock, bool* more) {
   zmq_msg_t m;
@@ -191,7 +194,7 @@ bool PeerLinks::Deliver(PeerId p, const void* data, size_t size) {
 }
 
 void PeerLinks::ReadRouter() {
-  for (;;) {
+  for (int batch = 0; batch < kBatch; ++batch) {
     bool more;
     std::string id = Recv(router_, &more);
     if (id.empty()) return;
@@ -212,7 +215,7 @@ void PeerLinks::ReadRouter() {
 }
 
 void PeerLinks::ReadDealer() {
-  for (;;) {
+  for (int batch = 0; batch < kBatch; ++batch) {
     bool more;
     std::string body = Recv(dealer_, &more);
     if (body.empty()) return;

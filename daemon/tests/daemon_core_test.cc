@@ -482,12 +482,15 @@ TEST_F(DaemonCoreTest, SilentHostIsDeclaredDeadAndWatchersAreTold) {
   Control(1, n);
   ctl::Envelope beat;
   beat.mutable_heartbeat()->set_host(2);
-  core_.OnTick(2'000'000'000);
+  auto tick_until = [&](int64_t from, int64_t to) {  // the loop ticks every 100 ms
+    for (int64_t t = from; t <= to; t += 100'000'000) core_.OnTick(t);
+  };
+  tick_until(0, 2'000'000'000);
   core_.OnPeerFrame(100, PeerControl(beat));  // alive at 2 s
-  core_.OnTick(4'900'000'000);
+  tick_until(2'100'000'000, 4'900'000'000);
   EXPECT_EQ(core_.host_count(), 2u);  // 2.9 s of silence: still a member
   EXPECT_TRUE(env_.Data(1).empty());
-  core_.OnTick(5'100'000'000);  // 3.1 s: dead
+  tick_until(5'000'000'000, 5'100'000'000);  // 3.1 s: dead
   EXPECT_EQ(core_.host_count(), 1u);
   EXPECT_EQ(env_.dropped, std::vector<PeerId>{100});
   auto data = env_.Data(1);
@@ -517,6 +520,26 @@ TEST_F(DaemonCoreTest, NotifyForARemoteTaskAlreadyGoneFiresAtOnce) {
   auto data = env_.Data(1);
   ASSERT_EQ(data.size(), 1u);
   EXPECT_EQ(data[0].h.tag, 68);
+}
+
+// Regression (seen under AddressSanitizer in CI): a daemon whose own loop
+// stalled must not declare its peers dead because of that gap.
+TEST_F(DaemonCoreTest, AStalledMasterDoesNotDeclareLiveHostsDead) {
+  core_.OnTick(100'000'000);
+  core_.OnPeerFrame(100, PeerControl(JoinAs("b")));
+  core_.OnTick(200'000'000);
+  core_.OnTick(4'000'000'000);  // the master itself did not run for 3.8 s
+  EXPECT_EQ(core_.host_count(), 2u);
+  // Any frame counts as a sign of life, not just heartbeats.
+  for (int64_t t = 4'100'000'000; t <= 6'900'000'000; t += 100'000'000) {
+    core_.OnTick(t);
+    if (t % 1'000'000'000 == 0) {
+      ctl::Envelope gone;
+      gone.mutable_task_gone()->set_tid(0x80009);
+      core_.OnPeerFrame(100, PeerControl(gone));
+    }
+  }
+  EXPECT_EQ(core_.host_count(), 2u);
 }
 
 TEST_F(DaemonCoreTest, HostAddNotifiesCountDown) {
@@ -607,8 +630,8 @@ TEST(DaemonCoreMember, JoinsThenHaltsWhenTheMasterFallsSilent) {
   core.OnTick(600'000'000);
   EXPECT_TRUE(env.PeerControls(kMasterPeer).back().has_heartbeat());
   EXPECT_FALSE(env.shutdown);
-  core.OnTick(3'100'000'000);  // nothing from the master for 3.1 s
-  EXPECT_TRUE(env.shutdown);
+  for (int64_t t = 700'000'000; t <= 3'100'000'000; t += 100'000'000) core.OnTick(t);
+  EXPECT_TRUE(env.shutdown);  // nothing from the master for 3.1 s
 }
 
 TEST(DaemonCoreMember, RefusedJoinIsReported) {
