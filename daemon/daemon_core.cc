@@ -1075,7 +1075,13 @@ void DaemonCore::AddLocalHosts(const std::vector<HostSpec>& hosts) {
 void DaemonCore::OnLocalHostFailed(const std::string& name, const std::string& why) {
   auto it = pending_adds_.find(name);
   if (it == pending_adds_.end()) {
-    env_->Log(fmt::format("the daemon of emulated host {} stopped: {}", name, why));
+    // We started it, so we know at once that it is gone: no need to wait
+    // for its heartbeats to stop.
+    for (const auto& [index, h] : hosts_)
+      if (h.name == name && index != host_.value) {
+        RemoveHost(index, "its daemon exited: " + why);
+        return;
+      }
     return;
   }
   env_->Log(fmt::format("emulated host {} did not join: {}", name, why));

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <cstdlib>
 
 #include "mpvm/paths.h"
 #include "server.h"
@@ -15,6 +16,10 @@ int main(int argc, char** argv) {
   mpvm::ServerOptions opts;
   opts.rundir = mpvm::RunDir();
   std::string level = "info";
+  // Defaults from the environment (a flag overrides): lets a whole VM,
+  // started by the console or prun, use a longer failure timeout.
+  if (const char* d = std::getenv("MPVM_DEAD_AFTER"); d != nullptr && std::atof(d) > 0)
+    opts.dead_after_s = std::atof(d);
   app.add_option("--rundir", opts.rundir, "runtime directory of this virtual machine")
       ->capture_default_str();
   app.add_option("--ready-fd", opts.ready_fd, "write 'ok' here once serving (used by starters)");

@@ -103,6 +103,8 @@ int main(int argc, char **argv) {
       }
     }
     printf("stream: received %d of %d in order, %d bad\n", got, n, bad);
+    free(buf);
+    free(in);
     pvm_exit();
     return bad != 0;
   }

@@ -212,6 +212,9 @@ class CrossHostTest(VmTestCase):
 
     def setUp(self):
         super().setUp()
+        # Not a failure-detection test: a starved host on a loaded CI machine
+        # (sanitizers, parallel tests) must not be declared dead mid-test.
+        self.env["MPVM_DEAD_AFTER"] = "20"
         for name in ("emu1", "emu2"):
             r = subprocess.run([CONSOLE, "add", name, "--local"], env=self.env, capture_output=True,
                                text=True, timeout=60)
