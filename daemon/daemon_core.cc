@@ -1046,33 +1046,48 @@ void DaemonCore::DoAddHost(ConnId c, const ctl::Envelope& env) {
       ReplyStatus(c, rid, Code(Err::kDupHost), fmt::format("'{}' is already a host", h.name));
       return;
     }
-  if (!h.local) {
+  if (!h.startup.empty()) {
     ReplyStatus(c, rid, Code(Err::kCantStart),
-                fmt::format("starting a daemon on {} over ssh is not available yet: run `mpvmd "
-                            "--join ADDR:PORT --key FILE` there, or add it with local=1 to "
-                            "emulate it on this machine",
-                            h.name));
+                fmt::format("{} has so={}: start its daemon by hand with `mpvmd --join ADDR:PORT "
+                            "--key FILE` (this master's address is in {}/master.addr once it "
+                            "listens, its key in vm.key beside it)",
+                            h.name, h.startup, cfg_.rundir));
     return;
   }
   if (pending_adds_.contains(h.name)) {
     ReplyStatus(c, rid, Code(Err::kAlready), fmt::format("'{}' is already being added", h.name));
     return;
   }
-  if (auto st = env_->StartLocalHost(h); !st) {
-    ReplyStatus(c, rid, Code(st.error()), fmt::format("cannot start a daemon for {}", h.name));
+  if (auto st = env_->StartHost(h); !st) {
+    ReplyStatus(c, rid, Code(st.error().code),
+                fmt::format("cannot start the daemon of {}: {}", h.name, st.error().why));
     return;
   }
   pending_adds_[h.name] = {c, rid};
 }
 
-void DaemonCore::AddLocalHosts(const std::vector<HostSpec>& hosts) {
-  for (const auto& h : hosts)
-    if (h.local && !h.deferred)
-      if (auto st = env_->StartLocalHost(h); !st)
-        env_->Log(fmt::format("cannot start emulated host {}", h.name));
+std::vector<std::string> DaemonCore::StartHosts(const std::vector<HostSpec>& hosts) {
+  std::vector<std::string> failed;
+  for (const auto& h : hosts) {
+    if (h.deferred) continue;
+    std::string why;
+    if (!h.startup.empty()) {
+      why = fmt::format("so={}: start its daemon by hand with `mpvmd --join ADDR:PORT --key FILE`",
+                        h.startup);
+    } else if (auto st = env_->StartHost(h); !st) {
+      why = st.error().why;
+    } else {
+      starting_.insert(h.name);
+      continue;
+    }
+    failed.push_back(fmt::format("host '{}' (line {}) not started: {}", h.name, h.line, why));
+    env_->Log(failed.back());
+  }
+  return failed;
 }
 
-void DaemonCore::OnLocalHostFailed(const std::string& name, const std::string& why) {
+void DaemonCore::OnHostStartFailed(const std::string& name, const std::string& why) {
+  if (starting_.erase(name) > 0) env_->Log(fmt::format("host {} did not join: {}", name, why));
   auto it = pending_adds_.find(name);
   if (it == pending_adds_.end()) {
     // We started it, so we know at once that it is gone: no need to wait
@@ -1275,6 +1290,7 @@ void DaemonCore::OnPeerFrame(PeerId p, Frame&& f) {
                             Tid::DaemonOf(HostIndex{index}).str()));
       BroadcastTable(p);  // the joiner has the table in its reply
       HostsAdded({index});
+      starting_.erase(j.name());
       if (auto w = pending_adds_.find(j.name()); w != pending_adds_.end()) {
         ReplyStatus(w->second.first, w->second.second, Tid::DaemonOf(HostIndex{index}).raw());
         pending_adds_.erase(w);

@@ -44,6 +44,12 @@ struct SpawnSpec {
 };
 
 // Side effects the core asks for. Implemented by the server and by fakes.
+// Why a host's daemon could not be started: a PVM error and the reason.
+struct HostStartError {
+  Err code;
+  std::string why;
+};
+
 class DaemonEnv {
  public:
   virtual ~DaemonEnv() = default;
@@ -66,10 +72,11 @@ class DaemonEnv {
   virtual void SendToPeer(PeerId p, const FrameHeader& h, std::span<const uint8_t> body) = 0;
   // The host behind `p` is gone: drop the link.
   virtual void DropPeer(PeerId p) = 0;
-  // Master: start an emulated host (a member daemon on this machine) that
-  // joins this VM. It either joins (a JoinRequest with its name arrives) or
-  // the server reports OnLocalHostFailed.
-  virtual Status StartLocalHost(const HostSpec& spec) = 0;
+  // Master: start the daemon of host `spec` (an emulated host on this
+  // machine when spec.local, else over the remote shell) and have it join
+  // this VM. It either joins (a JoinRequest with its name arrives) or the
+  // server reports OnHostStartFailed.
+  virtual mpvm::expected<void, HostStartError> StartHost(const HostSpec& spec) = 0;
 };
 
 struct DaemonConfig {
@@ -108,12 +115,16 @@ class DaemonCore {
   // Member: send the join request (the server calls this once linked).
   void StartJoin(int64_t now_ns);
   bool joined() const { return !cfg_.member || joined_; }
+  // Master: hosts of the host file still starting (neither joined nor failed).
+  bool starting_hosts() const { return !starting_.empty(); }
   // Why the join failed ("" while pending or done).
   const std::string& join_error() const { return join_error_; }
   // An emulated host the server started could not join.
-  void OnLocalHostFailed(const std::string& name, const std::string& why);
+  void OnHostStartFailed(const std::string& name, const std::string& why);
   // Master: add the hosts of a host file that have local=1 (at start).
-  void AddLocalHosts(const std::vector<HostSpec>& hosts);
+  // Master: starts the daemons of a host file's hosts. Returns one message
+  // per host that could not be started ("host 'x' (line 3): why").
+  std::vector<std::string> StartHosts(const std::vector<HostSpec>& hosts);
   // Master: remove a member (pvm_delhosts, mpvm delete). kNoHost if unknown.
   Status DeleteHost(const std::string& name, const std::string& reason);
   size_t host_count() const { return hosts_.size(); }
@@ -250,6 +261,7 @@ class DaemonCore {
   std::map<int, HostRec> hosts_;  // by host index, this host included
   int next_host_ = 2;
   std::map<std::string, std::pair<ConnId, uint64_t>> pending_adds_;  // name -> who waits
+  std::set<std::string> starting_;  // host-file hosts not yet joined
   struct PendingSpawn {
     ConnId conn;
     uint64_t rid;

@@ -35,7 +35,10 @@ int main(int argc, char** argv) {
   app.add_option("--listen", opts.listen,
                  "be the master of a multi-host VM: accept daemons at ADDR:PORT (port 0: any)");
   app.add_option("--join", opts.join, "join the VM whose master listens at ADDR:PORT");
-  app.add_option("--key", opts.key, "the VM key file (mode 0600); the master makes one if absent");
+  app.add_option("--key", opts.key,
+                 "the VM key file (mode 0600); the master makes one if absent. A member given "
+                 "`-` reads the key from standard input");
+  app.add_option("--wd", opts.wd, "working directory of spawned tasks (PVM's wd=)");
   app.add_option("--speed", opts.speed, "this host's relative speed (default 1000)")
       ->check(CLI::Range(1, 1000000));
   app.add_option("--dead-after", opts.dead_after_s,

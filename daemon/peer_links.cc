@@ -60,6 +60,7 @@ PeerLinks::~PeerLinks() {
 
 mpvm::expected<std::string, std::string> PeerLinks::Listen(const std::string& addr,
                                                            const VmKey& key) {
+  if (router_ != nullptr) return Bind(addr);  // one more address
   ctx_ = zmq_ctx_new();
   uint8_t pub[32];
   if (zmq_z85_decode(pub, key.public_z85.c_str()) == nullptr)
@@ -81,6 +82,10 @@ mpvm::expected<std::string, std::string> PeerLinks::Listen(const std::string& ad
                          ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL);
   monitor_ = zmq_socket(ctx_, ZMQ_PAIR);
   zmq_connect(monitor_, "inproc://mpvm.monitor");
+  return Bind(addr);
+}
+
+mpvm::expected<std::string, std::string> PeerLinks::Bind(const std::string& addr) {
   const std::string ep = "tcp://" + addr;
   if (zmq_bind(router_, ep.c_str()) != 0)
     return mpvm::unexpected(

@@ -29,6 +29,8 @@ class PeerLinks {
   ~PeerLinks();
 
   // Master: listen on "ADDR:PORT" (port 0: any); returns the bound address.
+  // Called again, listens on one more address (each host joins on the one
+  // it can reach).
   mpvm::expected<std::string, std::string> Listen(const std::string& addr, const VmKey& key);
   // Member: connect to the master at "ADDR:PORT".
   mpvm::expected<void, std::string> Connect(const std::string& addr, const VmKey& key);
@@ -42,6 +44,7 @@ class PeerLinks {
   void Drop(PeerId p);
 
  private:
+  mpvm::expected<std::string, std::string> Bind(const std::string& addr);
   void ServeZap();
   void ReadMonitor();
   void ReadRouter();

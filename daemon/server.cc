@@ -22,6 +22,7 @@
 #include <optional>
 #include <sstream>
 
+#include "host_launch.h"
 #include "hostfile.h"
 #include "mpvm/paths.h"
 
@@ -119,7 +120,7 @@ bool Server::Setup(std::string* error) {
   DaemonConfig cfg;
   cfg.rundir = opts_.rundir;
   std::optional<HostSpec> self_spec;
-  std::vector<HostSpec> others, local_hosts;
+  std::vector<HostSpec> others;  // hosts the master starts
   cfg.embedded = opts_.embedded;
   if (opts_.hostname.empty()) {
     char hn[256] = {};
@@ -146,7 +147,7 @@ bool Server::Setup(std::string* error) {
     self_spec = FindSelf(*hosts, cfg.hostname);
     for (const auto& h : *hosts) {
       if (self_spec && h.line == self_spec->line) continue;
-      (h.local ? local_hosts : others).push_back(h);
+      others.push_back(h);
     }
   }
   if (self_spec) {
@@ -154,14 +155,7 @@ bool Server::Setup(std::string* error) {
     if (opts_.ep.empty()) opts_.ep = self_spec->ep;
     cfg.workdir = self_spec->wd;
   }
-  for (const auto& h : others) {
-    std::fprintf(stderr,
-                 "mpvmd: %s:%d: host '%s' not added: this mpvm runs single-host virtual "
-                 "machines only\n",
-                 opts_.hostfile.c_str(), h.line, h.name.c_str());
-    spdlog::warn("{}:{}: host '{}' not added: this mpvm runs single-host virtual machines only",
-                 opts_.hostfile, h.line, h.name);
-  }
+  if (!opts_.wd.empty()) cfg.workdir = opts_.wd;
   std::string exe_dir = SelfExeDir();
   char real[PATH_MAX];
   if (!exe_dir.empty() && realpath((exe_dir + "/../lib").c_str(), real) != nullptr)
@@ -187,7 +181,7 @@ bool Server::Setup(std::string* error) {
       *error = "--join needs --key FILE: the VM key of the master (its runtime directory's vm.key)";
       return false;
     }
-    auto key = LoadVmKey(opts_.key);
+    auto key = opts_.key == "-" ? ReadVmKeyFromStdin() : LoadVmKey(opts_.key);
     if (!key) {
       *error = key.error();
       return false;
@@ -203,80 +197,125 @@ bool Server::Setup(std::string* error) {
       return false;
     }
   }
-  if (!local_hosts.empty()) core_->AddLocalHosts(local_hosts);
+  if (!others.empty()) {
+    if (!opts_.join.empty()) {
+      *error =
+          "a member daemon (--join) cannot start the hosts of a host file; give it to the master";
+      return false;
+    }
+    for (const auto& why : core_->StartHosts(others))
+      std::fprintf(stderr, "mpvmd: %s: %s\n", opts_.hostfile.c_str(), why.c_str());
+  }
   return true;
 }
 
-mpvm::expected<void, std::string> Server::EnsureListening(const std::string& addr) {
-  if (!master_addr_.empty()) return {};
+mpvm::expected<std::string, std::string> Server::EnsureListening(const std::string& addr) {
+  if (auto it = endpoints_.find(addr); it != endpoints_.end()) return it->second;
   if (!links_)
     links_ = std::make_unique<PeerLinks>(
         [this](PeerId p, Frame&& f) { core_->OnPeerFrame(p, std::move(f)); },
         [](const std::string& line) { spdlog::warn("{}", line); });
-  key_path_ = opts_.key.empty() ? opts_.rundir + "/vm.key" : opts_.key;
-  auto key = LoadOrCreateVmKey(key_path_);
-  if (!key) return mpvm::unexpected(key.error());
-  auto bound = links_->Listen(addr, *key);
+  if (key_path_.empty()) {
+    key_path_ = opts_.key.empty() ? opts_.rundir + "/vm.key" : opts_.key;
+    auto key = LoadOrCreateVmKey(key_path_);
+    if (!key) {
+      key_path_.clear();
+      return mpvm::unexpected(key.error());
+    }
+    vm_key_ = *key;
+  }
+  auto bound = links_->Listen(addr, vm_key_);
   if (!bound) return mpvm::unexpected(bound.error());
-  master_addr_ = *bound;
-  std::ofstream(opts_.rundir + "/master.addr") << master_addr_ << "\n";
-  spdlog::info("master of a multi-host VM: daemons join at {} with key {}", master_addr_,
-               key_path_);
-  return {};
+  endpoints_[addr] = *bound;
+  if (master_addr_.empty()) {
+    master_addr_ = *bound;
+    std::ofstream(opts_.rundir + "/master.addr") << master_addr_ << "\n";
+  }
+  spdlog::info("master of a multi-host VM: daemons join at {} with key {}", *bound, key_path_);
+  return *bound;
 }
 
-Status Server::StartLocalHost(const HostSpec& spec) {
-  if (!opts_.join.empty()) return Fail(Err::kNotImpl);
-  if (auto r = EnsureListening("127.0.0.1:0"); !r) {
-    spdlog::error("cannot accept emulated hosts: {}", r.error());
-    return Fail(Err::kCantStart);
-  }
-  int p[2];
-  if (pipe2(p, O_CLOEXEC) != 0) return Fail(Err::kOutOfRes);
-  const std::string exe = SelfExeDir() + "/mpvmd";
-  std::vector<std::string> args = {exe,
-                                   "--join",
-                                   master_addr_,
-                                   "--key",
-                                   key_path_,
-                                   "--rundir",
-                                   opts_.rundir + ".h-" + spec.name,
-                                   "--hostname",
-                                   spec.name,
-                                   "--speed",
-                                   std::to_string(spec.speed),
-                                   "--ready-fd",
-                                   std::to_string(p[1])};
-  if (!spec.ep.empty()) args.insert(args.end(), {"--ep", spec.ep});
-  // Emulated hosts keep the master's heartbeat and failure timing.
-  args.insert(args.end(), {"--dead-after", std::to_string(opts_.dead_after_s), "--heartbeat",
-                           std::to_string(opts_.heartbeat_s)});
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = fork();
-  if (pid < 0) {
-    close(p[0]);
-    close(p[1]);
-    return Fail(Err::kOutOfRes);
-  }
-  if (pid == 0) {
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    fcntl(p[1], F_SETFD, 0);
-    int devnull = open("/dev/null", O_RDWR);
-    if (devnull >= 0) {
-      dup2(devnull, 0);
-      dup2(devnull, 1);
+namespace {
+std::string ShellQuote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+}  // namespace
+
+mpvm::expected<void, HostStartError> Server::StartHost(const HostSpec& spec) {
+  auto fail = [](Err code, std::string why) {
+    return mpvm::unexpected(HostStartError{code, std::move(why)});
+  };
+  if (!opts_.join.empty()) return fail(Err::kNotImpl, "only the master starts hosts");
+  std::string master, netns_address, stdin_text;
+  std::vector<std::string> argv;
+  const std::string daemon = spec.daemon.empty() ? SelfExeDir() + "/mpvmd" : spec.daemon;
+  std::vector<std::string> common = {"--hostname", spec.name, "--speed",
+                                     std::to_string(spec.speed)};
+  if (!spec.ep.empty()) common.insert(common.end(), {"--ep", spec.ep});
+  if (!spec.wd.empty()) common.insert(common.end(), {"--wd", spec.wd});
+  // Started hosts keep the master's heartbeat and failure timing.
+  common.insert(common.end(), {"--dead-after", std::to_string(opts_.dead_after_s), "--heartbeat",
+                               std::to_string(opts_.heartbeat_s), "--ready-fd", "1"});
+  if (spec.local) {
+    std::string why;
+    if (EmulatedNet::Available(&why)) {
+      if (!net_) net_ = std::make_unique<EmulatedNet>();
+      auto gw = net_->Ensure();
+      auto ep = gw ? EnsureListening(*gw + ":0") : mpvm::unexpected(gw.error());
+      if (ep) {
+        master = *ep;
+        netns_address = net_->NextAddress();
+      } else {
+        why = ep.error();
+      }
     }
-    execv(exe.c_str(), argv.data());
-    _exit(127);
+    if (netns_address.empty()) {
+      if (!loopback_noted_) spdlog::info("emulated hosts run on loopback: {}", why);
+      loopback_noted_ = true;
+      auto ep = EnsureListening("127.0.0.1:0");
+      if (!ep) return fail(Err::kCantStart, "cannot accept emulated hosts: " + ep.error());
+      master = *ep;
+    }
+    argv = {
+        daemon, "--join", master, "--key", key_path_, "--rundir", opts_.rundir + ".h-" + spec.name};
+    argv.insert(argv.end(), common.begin(), common.end());
+  } else {
+    // A real host: its daemon is started over the remote shell and reads the
+    // VM key from its standard input, so the key never lands on its disk.
+    const std::string target = spec.ip.empty() ? spec.name : spec.ip;
+    const std::string me = LocalAddressToward(target);
+    if (me.empty())
+      return fail(Err::kNoHost,
+                  fmt::format("cannot resolve {} (give its address with ip=)", target));
+    // A master started with --listen on a specific address is reached there;
+    // otherwise it listens on every interface and names the one facing the host.
+    auto ep = EnsureListening(opts_.listen.empty() ? "0.0.0.0:0" : opts_.listen);
+    if (!ep) return fail(Err::kCantStart, "cannot accept hosts: " + ep.error());
+    master = *ep;
+    if (master.rfind("0.0.0.0:", 0) == 0) master = me + master.substr(7);
+    std::string remote = ShellQuote(daemon) + " --join " + ShellQuote(master) + " --key -";
+    for (const auto& a : common) remote += " " + ShellQuote(a);
+    argv = RemoteShell();
+    if (!spec.login.empty()) argv.insert(argv.end(), {"-l", spec.login});
+    argv.insert(argv.end(), {target, remote});
+    stdin_text = VmKeyText(vm_key_) + "\n";
   }
-  close(p[1]);
-  SetNonBlocking(p[0]);
-  host_pids_[pid] = LocalHost{spec.name, p[0]};
-  spdlog::info("starting emulated host {} (pid {})", spec.name, pid);
+  auto launched = LaunchDaemon(argv, net_.get(), netns_address, stdin_text);
+  if (!launched && !netns_address.empty()) {
+    spdlog::warn("emulated host {}: {}; falling back to loopback", spec.name, launched.error());
+    auto ep = EnsureListening("127.0.0.1:0");
+    if (ep) {
+      argv[2] = *ep;
+      launched = LaunchDaemon(argv, nullptr, "", "");
+    }
+  }
+  if (!launched) return fail(Err::kCantStart, launched.error());
+  host_pids_[launched->pid] = LocalHost{spec.name, launched->output_fd, spec.local};
+  spdlog::info("starting host {} (pid {}{}{})", spec.name, launched->pid,
+               spec.local ? ", emulated" : ", over " + argv[0],
+               netns_address.empty() ? "" : " at " + netns_address);
   return {};
 }
 
@@ -285,7 +324,17 @@ void Server::ReportReady(const std::string& error) {
   if (opts_.ready_fd < 0) return;
   const std::string msg = error.empty() ? "ok\n" : "error: " + error + "\n";
   (void)!write(opts_.ready_fd, msg.data(), msg.size());
-  close(opts_.ready_fd);
+  if (opts_.ready_fd <= 2) {
+    // Started with its report on stdout (a remote shell): keep the
+    // descriptor taken, so that nothing opened later lands on it.
+    int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (devnull >= 0) {
+      dup2(devnull, opts_.ready_fd);
+      close(devnull);
+    }
+  } else {
+    close(opts_.ready_fd);
+  }
   opts_.ready_fd = -1;
 }
 
@@ -304,7 +353,8 @@ int Server::Run() {
   spdlog::info("mpvmd {} serving {} (pid {}{})", "0.1.0", opts_.rundir, getpid(),
                opts_.embedded ? ", embedded" : "");
   started_ns_ = NowNs();
-  if (core_->joined()) ReportReady("");  // a member reports once it has joined
+  // A member reports once it has joined; a master once its hosts have.
+  if (core_->joined() && !core_->starting_hosts()) ReportReady("");
   Loop();
   Cleanup();
   return exit_code_;
@@ -352,7 +402,10 @@ void Server::Loop() {
       links_->HandleReady();
       core_->OnTick(NowNs());
       if (!ready_reported_) {
-        if (core_->joined()) {
+        // A master with a host file is ready once those hosts have joined
+        // (or failed; at most 30 s): then pvm_config shows them all.
+        if (core_->joined() &&
+            (!core_->starting_hosts() || NowNs() - started_ns_ > 30'000'000'000)) {
           ReportReady("");
         } else if (!core_->join_error().empty() || NowNs() - started_ns_ > 5'000'000'000) {
           std::string why = core_->join_error().empty()
@@ -457,15 +510,23 @@ void Server::Reap() {
   pid_t pid;
   while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
     if (auto h = host_pids_.find(pid); h != host_pids_.end()) {
-      char buf[512] = {};
-      ssize_t n = read(h->second.ready_fd, buf, sizeof buf - 1);
-      close(h->second.ready_fd);
-      std::string said = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
-      while (!said.empty() && said.back() == '\n') said.pop_back();
+      // What the starter printed: "ok", or why it failed (its last line).
+      std::string said;
+      char buf[4096];
+      ssize_t n;
+      while ((n = read(h->second.output_fd, buf, sizeof buf)) > 0) {
+        said.append(buf, static_cast<size_t>(n));
+        if (said.size() > 16384) said.erase(0, said.size() - 4096);
+      }
+      close(h->second.output_fd);
+      while (!said.empty() && (said.back() == '\n' || said.back() == '\r')) said.pop_back();
+      if (auto nl = said.rfind('\n'); nl != std::string::npos) said = said.substr(nl + 1);
       if (said.rfind("error: ", 0) == 0) said = said.substr(7);
+      if (said == "ok") said.clear();
       // A daemon killed outright cannot tidy up: remove what it left.
       const std::string dir = opts_.rundir + ".h-" + h->second.name;
-      if (DIR* d = opendir(dir.c_str())) {
+      DIR* d = h->second.local ? opendir(dir.c_str()) : nullptr;
+      if (d != nullptr) {
         while (dirent* e = readdir(d)) {
           std::string file = e->d_name;
           if (file.ends_with(".sock") || file == "mpvmd.lock" || file == "mpvmd.log")
@@ -474,7 +535,7 @@ void Server::Reap() {
         closedir(d);
         rmdir(dir.c_str());
       }
-      core_->OnLocalHostFailed(
+      core_->OnHostStartFailed(
           h->second.name,
           said.empty() ? fmt::format("its daemon exited (status {})", WEXITSTATUS(status)) : said);
       host_pids_.erase(h);
@@ -504,8 +565,9 @@ void Server::Cleanup() {
   if (std::getenv("MPVM_KEEP_LOG") == nullptr) unlink(DaemonLogPath(opts_.rundir).c_str());
   unlink((opts_.rundir + "/master.addr").c_str());
   if (opts_.key.empty()) unlink((opts_.rundir + "/vm.key").c_str());  // the VM's key ends with it
-  for (const auto& [pid, h] : host_pids_) close(h.ready_fd);
+  for (const auto& [pid, h] : host_pids_) close(h.output_fd);
   links_.reset();
+  net_.reset();  // the emulated hosts' bridge
   unlink(DaemonLockPath(opts_.rundir).c_str());
   close(lock_fd_);
   rmdir(opts_.rundir.c_str());  // only succeeds when nothing else is left

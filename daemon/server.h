@@ -10,8 +10,10 @@
 #include <vector>
 
 #include "daemon_core.h"
+#include "host_launch.h"
 #include "mpvm/connection.h"
 #include "peer_links.h"
+#include "vm_key.h"
 
 namespace mpvm {
 
@@ -24,6 +26,7 @@ struct ServerOptions {
   // $HOME/pvm3/bin/LINUX64 and before the spawner's PATH.
   std::string ep;
   std::string hostfile;  // PVM host file; this host's line sets sp=, ep=, wd=
+  std::string wd;        // working directory of spawned tasks (PVM's wd=)
   // Multi-host. A master listens ("ADDR:PORT", port 0: any free one); a
   // member joins a master. Both use the VM key file (created by the master
   // in its runtime directory when none is given).
@@ -56,7 +59,7 @@ class Server final : public DaemonEnv {
   void RequestShutdown() override;
   void SendToPeer(PeerId p, const FrameHeader& h, std::span<const uint8_t> body) override;
   void DropPeer(PeerId p) override;
-  Status StartLocalHost(const HostSpec& spec) override;
+  mpvm::expected<void, HostStartError> StartHost(const HostSpec& spec) override;
 
  private:
   struct Pipe {
@@ -85,15 +88,21 @@ class Server final : public DaemonEnv {
   int exit_code_ = 0;
   int64_t started_ns_ = 0;
   void ReportReady(const std::string& error);
-  // Master side of multi-host: listen on loopback if not yet listening.
-  mpvm::expected<void, std::string> EnsureListening(const std::string& addr);
-  std::string master_addr_;
+  // Master side of multi-host: listens on `addr` ("IP:PORT", port 0: any)
+  // unless already listening there; returns the bound address.
+  mpvm::expected<std::string, std::string> EnsureListening(const std::string& addr);
+  std::string master_addr_;                       // the first address listened on (master.addr)
+  std::map<std::string, std::string> endpoints_;  // asked -> bound
   std::string key_path_;
+  VmKey vm_key_;
+  std::unique_ptr<EmulatedNet> net_;  // emulated hosts' network, if namespaces are used
+  bool loopback_noted_ = false;
   struct LocalHost {
     std::string name;
-    int ready_fd;
+    int output_fd;
+    bool local;  // an emulated host (else started over the remote shell)
   };
-  std::map<pid_t, LocalHost> host_pids_;  // emulated hosts started by this master
+  std::map<pid_t, LocalHost> host_pids_;  // host daemons started by this master
 };
 
 }  // namespace mpvm

@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <iostream>
+#include <sstream>
 
 namespace mpvm {
 
@@ -21,6 +23,13 @@ mpvm::expected<VmKey, std::string> LoadVmKey(const std::string& path) {
         "VM key {} can be read by other users; run `chmod 600 {}` (it admits daemons to the VM)",
         path, path));
   std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return ParseVmKey(text.str(), path);
+}
+
+mpvm::expected<VmKey, std::string> ParseVmKey(const std::string& text, const std::string& origin) {
+  std::istringstream in(text);
   VmKey k;
   std::string word;
   while (in >> word) {
@@ -31,8 +40,23 @@ mpvm::expected<VmKey, std::string> LoadVmKey(const std::string& path) {
     return mpvm::unexpected(
         fmt::format("{} is not an mpvm VM key (expected 'public <40 chars>' and 'secret <40 "
                     "chars>' lines)",
-                    path));
+                    origin));
   return k;
+}
+
+mpvm::expected<VmKey, std::string> ReadVmKeyFromStdin() {
+  // The key is two short lines; stop at the first empty line or end of input
+  // so a launcher may keep stdin open.
+  std::string text, line;
+  while (std::getline(std::cin, line) && !line.empty()) {
+    text += line + "\n";
+    if (text.size() > 4096) break;
+  }
+  return ParseVmKey(text, "the key given on standard input");
+}
+
+std::string VmKeyText(const VmKey& k) {
+  return fmt::format("public {}\nsecret {}\n", k.public_z85, k.secret_z85);
 }
 
 mpvm::expected<VmKey, std::string> LoadOrCreateVmKey(const std::string& path) {
@@ -43,7 +67,7 @@ mpvm::expected<VmKey, std::string> LoadOrCreateVmKey(const std::string& path) {
   int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0)
     return mpvm::unexpected(fmt::format("cannot create VM key {}: {}", path, std::strerror(errno)));
-  std::string text = fmt::format("public {}\nsecret {}\n", pub, sec);
+  std::string text = VmKeyText(VmKey{pub, sec});
   bool ok = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
   close(fd);
   if (!ok) return mpvm::unexpected(fmt::format("cannot write VM key {}", path));

@@ -19,5 +19,12 @@ struct VmKey {
 mpvm::expected<VmKey, std::string> LoadOrCreateVmKey(const std::string& path);
 // Reads an existing key file; refuses one that others can read.
 mpvm::expected<VmKey, std::string> LoadVmKey(const std::string& path);
+// Parses the text of a key file; `origin` names it in errors.
+mpvm::expected<VmKey, std::string> ParseVmKey(const std::string& text, const std::string& origin);
+// `--key -`: the key arrives on standard input (how `mpvm add` hands it to a
+// daemon it starts over ssh, without writing it to the remote disk).
+mpvm::expected<VmKey, std::string> ReadVmKeyFromStdin();
+// The key file's text.
+std::string VmKeyText(const VmKey& k);
 
 }  // namespace mpvm

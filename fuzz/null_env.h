@@ -21,7 +21,7 @@ class NullEnv final : public DaemonEnv {
   void RequestShutdown() override {}
   void SendToPeer(PeerId, const FrameHeader&, std::span<const uint8_t>) override {}
   void DropPeer(PeerId) override {}
-  Status StartLocalHost(const HostSpec&) override { return {}; }
+  mpvm::expected<void, HostStartError> StartHost(const HostSpec&) override { return {}; }
 
  private:
   int pid_ = 1000;

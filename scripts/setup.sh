@@ -14,7 +14,7 @@ PACKAGES=(
   clang-16 libclang-rt-16-dev clang-format
   openmpi-bin libopenmpi-dev
   pvm pvm-dev libpvm3 pvm-examples
-  iproute2 procps psmisc
+  iproute2 procps psmisc openssh-server openssh-client
 )
 
 missing=()

@@ -42,7 +42,9 @@ class FakeEnv : public DaemonEnv {
     peer_sent.push_back({p, h, {body.begin(), body.end()}});
   }
   void DropPeer(PeerId p) override { dropped.push_back(p); }
-  Status StartLocalHost(const HostSpec& spec) override {
+  mpvm::expected<void, HostStartError> StartHost(const HostSpec& spec) override {
+    if (spec.name.starts_with("unreachable"))
+      return mpvm::unexpected(HostStartError{Err::kNoHost, "cannot resolve " + spec.name});
     started_hosts.push_back(spec.name);
     return {};
   }
@@ -583,7 +585,7 @@ TEST_F(DaemonCoreTest, AddingAnEmulatedHostRepliesWhenItJoins) {
   ctl::Envelope b;
   b.mutable_add_host()->set_line("emu2 local=1");
   Control(1, b, 41);
-  core_.OnLocalHostFailed("emu2", "its daemon exited (status 1)");
+  core_.OnHostStartFailed("emu2", "its daemon exited (status 1)");
   EXPECT_EQ(Last(1).status().code(), -29);  // PvmCantStart
   EXPECT_NE(Last(1).status().detail().find("exited"), std::string::npos);
 }
@@ -596,8 +598,10 @@ TEST_F(DaemonCoreTest, AddHostErrors) {
     Control(1, a);
     return Last(1).status();
   };
-  EXPECT_EQ(add("far").code(), -29);  // ssh start-up not available: says what to do
-  EXPECT_NE(add("far").detail().find("--join"), std::string::npos);
+  EXPECT_EQ(add("unreachable.example").code(), -6);  // PvmNoHost, with the reason
+  EXPECT_NE(add("unreachable.example").detail().find("cannot resolve"), std::string::npos);
+  EXPECT_EQ(add("manual so=ms").code(), -29);  // started by hand: says how
+  EXPECT_NE(add("manual so=ms").detail().find("--join"), std::string::npos);
   EXPECT_EQ(add("x sp=fast local=1").code(), -2);
   EXPECT_NE(add("x sp=fast local=1").detail().find("sp="), std::string::npos);
   EXPECT_EQ(add("node1 local=1").code(), -28);  // the master's own name

@@ -142,11 +142,11 @@ class DaemonTest(VmTestCase):
         self.assertIn("hosts:3:", err)
 
     def test_other_hosts_in_a_hostfile_are_reported_not_silently_dropped(self):
-        d, said = self.start_with_hostfile("localhost\nfarhost sp=10\n")
+        d, said = self.start_with_hostfile("localhost\nfarhost.invalid sp=10\n")
         self.assertEqual(said, "ok\n")
         subprocess.run([CONSOLE, "halt"], env=self.env, capture_output=True, timeout=30)
         _, err = d.communicate(timeout=30)
-        self.assertIn("hosts:2: host 'farhost' not added", err)
+        self.assertIn("hosts: host 'farhost.invalid' (line 2) not started: cannot resolve farhost.invalid", err)
 
     def test_halt_removes_every_file(self):
         self.start_vm()

@@ -175,8 +175,9 @@ class EmulatedHostTest(VmTestCase):
         dup = self.mpvm("add", "emu1", "--local")
         self.assertEqual(dup.returncode, 1)
         self.assertIn("already a host", dup.stderr)
-        far = self.mpvm("add", "far.example.org")
-        self.assertIn("--join", far.stderr)  # says how to add it by hand
+        far = self.mpvm("add", "far.invalid")
+        self.assertEqual(far.returncode, 1)
+        self.assertIn("cannot resolve far.invalid", far.stderr)  # says why
         self.assertEqual(self.mpvm("delete", "emu1").returncode, 0)
         self.assertIn("2 hosts", self.mpvm("conf").stdout)
         self.assertNotEqual(self.mpvm("delete", "emu1").returncode, 0)
