@@ -52,7 +52,8 @@ int ListenUnix(const std::string& path, int backlog) {
   return fd;
 }
 
-Connection::Connection(int fd, uint32_t max_frame) : fd_(fd), reader_(max_frame) {}
+Connection::Connection(int fd, uint32_t max_frame)
+    : fd_(fd), reader_(max_frame), reader_max_(max_frame) {}
 
 Connection::~Connection() { Close(); }
 
@@ -71,6 +72,15 @@ bool Connection::Send(const FrameHeader& h, std::span<const uint8_t> aux,
   hh.aux_length = static_cast<uint32_t>(aux.size());
   hh.length = static_cast<uint32_t>(aux.size() + body.size());
   auto head = EncodeFrameHeader(hh);
+  if (cipher_) {
+    scratch_.assign(head.begin(), head.end());
+    scratch_.insert(scratch_.end(), aux.begin(), aux.end());
+    scratch_.insert(scratch_.end(), body.begin(), body.end());
+    std::vector<uint8_t> record;
+    record.reserve(scratch_.size() + LinkCipher::kOverhead);
+    cipher_->Seal(scratch_, record);
+    return SendBytes(record);
+  }
   const size_t total = head.size() + aux.size() + body.size();
   size_t written = 0;
   if (out_.empty()) {
@@ -120,6 +130,24 @@ bool Connection::Send(const FrameHeader& h, std::span<const uint8_t> aux,
   return true;
 }
 
+bool Connection::SendBytes(std::span<const uint8_t> bytes) {
+  size_t written = 0;
+  while (out_.empty() && written < bytes.size()) {
+    ssize_t n = write(fd_, bytes.data() + written, bytes.size() - written);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) break;
+      Close();
+      return false;
+    }
+    written += static_cast<size_t>(n);
+  }
+  if (written == bytes.size()) return true;
+  queued_ += bytes.size() - written;
+  out_.emplace_back(bytes.begin() + static_cast<ptrdiff_t>(written), bytes.end());
+  return true;
+}
+
 bool Connection::Flush() {
   while (!out_.empty()) {
     auto& front = out_.front();
@@ -141,6 +169,39 @@ bool Connection::Flush() {
 }
 
 Connection::ReadResult Connection::ReadAvailable(size_t budget) {
+  if (cipher_) {
+    // Read sealed records, open each whole one and hand the frames on.
+    size_t got = 0;
+    ReadResult rr = ReadResult::kOk;
+    while (got < budget) {
+      uint8_t buf[64 * 1024];
+      ssize_t n = read(fd_, buf, sizeof buf);
+      if (n > 0) {
+        sealed_in_.insert(sealed_in_.end(), buf, buf + n);
+        got += static_cast<size_t>(n);
+        if (static_cast<size_t>(n) < sizeof buf) break;
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno == EAGAIN) break;
+      rr = n == 0 ? ReadResult::kClosed : ReadResult::kError;
+      break;
+    }
+    size_t at = 0;
+    while (sealed_in_.size() - at >= 4) {
+      uint32_t len = 0;
+      for (int i = 0; i < 4; ++i)
+        len |= uint32_t{sealed_in_[at + static_cast<size_t>(i)]} << (8 * i);
+      if (len > reader_max_ + 64) return ReadResult::kError;  // no frame is this big
+      if (sealed_in_.size() - at - 4 < len) break;
+      if (!cipher_->Open(std::span(sealed_in_).subspan(at + 4, len), scratch_))
+        return ReadResult::kError;  // altered, replayed or out of order
+      reader_.Feed(scratch_);
+      at += 4 + len;
+    }
+    sealed_in_.erase(sealed_in_.begin(), sealed_in_.begin() + static_cast<ptrdiff_t>(at));
+    return rr;
+  }
   size_t got = 0;
   while (got < budget) {
     auto space = reader_.WritableSpace();

@@ -6,11 +6,13 @@
 #pragma once
 
 #include <deque>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "mpvm/frame.h"
+#include "mpvm/task_link.h"
 
 namespace mpvm {
 
@@ -38,9 +40,21 @@ class Connection {
   ReadResult ReadAvailable(size_t budget = 4 << 20);
   FrameReader& reader() { return reader_; }
 
+  // From now on every frame is sealed on the way out and opened on the way
+  // in (an encrypted task link). A record that fails to open is a kError.
+  void EnableCipher(std::unique_ptr<LinkCipher> c) { cipher_ = std::move(c); }
+  bool encrypted() const { return cipher_ != nullptr; }
+  // The task at the other end, when the link authenticated it (else 0).
+  int32_t peer_tid = 0;
+
  private:
+  bool SendBytes(std::span<const uint8_t> bytes);
+  std::unique_ptr<LinkCipher> cipher_;
+  std::vector<uint8_t> sealed_in_;  // encrypted bytes not yet a whole record
+  std::vector<uint8_t> scratch_;
   int fd_;
   FrameReader reader_;
+  uint32_t reader_max_;
   std::deque<std::vector<uint8_t>> out_;
   size_t out_offset_ = 0;  // bytes of out_.front() already written
   size_t queued_ = 0;
