@@ -32,7 +32,8 @@ ctl::Envelope NewEnvelope() {
 
 DaemonCore::DaemonCore(DaemonConfig cfg, DaemonEnv* env)
     : cfg_(std::move(cfg)), env_(env), host_(cfg_.member ? HostIndex{0} : cfg_.host) {
-  if (!cfg_.member) hosts_[host_.value] = HostRec{cfg_.hostname, cfg_.arch, cfg_.speed};
+  if (!cfg_.member)
+    hosts_[host_.value] = HostRec{cfg_.hostname, cfg_.arch, cfg_.speed, 0, 0, 0, ""};
 }
 
 std::vector<int> DaemonCore::TaskPids() const {
@@ -239,6 +240,13 @@ void DaemonCore::HandleControl(ConnId c, ctl::Envelope&& env) {
     case ctl::Envelope::kGroup:
       DoGroup(c, who, env);
       return;
+    case ctl::Envelope::kLinkPort:
+      if (auto t = tasks_.find(who); t != tasks_.end())
+        t->second.link_port = env.link_port().port();
+      return;
+    case ctl::Envelope::kLocate:
+      DoLocate(c, env);
+      return;
     case ctl::Envelope::kNewContext:
       ReplyStatus(c, rid, (host_tid().raw() | next_ctx_++) & 0x7fffffff);
       return;
@@ -356,6 +364,10 @@ void DaemonCore::SendEnrolReply(Task& t, ConnId c, uint64_t rid) {
   rep->set_trace_tid(t.trace_tid);
   rep->set_trace_code(t.trace_code);
   rep->set_ctx(t.ctx);
+  if (!cfg_.link_key.empty()) {
+    rep->set_link_key(cfg_.link_key);
+    rep->set_link_encrypt(cfg_.link_encrypt);
+  }
   Reply(c, rid, std::move(e));
   while (!t.held.empty()) {
     Frame f = std::move(t.held.front());
@@ -1121,6 +1133,7 @@ ctl::HostTable DaemonCore::Table() const {
     e->set_speed(h.speed);
     e->set_dsig(kDataSignature);
     e->set_ntasks(index == host_.value ? LocalTaskCount() : h.ntasks);
+    e->set_addr(h.addr);
   }
   return t;
 }
@@ -1195,7 +1208,7 @@ void DaemonCore::ApplyTable(const ctl::HostTable& t) {
   std::vector<int> added;
   for (const auto& e : t.hosts()) {
     const int index = Tid(e.tid()).host().value;
-    HostRec h{e.name(), e.arch(), e.speed(), e.ntasks()};
+    HostRec h{e.name(), e.arch(), e.speed(), e.ntasks(), 0, 0, e.addr()};
     next[index] = h;
     if (!hosts_.contains(index) && index != host_.value) added.push_back(index);
   }
@@ -1216,6 +1229,7 @@ void DaemonCore::StartJoin(int64_t now_ns) {
   e.mutable_join()->set_name(cfg_.hostname);
   e.mutable_join()->set_arch(cfg_.arch);
   e.mutable_join()->set_speed(cfg_.speed);
+  e.mutable_join()->set_addr(cfg_.link_addr);
   SendPeerControl(kMasterPeer, std::move(e));
 }
 
@@ -1250,7 +1264,8 @@ void DaemonCore::OnPeerFrame(PeerId p, Frame&& f) {
     return;
   }
   if (env->has_remote_spawn() || env->has_remote_spawn_reply() || env->has_spawn_siblings() ||
-      env->has_task_gone() || env->has_kill() || env->has_signal()) {
+      env->has_task_gone() || env->has_kill() || env->has_signal() || env->has_locate_query() ||
+      env->has_locate_reply()) {
     HandlePeerControl(p, f.header, std::move(*env));
     return;
   }
@@ -1281,7 +1296,8 @@ void DaemonCore::OnPeerFrame(PeerId p, Frame&& f) {
         return;
       }
       const int index = next_host_++;
-      hosts_[index] = HostRec{j.name(), j.arch(), j.speed() > 0 ? j.speed() : 1000, 0, p, now_ns_};
+      hosts_[index] =
+          HostRec{j.name(), j.arch(), j.speed() > 0 ? j.speed() : 1000, 0, p, now_ns_, j.addr()};
       r.mutable_join_reply()->set_code(0);
       r.mutable_join_reply()->set_host(index);
       *r.mutable_join_reply()->mutable_table() = Table();
@@ -1514,7 +1530,56 @@ void DaemonCore::LoseHostTasks(int index) {
   for (uint64_t id : done) FinishSpawn(id);
 }
 
+void DaemonCore::DoLocate(ConnId c, const ctl::Envelope& env) {
+  const Tid t(env.locate().tid());
+  ctl::Envelope r = NewEnvelope();
+  auto* lr = r.mutable_locate_reply();
+  lr->set_tid(t.raw());
+  if (cfg_.link_key.empty() || !t.is_task() || t.host() == host_ ||
+      !hosts_.contains(t.host().value)) {
+    lr->set_code(Code(Err::kNoTask));
+    lr->set_detail(cfg_.link_key.empty() ? "not a multi-host VM" : "no such task on another host");
+    Reply(c, env.rid(), std::move(r));
+    return;
+  }
+  const uint64_t q = next_query_++;
+  locates_[q] = {c, env.rid()};
+  ctl::Envelope ask = NewEnvelope();
+  ask.mutable_locate_query()->set_tid(t.raw());
+  ask.mutable_locate_query()->set_query(q);
+  SendControlTo(Tid::DaemonOf(t.host()), std::move(ask));
+}
+
 void DaemonCore::HandlePeerControl(PeerId p, const FrameHeader& h, ctl::Envelope&& env) {
+  if (env.has_locate_query()) {
+    // Where a task of ours accepts direct links; the asker adds our address.
+    const auto& q = env.locate_query();
+    ctl::Envelope r = NewEnvelope();
+    auto* lr = r.mutable_locate_reply();
+    lr->set_tid(q.tid());
+    lr->set_query(q.query());
+    auto t = tasks_.find(Tid(q.tid()));
+    if (t == tasks_.end() || t->second.state != State::kEnrolled || t->second.link_port == 0) {
+      lr->set_code(Code(Err::kNoTask));
+      lr->set_detail("the task is gone or accepts no direct links");
+    } else {
+      lr->set_port(t->second.link_port);
+    }
+    SendControlTo(Tid(h.src), std::move(r));
+    return;
+  }
+  if (env.has_locate_reply()) {
+    auto it = locates_.find(env.locate_reply().query());
+    if (it == locates_.end()) return;
+    auto [conn, rid] = it->second;
+    locates_.erase(it);
+    auto host = hosts_.find(Tid(h.src).host().value);
+    if (host != hosts_.end() && env.locate_reply().code() == 0)
+      env.mutable_locate_reply()->set_addr(host->second.addr.empty() ? cfg_.master_ip
+                                                                     : host->second.addr);
+    Reply(conn, rid, std::move(env));
+    return;
+  }
   if (env.has_remote_spawn()) {
     const auto& rs = env.remote_spawn();
     std::vector<int> ranks(rs.ranks().begin(), rs.ranks().end());

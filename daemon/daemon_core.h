@@ -91,6 +91,11 @@ struct DaemonConfig {
   bool embedded = false;
   // Multi-host: the master holds the host table; members join it.
   bool member = false;
+  // Direct task links across hosts (empty key: not a multi-host VM yet).
+  std::string link_key;       // 32 bytes, handed to tasks at enrolment
+  bool link_encrypt = false;  // tasks must encrypt those links
+  std::string link_addr;      // member: this host's IP as the master sees it
+  std::string master_ip;      // member: the master's IP
   int64_t heartbeat_ns = 500'000'000;
   int64_t dead_after_ns = 3'000'000'000;  // a host silent this long is dead
 };
@@ -128,6 +133,17 @@ class DaemonCore {
   // Master: remove a member (pvm_delhosts, mpvm delete). kNoHost if unknown.
   Status DeleteHost(const std::string& name, const std::string& reason);
   size_t host_count() const { return hosts_.size(); }
+  // The VM became multi-host (this master started listening): tasks that
+  // enrol from now on may make direct links across hosts.
+  void SetLinkKey(std::string key, bool encrypt) {
+    cfg_.link_key = std::move(key);
+    cfg_.link_encrypt = encrypt;
+  }
+  // Member: its own address as the master sees it, and the master's.
+  void SetLinkAddresses(std::string mine, std::string master) {
+    cfg_.link_addr = std::move(mine);
+    cfg_.master_ip = std::move(master);
+  }
 
   // SIGTERM to the daemon, or halt from a client. Every task but tools and
   // `caller` (who asked, and gets the answer) is sent SIGTERM.
@@ -161,6 +177,7 @@ class DaemonCore {
     ConnId enrol_conn = 0;           // an enrolment waiting for the siblings
     uint64_t enrol_rid = 0;
     int open_streams = 0;  // output pipes still open
+    int link_port = 0;     // TCP port of its direct links across hosts (0: none)
     bool exited = false;   // process is gone
     int exit_code = 0, term_signal = 0;
     bool exit_notified = false;
@@ -211,6 +228,7 @@ class DaemonCore {
   void DoGroup(ConnId c, Tid who, const ctl::Envelope& env);
   void DoTasks(ConnId c, const ctl::Envelope& env);
   void DoAddHost(ConnId c, const ctl::Envelope& env);
+  void DoLocate(ConnId c, const ctl::Envelope& env);
   // Cross-host.
   void RouteFrame(const FrameHeader& h, std::span<const uint8_t> payload);
   void SendControlTo(Tid dst, ctl::Envelope&& env);
@@ -246,6 +264,7 @@ class DaemonCore {
     int ntasks = 0;
     PeerId peer = 0;  // master: the member's link
     int64_t last_seen_ns = 0;
+    std::string addr;  // where its tasks accept direct links ("": the master)
   };
   void SendPeerControl(PeerId p, ctl::Envelope&& env);
   void BroadcastTable(PeerId except = 0);
@@ -270,6 +289,8 @@ class DaemonCore {
     int outstanding = 0;
   };
   std::map<uint64_t, PendingSpawn> spawns_;
+  std::map<uint64_t, std::pair<ConnId, uint64_t>> locates_;  // query -> asking task
+  uint64_t next_query_ = 1;
   uint64_t next_spawn_id_ = 1;
   // Tasks spawned on other hosts for spawners here: tid -> report_to.
   std::map<int, int> remote_children_;

@@ -70,5 +70,7 @@ std::vector<std::string> RemoteShell();
 // The address of this machine that packets to `host` leave from (what a
 // daemon there should connect back to). Empty if `host` cannot be resolved.
 std::string LocalAddressToward(const std::string& host);
+// The IPv4 address of `host` (a name or an address); empty if unknown.
+std::string ResolveIPv4(const std::string& host);
 
 }  // namespace mpvm

@@ -25,6 +25,7 @@
 #include "host_launch.h"
 #include "hostfile.h"
 #include "mpvm/paths.h"
+#include "mpvm/task_link.h"
 
 extern char** environ;
 
@@ -54,6 +55,9 @@ std::string ReadLockPid(const std::string& path) {
 }
 
 constexpr int64_t kGraceNs = 2'000'000'000;  // SIGTERM, then SIGKILL after this
+
+std::string LinkKeyBytes(const VmKey& k);
+bool LinkEncryptWanted();
 
 }  // namespace
 
@@ -186,6 +190,11 @@ bool Server::Setup(std::string* error) {
       *error = key.error();
       return false;
     }
+    // Direct task links: this host's address as the master sees it, and
+    // the master's (members reach the master's tasks there).
+    const std::string master_host = opts_.join.substr(0, opts_.join.rfind(':'));
+    core_->SetLinkKey(LinkKeyBytes(*key), LinkEncryptWanted());
+    core_->SetLinkAddresses(LocalAddressToward(master_host), ResolveIPv4(master_host));
     if (auto r = links_->Connect(opts_.join, *key); !r) {
       *error = r.error();
       return false;
@@ -223,6 +232,7 @@ mpvm::expected<std::string, std::string> Server::EnsureListening(const std::stri
       return mpvm::unexpected(key.error());
     }
     vm_key_ = *key;
+    core_->SetLinkKey(LinkKeyBytes(vm_key_), LinkEncryptWanted());
   }
   auto bound = links_->Listen(addr, vm_key_);
   if (!bound) return mpvm::unexpected(bound.error());
@@ -236,6 +246,14 @@ mpvm::expected<std::string, std::string> Server::EnsureListening(const std::stri
 }
 
 namespace {
+std::string LinkKeyBytes(const VmKey& k) {
+  const LinkKey lk = DeriveLinkKey(k.secret_z85);
+  return std::string(reinterpret_cast<const char*>(lk.data()), lk.size());
+}
+bool LinkEncryptWanted() {
+  const char* e = std::getenv("MPVM_LINK_ENCRYPT");
+  return e != nullptr && std::string(e) == "1";
+}
 std::string ShellQuote(const std::string& s) {
   std::string q = "'";
   for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);

@@ -1,5 +1,7 @@
 #include "mpvm/task_runtime.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -135,8 +137,29 @@ Status TaskRuntime::Enrol(bool claim_owner, bool is_tool) {
 
   listen_path_ = TaskSocketPath(rundir_, mytid_);
   listen_fd_ = ListenUnix(listen_path_);
-  if (listen_fd_ < 0) listen_path_.clear();  // peers will relay through the daemon
+  if (listen_fd_ < 0) listen_path_.clear();               // peers will relay through the daemon
+  const char* direct = std::getenv("MPVM_DIRECT_LINKS");  // "0": always relay across hosts
+  if (r.link_key().size() == std::tuple_size_v<LinkKey> && !is_tool &&
+      (direct == nullptr || std::string(direct) != "0")) {
+    LinkKey k;
+    std::memcpy(k.data(), r.link_key().data(), k.size());
+    link_key_ = k;
+    const char* enc = std::getenv("MPVM_LINK_ENCRYPT");
+    link_encrypt_ = r.link_encrypt() || (enc != nullptr && std::string(enc) == "1");
+    StartLinkListener();
+  }
   return {};
+}
+
+void TaskRuntime::StartLinkListener() {
+  uint16_t port = 0;
+  tcp_listen_fd_ = ListenTcpAny(&port);
+  if (tcp_listen_fd_ < 0) return;  // peers on other hosts relay through the daemons
+  ctl::Envelope note = NewEnvelope();
+  note.set_version(kControlVersion);
+  note.mutable_link_port()->set_port(port);
+  auto bytes = EncodeControl(note);
+  daemon_->Send(ControlHeader(mytid_.raw(), host_tid_.raw()), bytes);
 }
 
 Result<Tid> TaskRuntime::Parent() {
@@ -186,6 +209,11 @@ void TaskRuntime::ResetState() {
     unlink(listen_path_.c_str());
     listen_fd_ = -1;
   }
+  if (tcp_listen_fd_ >= 0) close(tcp_listen_fd_);
+  tcp_listen_fd_ = -1;
+  for (auto& hs : handshakes_) close(hs->fd());
+  handshakes_.clear();
+  link_key_.reset();
   send_seq_.clear();
   recv_state_.clear();
   for (int id : queue_) bufs_.erase(id);
@@ -203,7 +231,8 @@ void TaskRuntime::LostDaemon() {
 // ---------------------------------------------------------------------------
 // Control calls
 
-Result<ctl::Envelope> TaskRuntime::Call(ctl::Envelope req) {
+Result<ctl::Envelope> TaskRuntime::Call(ctl::Envelope req, int timeout_ms) {
+  const int64_t deadline = timeout_ms < 0 ? 0 : NowNs() + int64_t{timeout_ms} * 1000000;
   if (!daemon_ || !daemon_->open()) return Fail(Err::kSysErr);
   const uint64_t rid = next_rid_++;
   req.set_version(kControlVersion);
@@ -220,7 +249,16 @@ Result<ctl::Envelope> TaskRuntime::Call(ctl::Envelope req) {
       return rep;
     }
     if (!daemon_ || !daemon_->open()) return Fail(Err::kSysErr);
-    if (!Progress(-1) && interrupt_mask_ != nullptr) return Fail(Err::kSysErr);
+    int wait = -1;
+    if (timeout_ms >= 0) {
+      const int64_t left = deadline - NowNs();
+      if (left <= 0) {
+        abandoned_rids_.insert(rid);
+        return Fail(Err::kSysErr);
+      }
+      wait = static_cast<int>(left / 1000000 + 1);
+    }
+    if (!Progress(wait) && interrupt_mask_ != nullptr) return Fail(Err::kSysErr);
   }
 }
 
@@ -593,7 +631,25 @@ Result<Message*> TaskRuntime::RecvBuffer() {
 // Sending
 
 Connection* TaskRuntime::RouteTo(Tid dst) {
-  // Tasks born on other hosts are reached through the daemons.
+  // Tasks born on other hosts: a direct TCP link when the VM allows it
+  // (authenticated; tried again with a growing wait if it fails), else
+  // through the daemons.
+  if (route_ != kRouteDont && dst.is_task() && dst.host() != mytid_.host() && link_key_) {
+    Peer& p = peers_[dst.raw()];
+    if (p.conn != nullptr && p.conn->open()) return p.conn;
+    if (NowNs() >= p.retry_after_ns) {
+      if (Connection* c = ConnectAcross(dst)) {
+        Peer& q = peers_[dst.raw()];  // (the map may have grown meanwhile)
+        q.conn = c;
+        q.backoff_ns = 0;
+        return c;
+      }
+      Peer& q = peers_[dst.raw()];
+      q.backoff_ns = std::clamp<int64_t>(q.backoff_ns * 2, 20'000'000, 2'000'000'000);
+      q.retry_after_ns = NowNs() + q.backoff_ns;
+    }
+    return daemon_.get();
+  }
   if (route_ != kRouteDont && dst.is_task() && dst.host() == mytid_.host()) {
     Peer& p = peers_[dst.raw()];
     if (p.conn != nullptr && p.conn->open()) return p.conn;
@@ -609,6 +665,59 @@ Connection* TaskRuntime::RouteTo(Tid dst) {
     }
   }
   return daemon_.get();
+}
+
+Connection* TaskRuntime::ConnectAcross(Tid dst) {
+  const bool debug = debugmask_ != 0 || std::getenv("MPVM_DEBUG") != nullptr;
+  ctl::Envelope req = NewEnvelope();
+  req.mutable_locate()->set_tid(dst.raw());
+  auto rep = Call(std::move(req), 2000);
+  if (!rep || !rep->has_locate_reply() || rep->locate_reply().code() != 0) {
+    if (debug)
+      std::fprintf(
+          stderr, "libpvm [%s]: no direct link to %s yet (%s); relaying\n", mytid_.str().c_str(),
+          dst.str().c_str(),
+          rep && rep->has_locate_reply() ? rep->locate_reply().detail().c_str() : "no answer");
+    return nullptr;
+  }
+  const auto& where = rep->locate_reply();
+  int fd = ConnectTcp(where.addr(), static_cast<uint16_t>(where.port()), 2000);
+  if (fd < 0) {
+    if (debug)
+      std::fprintf(stderr, "libpvm [%s]: cannot connect to %s at %s:%d: %s; relaying\n",
+                   mytid_.str().c_str(), dst.str().c_str(), where.addr().c_str(), where.port(),
+                   std::strerror(-fd));
+    return nullptr;
+  }
+  auto res = ConnectHandshake(fd, *link_key_, mytid_.raw(), dst.raw(), link_encrypt_, 2000);
+  if (!res.ok) {
+    close(fd);
+    std::fprintf(stderr, "libpvm [%s]: direct link to %s at %s:%d refused: %s; relaying\n",
+                 mytid_.str().c_str(), dst.str().c_str(), where.addr().c_str(), where.port(),
+                 res.error.c_str());
+    return nullptr;
+  }
+  if (debug)
+    std::fprintf(stderr, "libpvm [%s]: direct link to %s at %s:%d%s\n", mytid_.str().c_str(),
+                 dst.str().c_str(), where.addr().c_str(), where.port(),
+                 res.cipher ? " (encrypted)" : "");
+  conns_.push_back(std::make_unique<Connection>(fd));
+  Connection* c = conns_.back().get();
+  c->peer_tid = dst.raw();
+  if (res.cipher) c->EnableCipher(std::move(res.cipher));
+  return c;
+}
+
+void TaskRuntime::AcceptLinks() {
+  for (;;) {
+    int fd = accept4(tcp_listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0) break;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    auto hs = std::make_unique<AcceptHandshake>(fd, *link_key_, mytid_.raw(), link_encrypt_);
+    hs->deadline_ns = NowNs() + 5'000'000'000;  // a silent caller is dropped after 5 s
+    handshakes_.push_back(std::move(hs));
+  }
 }
 
 Status TaskRuntime::SendData(Tid dst, int tag, Message& m) {
@@ -695,6 +804,17 @@ bool TaskRuntime::Progress(int timeout_ms) {
     fds.push_back({c->fd(), static_cast<short>(POLLIN | (c->wants_write() ? POLLOUT : 0)), 0});
     who.push_back(c.get());
   }
+  // Links across hosts being set up: after the connections, by position.
+  const size_t first_link_fd = fds.size();
+  if (tcp_listen_fd_ >= 0) fds.push_back({tcp_listen_fd_, POLLIN, 0});
+  for (auto& hs : handshakes_) fds.push_back({hs->fd(), POLLIN, 0});
+  if (!handshakes_.empty()) {
+    // Wake in time to drop a handshake that stalls.
+    int64_t soonest = handshakes_.front()->deadline_ns;
+    for (auto& hs : handshakes_) soonest = std::min(soonest, hs->deadline_ns);
+    const int until = static_cast<int>(std::max<int64_t>(0, soonest - NowNs()) / 1000000 + 1);
+    if (timeout_ms < 0 || timeout_ms > until) timeout_ms = until;
+  }
   if (fds.empty()) return true;
   int n;
   if (wait_sigmask_ == nullptr) wait_sigmask_ = interrupt_mask_;
@@ -706,8 +826,36 @@ bool TaskRuntime::Progress(int timeout_ms) {
   }
   if (wait_sigmask_ == interrupt_mask_) wait_sigmask_ = nullptr;
   if (n < 0) return errno != EINTR;
+  if (!handshakes_.empty() || tcp_listen_fd_ >= 0) {
+    size_t k = first_link_fd;
+    bool accept_ready = false;
+    if (tcp_listen_fd_ >= 0) accept_ready = fds[k++].revents != 0;
+    const int64_t now = NowNs();
+    std::vector<std::unique_ptr<AcceptHandshake>> still;
+    for (auto& hs : handshakes_) {
+      const bool ready = fds[k++].revents != 0;
+      auto st = ready ? hs->Step() : AcceptHandshake::State::kPending;
+      if (st == AcceptHandshake::State::kPending && now > hs->deadline_ns) {
+        st = AcceptHandshake::State::kFailed;
+      }
+      if (st == AcceptHandshake::State::kPending) {
+        still.push_back(std::move(hs));
+      } else if (st == AcceptHandshake::State::kDone) {
+        conns_.push_back(std::make_unique<Connection>(hs->fd()));
+        conns_.back()->peer_tid = hs->peer();
+        if (auto c = hs->TakeCipher()) conns_.back()->EnableCipher(std::move(c));
+      } else {
+        std::fprintf(stderr, "libpvm [%s]: refused a link from another host: %s\n",
+                     mytid_.str().c_str(),
+                     hs->error().empty() ? "no handshake within 5 s" : hs->error().c_str());
+        close(hs->fd());
+      }
+    }
+    handshakes_ = std::move(still);
+    if (accept_ready) AcceptLinks();
+  }
   if (n == 0) return true;
-  for (size_t i = 0; i < fds.size(); ++i) {
+  for (size_t i = 0; i < who.size(); ++i) {
     if (fds[i].revents == 0) continue;
     Connection* c = who[i];
     if (c == nullptr) {
@@ -764,6 +912,16 @@ void TaskRuntime::SweepClosed() {
 }
 
 void TaskRuntime::HandleFrame(Connection* from, Frame&& f) {
+  // A link authenticated as task X carries data from X only; control comes
+  // from the daemon alone.
+  if (from != daemon_.get() && (f.header.kind == FrameKind::kControl ||
+                                (from->peer_tid != 0 && f.header.src != from->peer_tid))) {
+    std::fprintf(
+        stderr, "libpvm [%s]: dropped a link that sent %s\n", mytid_.str().c_str(),
+        f.header.kind == FrameKind::kControl ? "a control frame" : "a frame for another sender");
+    from->Close();
+    return;
+  }
   if (f.header.kind == FrameKind::kControl) {
     auto env = DecodeControl(f.payload);
     if (!env) return;  // not ours to act on; the daemon logs its own errors
@@ -772,6 +930,7 @@ void TaskRuntime::HandleFrame(Connection* from, Frame&& f) {
       ended_.push_back({Tid(te.tid()), te.exit_code(), te.term_signal(), te.host_died()});
       return;
     }
+    if (abandoned_rids_.erase(env->rid()) > 0) return;  // its caller gave up waiting
     replies_[env->rid()] = std::move(*env);
     return;
   }

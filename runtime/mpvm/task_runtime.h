@@ -31,6 +31,7 @@
 #include "mpvm/connection.h"
 #include "mpvm/error.h"
 #include "mpvm/message.h"
+#include "mpvm/task_link.h"
 #include "mpvm/tid.h"
 
 namespace mpvm {
@@ -165,6 +166,7 @@ class TaskRuntime {
   struct Peer {
     Connection* conn = nullptr;  // owned by conns_
     int64_t retry_after_ns = 0;  // no direct attempt before this time
+    int64_t backoff_ns = 0;      // across hosts: the next wait after a failed attempt
   };
   struct RecvState {
     uint64_t expected = 1;
@@ -176,9 +178,15 @@ class TaskRuntime {
   };
 
   Status EnsureEnrolled() { return enrolled() ? Status{} : Enrol(); }
-  Result<ctl::Envelope> Call(ctl::Envelope req);
+  // timeout_ms < 0: wait for the answer as long as the daemon lives.
+  Result<ctl::Envelope> Call(ctl::Envelope req, int timeout_ms = -1);
   Status SendData(Tid dst, int tag, Message& m);
   Connection* RouteTo(Tid dst);
+  // A direct TCP link to a task of another host (located through the
+  // daemons, then authenticated); nullptr if it cannot be made now.
+  Connection* ConnectAcross(Tid dst);
+  void StartLinkListener();
+  void AcceptLinks();
   // Waits up to timeout_ms for I/O and handles it. Returns false on EINTR.
   bool Progress(int timeout_ms);
   void HandleFrame(Connection* from, Frame&& f);
@@ -203,6 +211,14 @@ class TaskRuntime {
   int ptid_ = 0;
   std::vector<Tid> siblings_;
   Tid host_tid_;
+
+  // Direct links across hosts (multi-host VMs): the link key from the
+  // daemon, a TCP listener, and accepted sockets still in their handshake.
+  std::optional<LinkKey> link_key_;
+  bool link_encrypt_ = false;  // seal the links this task makes (and require it of others)
+  int tcp_listen_fd_ = -1;
+  std::vector<std::unique_ptr<AcceptHandshake>> handshakes_;
+  std::set<uint64_t> abandoned_rids_;  // replies nobody waits for any more
 
   std::vector<std::unique_ptr<Connection>> conns_;  // task-to-task links
   std::unordered_map<int32_t, Peer> peers_;         // route by destination tid

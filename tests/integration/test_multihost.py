@@ -2,6 +2,7 @@
 ZeroMQ links, share a host table, and failures are noticed."""
 import os
 import signal
+import sys
 import socket
 import subprocess
 import time
@@ -262,6 +263,19 @@ class CrossHostTest(VmTestCase):
         for line in lines:
             self.assertTrue(line.endswith("stream: received 3000 of 3000 in order, 0 bad"), line)
 
+    def test_checked_stream_relayed_by_the_daemons(self):
+        # The other route: no direct links, every message through two daemons.
+        env = dict(self.env, MPVM_DIRECT_LINKS="0")
+        subprocess.run([CONSOLE, "halt"], env=self.env, capture_output=True, timeout=30)
+        for name in ("emu1",):
+            r = subprocess.run([CONSOLE, "add", name, "--local"], env=env, capture_output=True,
+                               text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+        r = subprocess.run([PRUN, "-n", "2", CHILD, "stream", "3000", "65536"], env=env,
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.count("received 3000 of 3000 in order, 0 bad"), 2, r.stdout)
+
     def test_many_small_messages_across_hosts_lose_nothing(self):
         # Regression: past ZeroMQ's default high-water mark (1000 queued
         # messages) daemon links dropped messages and the receiver hung.
@@ -293,3 +307,72 @@ class CrossHostTest(VmTestCase):
         self.assertIn("was lost: its host left the virtual machine", err.decode())
         self.assertNothingLeft()
         self.assertNothingLeft(self.rundir + ".h-emu1")
+
+
+class DirectLinkTest(VmTestCase):
+    """Tasks on different hosts talk over authenticated TCP links of their own."""
+
+    def start(self, **extra):
+        self.env.update(MPVM_DEAD_AFTER="20", MPVM_DEBUG="1", **extra)
+        for name in ("emu1", "emu2"):
+            r = subprocess.run([CONSOLE, "add", name, "--local"], env=self.env, capture_output=True,
+                               text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+
+    def stream(self):
+        r = subprocess.run([PRUN, "-n", "2", CHILD, "stream", "3000", "65536"], env=self.env,
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.count("received 3000 of 3000 in order, 0 bad"), 2, r.stdout)
+        return r
+
+    def test_tasks_link_directly_and_keep_order(self):
+        self.start()
+        r = self.stream()
+        self.assertRegex(r.stdout, r"direct link to t[0-9a-f]+ at [0-9.]+:[0-9]+\n")
+        self.assertNotIn("(encrypted)", r.stdout)
+
+    def test_links_can_be_encrypted(self):
+        self.start(MPVM_LINK_ENCRYPT="1")
+        r = self.stream()
+        self.assertRegex(r.stdout, r"direct link to t[0-9a-f]+ at [0-9.]+:[0-9]+ \(encrypted\)")
+
+    def test_a_caller_without_the_key_is_refused_and_the_task_carries_on(self):
+        self.start()
+        p = subprocess.Popen([PRUN, "-n", "2", "--tag-output", "none", CHILD, "hold"],
+                             env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        seen = 0
+
+        def two(line):
+            nonlocal seen
+            seen += line.startswith("ready")
+            return seen == 2
+        wait_for_line(p.stdout, two)
+        # The task on emu1 listens on a TCP port for links from other hosts.
+        pids = [pid for pid in mpvm_processes(self.rundir + ".h-emu1")
+                if open(f"/proc/{pid}/comm").read().strip() == "mpvm_test_child"]
+        self.assertEqual(len(pids), 1)
+        # It may be in emu1's network namespace (when root): look and connect from there.
+        nsenter = ["nsenter", "-t", str(pids[0]), "-n"] if os.geteuid() == 0 else []
+        ss = subprocess.run([*nsenter, "ss", "-Hltnp"], capture_output=True, text=True).stdout
+        ports = [line.split()[3].rsplit(":", 1)[1] for line in ss.splitlines()
+                 if f"pid={pids[0]}," in line]
+        self.assertEqual(len(ports), 1, ss)
+        hello = b"MPVMLNK1" + bytes(4) + (0x40001).to_bytes(4, "little") + \
+            (0x80001).to_bytes(4, "little") + os.urandom(32)
+        script = (
+            "import socket,sys\n"
+            f"s=socket.create_connection(('127.0.0.1',{ports[0]}),timeout=10)\n"
+            f"s.sendall({hello!r})\n"
+            "reply=s.recv(64)\n"
+            "s.sendall(bytes(32))\n"  # a confirmation made without the key
+            "s.settimeout(10)\n"
+            "print('closed' if s.recv(1)==b'' else 'open')\n")
+        r = subprocess.run([*nsenter, sys.executable, "-c", script], capture_output=True,
+                           text=True, timeout=30)
+        self.assertEqual(r.stdout.strip(), "closed", r.stderr)
+        # The task said so, and still works: prun halts it normally.
+        subprocess.run([CONSOLE, "halt"], env=self.env, capture_output=True, timeout=30)
+        out, err = p.communicate(timeout=30)
+        self.assertIn(b"refused a link from another host: the peer does not hold this VM's key",
+                      out + err)
