@@ -284,6 +284,36 @@ class CrossHostTest(VmTestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout.count("received 50000 of 50000 in order, 0 bad"), 2, r.stdout)
 
+    def test_the_other_tasks_of_a_job_finish_when_a_member_is_killed(self):
+        # Acceptance: kill -9 one member mid-job; the host is declared dead,
+        # notifications arrive, the job's other tasks finish on their own,
+        # prun reports the lost task, and nothing is left anywhere.
+        p = subprocess.Popen([PRUN, "-n", "3", "--tag-output", "rank", CHILD, "watchhost", "80000"],
+                             env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        seen = 0
+
+        def three(line):
+            nonlocal seen
+            seen += "watching" in line
+            return seen == 3
+        wait_for_line(p.stdout, three)
+        daemon = [pid for pid in mpvm_processes(self.rundir + ".h-emu1")
+                  if open(f"/proc/{pid}/comm").read().strip() == "mpvmd"]
+        self.assertEqual(len(daemon), 1)
+        os.kill(daemon[0], signal.SIGKILL)
+        out, err = p.communicate(timeout=60)
+        out, err = out.decode(), err.decode()
+        # Ranks 0 (master) and 2 (emu2) heard of the death and ended normally.
+        self.assertIn("[0] host deleted 80000", out)
+        self.assertIn("[2] host deleted 80000", out)
+        self.assertIn("was lost: its host left the virtual machine", err)
+        self.assertIn("2 hosts", subprocess.run([CONSOLE, "conf"], env=self.env,
+                                                capture_output=True, text=True).stdout)
+        subprocess.run([CONSOLE, "halt"], env=self.env, capture_output=True, timeout=30)
+        self.assertNothingLeft()
+        self.assertNothingLeft(self.rundir + ".h-emu1")
+        self.assertNothingLeft(self.rundir + ".h-emu2")
+
     def test_losing_a_host_mid_job(self):
         p = subprocess.Popen([PRUN, "-n", "3", "--tag-output", "none", CHILD, "hold"],
                              env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
