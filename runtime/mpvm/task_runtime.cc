@@ -692,9 +692,12 @@ Connection* TaskRuntime::ConnectAcross(Tid dst) {
   auto res = ConnectHandshake(fd, *link_key_, mytid_.raw(), dst.raw(), link_encrypt_, 2000);
   if (!res.ok) {
     close(fd);
-    std::fprintf(stderr, "libpvm [%s]: direct link to %s at %s:%d refused: %s; relaying\n",
-                 mytid_.str().c_str(), dst.str().c_str(), where.addr().c_str(), where.port(),
-                 res.error.c_str());
+    // A peer without the key is worth telling; a slow or closing peer (the
+    // relay carries on meanwhile) is not, unless debugging.
+    if (debug || res.error.find("key") != std::string::npos)
+      std::fprintf(stderr, "libpvm [%s]: direct link to %s at %s:%d refused: %s; relaying\n",
+                   mytid_.str().c_str(), dst.str().c_str(), where.addr().c_str(), where.port(),
+                   res.error.c_str());
     return nullptr;
   }
   if (debug)
@@ -845,9 +848,13 @@ bool TaskRuntime::Progress(int timeout_ms) {
         conns_.back()->peer_tid = hs->peer();
         if (auto c = hs->TakeCipher()) conns_.back()->EnableCipher(std::move(c));
       } else {
-        std::fprintf(stderr, "libpvm [%s]: refused a link from another host: %s\n",
-                     mytid_.str().c_str(),
-                     hs->error().empty() ? "no handshake within 5 s" : hs->error().c_str());
+        // Say so when a caller failed to prove itself; a caller that went
+        // away (or stalled) mid-handshake is only news when debugging.
+        const bool quiet = hs->error().empty() || hs->error().starts_with("closed");
+        if (!quiet || debugmask_ != 0 || std::getenv("MPVM_DEBUG") != nullptr)
+          std::fprintf(stderr, "libpvm [%s]: refused a link from another host: %s\n",
+                       mytid_.str().c_str(),
+                       hs->error().empty() ? "no handshake within 5 s" : hs->error().c_str());
         close(hs->fd());
       }
     }
