@@ -15,14 +15,11 @@ import tempfile
 BUILD = os.path.abspath(sys.argv[1])
 ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 5
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from pingpong import parse  # noqa: E402  (the same output format)
 SRC = os.path.dirname(HERE)
 MODES = {"relayed": {"MPVM_DIRECT_LINKS": "0"}, "direct": {},
          "direct, encrypted": {"MPVM_LINK_ENCRYPT": "1"}}
-
-
-def parse(out):
-    return {int(a): float(b) for a, b in (l.split() for l in out.splitlines() if l.strip()
-                                          and l.split()[0].isdigit())}
 
 
 def main():

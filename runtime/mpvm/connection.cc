@@ -131,21 +131,10 @@ bool Connection::Send(const FrameHeader& h, std::span<const uint8_t> aux,
 }
 
 bool Connection::SendBytes(std::span<const uint8_t> bytes) {
-  size_t written = 0;
-  while (out_.empty() && written < bytes.size()) {
-    ssize_t n = write(fd_, bytes.data() + written, bytes.size() - written);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN) break;
-      Close();
-      return false;
-    }
-    written += static_cast<size_t>(n);
-  }
-  if (written == bytes.size()) return true;
-  queued_ += bytes.size() - written;
-  out_.emplace_back(bytes.begin() + static_cast<ptrdiff_t>(written), bytes.end());
-  return true;
+  // Queue behind anything already waiting, then write what the socket takes.
+  out_.emplace_back(bytes.begin(), bytes.end());
+  queued_ += bytes.size();
+  return Flush();
 }
 
 bool Connection::Flush() {

@@ -63,6 +63,23 @@ def wait_for_line(stream, predicate, timeout=30):
     raise AssertionError(f"timed out waiting for a line; saw {seen[-10:]}")
 
 
+def start_reporting(argv, env):
+    """Starts a daemon with --ready-fd and waits for its readiness report;
+    returns (process, what it reported: "ok\\n" or "error: ...")."""
+    r, w = os.pipe()
+    p = subprocess.Popen([*argv, "--ready-fd", str(w)], pass_fds=(w,), env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    os.close(w)
+    said = b""
+    while not said.endswith(b"\n"):
+        chunk = os.read(r, 4096)
+        if not chunk:
+            break
+        said += chunk
+    os.close(r)
+    return p, said.decode()
+
+
 class VmTestCase(unittest.TestCase):
     """Each test gets a private runtime directory (so tests never share a VM)."""
 

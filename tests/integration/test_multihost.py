@@ -8,26 +8,16 @@ import subprocess
 import time
 import unittest
 
-from harness import CHILD, CONSOLE, MPVMD, PRUN, RING, VmTestCase, mpvm_processes, wait_for_line
+from harness import (CHILD, CONSOLE, MPVMD, PRUN, RING, VmTestCase, mpvm_processes,
+                     start_reporting, wait_for_line)
 
 
 class MultiHostTest(VmTestCase):
     def daemon(self, rundir, *args):
         """Starts mpvmd and waits for its readiness report; returns (proc, report)."""
-        r, w = os.pipe()
-        p = subprocess.Popen([MPVMD, "--rundir", rundir, "--ready-fd", str(w), *args],
-                             pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             text=True)
-        os.close(w)
-        said = b""
-        while not said.endswith(b"\n"):
-            chunk = os.read(r, 4096)
-            if not chunk:
-                break
-            said += chunk
-        os.close(r)
+        p, said = start_reporting([MPVMD, "--rundir", rundir, *args], None)
         self.procs.append(p)
-        return p, said.decode()
+        return p, said
 
     def setUp(self):
         super().setUp()

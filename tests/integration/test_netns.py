@@ -14,7 +14,7 @@ import sys
 import time
 import unittest
 
-from harness import CHILD, CONSOLE, MPVMD, PRUN, RING, VmTestCase, wait_for_line
+from harness import CHILD, CONSOLE, MPVMD, PRUN, RING, VmTestCase, start_reporting
 
 HOSTS = [h.split("=", 1) for h in os.environ.get("MPVM_TEST_HOSTS", "").split()]
 GATEWAY = os.environ.get("MPVM_TEST_GATEWAY", "")
@@ -80,19 +80,9 @@ class NamespaceTestCase(VmTestCase):
                               timeout=timeout)
 
     def daemon(self, argv, env=None):
-        r, w = os.pipe()
-        p = subprocess.Popen([*argv, "--ready-fd", str(w)], pass_fds=(w,), env=env or self.env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        os.close(w)
-        said = b""
-        while not said.endswith(b"\n"):
-            chunk = os.read(r, 4096)
-            if not chunk:
-                break
-            said += chunk
-        os.close(r)
+        p, said = start_reporting(argv, env or self.env)
         self.procs.append(p)
-        return p, said.decode()
+        return p, said
 
 
 class JoinedNamespaceHostsTest(NamespaceTestCase):
