@@ -1,0 +1,71 @@
+// ckpt.h — capture a running single-threaded process into a stream, and
+// restore it inside a fresh process of the same executable.
+//
+// This is the engine under transparent migration (docs/design/migration.md).
+// The task runtime drives it; nothing here knows about PVM.
+//
+//   source process                        restore process (same executable,
+//                                         ADDR_NO_RANDOMIZE, started by a daemon)
+//   Capture(opts) ── token, header, table ──▶ checks kernel, vdso, CPU, layout
+//                ◀──────── 'G' | 'R'+why ──
+//                ── region contents ──────▶ rebuilds the address space
+//                ◀──────── 'K' | 'R'+why ──
+//   returns kSaved
+//   Commit()     ── 'C' ──────────────────▶ resumes inside Capture (kResumed)
+//   or Abort()   ── 'A' ──────────────────▶ exits 127
+//
+// Capture uses raw system calls only and allocates nothing, so it may run in
+// a signal handler that interrupted arbitrary code (even malloc). Restore
+// runs from a constructor (RestoreIfRequested) before main.
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+namespace mpvm::ckpt {
+
+// Where capture and restore keep their working memory: never part of an image.
+inline constexpr uint64_t kScratchAddr = 0x100000000000ull;
+inline constexpr size_t kScratchSize = 8u << 20;
+inline constexpr size_t kTokenSize = 32;
+inline constexpr size_t kWhySize = 240;
+
+enum class CaptureResult {
+  kSaved = 0,     // the image is restored at the destination (call Commit or Abort)
+  kResumed = 1,   // we are the restored process
+  kRefused = -1,  // the process cannot be captured or the destination refused; see why
+  kFailed = -2,   // the stream broke; see why
+};
+
+struct CaptureOptions {
+  int out_fd = -1;                // connected stream to the restore process (blocking)
+  const uint8_t* token = nullptr;  // kTokenSize bytes the restorer expects first
+  const int* own_fds = nullptr;   // the caller's own descriptors: re-created by it
+  int n_own_fds = 0;
+};
+
+// Captures this process into opts.out_fd. `why` receives the reason of a
+// refusal or failure (kWhySize bytes is enough). Blocks all signals while it runs.
+CaptureResult Capture(const CaptureOptions& opts, char* why, size_t why_len);
+// After kSaved: let the restored process run (the caller then exits without
+// flushing anything), or tell it to give up (the caller carries on).
+bool Commit(int out_fd);
+void Abort(int out_fd);
+
+// Only checks whether this process could be captured now (threads, foreign
+// descriptors, shared mappings). Returns false with the reason.
+bool Capturable(const int* own_fds, int n_own_fds, char* why, size_t why_len);
+
+// Called from a constructor: if MPVM_RESTORE_FD (a connected stream) or
+// MPVM_RESTORE_LISTEN_FD (a listening socket; one connection is accepted) is
+// set, reads an image and becomes it. Does not return then: it either
+// resumes the image or exits 127 after printing why to stderr.
+void RestoreIfRequested();
+
+// In a resumed process: the environment the restore process was started
+// with (the new host's settings), else nullptr.
+const char* ResumeEnv(const char* name);
+// How many times this process image has been resumed (0: never moved).
+int ResumeCount();
+
+}  // namespace mpvm::ckpt
