@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <poll.h>
+#include <sys/personality.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/file.h>
@@ -647,6 +648,10 @@ Result<int> Server::Spawn(const SpawnSpec& spec) {
     // If this daemon dies (even by SIGKILL), its tasks end too: no process
     // of a dead host is left behind.
     prctl(PR_SET_PDEATHSIG, SIGTERM);
+    // A fixed address-space layout: a task can then be restored in a fresh
+    // process of the same executable on another host (migration). Set here,
+    // before exec, rather than by a re-exec in the task.
+    if (const int cur = personality(0xffffffff); cur != -1) personality(cur | ADDR_NO_RANDOMIZE);
     int devnull = open("/dev/null", O_RDONLY);
     if (devnull >= 0) dup2(devnull, 0);
     dup2(out[1], 1);

@@ -18,6 +18,7 @@
  */
 #include <signal.h>
 #include <stdio.h>
+#include <sys/personality.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -45,6 +46,10 @@ int main(int argc, char **argv) {
   if (!strcmp(mode, "print")) {
     printf("%s", argc > 2 ? argv[2] : "");
     return 0; /* no newline, no flush, no pvm_exit: the output must still arrive */
+  }
+  if (!strcmp(mode, "layout")) { /* address-space randomisation: on or off */
+    printf("aslr %s\n", (personality(0xffffffff) & ADDR_NO_RANDOMIZE) ? "off" : "on");
+    return 0;
   }
   if (!strcmp(mode, "env")) {
     const char *v = getenv(argc > 2 ? argv[2] : "");

@@ -9,7 +9,10 @@
 //     MODE threads: start a thread, then try to capture (must be refused)
 //     MODE socket:  hold a foreign socket open, then try (must be refused)
 //     MODE none:    never capture (the reference run)
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <time.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -66,15 +69,53 @@ void WritePid() {
   rename("ckpt_demo.pid.tmp", "ckpt_demo.pid");
 }
 
+// For the cost benchmark: a restore process waiting on a TCP listener on
+// loopback (as a destination daemon prepares one), and our connection to it.
+int StartTcpRestorer() {
+  int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (bind(l, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(l, 1) != 0 ||
+      getsockname(l, reinterpret_cast<sockaddr*>(&a), &len) != 0)
+    return -1;
+  pid_t pid = fork();
+  if (pid == 0) {
+    int fd = fcntl(l, F_DUPFD, 100);
+    std::string env = "MPVM_RESTORE_LISTEN_FD=" + std::to_string(fd);
+    char* envp[] = {env.data(), nullptr};
+    execve("/proc/self/exe", g_argv, envp);
+    _exit(126);
+  }
+  close(l);
+  // The restore process starts in the background, as the destination daemon
+  // starts it when it accepts a migration; give it time to be waiting.
+  usleep(300000);
+  int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return -1;
+  return c;
+}
+
+double NowMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
 // Moves this process. Returns in the new process; reports refusals.
+volatile double g_freeze_ms = 0;
+bool g_tcp = false;
+
 void Move(const int* own = nullptr, int nown = 0) {
-  int fd = StartRestorer();
+  int fd = g_tcp ? StartTcpRestorer() : StartRestorer();
   if (fd < 0) return;
   char why[mpvm::ckpt::kWhySize];
   mpvm::ckpt::CaptureOptions o;
   o.out_fd = fd;
   o.own_fds = own;
   o.n_own_fds = nown;
+  g_freeze_ms = NowMs();
   auto r = mpvm::ckpt::Capture(o, why, sizeof why);
   if (r == mpvm::ckpt::CaptureResult::kResumed) {
     g_moves = g_moves + 1;
@@ -112,6 +153,20 @@ int main(int argc, char** argv) {
   std::vector<long> at;
   for (int i = 3; i < argc; ++i) at.push_back(atol(argv[i]));
 
+  if (mode == "bench") {  // bench MIB: move a task holding MIB of data over TCP
+    g_tcp = true;
+    size_t bytes = static_cast<size_t>(n) << 20;
+    auto* data = static_cast<uint64_t*>(malloc(bytes));
+    uint64_t x = 88172645463325252ull, sum = 0;
+    for (size_t i = 0; i < bytes / 8; ++i) data[i] = x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    for (size_t i = 0; i < bytes / 8; ++i) sum += data[i];
+    Move();
+    double blackout = NowMs() - g_freeze_ms;
+    uint64_t check = 0;
+    for (size_t i = 0; i < bytes / 8; ++i) check += data[i];
+    printf("moved %ld MiB: blackout %.3f ms, %s\n", n, blackout, check == sum ? "intact" : "CORRUPT");
+    return check == sum ? 0 : 1;
+  }
   if (mode == "threads") {
     pthread_t t;
     pthread_create(&t, nullptr, Idle, nullptr);

@@ -114,6 +114,12 @@ class PrunTest(VmTestCase):
                            env=env, capture_output=True, text=True, timeout=60)
         self.assertEqual(r.stdout.strip(), "MPVM_IT_VAR=exported value")
 
+    def test_spawned_tasks_run_with_a_fixed_layout(self):
+        # Migration restores a task into a fresh process of the same
+        # executable: the daemon turns address-space randomisation off.
+        r = self.prun("-n", "2", "--tag-output", "none", CHILD, "layout")
+        self.assertEqual(r.stdout.split(), ["aslr", "off", "aslr", "off"], r.stderr)
+
     def test_spawned_tasks_load_mpvms_library(self):
         r = self.prun("-n", "1", "--tag-output", "none", CHILD, "env", "LD_LIBRARY_PATH")
         self.assertRegex(r.stdout.strip(), r"^LD_LIBRARY_PATH=/\S+/lib")
