@@ -16,10 +16,10 @@
 #include <string>
 #include <vector>
 
+#include "mpvm/ckpt/ckpt.h"
 #include "mpvm/daemon_starter.h"
 #include "mpvm/error.h"
 #include "mpvm/paths.h"
-#include "mpvm/ckpt/ckpt.h"
 #include "mpvm/task_runtime.h"
 #include "pvm3.h"
 
@@ -40,9 +40,7 @@ namespace {
 // A process started to restore a migrating task becomes that task here,
 // before the program's own constructors and main run (they ran already, in
 // the process it continues). Otherwise this returns at once.
-__attribute__((constructor(101))) void RestoreMigratingTask() {
-  mpvm::ckpt::RestoreIfRequested();
-}
+__attribute__((constructor(101))) void RestoreMigratingTask() { mpvm::ckpt::RestoreIfRequested(); }
 
 mpvm::TaskRuntime& Rt() {
   // Never destroyed: tasks may call pvm_* from atexit handlers.

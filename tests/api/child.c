@@ -18,9 +18,9 @@
  */
 #include <signal.h>
 #include <stdio.h>
-#include <sys/personality.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/personality.h>
 #include <unistd.h>
 
 #include "pvm3.h"

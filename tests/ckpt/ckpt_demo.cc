@@ -12,11 +12,11 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <time.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -164,7 +164,8 @@ int main(int argc, char** argv) {
     double blackout = NowMs() - g_freeze_ms;
     uint64_t check = 0;
     for (size_t i = 0; i < bytes / 8; ++i) check += data[i];
-    printf("moved %ld MiB: blackout %.3f ms, %s\n", n, blackout, check == sum ? "intact" : "CORRUPT");
+    printf("moved %ld MiB: blackout %.3f ms, %s\n", n, blackout,
+           check == sum ? "intact" : "CORRUPT");
     return check == sum ? 0 : 1;
   }
   if (mode == "threads") {

@@ -251,8 +251,7 @@ bool ScanFiles(Header& h, const int* own, int nown, int out_fd, char* why, size_
       if (Sys(SYS_fstat, fd, reinterpret_cast<long>(&st)) != 0) continue;
       bool reopen = S_ISREG(st.st_mode) || S_ISDIR(st.st_mode) ||
                     (S_ISCHR(st.st_mode) && raw::StartsWith(target, "/dev/"));
-      if (!reopen || target[0] != '/' ||
-          (tl > 10 && raw::Eq(target + tl - 10, " (deleted)"))) {
+      if (!reopen || target[0] != '/' || (tl > 10 && raw::Eq(target + tl - 10, " (deleted)"))) {
         char num[16] = "";
         raw::AppendNum(num, sizeof num, fd);
         Why(why, len, "descriptor ", num, " is ");
@@ -318,8 +317,7 @@ bool ScanRegions(Header& h, char* why, size_t len) {
       r.kind = RegionKind::kVvar;
     } else if (m.shared) {
       if ((m.prot & PROT_WRITE) != 0 || !file) {
-        Why(why, len, "shared memory mapping ", m.path[0] ? m.path : "(anonymous)",
-            " cannot move");
+        Why(why, len, "shared memory mapping ", m.path[0] ? m.path : "(anonymous)", " cannot move");
         return false;
       }
       r.kind = RegionKind::kFile;
@@ -589,9 +587,8 @@ long MaybeMoveSpecial(const Region& r) {
   for (int i = 0; i < s->ncur; ++i) {
     const CurMap& c = s->cur[i];
     if (c.start == kScratchAddr) continue;
-    if (raw::Eq(c.path, "[vsyscall]") || raw::Eq(c.path, "[heap]") ||
-        raw::Eq(c.path, "[stack]") || raw::Eq(c.path, "[vdso]") ||
-        raw::StartsWith(c.path, "[vvar"))
+    if (raw::Eq(c.path, "[vsyscall]") || raw::Eq(c.path, "[heap]") || raw::Eq(c.path, "[stack]") ||
+        raw::Eq(c.path, "[vdso]") || raw::StartsWith(c.path, "[vvar"))
       continue;
     bool keep = false;
     for (uint32_t j = 0; j < h.nregions && !keep; ++j)
@@ -664,7 +661,8 @@ long MaybeMoveSpecial(const Region& r) {
   // The thread's kernel registrations, pointed at the restored TCB.
   Sys(SYS_arch_prctl, ARCH_SET_FS, h.fs_base);
   long tid = Sys(SYS_set_tid_address, h.tid_address);
-  if (h.tid_address != 0) *reinterpret_cast<volatile int32_t*>(h.tid_address) = static_cast<int32_t>(tid);
+  if (h.tid_address != 0)
+    *reinterpret_cast<volatile int32_t*>(h.tid_address) = static_cast<int32_t>(tid);
   if (h.robust_head != 0) Sys(SYS_set_robust_list, h.robust_head, h.robust_len);
   if (h.rseq_area != 0 && s->rseq_len_registered != 0) {
     auto* area = reinterpret_cast<volatile struct rseq*>(h.rseq_area);
@@ -714,9 +712,12 @@ bool ParseHexToken(const char* hex, uint8_t* out) {
     for (int k = 0; k < 2; ++k) {
       char c = hex[2 * i + k];
       uint8_t d;
-      if (c >= '0' && c <= '9') d = static_cast<uint8_t>(c - '0');
-      else if (c >= 'a' && c <= 'f') d = static_cast<uint8_t>(c - 'a' + 10);
-      else return false;
+      if (c >= '0' && c <= '9')
+        d = static_cast<uint8_t>(c - '0');
+      else if (c >= 'a' && c <= 'f')
+        d = static_cast<uint8_t>(c - 'a' + 10);
+      else
+        return false;
       v = static_cast<uint8_t>(v * 16 + d);
     }
     out[i] = v;
@@ -736,7 +737,8 @@ CaptureResult Capture(const CaptureOptions& o, char* why, size_t len) {
   uint64_t all = ~0ull;
   volatile uint64_t old = 0;
   uint64_t prev = 0;
-  Sys(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&all), reinterpret_cast<long>(&prev), 8);
+  Sys(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&all), reinterpret_cast<long>(&prev),
+      8);
   old = prev;
   if (!MapScratch()) {
     Why(why, len, "the checkpoint area at 0x100000000000 is in use");
@@ -849,7 +851,8 @@ void RestoreIfRequested() {
   if (raw::ReadFull(fd, &h, sizeof h) != 0) Die("the image stream ended early");
   if (h.magic != kMagic || h.version != kVersion || h.header_size != sizeof(Header))
     Refuse(fd, "not an image of this mpvm version");
-  if (h.nregions > static_cast<uint32_t>(kMaxRegions) || h.nfiles > static_cast<uint32_t>(kMaxFiles))
+  if (h.nregions > static_cast<uint32_t>(kMaxRegions) ||
+      h.nfiles > static_cast<uint32_t>(kMaxFiles))
     Refuse(fd, "malformed image header");
   if (raw::ReadFull(fd, s->regions, sizeof(Region) * h.nregions) != 0)
     Die("the image stream ended early");

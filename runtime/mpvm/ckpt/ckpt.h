@@ -38,9 +38,9 @@ enum class CaptureResult {
 };
 
 struct CaptureOptions {
-  int out_fd = -1;                // connected stream to the restore process (blocking)
+  int out_fd = -1;                 // connected stream to the restore process (blocking)
   const uint8_t* token = nullptr;  // kTokenSize bytes the restorer expects first
-  const int* own_fds = nullptr;   // the caller's own descriptors: re-created by it
+  const int* own_fds = nullptr;    // the caller's own descriptors: re-created by it
   int n_own_fds = 0;
 };
 

@@ -36,7 +36,7 @@ enum class RegionKind : uint32_t {
 
 struct Region {
   uint64_t start, end, offset, hash;
-  uint32_t prot;   // PROT_* bits
+  uint32_t prot;  // PROT_* bits
   RegionKind kind;
   uint32_t is_heap : 1, is_stack : 1, unused : 30;
   uint32_t pad;
