@@ -740,6 +740,11 @@ CaptureResult Capture(const CaptureOptions& o, char* why, size_t len) {
   Sys(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&all), reinterpret_cast<long>(&prev),
       8);
   old = prev;
+  if (__asan_init != nullptr) {  // its shadow covers the scratch address too
+    Why(why, len, "built with AddressSanitizer (its shadow memory cannot move)");
+    Sys(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&prev), 0, 8);
+    return CaptureResult::kRefused;
+  }
   if (!MapScratch()) {
     Why(why, len, "the checkpoint area at 0x100000000000 is in use");
     Sys(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&prev), 0, 8);
