@@ -367,6 +367,23 @@ bool SingleThreaded(char* why, size_t len) {
   return false;
 }
 
+// What rules this process out whatever its state: a sanitizer (whose shadow
+// also covers the scratch address), threads, a randomised layout.
+bool Movable(char* why, size_t len) {
+  if (__asan_init != nullptr) {
+    Why(why, len, "built with AddressSanitizer (its shadow memory cannot move)");
+    return false;
+  }
+  if (!SingleThreaded(why, len)) return false;
+  if ((Sys(SYS_personality, 0xffffffff) & ADDR_NO_RANDOMIZE) == 0) {
+    Why(why, len,
+        "address-space randomisation is on for this task (tasks spawned by mpvmd run with "
+        "it off; tasks started by hand cannot migrate)");
+    return false;
+  }
+  return true;
+}
+
 // Fills the header and region table for this process.
 bool Prepare(const CaptureOptions& o, uint64_t sigmask, char* why, size_t len) {
   Header& h = S()->hdr;
@@ -374,18 +391,7 @@ bool Prepare(const CaptureOptions& o, uint64_t sigmask, char* why, size_t len) {
   h.magic = kMagic;
   h.version = kVersion;
   h.header_size = sizeof(Header);
-  if (__asan_init != nullptr) {
-    Why(why, len, "built with AddressSanitizer (its shadow memory cannot move)");
-    return false;
-  }
-  if (!SingleThreaded(why, len)) return false;
   h.personality = static_cast<uint64_t>(Sys(SYS_personality, 0xffffffff));
-  if ((h.personality & ADDR_NO_RANDOMIZE) == 0) {
-    Why(why, len,
-        "address-space randomisation is on for this task (tasks spawned by mpvmd run with "
-        "it off; tasks started by hand cannot migrate)");
-    return false;
-  }
   struct utsname u;
   Sys(SYS_uname, reinterpret_cast<long>(&u));
   raw::CopyStr(h.kernel_release, sizeof h.kernel_release, u.release);
@@ -740,8 +746,7 @@ CaptureResult Capture(const CaptureOptions& o, char* why, size_t len) {
   Sys(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&all), reinterpret_cast<long>(&prev),
       8);
   old = prev;
-  if (__asan_init != nullptr) {  // its shadow covers the scratch address too
-    Why(why, len, "built with AddressSanitizer (its shadow memory cannot move)");
+  if (!Movable(why, len)) {
     Sys(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&prev), 0, 8);
     return CaptureResult::kRefused;
   }
@@ -798,20 +803,6 @@ bool Commit(int out_fd) {
 void Abort(int out_fd) {
   char c = 'A';
   raw::SendFull(out_fd, &c, 1);
-}
-
-bool Capturable(const int* own_fds, int n_own_fds, char* why, size_t len) {
-  if (__asan_init != nullptr) {
-    Why(why, len, "built with AddressSanitizer (its shadow memory cannot move)");
-    return false;
-  }
-  if (!SingleThreaded(why, len)) return false;
-  if ((Sys(SYS_personality, 0xffffffff) & ADDR_NO_RANDOMIZE) == 0) {
-    Why(why, len, "address-space randomisation is on (the task was not spawned by mpvmd)");
-    return false;
-  }
-  Header h{};
-  return ScanFiles(h, own_fds, n_own_fds, -1, why, len);
 }
 
 void RestoreIfRequested() {

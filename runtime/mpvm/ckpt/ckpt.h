@@ -52,10 +52,6 @@ CaptureResult Capture(const CaptureOptions& opts, char* why, size_t why_len);
 bool Commit(int out_fd);
 void Abort(int out_fd);
 
-// Only checks whether this process could be captured now (threads, foreign
-// descriptors, shared mappings). Returns false with the reason.
-bool Capturable(const int* own_fds, int n_own_fds, char* why, size_t why_len);
-
 // Called from a constructor: if MPVM_RESTORE_FD (a connected stream) or
 // MPVM_RESTORE_LISTEN_FD (a listening socket; one connection is accepted) is
 // set, reads an image and becomes it. Does not return then: it either
