@@ -22,12 +22,6 @@ constexpr int kDataSignature = 0x408c41;
 
 int Code(Err e) { return ToPvmCode(e); }
 
-ctl::Envelope NewEnvelope() {
-  ctl::Envelope e;
-  e.set_version(kControlVersion);
-  return e;
-}
-
 }  // namespace
 
 DaemonCore::DaemonCore(DaemonConfig cfg, DaemonEnv* env)
@@ -83,6 +77,10 @@ void DaemonCore::OnFrame(ConnId c, Frame&& f) {
     HandleControl(c, std::move(*env));
     return;
   }
+  if (it->second.forward_for.raw() != 0) {  // a link of a task that moved
+    if (f.header.kind == FrameKind::kData) Reroute(it->second.forward_for, std::move(f));
+    return;
+  }
   if (it->second.tid.raw() == 0) {
     ++bad_frames_;
     env_->Log(fmt::format("connection {}: data before enrolment; ignored", c));
@@ -100,13 +98,14 @@ void DaemonCore::HandleData(ConnId c, Frame&& f) {
     return;
   }
   f.header.flags |= kFrameFlagRelayed;
-  if (Tid(f.header.dst).host() != host_) {  // a task on another host
-    RouteFrame(f.header, f.payload);
+  const Tid dst(f.header.dst);
+  if (LocalTask(dst)) {
+    DeliverFrame(tasks_.find(dst)->second, std::move(f));
     return;
   }
-  auto t = tasks_.find(Tid(f.header.dst));
-  if (t == tasks_.end() || t->second.state == State::kLeft) return;  // no such task: dropped
-  DeliverFrame(t->second, std::move(f));
+  if (dst.host() != host_ || where_.contains(dst.raw()))  // on another host, or moved there
+    RouteFrame(f.header, f.payload);
+  // else: no such task here, dropped
 }
 
 void DaemonCore::DeliverFrame(Task& t, Frame&& f) {
@@ -122,8 +121,8 @@ void DaemonCore::DeliverFrame(Task& t, Frame&& f) {
 
 void DaemonCore::SendToTask(Tid dst, int tag, int ctx, Message& m) {
   auto t = tasks_.find(dst);
-  const bool remote = dst.host() != host_;
-  if (!remote && t == tasks_.end()) return;
+  const bool remote = !LocalTask(dst);
+  if (remote && dst.host() == host_ && !where_.contains(dst.raw())) return;  // no such task
   Frame f;
   f.header.kind = FrameKind::kData;
   f.header.encoding = static_cast<uint8_t>(m.encoding());
@@ -170,8 +169,12 @@ void DaemonCore::HandleControl(ConnId c, ctl::Envelope&& env) {
     return;
   }
   // The mailbox, groups and contexts are VM-wide: the master serves them.
-  if (cfg_.member && (env.has_mbox_put() || env.has_mbox_get() || env.has_mbox_del() ||
-                      env.has_mbox_info() || env.has_group() || env.has_new_context())) {
+  // So are the whereabouts of tasks that are not here.
+  const bool ask_master = (env.has_migrate() && !LocalTask(Tid(env.migrate().tid()))) ||
+                          (env.has_location() && !LocalTask(Tid(env.location().tid())));
+  if (cfg_.member &&
+      (env.has_mbox_put() || env.has_mbox_get() || env.has_mbox_del() || env.has_mbox_info() ||
+       env.has_group() || env.has_new_context() || ask_master)) {
     if (!joined_) {
       ReplyStatus(c, rid, Code(Err::kSysErr), "this host has not joined its virtual machine");
       return;
@@ -189,12 +192,12 @@ void DaemonCore::HandleControl(ConnId c, ctl::Envelope&& env) {
     case ctl::Envelope::kSignal: {
       const bool kill = env.has_kill();
       const Tid target(kill ? env.kill().tid() : env.signal().tid());
-      if (target.host() != host_) {  // the task's host carries it out
-        if (!hosts_.contains(target.host().value)) {
+      if (!LocalTask(target) && HostOf(target) != host_.value) {  // its host carries it out
+        if (!hosts_.contains(HostOf(target))) {
           ReplyStatus(c, rid, Code(Err::kNoTask));
           return;
         }
-        SendControlTo(Tid::DaemonOf(target.host()), std::move(env));
+        SendControlTo(Tid::DaemonOf(HostIndex{HostOf(target)}), std::move(env));
         ReplyStatus(c, rid, 0);
         return;
       }
@@ -247,6 +250,16 @@ void DaemonCore::HandleControl(ConnId c, ctl::Envelope&& env) {
     case ctl::Envelope::kLocate:
       DoLocate(c, env);
       return;
+    case ctl::Envelope::kMigrate:
+      DoMigrate(c, who, std::move(env));
+      return;
+    case ctl::Envelope::kLocation: {
+      const Tid t(env.location().tid());
+      const int at = HostOf(t);
+      const bool known = LocalTask(t) || (at != host_.value && hosts_.contains(at));
+      ReplyStatus(c, rid, known ? Tid::DaemonOf(HostIndex{at}).raw() : Code(Err::kNoTask));
+      return;
+    }
     case ctl::Envelope::kNewContext:
       ReplyStatus(c, rid, (host_tid().raw() | next_ctx_++) & 0x7fffffff);
       return;
@@ -536,6 +549,7 @@ std::vector<int> DaemonCore::SpawnHere(const ctl::SpawnRequest& s, Tid who,
     task.ctx = s.ctx();
     task.open_streams = 2;
     task.awaiting_siblings = await_siblings;
+    task.spec = spec;
     tasks_.emplace(t, std::move(task));
     if (s.output_tid() != 0) SendOutputRecord(tasks_[t], -1, {});
     out.push_back(t.raw());
@@ -592,6 +606,10 @@ void DaemonCore::OnOutput(Tid tid, std::string_view bytes) {
   auto it = tasks_.find(tid);
   if (it == tasks_.end()) return;
   Task& t = it->second;
+  if (t.restoring) {  // a restored copy before the commit: after what it printed before
+    t.held_output.append(bytes);
+    return;
+  }
   if (t.out_tid != 0 && SinkAlive(t.out_tid)) {
     SendOutputRecord(t, static_cast<int>(bytes.size()), bytes);
     return;
@@ -624,6 +642,14 @@ void DaemonCore::MaybeFinish(Tid tid) {
   if (it == tasks_.end()) return;
   Task& t = it->second;
   if (!t.exited || t.open_streams > 0) return;
+  if (t.restoring) {
+    if (t.move_id != 0) return;  // the commit or the abort will tell
+    // A restore that was refused or abandoned: the task still runs at its source.
+    if (!t.held_output.empty())
+      env_->Log(fmt::format("restore process of {} said: {}", tid.str(), t.held_output));
+    tasks_.erase(it);
+    return;
+  }
   if (!t.partial_log.empty()) env_->LogOutput(tid, t.partial_log);
   if (t.out_tid != 0) SendOutputRecord(t, 0, {});
   TaskLeftVm(t);
@@ -1243,8 +1269,9 @@ void DaemonCore::OnPeerFrame(PeerId p, Frame&& f) {
     for (auto& [index, h] : hosts_)
       if (h.peer == p) h.last_seen_ns = now_ns_;
   }
-  // The master forwards what is addressed to another member's host.
-  if (!cfg_.member && f.header.dst != 0 && dst.host() != host_) {
+  // The master forwards what is addressed to another member's host (for a
+  // task that moved: to the host it is on now).
+  if (!cfg_.member && f.header.dst != 0 && !LocalTask(dst) && HostOf(dst) != host_.value) {
     bool from_member = false;
     for (const auto& [index, h] : hosts_) from_member |= h.peer == p;
     if (from_member) RouteFrame(f.header, f.payload);
@@ -1253,14 +1280,26 @@ void DaemonCore::OnPeerFrame(PeerId p, Frame&& f) {
   if (f.header.kind == FrameKind::kData || (f.header.dst != 0 && !dst.is_daemon())) {
     // For a task here: data, or a control message such as TaskEnded.
     auto t = tasks_.find(dst);
-    if (t == tasks_.end() || t->second.state == State::kLeft) return;  // gone: dropped
-    DeliverFrame(t->second, std::move(f));                             // held until it enrols
+    if (t == tasks_.end() || t->second.state == State::kLeft) {
+      // It moved on: back to the master, which knows where it is now.
+      if (cfg_.member && where_.contains(dst.raw())) {
+        ++forwarded_;
+        RouteFrame(f.header, f.payload);
+      }
+      return;
+    }
+    DeliverFrame(t->second, std::move(f));  // held until it enrols
     return;
   }
   auto env = DecodeControl(f.payload);
   if (!env) {
     ++bad_frames_;
     env_->Log(fmt::format("peer link {}: {}; ignored", p, env.error()));
+    return;
+  }
+  if (env->has_migrate() || env->has_migrate_offer() || env->has_migrate_accept() ||
+      env->has_task_moved() || env->has_migrate_abort()) {
+    HandleMoveControl(f.header, std::move(*env));
     return;
   }
   if (env->has_remote_spawn() || env->has_remote_spawn_reply() || env->has_spawn_siblings() ||
@@ -1363,6 +1402,7 @@ void DaemonCore::OnTick(int64_t now_ns) {
     for (auto& [index, h] : hosts_) h.last_seen_ns = now_ns;
   }
   now_ns_ = now_ns;
+  CheckMoveTimeouts();
   const bool beat = now_ns - last_beat_sent_ns_ >= cfg_.heartbeat_ns;
   if (beat) last_beat_sent_ns_ = now_ns;
   if (cfg_.member) {
@@ -1432,7 +1472,7 @@ ConnId DaemonCore::RemoteConn(Tid task) {
   auto it = remote_conns_.find(task.raw());
   if (it != remote_conns_.end()) return it->second;
   const ConnId c = next_remote_conn_++;
-  conns_[c] = Conn{task, false, true};
+  conns_[c] = Conn{task, false, true, Tid()};
   remote_conns_[task.raw()] = c;
   return c;
 }
@@ -1452,7 +1492,7 @@ bool DaemonCore::SinkAlive(int tid) const {
 }
 
 void DaemonCore::RouteFrame(const FrameHeader& h, std::span<const uint8_t> payload) {
-  const int index = Tid(h.dst).host().value;
+  const int index = HostOf(Tid(h.dst));
   if (cfg_.member) {  // members reach every other host through the master
     if (joined_) env_->SendToPeer(kMasterPeer, h, payload);
     return;
@@ -1464,7 +1504,8 @@ void DaemonCore::RouteFrame(const FrameHeader& h, std::span<const uint8_t> paylo
 
 void DaemonCore::SendControlTo(Tid dst, ctl::Envelope&& env) {
   env.set_version(kControlVersion);
-  if (dst.host() == host_) {
+  if (dst == host_tid()) return;
+  if (LocalTask(dst) || (dst.host() == host_ && !where_.contains(dst.raw()))) {
     auto t = tasks_.find(dst);
     if (t != tasks_.end() && t->second.state == State::kEnrolled)
       Reply(t->second.conn, env.rid(), std::move(env));
@@ -1535,8 +1576,8 @@ void DaemonCore::DoLocate(ConnId c, const ctl::Envelope& env) {
   ctl::Envelope r = NewEnvelope();
   auto* lr = r.mutable_locate_reply();
   lr->set_tid(t.raw());
-  if (cfg_.link_key.empty() || !t.is_task() || t.host() == host_ ||
-      !hosts_.contains(t.host().value)) {
+  if (cfg_.link_key.empty() || !t.is_task() || LocalTask(t) || HostOf(t) == host_.value ||
+      !hosts_.contains(HostOf(t))) {
     lr->set_code(Code(Err::kNoTask));
     lr->set_detail(cfg_.link_key.empty() ? "not a multi-host VM" : "no such task on another host");
     Reply(c, env.rid(), std::move(r));
@@ -1547,7 +1588,7 @@ void DaemonCore::DoLocate(ConnId c, const ctl::Envelope& env) {
   ctl::Envelope ask = NewEnvelope();
   ask.mutable_locate_query()->set_tid(t.raw());
   ask.mutable_locate_query()->set_query(q);
-  SendControlTo(Tid::DaemonOf(t.host()), std::move(ask));
+  SendControlTo(Tid::DaemonOf(HostIndex{HostOf(t)}), std::move(ask));
 }
 
 void DaemonCore::HandlePeerControl(PeerId p, const FrameHeader& h, ctl::Envelope&& env) {
@@ -1559,6 +1600,15 @@ void DaemonCore::HandlePeerControl(PeerId p, const FrameHeader& h, ctl::Envelope
     lr->set_tid(q.tid());
     lr->set_query(q.query());
     auto t = tasks_.find(Tid(q.tid()));
+    if (t == tasks_.end() && where_.contains(q.tid())) {
+      // It moved on: ask where it is now (the answer goes to the asker).
+      const int at = cfg_.member ? 1 : where_[q.tid()];
+      auto bytes = EncodeControl(env);
+      FrameHeader fh = h;
+      fh.dst = Tid::DaemonOf(HostIndex{at}).raw();
+      if (at != host_.value) RouteFrame(fh, bytes);
+      return;
+    }
     if (t == tasks_.end() || t->second.state != State::kEnrolled || t->second.link_port == 0) {
       lr->set_code(Code(Err::kNoTask));
       lr->set_detail("the task is gone or accepts no direct links");
@@ -1613,6 +1663,7 @@ void DaemonCore::HandlePeerControl(PeerId p, const FrameHeader& h, ctl::Envelope
   if (env.has_task_gone()) {
     const int tid = env.task_gone().tid();
     remote_children_.erase(tid);
+    where_.erase(tid);
     NoteRemoteGone(tid);
     FireNotify(kNotifyTaskExit, tid);
     if (!cfg_.member) ForgetOwner(tid);
@@ -1622,6 +1673,11 @@ void DaemonCore::HandlePeerControl(PeerId p, const FrameHeader& h, ctl::Envelope
   // kill / signal for a task here
   const Tid target(env.has_kill() ? env.kill().tid() : env.signal().tid());
   auto t = tasks_.find(target);
+  if (t == tasks_.end() && where_.contains(target.raw())) {  // it moved on: follow it
+    const int at = cfg_.member ? 1 : where_[target.raw()];
+    if (at != host_.value) SendControlTo(Tid::DaemonOf(HostIndex{at}), std::move(env));
+    return;
+  }
   if (t == tasks_.end() || t->second.exited || t->second.pid <= 0) return;
   env_->Signal(t->second.pid, env.has_kill() ? SIGTERM : env.signal().signum());
 }

@@ -18,6 +18,7 @@
 #include <set>
 #include <span>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "control.pb.h"
@@ -41,6 +42,20 @@ struct SpawnSpec {
   std::vector<std::string> argv;  // argv[0] included
   std::vector<std::string> env;   // complete environment
   std::string cwd;
+};
+
+// A restore process started for a migrating task: it waits for the image on
+// `port` (of this host's link address).
+struct RestoreStart {
+  int pid = 0;
+  int port = 0;
+};
+
+// What a migration's source learned, for its trace record.
+struct MoveTimes {
+  uint64_t bytes = 0;
+  int64_t freeze_ns = 0;    // CLOCK_REALTIME: the task stopped
+  int64_t restored_ns = 0;  // the restore process had the image
 };
 
 // Side effects the core asks for. Implemented by the server and by fakes.
@@ -77,6 +92,17 @@ class DaemonEnv {
   // this VM. It either joins (a JoinRequest with its name arrives) or the
   // server reports OnHostStartFailed.
   virtual mpvm::expected<void, HostStartError> StartHost(const HostSpec& spec) = 0;
+
+  // Migration (core_migrate.cc, server_migrate.cc).
+  // Destination: start the restore process of a task moving here.
+  virtual Result<RestoreStart> SpawnRestore(const SpawnSpec& spec, const std::string& token) = 0;
+  // Source: connect to the restore process at addr:port and ask the task
+  // (process `pid`) to move. The server then reports OnMoveFrozen,
+  // OnMoveRestored or OnMoveFailed. Returns why it could not start.
+  virtual mpvm::expected<void, std::string> BeginMove(Tid t, int pid, const std::string& addr,
+                                                      int port, const std::string& token) = 0;
+  // Source: give up a move that has not reached its commit.
+  virtual void CancelMove(Tid t) = 0;
 };
 
 struct DaemonConfig {
@@ -145,6 +171,27 @@ class DaemonCore {
     cfg_.master_ip = std::move(master);
   }
 
+  // Migration, source side: the server's reports (core_migrate.cc).
+  void OnMoveFrozen(Tid t);
+  void OnMoveFailed(Tid t, const std::string& why);
+  // The image is restored at the destination and the server wrote the
+  // commit: the task is no longer here. Returns its connection (which the
+  // server closes without OnClose), or 0.
+  ConnId OnMoveCommitted(Tid t, const MoveTimes& times);
+  // A frame that was on its way to task `t` when it moved (read from its old
+  // connections): sent on to where it is now.
+  void Reroute(Tid t, Frame&& f);
+  // `c` is a task link that `t` had, now read by this daemon: what arrives is
+  // forwarded to `t`.
+  void OnForwardLink(ConnId c, Tid t);
+  // Where a task runs now (host index), as far as this daemon knows.
+  int HostOf(Tid t) const;
+  // The connection of a task here (0 if none).
+  ConnId TaskConn(Tid t) const {
+    auto it = tasks_.find(t);
+    return it == tasks_.end() ? 0 : it->second.conn;
+  }
+
   // SIGTERM to the daemon, or halt from a client. Every task but tools and
   // `caller` (who asked, and gets the answer) is sent SIGTERM.
   void Halt(Tid caller = Tid());
@@ -182,11 +229,21 @@ class DaemonCore {
     int exit_code = 0, term_signal = 0;
     bool exit_notified = false;
     std::string partial_log;
+    SpawnSpec spec;  // how it was started (a move restarts it elsewhere)
+    // Migration. At the source: a move in progress. At the destination: the
+    // restore process before the commit (its output waits for the commit).
+    uint64_t move_id = 0;
+    bool restoring = false;
+    std::string held_output;
+    int from_host = 0;
+    int64_t last_change_ns = 0;
+    std::string pinned_why;  // why its last move was refused
   };
   struct Conn {
     Tid tid;
     bool owner = false;
     bool remote = false;  // master: a task on another host, reached through its daemon
+    Tid forward_for;      // a link a task had before it moved: forward what comes
   };
   struct NotifyReg {
     Tid watcher;
@@ -243,6 +300,35 @@ class DaemonCore {
   void LoseHostTasks(int index);
   ConnId RemoteConn(Tid task);
   void ForgetOwner(int tid);  // its mailbox entries and group places
+
+  // Migration (core_migrate.cc).
+  struct Move {  // at the source
+    uint64_t id = 0;
+    Tid tid;
+    int dest = 0;
+    Tid asker;
+    uint64_t asker_rid = 0;
+    bool frozen = false;
+    int64_t requested_ns = 0, accepted_ns = 0, frozen_ns = 0;  // monotonic
+    int admin_messages = 0;
+  };
+  bool LocalTask(Tid t) const;
+  void DoMigrate(ConnId c, Tid who, ctl::Envelope&& env);
+  void StartMove(Tid t, int dest, Tid asker, uint64_t asker_rid);
+  void FinishMove(uint64_t id, int code, const std::string& detail);
+  void HandleMoveControl(const FrameHeader& h, ctl::Envelope&& env);
+  void OnOffer(const FrameHeader& h, const ctl::MigrateOffer& o);
+  void OnAccept(const ctl::MigrateAccept& a);
+  void OnTaskMoved(const ctl::TaskMoved& m);
+  void AnswerAsker(Tid asker, uint64_t rid, int code, const std::string& detail);
+  void CheckMoveTimeouts();
+  std::map<uint64_t, Move> moves_;  // source side, by id
+  uint64_t next_move_ = 1;
+  // Tasks that moved: tid -> host index. The master's entries are exact (it
+  // is the registry every move reports to); a member keeps one per task that
+  // left it, and sends what comes for those to the master.
+  std::unordered_map<int, int> where_;
+  uint64_t forwarded_ = 0, link_updates_ = 0;
 
   Tid AllocTid();
   // Sends a message from the daemon to a task (held if it has not enrolled).

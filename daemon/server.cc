@@ -115,6 +115,12 @@ bool Server::Setup(std::string* error) {
     return false;
   }
 
+  // Tasks asked to move connect here to hand over their links.
+  migrate_fd_ = ListenUnix(opts_.rundir + "/" + migrate::kSocketName);
+  if (migrate_fd_ < 0)
+    spdlog::warn("cannot listen on {}/{}: {}; tasks here cannot move", opts_.rundir,
+                 migrate::kSocketName, std::strerror(-migrate_fd_));
+
   sigset_t set;
   sigemptyset(&set);
   for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGHUP}) sigaddset(&set, s);
@@ -408,6 +414,19 @@ void Server::Loop() {
                      static_cast<short>(ZMQ_POLLIN | (c->wants_write() ? ZMQ_POLLOUT : 0)), 0});
       ids.push_back(id);
     }
+    const size_t first_move = fds.size();
+    constexpr ConnId kMigrate = ~ConnId{0} - 2;
+    if (migrate_fd_ >= 0) {
+      fds.push_back({nullptr, migrate_fd_, ZMQ_POLLIN, 0});
+      ids.push_back(kMigrate);
+    }
+    std::vector<Tid> move_index;
+    for (const auto& [t, m] : moving_)
+      if (m.ms >= 0) {
+        fds.push_back({nullptr, m.ms, ZMQ_POLLIN, 0});
+        ids.push_back(0);
+        move_index.push_back(t);
+      }
     const size_t first_pipe = fds.size();
     for (size_t i = 0; i < pipes_.size(); ++i) {
       fds.push_back({nullptr, pipes_[i].fd, ZMQ_POLLIN, 0});
@@ -457,6 +476,14 @@ void Server::Loop() {
           core_->OnOutput(p.tid, std::string_view(buf, static_cast<size_t>(r)));
         } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
           closed_pipes.push_back(static_cast<size_t>(pipe_index[i - first_pipe]));
+        }
+        continue;
+      }
+      if (i >= first_move) {
+        if (ids[i] == kMigrate) {
+          AcceptMigrate();
+        } else {
+          OnMoveReadable(move_index[i - first_move - (migrate_fd_ >= 0 ? 1 : 0)]);
         }
         continue;
       }
@@ -573,6 +600,7 @@ void Server::Cleanup() {
   for (auto& p : pipes_) close(p.fd);
   pipes_.clear();
   close(listen_fd_);
+  if (migrate_fd_ >= 0) close(migrate_fd_);
   unlink(DaemonSocketPath(opts_.rundir).c_str());
   if (DIR* d = opendir(opts_.rundir.c_str())) {
     while (dirent* e = readdir(d)) {
@@ -616,7 +644,9 @@ void Server::CloseConn(ConnId c) {
   if (it != conns_.end()) it->second->Close();
 }
 
-Result<int> Server::Spawn(const SpawnSpec& spec) {
+Result<int> Server::Spawn(const SpawnSpec& spec) { return SpawnProcess(spec, -1); }
+
+Result<int> Server::SpawnProcess(const SpawnSpec& spec, int keep_fd) {
   int out[2], err[2], ex[2];
   if (pipe2(out, O_CLOEXEC) != 0) return Fail(Err::kOutOfRes);
   if (pipe2(err, O_CLOEXEC) != 0) {
@@ -656,6 +686,7 @@ Result<int> Server::Spawn(const SpawnSpec& spec) {
     if (devnull >= 0) dup2(devnull, 0);
     dup2(out[1], 1);
     dup2(err[1], 2);
+    if (keep_fd >= 0) fcntl(keep_fd, F_SETFD, 0);  // a restore process's listener
     if (!spec.cwd.empty() && chdir(spec.cwd.c_str()) != 0) {
       const char* home = getenv("HOME");
       if (home == nullptr || chdir(home) != 0) (void)!chdir("/");

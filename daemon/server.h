@@ -12,6 +12,7 @@
 #include "daemon_core.h"
 #include "host_launch.h"
 #include "mpvm/connection.h"
+#include "mpvm/migrate_wire.h"
 #include "peer_links.h"
 #include "vm_key.h"
 
@@ -60,8 +61,35 @@ class Server final : public DaemonEnv {
   void SendToPeer(PeerId p, const FrameHeader& h, std::span<const uint8_t> body) override;
   void DropPeer(PeerId p) override;
   mpvm::expected<void, HostStartError> StartHost(const HostSpec& spec) override;
+  Result<RestoreStart> SpawnRestore(const SpawnSpec& spec, const std::string& token) override;
+  mpvm::expected<void, std::string> BeginMove(Tid t, int pid, const std::string& addr, int port,
+                                              const std::string& token) override;
+  void CancelMove(Tid t) override;
 
  private:
+  // Starts a task process; `keep_fd` (if >= 0) stays open in it.
+  Result<int> SpawnProcess(const SpawnSpec& spec, int keep_fd);
+
+  // Migration, source side (server_migrate.cc).
+  struct MoveIo {
+    Tid tid;
+    int pid = 0;
+    int rfd = -1;  // our copy of the stream to the restore process
+    std::string token;
+    int ms = -1;  // the task's connection to migrate.sock, once it has handed over
+    std::vector<int> fds;
+    std::vector<migrate::LinkDesc> descs;
+    std::vector<std::vector<uint8_t>> in, out;
+  };
+  void AcceptMigrate();
+  void OnMoveReadable(Tid t);
+  void CommitMove(MoveIo& m, const MoveTimes& times);
+  void DropMove(Tid t);
+  void AddForwardLink(int fd, Tid t, std::span<const uint8_t> unsent,
+                      std::span<const uint8_t> unread, int32_t peer);
+  int migrate_fd_ = -1;
+  std::map<Tid, MoveIo> moving_;
+
   struct Pipe {
     Tid tid;
     int fd;

@@ -22,6 +22,14 @@ class NullEnv final : public DaemonEnv {
   void SendToPeer(PeerId, const FrameHeader&, std::span<const uint8_t>) override {}
   void DropPeer(PeerId) override {}
   mpvm::expected<void, HostStartError> StartHost(const HostSpec&) override { return {}; }
+  Result<RestoreStart> SpawnRestore(const SpawnSpec&, const std::string&) override {
+    return RestoreStart{pid_++, 40000};
+  }
+  mpvm::expected<void, std::string> BeginMove(Tid, int, const std::string&, int,
+                                              const std::string&) override {
+    return {};
+  }
+  void CancelMove(Tid) override {}
 
  private:
   int pid_ = 1000;

@@ -7,23 +7,23 @@
 
 #include "mpvm/task_runtime.h"
 #include "pvm3.h"
+#include "rt_call.h"
 
 using mpvm::Err;
 using Op = mpvm::ctl::GroupRequest;
 
 namespace mpvm_groups {
 int Report(const char* fn, Err e, bool quiet = false);
-mpvm::TaskRuntime& Runtime();
 }  // namespace mpvm_groups
 
 namespace {
 
 using mpvm_groups::Report;
-using mpvm_groups::Runtime;
+using Runtime = mpvm_compat::RtCall;
 
 int Call(const char* fn, Op::Op op, char* group, int arg, bool quiet, mpvm::ctl::GroupReply* out) {
   if (group == nullptr || *group == '\0') return Report(fn, Err::kNullGroup, quiet);
-  auto r = Runtime().Group(op, group, arg);
+  auto r = Runtime()->Group(op, group, arg);
   if (!r) return Report(fn, r.error(), quiet);
   if (out) *out = *r;
   return r->code();

@@ -22,6 +22,7 @@
 #include "mpvm/paths.h"
 #include "mpvm/task_runtime.h"
 #include "pvm3.h"
+#include "rt_call.h"
 
 using mpvm::DataType;
 using mpvm::Err;
@@ -42,18 +43,10 @@ namespace {
 // the process it continues). Otherwise this returns at once.
 __attribute__((constructor(101))) void RestoreMigratingTask() { mpvm::ckpt::RestoreIfRequested(); }
 
-mpvm::TaskRuntime& Rt() {
-  // Never destroyed: tasks may call pvm_* from atexit handlers.
-  static mpvm::TaskRuntime* rt = [] {
-    auto* r = new mpvm::TaskRuntime();
-    atexit([] { Rt().FlushAll(); });
-    return r;
-  }();
-  return *rt;
-}
+using mpvm_compat::Rt;
 
 std::string Who() {
-  Tid t = Rt().tid();
+  Tid t = Rt()->tid();
   if (t.raw() != 0) return t.str();
   return "pid" + std::to_string(getpid());
 }
@@ -62,7 +55,7 @@ std::string Who() {
 int Report(const char* fn, Err e, bool quiet = false) {
   const int code = mpvm::ToPvmCode(e);
   pvm_errno = code;
-  const int mode = Rt().autoerr();
+  const int mode = Rt()->autoerr();
   if (!quiet && mode > 0) {
     std::fprintf(stderr, "libpvm [%s]: %s(): %s\n", Who().c_str(), fn,
                  std::string(mpvm::PvmErrorText(code)).c_str());
@@ -86,13 +79,13 @@ int RetVal(const char* fn, const mpvm::Result<T>& r, bool quiet = false) {
 }
 
 int PackItems(const char* fn, DataType t, const void* p, int n, int stride) {
-  auto m = Rt().SendBuffer();
+  auto m = Rt()->SendBuffer();
   if (!m) return Report(fn, m.error());
   return Ret(fn, (*m)->Pack(t, p, n, stride));
 }
 
 int UnpackItems(const char* fn, DataType t, void* p, int n, int stride) {
-  auto m = Rt().RecvBuffer();
+  auto m = Rt()->RecvBuffer();
   if (!m) return Report(fn, m.error());
   return Ret(fn, (*m)->Unpack(t, p, n, stride));
 }
@@ -120,9 +113,20 @@ std::vector<std::vector<int>> g_class_ints;
 
 }  // namespace
 
+namespace mpvm_compat {
+mpvm::TaskRuntime& RuntimeObject() {
+  // Never destroyed: tasks may call pvm_* from atexit handlers.
+  static mpvm::TaskRuntime* rt = [] {
+    auto* r = new mpvm::TaskRuntime();
+    atexit([] { Rt()->FlushAll(); });
+    return r;
+  }();
+  return *rt;
+}
+}  // namespace mpvm_compat
+
 namespace mpvm_groups {
 int Report(const char* fn, Err e, bool quiet) { return ::Report(fn, e, quiet); }
-mpvm::TaskRuntime& Runtime() { return Rt(); }
 }  // namespace mpvm_groups
 
 extern "C" {
@@ -170,19 +174,19 @@ char* pvm_errlist[] = {
 // ---- Tasks and the virtual machine ----------------------------------------
 
 int pvm_mytid(void) {
-  auto st = Rt().Enrol();
+  auto st = Rt()->Enrol();
   if (!st) return Report("pvm_mytid", st.error());
   pvm_errno = 0;
-  return Rt().tid().raw();
+  return Rt()->tid().raw();
 }
 
 int pvm_parent(void) {
-  auto r = Rt().Parent();
+  auto r = Rt()->Parent();
   if (!r) return Report("pvm_parent", r.error(), true);
   return r->raw();
 }
 
-int pvm_exit(void) { return Ret("pvm_exit", Rt().Exit()); }
+int pvm_exit(void) { return Ret("pvm_exit", Rt()->Exit()); }
 
 int pvm_spawn(char* task, char** argv, int flag, char* where, int ntask, int* tids) {
   if (task == nullptr || ntask < 1) return Report("pvm_spawn", Err::kBadParam);
@@ -192,7 +196,7 @@ int pvm_spawn(char* task, char** argv, int flag, char* where, int ntask, int* ti
   o.flags = flag;
   o.where = where != nullptr ? where : "";
   o.ntask = ntask;
-  auto r = Rt().Spawn(o);
+  auto r = Rt()->Spawn(o);
   if (!r) return Report("pvm_spawn", r.error());
   int ok = 0;
   for (size_t i = 0; i < r->size(); ++i) {
@@ -203,16 +207,16 @@ int pvm_spawn(char* task, char** argv, int flag, char* where, int ntask, int* ti
   return ok;
 }
 
-int pvm_kill(int tid) { return Ret("pvm_kill", Rt().Kill(Tid(tid))); }
-int pvm_sendsig(int tid, int signum) { return Ret("pvm_sendsig", Rt().SendSig(Tid(tid), signum)); }
-int pvm_pstat(int tid) { return Ret("pvm_pstat", Rt().Pstat(Tid(tid)), true); }
+int pvm_kill(int tid) { return Ret("pvm_kill", Rt()->Kill(Tid(tid))); }
+int pvm_sendsig(int tid, int signum) { return Ret("pvm_sendsig", Rt()->SendSig(Tid(tid), signum)); }
+int pvm_pstat(int tid) { return Ret("pvm_pstat", Rt()->Pstat(Tid(tid)), true); }
 int pvm_mstat(char* host) {
   if (host == nullptr) return Report("pvm_mstat", Err::kBadParam);
-  return Ret("pvm_mstat", Rt().Mstat(host), true);
+  return Ret("pvm_mstat", Rt()->Mstat(host), true);
 }
 
 int pvm_config(int* nhost, int* narch, struct pvmhostinfo** hostp) {
-  auto r = Rt().Config();
+  auto r = Rt()->Config();
   if (!r) return Report("pvm_config", r.error());
   g_hosts.clear();
   g_host_strings.clear();
@@ -234,7 +238,7 @@ int pvm_config(int* nhost, int* narch, struct pvmhostinfo** hostp) {
 }
 
 int pvm_tasks(int where, int* ntask, struct pvmtaskinfo** taskp) {
-  auto r = Rt().Tasks(where);
+  auto r = Rt()->Tasks(where);
   if (!r) return Report("pvm_tasks", r.error());
   g_tasks.clear();
   g_task_strings.clear();
@@ -250,10 +254,10 @@ int pvm_tasks(int where, int* ntask, struct pvmtaskinfo** taskp) {
   return 0;
 }
 
-int pvm_tidtohost(int tid) { return RetVal("pvm_tidtohost", Rt().TidToHost(tid)); }
+int pvm_tidtohost(int tid) { return RetVal("pvm_tidtohost", Rt()->TidToHost(tid)); }
 
 int pvm_siblings(int** tids) {
-  auto r = Rt().Siblings();
+  auto r = Rt()->Siblings();
   if (!r) return Report("pvm_siblings", r.error());
   g_siblings.clear();
   for (Tid t : *r) g_siblings.push_back(t.raw());
@@ -266,7 +270,7 @@ int pvm_archcode(char* arch) {
   return Report("pvm_archcode", arch == nullptr ? Err::kBadParam : Err::kNotFound);
 }
 
-int pvm_halt(void) { return Ret("pvm_halt", Rt().Halt()); }
+int pvm_halt(void) { return Ret("pvm_halt", Rt()->Halt()); }
 
 int pvm_start_pvmd(int argc, char** argv, int block) {
   (void)block;  // the daemon is ready when StartDaemon returns
@@ -289,7 +293,8 @@ int pvm_addhosts(char** hosts, int nhost, int* infos) {
   if (hosts == nullptr || nhost < 1) return Report("pvm_addhosts", Err::kBadParam);
   int added = 0;
   for (int i = 0; i < nhost; ++i) {
-    auto r = hosts[i] != nullptr ? Rt().AddHost(hosts[i]) : mpvm::Result<int>(Fail(Err::kBadParam));
+    auto r =
+        hosts[i] != nullptr ? Rt()->AddHost(hosts[i]) : mpvm::Result<int>(Fail(Err::kBadParam));
     if (infos != nullptr) infos[i] = r ? *r : mpvm::ToPvmCode(r.error());
     if (r) ++added;
   }
@@ -300,7 +305,7 @@ int pvm_delhosts(char** hosts, int nhost, int* infos) {
   if (hosts == nullptr || nhost < 1) return Report("pvm_delhosts", Err::kBadParam);
   int deleted = 0;
   for (int i = 0; i < nhost; ++i) {
-    auto st = hosts[i] != nullptr ? Rt().DelHost(hosts[i]) : mpvm::Status(Fail(Err::kBadParam));
+    auto st = hosts[i] != nullptr ? Rt()->DelHost(hosts[i]) : mpvm::Status(Fail(Err::kBadParam));
     if (infos != nullptr) infos[i] = st ? 0 : mpvm::ToPvmCode(st.error());
     if (st) ++deleted;
   }
@@ -337,21 +342,21 @@ int pvm_perror(char* msg) {
   return 0;
 }
 
-int pvm_setopt(int what, int val) { return RetVal("pvm_setopt", Rt().SetOpt(what, val)); }
-int pvm_getopt(int what) { return RetVal("pvm_getopt", Rt().GetOpt(what)); }
+int pvm_setopt(int what, int val) { return RetVal("pvm_setopt", Rt()->SetOpt(what, val)); }
+int pvm_getopt(int what) { return RetVal("pvm_getopt", Rt()->GetOpt(what)); }
 
 // ---- Buffers ---------------------------------------------------------------
 
-int pvm_initsend(int encoding) { return RetVal("pvm_initsend", Rt().InitSend(encoding)); }
-int pvm_mkbuf(int encoding) { return RetVal("pvm_mkbuf", Rt().MkBuf(encoding)); }
-int pvm_freebuf(int bufid) { return Ret("pvm_freebuf", Rt().FreeBuf(bufid)); }
-int pvm_getsbuf(void) { return Rt().sbuf(); }
-int pvm_getrbuf(void) { return Rt().rbuf(); }
-int pvm_setsbuf(int bufid) { return RetVal("pvm_setsbuf", Rt().SetSbuf(bufid)); }
-int pvm_setrbuf(int bufid) { return RetVal("pvm_setrbuf", Rt().SetRbuf(bufid)); }
+int pvm_initsend(int encoding) { return RetVal("pvm_initsend", Rt()->InitSend(encoding)); }
+int pvm_mkbuf(int encoding) { return RetVal("pvm_mkbuf", Rt()->MkBuf(encoding)); }
+int pvm_freebuf(int bufid) { return Ret("pvm_freebuf", Rt()->FreeBuf(bufid)); }
+int pvm_getsbuf(void) { return Rt()->sbuf(); }
+int pvm_getrbuf(void) { return Rt()->rbuf(); }
+int pvm_setsbuf(int bufid) { return RetVal("pvm_setsbuf", Rt()->SetSbuf(bufid)); }
+int pvm_setrbuf(int bufid) { return RetVal("pvm_setrbuf", Rt()->SetRbuf(bufid)); }
 
 int pvm_bufinfo(int bufid, int* bytes, int* msgtag, int* tid) {
-  auto m = Rt().Buffer(bufid);
+  auto m = Rt()->Buffer(bufid);
   if (!m) return Report("pvm_bufinfo", bufid <= 0 ? Err::kBadParam : m.error());
   if (bytes) *bytes = static_cast<int>((*m)->size());
   if (msgtag) *msgtag = (*m)->tag;
@@ -360,7 +365,7 @@ int pvm_bufinfo(int bufid, int* bytes, int* msgtag, int* tid) {
 }
 
 int pvm_getminfo(int bufid, struct pvmminfo* info) {
-  auto m = Rt().Buffer(bufid);
+  auto m = Rt()->Buffer(bufid);
   if (!m) return Report("pvm_getminfo", bufid <= 0 ? Err::kBadParam : m.error());
   if (info == nullptr) return Report("pvm_getminfo", Err::kBadParam);
   const Message& x = **m;
@@ -369,7 +374,7 @@ int pvm_getminfo(int bufid, struct pvmminfo* info) {
 }
 
 int pvm_setminfo(int bufid, struct pvmminfo* info) {
-  auto m = Rt().Buffer(bufid);
+  auto m = Rt()->Buffer(bufid);
   if (!m) return Report("pvm_setminfo", bufid <= 0 ? Err::kBadParam : m.error());
   if (info == nullptr) return Report("pvm_setminfo", Err::kBadParam);
   Message& x = **m;
@@ -404,30 +409,30 @@ MPVM_PK(dcplx, double, DataType::kDcplx)
 #undef MPVM_PK
 
 int pvm_pkstr(char* sp) {
-  auto m = Rt().SendBuffer();
+  auto m = Rt()->SendBuffer();
   if (!m) return Report("pvm_pkstr", m.error());
   return Ret("pvm_pkstr", (*m)->PackStr(sp));
 }
 
 int pvm_upkstr(char* sp) {
-  auto m = Rt().RecvBuffer();
+  auto m = Rt()->RecvBuffer();
   if (!m) return Report("pvm_upkstr", m.error());
   return Ret("pvm_upkstr", (*m)->UnpackStr(sp));
 }
 
 int pvm_pkmesg(int bufid) {
-  auto m = Rt().SendBuffer();
+  auto m = Rt()->SendBuffer();
   if (!m) return Report("pvm_pkmesg", m.error());
-  auto inner = Rt().Buffer(bufid);
+  auto inner = Rt()->Buffer(bufid);
   if (!inner) return Report("pvm_pkmesg", inner.error());
   if (*inner == *m) return Report("pvm_pkmesg", Err::kBadParam);
   return Ret("pvm_pkmesg", (*m)->PackMessage(**inner));
 }
 
 int pvm_pkmesgbody(int bufid) {
-  auto m = Rt().SendBuffer();
+  auto m = Rt()->SendBuffer();
   if (!m) return Report("pvm_pkmesgbody", m.error());
-  auto inner = Rt().Buffer(bufid);
+  auto inner = Rt()->Buffer(bufid);
   if (!inner) return Report("pvm_pkmesgbody", inner.error());
   if (*inner == *m) return Report("pvm_pkmesgbody", Err::kBadParam);
   (*inner)->Flatten();
@@ -437,13 +442,13 @@ int pvm_pkmesgbody(int bufid) {
 }
 
 int pvm_upkmesg(void) {
-  auto m = Rt().RecvBuffer();
+  auto m = Rt()->RecvBuffer();
   if (!m) return Report("pvm_upkmesg", m.error());
   auto inner = (*m)->UnpackMessage();
   if (!inner) return Report("pvm_upkmesg", inner.error());
-  auto id = Rt().MkBuf(inner->encoding());
+  auto id = Rt()->MkBuf(inner->encoding());
   if (!id) return Report("pvm_upkmesg", id.error());
-  **Rt().Buffer(*id) = std::move(*inner);
+  **Rt()->Buffer(*id) = std::move(*inner);
   return *id;
 }
 
@@ -458,7 +463,7 @@ int FormatCall(const char* fn, const char* fmt, va_list ap, bool pack) {
     if (*p == '+') {
       int enc = va_arg(ap, int);
       if (pack) {
-        auto r = Rt().InitSend(enc);
+        auto r = Rt()->InitSend(enc);
         if (!r) return Report(fn, r.error());
       }
       continue;
@@ -581,32 +586,32 @@ int pvm_unpackf(const char* fmt, ...) {
 
 // ---- Sending and receiving -------------------------------------------------
 
-int pvm_send(int tid, int msgtag) { return Ret("pvm_send", Rt().Send(tid, msgtag)); }
+int pvm_send(int tid, int msgtag) { return Ret("pvm_send", Rt()->Send(tid, msgtag)); }
 
 int pvm_mcast(int* tids, int ntask, int msgtag) {
-  return Ret("pvm_mcast", Rt().Mcast(tids, ntask, msgtag));
+  return Ret("pvm_mcast", Rt()->Mcast(tids, ntask, msgtag));
 }
 
 int pvm_psend(int tid, int msgtag, void* buf, int len, int datatype) {
-  DataType t;
+  DataType t = DataType::kByte;
   if (len < 0 || (datatype != PVM_STR && !TypeOf(datatype, &t)))
     return Report("pvm_psend", Err::kBadParam);
-  auto prev = Rt().sbuf();
-  auto id = Rt().MkBuf(PvmDataRaw);
+  auto prev = Rt()->sbuf();
+  auto id = Rt()->MkBuf(PvmDataRaw);
   if (!id) return Report("pvm_psend", id.error());
-  Rt().SetSbuf(*id);
-  Message* m = *Rt().Buffer(*id);
+  Rt()->SetSbuf(*id);
+  Message* m = *Rt()->Buffer(*id);
   mpvm::Status st =
       datatype == PVM_STR ? m->PackStr(static_cast<char*>(buf)) : m->Pack(t, buf, len, 1);
-  if (st) st = Rt().Send(tid, msgtag);
-  Rt().SetSbuf(prev);
-  Rt().FreeBuf(*id);
+  if (st) st = Rt()->Send(tid, msgtag);
+  Rt()->SetSbuf(prev);
+  Rt()->FreeBuf(*id);
   return Ret("pvm_psend", st);
 }
 
-int pvm_recv(int tid, int msgtag) { return RetVal("pvm_recv", Rt().Recv(tid, msgtag)); }
-int pvm_nrecv(int tid, int msgtag) { return RetVal("pvm_nrecv", Rt().Nrecv(tid, msgtag)); }
-int pvm_probe(int tid, int msgtag) { return RetVal("pvm_probe", Rt().Probe(tid, msgtag)); }
+int pvm_recv(int tid, int msgtag) { return RetVal("pvm_recv", Rt()->Recv(tid, msgtag)); }
+int pvm_nrecv(int tid, int msgtag) { return RetVal("pvm_nrecv", Rt()->Nrecv(tid, msgtag)); }
+int pvm_probe(int tid, int msgtag) { return RetVal("pvm_probe", Rt()->Probe(tid, msgtag)); }
 
 int pvm_trecv(int tid, int msgtag, struct timeval* tmout) {
   long us = -1;
@@ -614,7 +619,7 @@ int pvm_trecv(int tid, int msgtag, struct timeval* tmout) {
     if (tmout->tv_sec < 0 || tmout->tv_usec < 0) return Report("pvm_trecv", Err::kBadParam);
     us = tmout->tv_sec * 1000000L + tmout->tv_usec;
   }
-  return RetVal("pvm_trecv", Rt().Trecv(tid, msgtag, us));
+  return RetVal("pvm_trecv", Rt()->Trecv(tid, msgtag, us));
 }
 
 int pvm_precv(int tid, int msgtag, void* buf, int len, int datatype, int* atid, int* atag,
@@ -623,10 +628,10 @@ int pvm_precv(int tid, int msgtag, void* buf, int len, int datatype, int* atid, 
   if (len < 0 || (datatype != PVM_STR && !TypeOf(datatype, &t)))
     return Report("pvm_precv", Err::kBadParam);
   pvm_inprecv = 1;
-  auto id = Rt().Recv(tid, msgtag);
+  auto id = Rt()->Recv(tid, msgtag);
   pvm_inprecv = 0;
   if (!id) return Report("pvm_precv", id.error());
-  Message* m = *Rt().Buffer(*id);
+  Message* m = *Rt()->Buffer(*id);
   if (atid) *atid = m->src;
   if (atag) *atag = m->tag;
   int items = 0;
@@ -642,39 +647,39 @@ int pvm_precv(int tid, int msgtag, void* buf, int len, int datatype, int* atid, 
     st = m->Unpack(t, buf, items, 1);
   }
   if (alen) *alen = items;
-  Rt().FreeBuf(*id);
+  Rt()->FreeBuf(*id);
   return Ret("pvm_precv", st);
 }
 
 int (*pvm_recvf(int (*new_match)(int, int, int)))(int, int, int) {
-  return Rt().SetMatchFn(new_match);
+  return Rt()->SetMatchFn(new_match);
 }
 
 // ---- Contexts and handlers -------------------------------------------------
 
-int pvm_newcontext(void) { return RetVal("pvm_newcontext", Rt().NewContext()); }
+int pvm_newcontext(void) { return RetVal("pvm_newcontext", Rt()->NewContext()); }
 int pvm_setcontext(int ctx) {
   if (ctx < 0) return Report("pvm_setcontext", Err::kBadParam);
-  return Rt().SetContext(ctx);
+  return Rt()->SetContext(ctx);
 }
-int pvm_getcontext(void) { return Rt().context(); }
+int pvm_getcontext(void) { return Rt()->context(); }
 int pvm_freecontext(int ctx) {
   if (ctx < 0) return Report("pvm_freecontext", Err::kBadParam);
   return 0;  // contexts are plain numbers; nothing is held for them
 }
 
 int pvm_addmhf(int src, int tag, int ctx, int (*func)(int)) {
-  return RetVal("pvm_addmhf", Rt().AddHandler(src, tag, ctx, func));
+  return RetVal("pvm_addmhf", Rt()->AddHandler(src, tag, ctx, func));
 }
-int pvm_delmhf(int mhid) { return Ret("pvm_delmhf", Rt().DelHandler(mhid)); }
+int pvm_delmhf(int mhid) { return Ret("pvm_delmhf", Rt()->DelHandler(mhid)); }
 
 // ---- Events, output, environment -----------------------------------------
 
 int pvm_notify(int what, int msgtag, int cnt, int* tids) {
-  return Ret("pvm_notify", Rt().Notify(what, msgtag, tids, cnt));
+  return Ret("pvm_notify", Rt()->Notify(what, msgtag, tids, cnt));
 }
 
-int pvm_catchout(FILE* ff) { return Ret("pvm_catchout", Rt().CatchOut(ff)); }
+int pvm_catchout(FILE* ff) { return Ret("pvm_catchout", Rt()->CatchOut(ff)); }
 
 namespace {
 std::vector<std::string> ExportList() {
@@ -724,21 +729,21 @@ int pvm_unexport(char* name) {
 
 int pvm_putinfo(char* name, int bufid, int flags) {
   if (name == nullptr) return Report("pvm_putinfo", Err::kBadParam);
-  return RetVal("pvm_putinfo", Rt().PutInfo(name, bufid, flags), true);
+  return RetVal("pvm_putinfo", Rt()->PutInfo(name, bufid, flags), true);
 }
 
 int pvm_recvinfo(char* name, int index, int flags) {
   if (name == nullptr) return Report("pvm_recvinfo", Err::kBadParam);
-  return RetVal("pvm_recvinfo", Rt().RecvInfo(name, index, flags), true);
+  return RetVal("pvm_recvinfo", Rt()->RecvInfo(name, index, flags), true);
 }
 
 int pvm_delinfo(char* name, int index, int flags) {
   if (name == nullptr) return Report("pvm_delinfo", Err::kBadParam);
-  return Ret("pvm_delinfo", Rt().DelInfo(name, index, flags), true);
+  return Ret("pvm_delinfo", Rt()->DelInfo(name, index, flags), true);
 }
 
 int pvm_getmboxinfo(char* pattern, int* nclasses, struct pvmmboxinfo** classes) {
-  auto r = Rt().MboxInfo(pattern != nullptr ? pattern : "*");
+  auto r = Rt()->MboxInfo(pattern != nullptr ? pattern : "*");
   if (!r) return Report("pvm_getmboxinfo", r.error());
   g_classes.clear();
   g_class_names.clear();
@@ -763,32 +768,32 @@ int pvm_getmboxinfo(char* pattern, int* nclasses, struct pvmmboxinfo** classes) 
 // PVM 3.3 name service, kept on top of the mailbox as PVM 3.4 does.
 int pvm_insert(char* name, int req, int data) {
   if (name == nullptr) return Report("pvm_insert", Err::kBadParam);
-  int prev = Rt().sbuf();
-  auto id = Rt().MkBuf(PvmDataDefault);
+  int prev = Rt()->sbuf();
+  auto id = Rt()->MkBuf(PvmDataDefault);
   if (!id) return Report("pvm_insert", id.error());
-  (*Rt().Buffer(*id))->Pack(DataType::kInt, &data, 1, 1);
+  (*Rt()->Buffer(*id))->Pack(DataType::kInt, &data, 1, 1);
   int flags = req < 0 ? PvmMboxMultiInstance : 0;
-  auto r = Rt().PutInfo(name, *id, flags);
-  Rt().FreeBuf(*id);
-  Rt().SetSbuf(prev);
+  auto r = Rt()->PutInfo(name, *id, flags);
+  Rt()->FreeBuf(*id);
+  Rt()->SetSbuf(prev);
   return RetVal("pvm_insert", r, true);
 }
 
 int pvm_lookup(char* name, int req, int* datap) {
   if (name == nullptr) return Report("pvm_lookup", Err::kBadParam);
-  auto id = Rt().RecvInfo(name, req < 0 ? 0 : req, req < 0 ? PvmMboxFirstAvail : 0);
+  auto id = Rt()->RecvInfo(name, req < 0 ? 0 : req, req < 0 ? PvmMboxFirstAvail : 0);
   if (!id) return Report("pvm_lookup", id.error(), true);
-  Message* m = *Rt().Buffer(*id);
+  Message* m = *Rt()->Buffer(*id);
   int v = 0;
   m->Unpack(DataType::kInt, &v, 1, 1);
   if (datap) *datap = v;
-  Rt().FreeBuf(*id);
+  Rt()->FreeBuf(*id);
   return req < 0 ? 0 : req;
 }
 
 int pvm_delete(char* name, int req) {
   if (name == nullptr) return Report("pvm_delete", Err::kBadParam);
-  return Ret("pvm_delete", Rt().DelInfo(name, req < 0 ? 0 : req, 0), true);
+  return Ret("pvm_delete", Rt()->DelInfo(name, req < 0 ? 0 : req, 0), true);
 }
 
 // ---- PVM-internal entry points Debian's libpvm3 also exports ---------------
@@ -834,6 +839,15 @@ int mpvm_size(void) {
   const char* s = getenv("MPVM_SIZE");
   return s != nullptr ? atoi(s) : -1;
 }
+int pvm_migrate(int tid, const char* host) {
+  if (host == nullptr) return Report("pvm_migrate", Err::kBadParam);
+  auto r = Rt()->Migrate(tid, host);
+  if (!r && !Rt()->last_detail().empty() && Rt()->autoerr() > 0)
+    std::fprintf(stderr, "libpvm [%s]: pvm_migrate(): %s\n", Who().c_str(),
+                 Rt()->last_detail().c_str());
+  return RetVal("pvm_migrate", r);
+}
+int pvm_location(int tid) { return RetVal("pvm_location", Rt()->Location(tid)); }
 }
 
 // ---- libpvm internals that PVM 3.4's own example programs call -------------
@@ -848,7 +862,7 @@ int pvmgetclock(struct timeval* tm) { return gettimeofday(tm, nullptr); }
 
 int lpvmerr(const char* f, int code) {
   pvm_errno = code;
-  if (Rt().autoerr() > 0)
+  if (Rt()->autoerr() > 0)
     std::fprintf(stderr, "libpvm [%s]: %s(): %s\n", Who().c_str(), f != nullptr ? f : "",
                  std::string(mpvm::PvmErrorText(code)).c_str());
   return code;
@@ -865,12 +879,12 @@ int pvmdisplaymhfinfo(const char* who, const char* msg, int tid) {
 // ---- PVM 3.3 message wait ids (kept under PVM33COMPAT in pvm3.h) -----------
 extern "C" {
 int pvm_getmwid(int bufid) {
-  auto m = Rt().Buffer(bufid);
+  auto m = Rt()->Buffer(bufid);
   if (!m) return Report("pvm_getmwid", m.error());
   return (*m)->wid;
 }
 int pvm_setmwid(int bufid, int waitid) {
-  auto m = Rt().Buffer(bufid);
+  auto m = Rt()->Buffer(bufid);
   if (!m) return Report("pvm_setmwid", m.error());
   (*m)->wid = waitid;
   return 0;

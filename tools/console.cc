@@ -28,6 +28,7 @@ const char* kHelp =
     "                       start N copies (default 1); -? under $PVM_DEBUGGER;\n"
     "                       with -> wait and show their output\n"
     "  kill TID...          kill tasks (tids as shown by ps, e.g. t40003)\n"
+    "  migrate TID HOST     move a running task to another host (it keeps its tid)\n"
     "  add NAME --local [sp=N]  add an emulated host on this machine\n"
     "  delete NAME...       remove hosts (their tasks end)\n"
     "  halt                 stop every task and the virtual machine\n"
@@ -57,6 +58,24 @@ class Console {
  public:
   explicit Console(mpvm::TaskRuntime& rt) : rt_(rt) {}
 
+  void Migrate(const std::vector<std::string>& w, int* status) {
+    const int t = w.size() == 3 ? ParseTid(w[1]) : 0;
+    if (t <= 0) {
+      std::fprintf(stderr, "migrate: give a task id and a host name: migrate t40003 node2\n");
+      *status = 2;
+      return;
+    }
+    auto r = rt_.Migrate(t, w[2]);
+    if (!r) {
+      const std::string& why = rt_.last_detail();
+      std::fprintf(stderr, "migrate %s %s: %s\n", w[1].c_str(), w[2].c_str(),
+                   why.empty() ? ErrText(r.error()).c_str() : why.c_str());
+      *status = 1;
+      return;
+    }
+    std::printf("%s\n", rt_.last_detail().c_str());
+  }
+
   // Returns false when the console should end (quit, halt).
   bool Run(const std::vector<std::string>& w, int* status) {
     if (w.empty()) return true;
@@ -85,6 +104,8 @@ class Console {
           *status = 1;
         }
       }
+    } else if (cmd == "migrate") {
+      Migrate(w, status);
     } else if (cmd == "halt") {
       auto st = rt_.Halt();
       if (!st) {

@@ -49,6 +49,19 @@ class FakeEnv : public DaemonEnv {
     return {};
   }
   std::vector<std::string> started_hosts;
+  Result<RestoreStart> SpawnRestore(const SpawnSpec& spec, const std::string&) override {
+    restores.push_back(spec);
+    return RestoreStart{5000 + static_cast<int>(restores.size()), 40000};
+  }
+  mpvm::expected<void, std::string> BeginMove(Tid t, int, const std::string& addr, int port,
+                                              const std::string&) override {
+    begun.push_back({t, addr + ":" + std::to_string(port)});
+    return {};
+  }
+  void CancelMove(Tid t) override { cancelled.push_back(t); }
+  std::vector<SpawnSpec> restores;
+  std::vector<std::pair<Tid, std::string>> begun;
+  std::vector<Tid> cancelled;
 
   std::vector<ctl::Envelope> PeerControls(PeerId p) {
     std::vector<ctl::Envelope> out;

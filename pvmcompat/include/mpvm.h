@@ -18,6 +18,17 @@ extern "C" {
 int mpvm_rank(void);
 int mpvm_size(void);
 
+/* Moves task `tid` (this task included) to the host named `host` while it
+ * runs; it keeps its tid. Returns the new host's daemon tid once the task runs
+ * there, or a PVM error: PvmNoTask, PvmNoHost, PvmBadParam, or PvmSysErr when
+ * the move was refused (the reason goes to stderr under PvmAutoErr). A refused
+ * move leaves the task running where it was. */
+int pvm_migrate(int tid, const char* host);
+
+/* The daemon tid of the host where task `tid` runs now (pvm_tidtohost gives
+ * the host it was born on, which its tid names). */
+int pvm_location(int tid);
+
 #ifdef __cplusplus
 }
 #endif

@@ -65,6 +65,23 @@ void Connection::Close() {
   out_offset_ = 0;
 }
 
+void Connection::Abandon() {
+  fd_ = -1;
+  out_.clear();
+  queued_ = 0;
+  out_offset_ = 0;
+}
+
+std::vector<uint8_t> Connection::TakeUnsent() {
+  std::vector<uint8_t> all;
+  all.reserve(UnsentSize());
+  ForEachUnsent([&](std::span<const uint8_t> s) { all.insert(all.end(), s.begin(), s.end()); });
+  out_.clear();
+  queued_ = 0;
+  out_offset_ = 0;
+  return all;
+}
+
 bool Connection::Send(const FrameHeader& h, std::span<const uint8_t> aux,
                       std::span<const uint8_t> body) {
   if (fd_ < 0) return false;

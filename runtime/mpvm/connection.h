@@ -39,6 +39,34 @@ class Connection {
   // Reads what the socket has (until EAGAIN, at most `budget` bytes).
   ReadResult ReadAvailable(size_t budget = 4 << 20);
   FrameReader& reader() { return reader_; }
+  const FrameReader& reader() const { return reader_; }
+
+  // Migration. Forget the socket without closing it (in a restored process
+  // the number may belong to something else now).
+  void Abandon();
+  // Calls f(span) for each run of queued, unwritten bytes, in order. Allocates
+  // nothing: a migrating task hands them over from a signal handler.
+  template <typename F>
+  void ForEachUnsent(F&& f) const {
+    size_t skip = out_offset_;
+    for (const auto& chunk : out_) {
+      f(std::span<const uint8_t>(chunk.data() + skip, chunk.size() - skip));
+      skip = 0;
+    }
+  }
+  size_t UnsentSize() const {
+    size_t n = 0;
+    ForEachUnsent([&](std::span<const uint8_t> s) { n += s.size(); });
+    return n;
+  }
+  // Queues bytes that are already framed (sent as they are).
+  bool SendRaw(std::span<const uint8_t> bytes) { return bytes.empty() || SendBytes(bytes); }
+  // Takes the queued, unwritten bytes away (they are not sent here).
+  std::vector<uint8_t> TakeUnsent();
+  // Stop using the link for new frames but write what is queued, then close
+  // (a peer that moved: its old link is read by its old daemon to the end).
+  void CloseWhenFlushed() { close_when_flushed_ = true; }
+  bool close_when_flushed() const { return close_when_flushed_; }
 
   // From now on every frame is sealed on the way out and opened on the way
   // in (an encrypted task link). A record that fails to open is a kError.
@@ -58,6 +86,7 @@ class Connection {
   std::deque<std::vector<uint8_t>> out_;
   size_t out_offset_ = 0;  // bytes of out_.front() already written
   size_t queued_ = 0;
+  bool close_when_flushed_ = false;
 };
 
 // Connects to a Unix stream socket; returns a non-blocking fd or -errno.

@@ -17,5 +17,11 @@ std::vector<uint8_t> EncodeControl(const ctl::Envelope& env);
 // Parses a control payload. Errors are sentences fit for a log line.
 mpvm::expected<ctl::Envelope, std::string> DecodeControl(std::span<const uint8_t> payload);
 FrameHeader ControlHeader(int32_t src, int32_t dst);
+// An empty envelope of the current version.
+inline ctl::Envelope NewEnvelope() {
+  ctl::Envelope e;
+  e.set_version(kControlVersion);
+  return e;
+}
 
 }  // namespace mpvm

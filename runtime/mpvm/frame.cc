@@ -63,7 +63,8 @@ mpvm::expected<FrameHeader, FrameError> DecodeFrameHeader(
   if (b[4] != kFrameVersion) return mpvm::unexpected(FrameError::kBadVersion);
   FrameHeader h;
   if (b[5] != static_cast<uint8_t>(FrameKind::kData) &&
-      b[5] != static_cast<uint8_t>(FrameKind::kControl))
+      b[5] != static_cast<uint8_t>(FrameKind::kControl) &&
+      b[5] != static_cast<uint8_t>(FrameKind::kMoved))
     return mpvm::unexpected(FrameError::kBadKind);
   h.kind = static_cast<FrameKind>(b[5]);
   h.encoding = b[6];
@@ -104,6 +105,13 @@ void FrameReader::Feed(std::span<const uint8_t> bytes) {
   auto space = WritableSpace(bytes.size());
   std::memcpy(space.data(), bytes.data(), bytes.size());
   Commit(bytes.size());
+}
+
+bool FrameReader::PendingHeader(uint8_t out[kFrameHeaderSize]) const {
+  if (!have_header_) return false;
+  const auto h = EncodeFrameHeader(header_);
+  for (size_t i = 0; i < kFrameHeaderSize; ++i) out[i] = h[i];
+  return true;
 }
 
 FrameReader::Status FrameReader::Next(Frame& out) {

@@ -23,7 +23,10 @@
 
 namespace mpvm {
 
-enum class FrameKind : uint8_t { kData = 1, kControl = 2 };
+// kMoved: written by a daemon on a task link it took over from a task that
+// migrated (src: that task). The receiver stops using the link and sends to
+// the task afresh, where it is now (lazy link update).
+enum class FrameKind : uint8_t { kData = 1, kControl = 2, kMoved = 3 };
 
 struct FrameHeader {
   FrameKind kind = FrameKind::kData;
@@ -76,6 +79,12 @@ class FrameReader {
   Status Next(Frame& out);
   FrameError error() const { return error_; }
   size_t buffered() const { return end_ - start_; }
+  // Bytes read but not yet returned as frames, as they came off the wire:
+  // the header of a frame in progress (if decoded already) then the rest.
+  // Allocates nothing (a migrating task hands them over from a signal handler).
+  size_t PendingSize() const { return (have_header_ ? kFrameHeaderSize : 0) + (end_ - start_); }
+  bool PendingHeader(uint8_t out[kFrameHeaderSize]) const;
+  std::span<const uint8_t> PendingBody() const { return {buf_.data() + start_, end_ - start_}; }
 
  private:
   std::vector<uint8_t> buf_;

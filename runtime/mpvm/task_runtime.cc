@@ -56,12 +56,6 @@ int64_t NowNs() {
   return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
 }
 
-ctl::Envelope NewEnvelope() {
-  ctl::Envelope e;
-  e.set_version(kControlVersion);
-  return e;
-}
-
 Status FromCode(int code) {
   if (code < 0) return Fail(FromPvmCode(code));
   return {};
@@ -139,6 +133,7 @@ Status TaskRuntime::Enrol(bool claim_owner, bool is_tool) {
   listen_fd_ = ListenUnix(listen_path_);
   if (listen_fd_ < 0) listen_path_.clear();               // peers will relay through the daemon
   const char* direct = std::getenv("MPVM_DIRECT_LINKS");  // "0": always relay across hosts
+  if (given != 0 && !is_tool) EnableMigration();          // spawned by a daemon: it may move
   if (r.link_key().size() == std::tuple_size_v<LinkKey> && !is_tool &&
       (direct == nullptr || std::string(direct) != "0")) {
     LinkKey k;
@@ -235,6 +230,11 @@ Result<ctl::Envelope> TaskRuntime::Call(ctl::Envelope req, int timeout_ms) {
   const int64_t deadline = timeout_ms < 0 ? 0 : NowNs() + int64_t{timeout_ms} * 1000000;
   if (!daemon_ || !daemon_->open()) return Fail(Err::kSysErr);
   const uint64_t rid = next_rid_++;
+  ++calls_in_flight_;
+  struct Done {
+    int& n;
+    ~Done() { --n; }
+  } done{calls_in_flight_};
   req.set_version(kControlVersion);
   req.set_rid(rid);
   auto bytes = EncodeControl(req);
@@ -311,6 +311,34 @@ Status TaskRuntime::Kill(Tid t) {
   ctl::Envelope req = NewEnvelope();
   req.mutable_kill()->set_tid(t.raw());
   return StatusOf(Call(std::move(req)));
+}
+
+Result<int> TaskRuntime::Migrate(int tid, const std::string& host) {
+  if (auto st = EnsureEnrolled(); !st) return mpvm::unexpected(st.error());
+  if (!Tid(tid).is_task() || host.empty()) return Fail(Err::kBadParam);
+  ctl::Envelope req = NewEnvelope();
+  req.mutable_migrate()->set_tid(tid);
+  req.mutable_migrate()->set_host(host);
+  migrate_call_ = true;  // we may be the one moving: the answer follows us
+  auto rep = Call(std::move(req));
+  migrate_call_ = false;
+  if (!rep) return mpvm::unexpected(rep.error());
+  if (!rep->has_status()) return Fail(Err::kSysErr);
+  last_detail_ = rep->status().detail();
+  if (rep->status().code() < 0) return Fail(FromPvmCode(rep->status().code()));
+  return rep->status().code();
+}
+
+Result<int> TaskRuntime::Location(int tid) {
+  if (auto st = EnsureEnrolled(); !st) return mpvm::unexpected(st.error());
+  if (!Tid(tid).is_task()) return Fail(Err::kBadParam);
+  ctl::Envelope req = NewEnvelope();
+  req.mutable_location()->set_tid(tid);
+  auto rep = Call(std::move(req));
+  if (!rep) return mpvm::unexpected(rep.error());
+  if (!rep->has_status()) return Fail(Err::kSysErr);
+  if (rep->status().code() < 0) return Fail(FromPvmCode(rep->status().code()));
+  return rep->status().code();
 }
 
 Status TaskRuntime::SendSig(Tid t, int sig) {
@@ -634,7 +662,9 @@ Connection* TaskRuntime::RouteTo(Tid dst) {
   // Tasks born on other hosts: a direct TCP link when the VM allows it
   // (authenticated; tried again with a growing wait if it fails), else
   // through the daemons.
-  if (route_ != kRouteDont && dst.is_task() && dst.host() != mytid_.host() && link_key_) {
+  // The host we run on now (a migrated task's tid names its birth host).
+  const HostIndex here = host_tid_.raw() != 0 ? host_tid_.host() : mytid_.host();
+  if (route_ != kRouteDont && dst.is_task() && dst.host() != here && link_key_) {
     Peer& p = peers_[dst.raw()];
     if (p.conn != nullptr && p.conn->open()) return p.conn;
     if (NowNs() >= p.retry_after_ns) {
@@ -650,7 +680,7 @@ Connection* TaskRuntime::RouteTo(Tid dst) {
     }
     return daemon_.get();
   }
-  if (route_ != kRouteDont && dst.is_task() && dst.host() == mytid_.host()) {
+  if (route_ != kRouteDont && dst.is_task() && dst.host() == here) {
     Peer& p = peers_[dst.raw()];
     if (p.conn != nullptr && p.conn->open()) return p.conn;
     const int64_t now = NowNs();
@@ -692,9 +722,12 @@ Connection* TaskRuntime::ConnectAcross(Tid dst) {
   auto res = ConnectHandshake(fd, *link_key_, mytid_.raw(), dst.raw(), link_encrypt_, 2000);
   if (!res.ok) {
     close(fd);
-    // A peer without the key is worth telling; a slow or closing peer (the
-    // relay carries on meanwhile) is not, unless debugging.
-    if (debug || res.error.find("key") != std::string::npos)
+    // Not worth telling unless debugging: the relay carries on meanwhile. A
+    // slow or closing peer, or a port that another task listens on now
+    // because the task asked for moved (the daemons' answer raced the move).
+    // (A task without the VM's key cannot be in this VM: its daemon could
+    // not have joined.)
+    if (debug)
       std::fprintf(stderr, "libpvm [%s]: direct link to %s at %s:%d refused: %s; relaying\n",
                    mytid_.str().c_str(), dst.str().c_str(), where.addr().c_str(), where.port(),
                    res.error.c_str());
@@ -790,6 +823,7 @@ Status TaskRuntime::Mcast(const int* tids, int n, int tag) {
 // Receiving
 
 bool TaskRuntime::Progress(int timeout_ms) {
+  AtBoundary();  // a move asked for while in the library happens here
   std::vector<pollfd> fds;
   std::vector<Connection*> who;  // parallel to fds; nullptr = listener
   fds.reserve(conns_.size() + 2);
@@ -828,7 +862,11 @@ bool TaskRuntime::Progress(int timeout_ms) {
     n = poll(fds.data(), fds.size(), timeout_ms);
   }
   if (wait_sigmask_ == interrupt_mask_) wait_sigmask_ = nullptr;
-  if (n < 0) return errno != EINTR;
+  if (n < 0) {
+    if (errno != EINTR) return true;
+    AtBoundary();
+    return false;
+  }
   if (!handshakes_.empty() || tcp_listen_fd_ >= 0) {
     size_t k = first_link_fd;
     bool accept_ready = false;
@@ -908,6 +946,8 @@ bool TaskRuntime::Progress(int timeout_ms) {
 }
 
 void TaskRuntime::SweepClosed() {
+  for (auto& c : conns_)
+    if (c->open() && c->close_when_flushed() && !c->wants_write()) c->Close();
   for (auto it = peers_.begin(); it != peers_.end();) {
     if (it->second.conn != nullptr && !it->second.conn->open()) {
       it = peers_.erase(it);
@@ -929,6 +969,15 @@ void TaskRuntime::HandleFrame(Connection* from, Frame&& f) {
     from->Close();
     return;
   }
+  if (f.header.kind == FrameKind::kMoved) {
+    // The task at the other end moved; its old daemon reads this link to the
+    // end. Send to it afresh from now on, once what is queued here is out.
+    if (from == daemon_.get()) return;
+    if (auto p = peers_.find(f.header.src); p != peers_.end() && p->second.conn == from)
+      peers_.erase(p);
+    from->CloseWhenFlushed();
+    return;
+  }
   if (f.header.kind == FrameKind::kControl) {
     auto env = DecodeControl(f.payload);
     if (!env) return;  // not ours to act on; the daemon logs its own errors
@@ -947,7 +996,7 @@ void TaskRuntime::HandleFrame(Connection* from, Frame&& f) {
   m.dst = h.dst;
   m.tag = h.tag;
   m.ctx = h.ctx;
-  if (from != daemon_.get()) {
+  if (from != daemon_.get() && !from->close_when_flushed()) {
     Peer& p = peers_[h.src];  // reuse an inbound link for replies
     if (p.conn == nullptr) p.conn = from;
   }

@@ -58,6 +58,13 @@ struct TaskEndedEvent {
   bool host_died = false;  // lost with its host
 };
 
+// Migration (task_migrate.cc). Every pvm_* call is bracketed by
+// LibraryEnter/LibraryLeave: a move asked for while the task is inside the
+// library waits for the call's next boundary.
+int MigrateSignal();  // SIGRTMAX-1
+void LibraryEnter();
+void LibraryLeave();
+
 class TaskRuntime {
  public:
   TaskRuntime();
@@ -153,6 +160,20 @@ class TaskRuntime {
   // Takes the first queued message matching (tid, tag, ctx) without blocking.
   std::optional<Message> TakeMessage(int tid, int tag, int ctx);
   const std::string& rundir() const { return rundir_; }
+
+  // --- Migration -------------------------------------------------------------
+  // Lets this runtime's task be moved (SIGMIGRATE); set for spawned tasks.
+  void EnableMigration();
+  // Moves the task now if its daemon asked. Async-signal-safe. Returns 0 if
+  // it must wait for a boundary, 1 if the task carries on here (refused,
+  // aborted, nothing asked), 2 in the restored copy at the new host.
+  int MigrateNow();
+  // At a boundary of the library: a pending move, or re-enrolment after one.
+  void AtBoundary();
+  // Asks the daemons to move `tid` to host `host`; returns the new host's tid.
+  Result<int> Migrate(int tid, const std::string& host);
+  // The daemon tid of the host where `tid` runs now.
+  Result<int> Location(int tid);
   // The daemon's explanation of the last failed host request, if any.
   const std::string& last_detail() const { return last_detail_; }
   int output_tid() const { return out_tid_; }
@@ -198,6 +219,7 @@ class TaskRuntime {
   int AdoptReceived(size_t index);
   int NewBufId(std::unique_ptr<Message> m);
   void SweepClosed();
+  void AfterResume();  // a restored copy: drop the old links, enrol at the new host
   void LostDaemon();
   void ResetState();
 
@@ -226,6 +248,8 @@ class TaskRuntime {
   std::unordered_map<int32_t, RecvState> recv_state_;
   std::deque<int> queue_;  // buffer ids of received, unreceived messages
   std::map<uint64_t, ctl::Envelope> replies_;
+  int calls_in_flight_ = 0;    // a move waits for these (their answers come here)
+  bool migrate_call_ = false;  // ...except a Migrate call: its answer follows the task
   uint64_t next_rid_ = 1;
   std::deque<TaskEndedEvent> ended_;
 

@@ -782,6 +782,12 @@ CaptureResult Capture(const CaptureOptions& o, char* why, size_t len) {
         if (r.kind == RegionKind::kData)
           e = raw::SendFull(o.out_fd, reinterpret_cast<void*>(r.start), r.end - r.start);
       }
+      if (o.bytes_sent != nullptr) {
+        uint64_t n = sizeof h + sizeof(Region) * h.nregions;
+        for (uint32_t i = 0; i < h.nregions; ++i)
+          if (s->regions[i].kind == RegionKind::kData) n += s->regions[i].end - s->regions[i].start;
+        *o.bytes_sent = n;
+      }
       if (e != 0) {
         Why(why, len, "the image stream broke while sending memory");
         result = CaptureResult::kFailed;

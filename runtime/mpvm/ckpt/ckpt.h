@@ -42,6 +42,7 @@ struct CaptureOptions {
   const uint8_t* token = nullptr;  // kTokenSize bytes the restorer expects first
   const int* own_fds = nullptr;    // the caller's own descriptors: re-created by it
   int n_own_fds = 0;
+  uint64_t* bytes_sent = nullptr;  // if set: the size of the image streamed
 };
 
 // Captures this process into opts.out_fd. `why` receives the reason of a

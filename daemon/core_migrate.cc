@@ -1,0 +1,419 @@
+// core_migrate.cc — the daemons' side of task migration (no I/O here).
+//
+// Roles (docs/design/migration.md): the source daemon S runs the move, the
+// destination D starts the restore process, and the master keeps the
+// registry of where every moved task is. Frames for a task that is not here
+// go by where_: on the master to the task's current host, on a member to
+// the master. So a frame sent to a stale place takes at most one extra hop.
+#include <fmt/format.h>
+#include <signal.h>
+#include <sodium.h>
+
+#include "daemon_core.h"
+#include "mpvm/control.h"
+
+namespace mpvm {
+
+namespace {
+
+int Code(Err e) { return ToPvmCode(e); }
+
+constexpr int64_t kOfferTimeoutNs = 10'000'000'000;    // D must answer an offer
+constexpr int64_t kFreezeTimeoutNs = 30'000'000'000;   // T must reach a boundary
+constexpr int64_t kRestoreTimeoutNs = 30'000'000'000;  // an uncommitted restore is dropped
+
+std::vector<std::string> WithVar(const std::vector<std::string>& env, const std::string& name,
+                                 const std::string& value) {
+  std::vector<std::string> out;
+  out.reserve(env.size() + 1);
+  for (const auto& kv : env)
+    if (kv.rfind(name + "=", 0) != 0) out.push_back(kv);
+  out.push_back(name + "=" + value);
+  return out;
+}
+
+}  // namespace
+
+bool DaemonCore::LocalTask(Tid t) const {
+  // A restore process is not the task until the commit: frames routed here
+  // before then would be lost if the move were abandoned.
+  auto it = tasks_.find(t);
+  return it != tasks_.end() && it->second.state != State::kLeft && !it->second.restoring;
+}
+
+int DaemonCore::HostOf(Tid t) const {
+  if (t.is_task()) {
+    if (LocalTask(t)) return host_.value;
+    if (auto it = where_.find(t.raw()); it != where_.end()) return it->second;
+  }
+  return t.host().value;
+}
+
+void DaemonCore::AnswerAsker(Tid asker, uint64_t rid, int code, const std::string& detail) {
+  if (asker.raw() == 0) return;
+  ctl::Envelope e = NewEnvelope();
+  e.set_rid(rid);
+  e.mutable_status()->set_code(code);
+  e.mutable_status()->set_detail(detail);
+  SendControlTo(asker, std::move(e));
+}
+
+void DaemonCore::DoMigrate(ConnId c, Tid who, ctl::Envelope&& env) {
+  auto* m = env.mutable_migrate();
+  if (m->asker() == 0) {  // asked here: answer the asker wherever the move runs
+    m->set_asker(who.raw());
+    m->set_asker_rid(env.rid());
+  }
+  (void)c;
+  const Tid t(m->tid());
+  const Tid asker(m->asker());
+  const uint64_t rid = m->asker_rid();
+  if (!t.is_task()) {
+    AnswerAsker(asker, rid, Code(Err::kBadParam), fmt::format("{} is not a task", t.str()));
+    return;
+  }
+  int dest = 0;
+  for (const auto& [index, h] : hosts_)
+    if (h.name == m->host()) dest = index;
+  if (dest == 0) {
+    AnswerAsker(asker, rid, Code(Err::kNoHost),
+                fmt::format("no host named '{}' in the virtual machine", m->host()));
+    return;
+  }
+  if (LocalTask(t)) {
+    StartMove(t, dest, asker, rid);
+    return;
+  }
+  // Not here: the master knows where it is.
+  const int at = cfg_.member ? 1 : HostOf(t);
+  if (at == host_.value || !hosts_.contains(at)) {
+    AnswerAsker(asker, rid, Code(Err::kNoTask), fmt::format("no task {}", t.str()));
+    return;
+  }
+  SendControlTo(Tid::DaemonOf(HostIndex{at}), std::move(env));
+}
+
+void DaemonCore::StartMove(Tid t, int dest, Tid asker, uint64_t rid) {
+  Task& task = tasks_[t];
+  const std::string& dest_name = hosts_[dest].name;
+  if (dest == host_.value) {
+    AnswerAsker(asker, rid, host_tid().raw(),
+                fmt::format("{} is on {} already", t.str(), dest_name));
+    return;
+  }
+  std::string why;
+  if (task.is_tool || !task.spawned || task.pid <= 0)
+    why = "only tasks started by mpvmd can move (this one was started by hand)";
+  else if (task.restoring)
+    why = "it is arriving here";
+  else if (task.state != State::kEnrolled && task.from_host == 0)
+    why = "it has not called pvm_mytid yet";
+  else if (task.move_id != 0)
+    why = "it is moving already";
+  else if (task.awaiting_siblings)
+    why = "its spawn is not complete yet";
+  else if (task.exited)
+    why = "it has exited";
+  if (!why.empty()) {
+    AnswerAsker(asker, rid, Code(Err::kDenied), fmt::format("{} cannot move: {}", t.str(), why));
+    return;
+  }
+  const uint64_t id = (uint64_t(uint32_t(host_.value)) << 40) | next_move_++;
+  Move& mv = moves_[id];
+  mv.id = id;
+  mv.tid = t;
+  mv.dest = dest;
+  mv.asker = asker;
+  mv.asker_rid = rid;
+  mv.requested_ns = now_ns_;
+  mv.admin_messages = 1;  // the offer
+  task.move_id = id;
+
+  ctl::Envelope e = NewEnvelope();
+  auto* o = e.mutable_migrate_offer();
+  o->set_tid(t.raw());
+  o->set_id(id);
+  o->set_path(task.spec.path);
+  for (const auto& a : task.spec.argv) o->add_argv(a);
+  for (const auto& kv : task.spec.env) o->add_env(kv);
+  o->set_cwd(task.spec.cwd);
+  o->set_ptid(task.ptid);
+  o->set_a_out(task.a_out);
+  o->set_output_tid(task.out_tid);
+  o->set_output_code(task.out_code);
+  o->set_output_ctx(task.out_ctx);
+  o->set_trace_tid(task.trace_tid);
+  o->set_trace_code(task.trace_code);
+  o->set_report_to(task.report_to);
+  o->set_ctx(task.ctx);
+  for (Tid s : task.siblings) o->add_siblings(s.raw());
+  env_->Log(fmt::format("moving {} to {} (move {:x})", t.str(), dest_name, id));
+  SendControlTo(Tid::DaemonOf(HostIndex{dest}), std::move(e));
+}
+
+void DaemonCore::FinishMove(uint64_t id, int code, const std::string& detail) {
+  auto it = moves_.find(id);
+  if (it == moves_.end()) return;
+  Move mv = it->second;
+  moves_.erase(it);
+  if (auto t = tasks_.find(mv.tid); t != tasks_.end() && t->second.move_id == id)
+    t->second.move_id = 0;
+  if (code < 0) env_->Log(fmt::format("move {:x} of {}: {}", id, mv.tid.str(), detail));
+  AnswerAsker(mv.asker, mv.asker_rid, code, detail);
+}
+
+void DaemonCore::HandleMoveControl(const FrameHeader& h, ctl::Envelope&& env) {
+  if (env.has_migrate()) {
+    DoMigrate(0, Tid(), std::move(env));
+  } else if (env.has_migrate_offer()) {
+    OnOffer(h, env.migrate_offer());
+  } else if (env.has_migrate_accept()) {
+    OnAccept(env.migrate_accept());
+  } else if (env.has_task_moved()) {
+    OnTaskMoved(env.task_moved());
+  } else if (env.has_migrate_abort()) {
+    auto t = tasks_.find(Tid(env.migrate_abort().tid()));
+    if (t != tasks_.end() && t->second.restoring && t->second.move_id == env.migrate_abort().id()) {
+      env_->Log(fmt::format("move {:x} of {} abandoned: {}", env.migrate_abort().id(),
+                            t->first.str(), env.migrate_abort().why()));
+      if (!t->second.exited) env_->Signal(t->second.pid, SIGKILL);
+      t->second.move_id = 0;  // its exit is forgotten quietly (MaybeFinish)
+    }
+  }
+}
+
+// ---- Destination ---------------------------------------------------------------
+
+void DaemonCore::OnOffer(const FrameHeader& h, const ctl::MigrateOffer& o) {
+  ctl::Envelope e = NewEnvelope();
+  auto* a = e.mutable_migrate_accept();
+  a->set_id(o.id());
+  a->set_tid(o.tid());
+  const Tid t(o.tid());
+  auto refuse = [&](Err code, const std::string& why) {
+    a->set_code(Code(code));
+    a->set_detail(why);
+    SendControlTo(Tid(h.src), std::move(e));
+  };
+  if (halting_) return refuse(Err::kSysErr, "the host is halting");
+  if (tasks_.contains(t)) return refuse(Err::kExists, "it has a task with that tid already");
+  if (o.path().empty() || env_->Resolve(o.path(), "", "/").empty())
+    return refuse(Err::kNoFile, fmt::format("{} is not an executable file there", o.path()));
+  SpawnSpec spec;
+  spec.tid = t;
+  spec.path = o.path();
+  spec.argv.assign(o.argv().begin(), o.argv().end());
+  std::vector<std::string> env(o.env().begin(), o.env().end());
+  spec.env = WithVar(env, "MPVM_RUNDIR", cfg_.rundir);
+  spec.cwd = o.cwd();
+  std::string token(32, '\0');
+  randombytes_buf(token.data(), token.size());
+  auto rs = env_->SpawnRestore(spec, token);
+  if (!rs)
+    return refuse(rs.error(), fmt::format("cannot start {} there: {}", o.path(),
+                                          PvmErrorText(Code(rs.error()))));
+  Task task;
+  task.tid = t;
+  task.pid = rs->pid;
+  task.spawned = true;
+  task.ptid = o.ptid();
+  task.a_out = o.a_out();
+  task.out_tid = o.output_tid();
+  task.out_code = o.output_code();
+  task.out_ctx = o.output_ctx();
+  task.trace_tid = o.trace_tid();
+  task.trace_code = o.trace_code();
+  task.report_to = o.report_to();
+  task.ctx = o.ctx();
+  for (int s : o.siblings()) task.siblings.push_back(Tid(s));
+  task.open_streams = 2;
+  task.spec = spec;
+  task.restoring = true;
+  task.move_id = o.id();
+  task.from_host = Tid(h.src).host().value;
+  task.last_change_ns = now_ns_;
+  tasks_.emplace(t, std::move(task));
+  a->set_code(0);
+  a->set_port(rs->port);
+  a->set_token(token);
+  SendControlTo(Tid(h.src), std::move(e));
+}
+
+void DaemonCore::OnTaskMoved(const ctl::TaskMoved& m) {
+  const Tid t(m.tid());
+  if (!cfg_.member) {  // the registry
+    where_[m.tid()] = m.host();
+    if (m.host() != host_.value) {
+      ctl::Envelope e = NewEnvelope();
+      *e.mutable_task_moved() = m;
+      SendControlTo(Tid::DaemonOf(HostIndex{m.host()}), std::move(e));
+      return;
+    }
+  }
+  if (m.host() != host_.value) return;
+  where_.erase(m.tid());
+  auto it = tasks_.find(t);
+  if (it == tasks_.end() || !it->second.restoring) return;
+  Task& task = it->second;
+  task.restoring = false;
+  task.move_id = 0;
+  // Its output waited for this: what it printed before the move is ahead.
+  std::string held = std::move(task.held_output);
+  if (!held.empty()) OnOutput(t, held);
+  if (task.exited) MaybeFinish(t);
+}
+
+// ---- Source --------------------------------------------------------------------
+
+void DaemonCore::OnAccept(const ctl::MigrateAccept& a) {
+  auto it = moves_.find(a.id());
+  if (it == moves_.end()) {
+    if (a.code() == 0) {  // we gave up meanwhile: let it drop the restore
+      ctl::Envelope e = NewEnvelope();
+      e.mutable_migrate_abort()->set_id(a.id());
+      e.mutable_migrate_abort()->set_tid(a.tid());
+      e.mutable_migrate_abort()->set_why("the source gave up waiting");
+      SendControlTo(Tid::DaemonOf(HostIndex{static_cast<int>(a.id() >> 40)}), std::move(e));
+    }
+    return;
+  }
+  Move& mv = it->second;
+  ++mv.admin_messages;
+  const std::string dest_name = hosts_.contains(mv.dest) ? hosts_[mv.dest].name : "?";
+  if (a.code() < 0) {
+    FinishMove(mv.id, a.code(),
+               fmt::format("{} cannot move to {}: {}", mv.tid.str(), dest_name, a.detail()));
+    return;
+  }
+  auto t = tasks_.find(mv.tid);
+  auto abort = [&](const std::string& why) {
+    ctl::Envelope e = NewEnvelope();
+    e.mutable_migrate_abort()->set_id(mv.id);
+    e.mutable_migrate_abort()->set_tid(mv.tid.raw());
+    e.mutable_migrate_abort()->set_why(why);
+    SendControlTo(Tid::DaemonOf(HostIndex{mv.dest}), std::move(e));
+    FinishMove(mv.id, Code(Err::kSysErr), fmt::format("{} cannot move: {}", mv.tid.str(), why));
+  };
+  if (t == tasks_.end() || t->second.exited) return abort("it ended before it could move");
+  std::string addr = hosts_[mv.dest].addr;
+  if (addr.empty()) addr = cfg_.master_ip;
+  if (addr.empty()) addr = "127.0.0.1";
+  mv.accepted_ns = now_ns_;
+  auto st = env_->BeginMove(mv.tid, t->second.pid, addr, a.port(), a.token());
+  if (!st) return abort(st.error());
+}
+
+void DaemonCore::OnMoveFrozen(Tid t) {
+  auto task = tasks_.find(t);
+  if (task == tasks_.end()) return;
+  auto it = moves_.find(task->second.move_id);
+  if (it == moves_.end()) return;
+  it->second.frozen = true;
+  it->second.frozen_ns = now_ns_;
+  it->second.admin_messages += 2;  // the handover and the answer to it
+}
+
+void DaemonCore::OnMoveFailed(Tid t, const std::string& why) {
+  auto task = tasks_.find(t);
+  if (task == tasks_.end()) return;
+  auto it = moves_.find(task->second.move_id);
+  if (it == moves_.end()) return;
+  ctl::Envelope e = NewEnvelope();
+  e.mutable_migrate_abort()->set_id(it->first);
+  e.mutable_migrate_abort()->set_tid(t.raw());
+  e.mutable_migrate_abort()->set_why(why);
+  SendControlTo(Tid::DaemonOf(HostIndex{it->second.dest}), std::move(e));
+  task->second.pinned_why = why;
+  FinishMove(it->first, Code(Err::kSysErr), fmt::format("{} cannot move: {}", t.str(), why));
+}
+
+ConnId DaemonCore::OnMoveCommitted(Tid t, const MoveTimes& times) {
+  auto task = tasks_.find(t);
+  if (task == tasks_.end()) return 0;
+  auto it = moves_.find(task->second.move_id);
+  if (it == moves_.end()) return 0;
+  Move& mv = it->second;
+  mv.admin_messages += 2;  // "restored", and the commit to the registry
+  where_[t.raw()] = mv.dest;
+  ctl::Envelope e = NewEnvelope();
+  auto* m = e.mutable_task_moved();
+  m->set_tid(t.raw());
+  m->set_host(mv.dest);
+  m->set_id(mv.id);
+  m->set_from(host_.value);
+  if (cfg_.member) {
+    SendControlTo(Tid::DaemonOf(HostIndex{1}), std::move(e));
+  } else {
+    OnTaskMoved(*m);
+  }
+  const ConnId c = task->second.conn;
+  if (c != 0) {
+    DropWaitersOf(c);
+    conns_.erase(c);
+  }
+  // Frames held for it (a restored copy that had not enrolled here) follow it.
+  std::deque<Frame> held = std::move(task->second.held);
+  // Its mailbox entries, group places and notify requests stay: they name it
+  // by tid, and what they send it follows it.
+  tasks_.erase(task);
+  for (auto& f : held) Reroute(t, std::move(f));
+  mv.admin_messages += 3;  // "exit" to the old process; the copy's enrolment and its answer
+  const std::string dest_name = hosts_.contains(mv.dest) ? hosts_[mv.dest].name : "?";
+  const double ms = (now_ns_ - mv.requested_ns) / 1e6;
+  const double blackout = (times.restored_ns - times.freeze_ns) / 1e6;
+  env_->Log(
+      fmt::format("migration {{\"tid\":\"{}\",\"from\":\"{}\",\"to\":\"{}\",\"bytes\":{},"
+                  "\"freeze_ns\":{},\"restored_ns\":{},\"blackout_ms\":{:.3f},\"total_ms\":{:.3f},"
+                  "\"admin_messages\":{}}}",
+                  t.str(), cfg_.hostname, dest_name, times.bytes, times.freeze_ns,
+                  times.restored_ns, blackout, ms, mv.admin_messages));
+  FinishMove(mv.id, Tid::DaemonOf(HostIndex{mv.dest}).raw(),
+             fmt::format("{} moved to {} ({} bytes, stopped {:.1f} ms)", t.str(), dest_name,
+                         times.bytes, blackout));
+  return c;
+}
+
+void DaemonCore::Reroute(Tid t, Frame&& f) {
+  if (f.header.dst == 0) f.header.dst = t.raw();  // our answers to it name no one
+  if (f.header.dst != t.raw()) return;
+  ++forwarded_;
+  f.header.flags |= kFrameFlagRelayed;
+  if (auto it = tasks_.find(t); it != tasks_.end() && it->second.state != State::kLeft) {
+    DeliverFrame(it->second, std::move(f));  // it came back here meanwhile
+    return;
+  }
+  RouteFrame(f.header, f.payload);
+}
+
+void DaemonCore::OnForwardLink(ConnId c, Tid t) {
+  Conn conn;
+  conn.forward_for = t;
+  conns_[c] = conn;
+  ++link_updates_;
+}
+
+void DaemonCore::CheckMoveTimeouts() {
+  std::vector<std::pair<Tid, std::string>> failed;
+  for (const auto& [id, mv] : moves_) {
+    if (mv.accepted_ns == 0 && now_ns_ - mv.requested_ns > kOfferTimeoutNs)
+      failed.push_back({mv.tid, "no answer from the destination host within 10 s"});
+    else if (mv.accepted_ns != 0 && !mv.frozen && now_ns_ - mv.accepted_ns > kFreezeTimeoutNs)
+      failed.push_back({mv.tid, "it did not stop within 30 s (blocked inside a library call?)"});
+  }
+  for (const auto& [t, why] : failed) {
+    env_->CancelMove(t);
+    OnMoveFailed(t, why);
+  }
+  // Destination: a restore the source never committed nor aborted.
+  std::vector<Tid> stale;
+  for (auto& [tid, task] : tasks_)
+    if (task.restoring && task.state == State::kSpawned &&
+        now_ns_ - task.last_change_ns > kRestoreTimeoutNs) {
+      if (!task.exited) env_->Signal(task.pid, SIGKILL);
+      task.move_id = 0;
+      if (task.exited) stale.push_back(tid);
+    }
+  for (Tid t : stale) MaybeFinish(t);
+}
+
+}  // namespace mpvm

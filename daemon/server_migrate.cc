@@ -1,0 +1,371 @@
+// server_migrate.cc — mpvmd's I/O for task migration (the source's part and
+// the destination's restore process). The decisions are in core_migrate.cc;
+// the exchange with the task is described in mpvm/migrate_wire.h.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "mpvm/paths.h"
+#include "mpvm/task_runtime.h"
+#include "server.h"
+
+namespace mpvm {
+
+namespace {
+
+bool SendAll(int fd, const void* p, size_t n) {
+  const char* c = static_cast<const char*>(p);
+  while (n > 0) {
+    ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    c += w;
+    n -= static_cast<size_t>(w);
+  }
+  return true;
+}
+
+bool RecvAll(int fd, void* p, size_t n) {
+  char* c = static_cast<char*>(p);
+  while (n > 0) {
+    ssize_t r = recv(fd, c, n, 0);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    c += r;
+    n -= static_cast<size_t>(r);
+  }
+  return true;
+}
+
+void SetTimeout(int fd, int seconds) {
+  timeval tv{seconds, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+std::string Hex(const std::string& bytes) {
+  static const char* kDigits = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : bytes) {
+    out += kDigits[c >> 4];
+    out += kDigits[c & 15];
+  }
+  return out;
+}
+
+// Sends 'A' and a reason: the task carries on where it is.
+void Refuse(int ms, const std::string& why) {
+  char buf[1 + migrate::kWhySize] = {'A'};
+  std::strncpy(buf + 1, why.c_str(), migrate::kWhySize - 1);
+  SendAll(ms, buf, sizeof buf);
+}
+
+}  // namespace
+
+Result<RestoreStart> Server::SpawnRestore(const SpawnSpec& spec, const std::string& token) {
+  int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (lfd < 0) return Fail(Err::kOutOfRes);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_ANY);
+  socklen_t len = sizeof a;
+  if (bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(lfd, 1) != 0 ||
+      getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    close(lfd);
+    return Fail(Err::kOutOfRes);
+  }
+  SpawnSpec s = spec;
+  s.env.push_back("MPVM_RESTORE_LISTEN_FD=" + std::to_string(lfd));
+  s.env.push_back("MPVM_RESTORE_TOKEN=" + Hex(token));
+  auto pid = SpawnProcess(s, lfd);
+  close(lfd);
+  if (!pid) return mpvm::unexpected(pid.error());
+  return RestoreStart{*pid, ntohs(a.sin_port)};
+}
+
+mpvm::expected<void, std::string> Server::BeginMove(Tid t, int pid, const std::string& addr,
+                                                    int port, const std::string& token) {
+  if (moving_.contains(t)) return mpvm::unexpected(std::string("it is moving already"));
+  if (migrate_fd_ < 0) return mpvm::unexpected(std::string("this daemon has no migrate.sock"));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  if (inet_pton(AF_INET, addr.c_str(), &a.sin_addr) != 1)
+    return mpvm::unexpected(fmt::format("bad destination address '{}'", addr));
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return mpvm::unexpected(std::string(std::strerror(errno)));
+  int rc = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  if (rc != 0 && errno == EINPROGRESS) {
+    pollfd p{fd, POLLOUT, 0};
+    int err = 0;
+    socklen_t el = sizeof err;
+    if (poll(&p, 1, 3000) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) == 0 && err == 0)
+      rc = 0;
+    else
+      errno = err != 0 ? err : ETIMEDOUT;
+  }
+  if (rc != 0) {
+    std::string why = fmt::format("cannot reach the restore process at {}:{}: {}", addr, port,
+                                  std::strerror(errno));
+    close(fd);
+    return mpvm::unexpected(why);
+  }
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);  // the task streams with blocking writes
+  MoveIo m;
+  m.tid = t;
+  m.pid = pid;
+  m.rfd = fd;
+  m.token = token;
+  moving_[t] = std::move(m);
+  kill(pid, MigrateSignal());
+  return {};
+}
+
+void Server::CancelMove(Tid t) {
+  auto it = moving_.find(t);
+  // Once the task has handed over it waits for our verdict: never drop it then.
+  if (it == moving_.end() || it->second.ms >= 0) return;
+  DropMove(t);
+}
+
+void Server::DropMove(Tid t) {
+  auto it = moving_.find(t);
+  if (it == moving_.end()) return;
+  for (int fd : it->second.fds) close(fd);
+  if (it->second.rfd >= 0) close(it->second.rfd);
+  if (it->second.ms >= 0) close(it->second.ms);
+  moving_.erase(it);
+}
+
+void Server::AcceptMigrate() {
+  for (;;) {
+    int ms = accept4(migrate_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (ms < 0) return;
+    SetTimeout(ms, 5);
+    migrate::HandoverHead head{};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * migrate::kMaxLinks)];
+    iovec iov{&head, sizeof head};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t r = recvmsg(ms, &msg, MSG_CMSG_CLOEXEC | MSG_WAITALL);
+    std::vector<int> fds;
+    for (cmsghdr* c = r > 0 ? CMSG_FIRSTHDR(&msg) : nullptr; c != nullptr;
+         c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      const size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t i = 0; i < n; ++i) {
+        int fd;
+        std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+        fds.push_back(fd);
+      }
+    }
+    auto bail = [&](const std::string& why) {
+      spdlog::warn("migrate.sock: {}", why);
+      for (int fd : fds) close(fd);
+      Refuse(ms, why);
+      close(ms);
+    };
+    if (r != sizeof head || std::memcmp(head.magic, migrate::kMagic, sizeof head.magic) != 0) {
+      bail("not a migrating task (bad handover header)");
+      continue;
+    }
+    auto it = moving_.find(Tid(head.tid));
+    if (it == moving_.end() || it->second.pid != head.pid || it->second.ms >= 0) {
+      bail(fmt::format("no move of {} (pid {}) was asked for", Tid(head.tid).str(), head.pid));
+      continue;
+    }
+    MoveIo& m = it->second;
+    if (head.nlinks == migrate::kRefusal) {
+      char why[migrate::kWhySize + 1] = {};
+      RecvAll(ms, why, migrate::kWhySize);
+      for (int fd : fds) close(fd);
+      close(ms);
+      const Tid t = m.tid;
+      DropMove(t);
+      core_->OnMoveFailed(t, why);
+      continue;
+    }
+    m.descs.resize(head.nlinks);
+    bool ok = head.nlinks <= migrate::kMaxLinks && fds.size() == head.nlinks &&
+              RecvAll(ms, m.descs.data(), sizeof(migrate::LinkDesc) * head.nlinks);
+    for (uint32_t i = 0; ok && i < head.nlinks; ++i) {
+      const auto& d = m.descs[i];
+      std::vector<uint8_t> in(d.in_len), out(d.out_len);
+      ok = d.in_len <= (256u << 20) && d.out_len <= (256u << 20) &&
+           RecvAll(ms, in.data(), in.size()) && RecvAll(ms, out.data(), out.size());
+      m.in.push_back(std::move(in));
+      m.out.push_back(std::move(out));
+    }
+    m.fds = std::move(fds);
+    // No links at all: a restored copy that has not enrolled here yet.
+    if (!ok ||
+        (!m.descs.empty() && m.descs[0].kind != static_cast<int32_t>(migrate::LinkKind::kDaemon))) {
+      Refuse(ms, "the handover was cut short or malformed");
+      close(ms);
+      const Tid t = m.tid;
+      DropMove(t);
+      core_->OnMoveFailed(t, "the handover was cut short or malformed");
+      continue;
+    }
+    // The stream to the restore process, and the token it expects.
+    char go = 'G';
+    iovec giov{&go, 1};
+    alignas(cmsghdr) char gcontrol[CMSG_SPACE(sizeof(int))];
+    msghdr gmsg{};
+    gmsg.msg_iov = &giov;
+    gmsg.msg_iovlen = 1;
+    gmsg.msg_control = gcontrol;
+    gmsg.msg_controllen = sizeof gcontrol;
+    cmsghdr* gc = CMSG_FIRSTHDR(&gmsg);
+    gc->cmsg_level = SOL_SOCKET;
+    gc->cmsg_type = SCM_RIGHTS;
+    gc->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(gc), &m.rfd, sizeof(int));
+    if (sendmsg(ms, &gmsg, MSG_NOSIGNAL) != 1 || !SendAll(ms, m.token.data(), m.token.size())) {
+      close(ms);
+      const Tid t = m.tid;
+      DropMove(t);
+      core_->OnMoveFailed(t, "the task went away during the handover");
+      continue;
+    }
+    // The image now streams from the task to the restore process (minutes
+    // for a huge task): wait for its word without a time-out.
+    SetTimeout(ms, 0);
+    m.ms = ms;
+    core_->OnMoveFrozen(m.tid);
+  }
+}
+
+void Server::OnMoveReadable(Tid t) {
+  auto it = moving_.find(t);
+  if (it == moving_.end()) return;
+  MoveIo& m = it->second;
+  SetTimeout(m.ms, 5);
+  char what = 0;
+  if (!RecvAll(m.ms, &what, 1)) {
+    DropMove(t);
+    core_->OnMoveFailed(t, "the task died while it was being moved");
+    return;
+  }
+  if (what == 'K') {
+    migrate::ImageDone done{};
+    if (RecvAll(m.ms, &done, sizeof done)) {
+      CommitMove(m, MoveTimes{done.bytes, done.freeze_ns, done.restored_ns});
+      return;
+    }
+  }
+  char why[migrate::kWhySize + 1] = {};
+  if (what == 'R') RecvAll(m.ms, why, migrate::kWhySize);
+  DropMove(t);
+  core_->OnMoveFailed(t, what == 'R' ? why : "the task broke the protocol");
+}
+
+void Server::CommitMove(MoveIo& m, const MoveTimes& times) {
+  const Tid t = m.tid;
+  // The commit point: once 'C' is written, the copy runs and this one never
+  // runs again. We write it (not the task), so a task killed now is not lost.
+  const char c = 'C';
+  if (!SendAll(m.rfd, &c, 1)) {
+    const char a = 'A';
+    SendAll(m.ms, &a, 1);  // the task carries on here
+    DropMove(t);
+    core_->OnMoveFailed(t, "the restore process went away before the commit");
+    return;
+  }
+  // What it printed before it stopped goes out before anything the copy prints.
+  for (size_t i = 0; i < pipes_.size();) {
+    if (pipes_[i].tid != t) {
+      ++i;
+      continue;
+    }
+    char buf[65536];
+    ssize_t r;
+    while ((r = read(pipes_[i].fd, buf, sizeof buf)) > 0)
+      core_->OnOutput(t, std::string_view(buf, static_cast<size_t>(r)));
+    close(pipes_[i].fd);
+    pipes_.erase(pipes_.begin() + static_cast<ptrdiff_t>(i));
+  }
+  // Frames it had sent us (and had not finished sending) are handled as its own.
+  const ConnId own = m.descs.empty() ? 0 : core_->TaskConn(t);
+  auto sc = conns_.find(own);
+  if (sc != conns_.end()) {
+    Connection* conn = sc->second.get();
+    conn->ReadAvailable();
+    conn->reader().Feed(m.out[0]);
+    Frame f;
+    while (conn->reader().Next(f) == FrameReader::Status::kFrame) core_->OnFrame(own, std::move(f));
+  }
+  core_->OnMoveCommitted(t, times);
+  // Frames we had written to it and it had not read: on to where it is now.
+  if (!m.descs.empty()) {
+    Connection theirs(m.fds[0]);  // closes our copy of its end when done
+    theirs.reader().Feed(m.in[0]);
+    theirs.ReadAvailable();
+    if (sc != conns_.end()) theirs.reader().Feed(sc->second->TakeUnsent());
+    Frame f;
+    while (theirs.reader().Next(f) == FrameReader::Status::kFrame) core_->Reroute(t, std::move(f));
+  }
+  if (sc != conns_.end()) sc->second->Close();  // not OnClose: the task did not leave the VM
+  // Its task links: read to their end, what comes goes on to it; the peers
+  // are told it moved (kMoved) and then send to it afresh.
+  for (size_t i = 1; i < m.descs.size(); ++i) {
+    const auto kind = static_cast<migrate::LinkKind>(m.descs[i].kind);
+    if (kind == migrate::LinkKind::kPeer) {
+      AddForwardLink(m.fds[i], t, m.out[i], m.in[i], m.descs[i].peer);
+    } else if (kind == migrate::LinkKind::kUnixListener) {
+      RemoveTaskSocket(t);  // no new connections; then take the ones waiting
+      for (;;) {
+        int fd = accept4(m.fds[i], nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) break;
+        AddForwardLink(fd, t, {}, {}, 0);
+      }
+      close(m.fds[i]);
+    } else {
+      close(m.fds[i]);  // callers from other hosts were mid-handshake: they relay instead
+    }
+  }
+  m.fds.clear();
+  const char x = 'X';
+  SendAll(m.ms, &x, 1);
+  kill(m.pid, SIGKILL);  // it exits by itself; this makes sure it never runs on
+  for (auto p = pids_.begin(); p != pids_.end(); ++p)
+    if (p->second == t && p->first == m.pid) {
+      pids_.erase(p);
+      break;
+    }
+  DropMove(t);
+}
+
+void Server::AddForwardLink(int fd, Tid t, std::span<const uint8_t> unsent,
+                            std::span<const uint8_t> unread, int32_t peer) {
+  const ConnId id = next_conn_++;
+  auto conn = std::make_unique<Connection>(fd, 256u << 20);
+  SetNonBlocking(fd);
+  conn->SendRaw(unsent);  // the rest of what the task was writing on it
+  FrameHeader h;
+  h.kind = FrameKind::kMoved;
+  h.src = t.raw();
+  h.dst = peer;
+  conn->Send(h, {});
+  conn->reader().Feed(unread);
+  Connection* c = conn.get();
+  conns_[id] = std::move(conn);
+  core_->OnForwardLink(id, t);
+  Frame f;
+  while (c->reader().Next(f) == FrameReader::Status::kFrame) core_->OnFrame(id, std::move(f));
+}
+
+}  // namespace mpvm

@@ -1,0 +1,59 @@
+// migrate_wire.h — what a migrating task and its daemon say to each other.
+//
+// The task (T) connects to its daemon's migrate.sock when told to move
+// (SIGMIGRATE). The exchange, in order (docs/design/migration.md):
+//
+//   T ── HandoverHead + LinkDesc[n] + SCM_RIGHTS(n fds) ──▶ daemon (S)
+//   T ── for each link: its unread bytes, then its unsent bytes ──▶ S
+//   S ── 'G' + SCM_RIGHTS(stream to the restore process) + token ──▶ T
+//      or 'A' + kWhySize bytes of reason (T carries on)
+//   T ── image ──▶ restore process (the checkpoint engine's stream)
+//   T ── 'K' + ImageDone ──▶ S    or 'R' + kWhySize bytes of reason
+//   S ── 'X' (committed: T exits at once) or 'A' (T carries on) ──▶ T
+//
+// A task that cannot hand over (threads, foreign sockets, encrypted links)
+// sends HandoverHead with nlinks == kRefusal followed by kWhySize bytes.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace mpvm::migrate {
+
+inline constexpr char kMagic[8] = {'M', 'P', 'V', 'M', 'M', 'I', 'G', '1'};
+inline constexpr uint32_t kRefusal = 0xffffffffu;
+inline constexpr uint32_t kMaxLinks = 250;  // fds in one SCM_RIGHTS message (kernel: 253)
+inline constexpr size_t kWhySize = 240;
+inline constexpr size_t kTokenSize = 32;
+inline constexpr const char* kSocketName = "migrate.sock";
+
+enum class LinkKind : int32_t {
+  kDaemon = 0,        // the task's connection to this daemon
+  kPeer = 1,          // a direct link to another task
+  kUnixListener = 2,  // where tasks of this host connect to it
+  kTcpListener = 3,   // where tasks of other hosts connect to it
+};
+
+struct HandoverHead {
+  char magic[8];
+  int32_t tid;
+  int32_t pid;
+  uint32_t nlinks;  // or kRefusal
+  uint32_t reserved;
+};
+
+struct LinkDesc {
+  int32_t kind;      // LinkKind
+  int32_t peer;      // kPeer: the task at the other end when known (else 0)
+  uint32_t in_len;   // bytes the task read from it but had not handled
+  uint32_t out_len;  // bytes the task queued for it but had not written
+};
+
+// After 'K': what the capture moved.
+struct ImageDone {
+  uint64_t bytes;
+  int64_t freeze_ns;    // CLOCK_REALTIME at the start of the capture
+  int64_t restored_ns;  // when the restore process answered 'K'
+};
+
+}  // namespace mpvm::migrate

@@ -1,0 +1,348 @@
+// task_migrate.cc — the task's side of a migration (docs/design/migration.md).
+//
+// The daemon asks a task to move with SIGMIGRATE (SIGRTMAX-1). The handler
+// moves it at once when the task is computing outside the library; inside a
+// pvm_* call it only notes the request, and the call moves the task at its
+// next boundary: its entry, or a wait for I/O. Either way the runtime's state
+// is consistent when MigrateNow() runs.
+//
+// MigrateNow() may run in a signal handler that interrupted arbitrary code,
+// so it allocates nothing and uses async-signal-safe calls only. It hands
+// every link to the daemon (the daemon reads them to their end and forwards
+// what comes), streams the process to the restore process the daemon names,
+// and exits when the daemon commits. In the restored copy it returns 2; the
+// copy drops its old links (AfterResume) and enrols with its new daemon as
+// the same tid at the next boundary.
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "mpvm/ckpt/ckpt.h"
+#include "mpvm/control.h"
+#include "mpvm/migrate_wire.h"
+#include "mpvm/paths.h"
+#include "mpvm/task_runtime.h"
+
+namespace mpvm {
+
+namespace {
+
+using migrate::HandoverHead;
+using migrate::LinkDesc;
+using migrate::LinkKind;
+
+volatile sig_atomic_t g_depth = 0;    // pvm_* calls in progress
+volatile sig_atomic_t g_pending = 0;  // a move was asked for
+volatile sig_atomic_t g_resumed = 0;  // we are a restored copy that has not re-enrolled
+volatile sig_atomic_t g_in_migrate = 0;
+TaskRuntime* g_migratable = nullptr;
+
+int64_t RealtimeNs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+bool SendAll(int fd, const void* p, size_t n) {
+  const char* c = static_cast<const char*>(p);
+  while (n > 0) {
+    ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    c += w;
+    n -= static_cast<size_t>(w);
+  }
+  return true;
+}
+
+bool RecvAll(int fd, void* p, size_t n) {
+  char* c = static_cast<char*>(p);
+  while (n > 0) {
+    ssize_t r = recv(fd, c, n, 0);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    c += r;
+    n -= static_cast<size_t>(r);
+  }
+  return true;
+}
+
+void CopyWhy(char* why, const char* text) {
+  size_t i = 0;
+  for (; text[i] != '\0' && i + 1 < migrate::kWhySize; ++i) why[i] = text[i];
+  why[i] = '\0';
+}
+
+void OnSigMigrate(int) {
+  const int saved = errno;
+  g_pending = 1;
+  if (g_depth == 0 && g_migratable != nullptr && g_in_migrate == 0) {
+    if (g_migratable->MigrateNow() == 2) g_resumed = 1;
+  }
+  errno = saved;
+}
+
+}  // namespace
+
+int MigrateSignal() { return SIGRTMAX - 1; }
+
+void LibraryEnter() {
+  const int depth = g_depth;
+  g_depth = depth + 1;
+  if (depth == 0 && (g_pending != 0 || g_resumed != 0) && g_migratable != nullptr)
+    g_migratable->AtBoundary();
+}
+
+void LibraryLeave() { g_depth = g_depth - 1; }
+
+void TaskRuntime::EnableMigration() {
+  g_migratable = this;
+  struct sigaction sa {};
+  sa.sa_handler = OnSigMigrate;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(MigrateSignal(), &sa, nullptr);
+}
+
+void TaskRuntime::AtBoundary() {
+  if (g_migratable != this || g_in_migrate != 0) return;
+  if (g_resumed != 0) AfterResume();
+  if (g_pending != 0 && MigrateNow() == 2) AfterResume();
+}
+
+int TaskRuntime::MigrateNow() {
+  g_pending = 0;
+  // A restored copy that has not enrolled at its new host yet (it computed
+  // without a PVM call since) has no links: its old ones are gone.
+  const bool fresh = g_resumed != 0;
+  const char* dir = rundir_.c_str();
+  size_t dir_len = rundir_.size();
+  if (fresh) {
+    dir = ckpt::ResumeEnv("MPVM_RUNDIR");
+    if (dir == nullptr) return 0;
+    dir_len = strlen(dir);
+  } else if (!daemon_ || !daemon_->open() || mytid_.raw() == 0) {
+    return 0;
+  }
+  if (!handshakes_.empty() || (calls_in_flight_ > 0 && !migrate_call_)) {
+    g_pending = 1;  // a link being set up or a request in flight: at the next boundary
+    return 0;
+  }
+  g_in_migrate = 1;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  const size_t name_len = strlen(migrate::kSocketName);
+  if (dir_len + 1 + name_len + 1 > sizeof addr.sun_path) {
+    g_in_migrate = 0;
+    return 1;
+  }
+  memcpy(addr.sun_path, dir, dir_len);
+  addr.sun_path[dir_len] = '/';
+  memcpy(addr.sun_path + dir_len + 1, migrate::kSocketName, name_len + 1);
+  const int ms = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (ms < 0 || connect(ms, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    if (ms >= 0) close(ms);
+    g_in_migrate = 0;
+    return 1;  // nobody asked (a stray signal): carry on
+  }
+
+  // The links to hand over: the daemon's first, then task links, listeners.
+  LinkDesc descs[migrate::kMaxLinks];
+  int fds[migrate::kMaxLinks + 1];
+  const Connection* conns[migrate::kMaxLinks];
+  uint32_t n = 0;
+  char why[migrate::kWhySize] = {};
+  bool refused = false;
+  auto add = [&](LinkKind kind, int fd, int32_t peer, const Connection* c) {
+    if (n >= migrate::kMaxLinks) {
+      CopyWhy(why, "too many open task links to hand over (more than 250)");
+      refused = true;
+      return;
+    }
+    descs[n] = LinkDesc{static_cast<int32_t>(kind), peer,
+                        c ? static_cast<uint32_t>(c->reader().PendingSize()) : 0u,
+                        c ? static_cast<uint32_t>(c->UnsentSize()) : 0u};
+    fds[n] = fd;
+    conns[n] = c;
+    ++n;
+  };
+  if (!fresh) {
+    add(LinkKind::kDaemon, daemon_->fd(), 0, daemon_.get());
+    for (const auto& c : conns_) {
+      if (!c->open()) continue;
+      if (c->encrypted()) {
+        CopyWhy(why, "it has encrypted links to other tasks, which cannot be handed over yet");
+        refused = true;
+      }
+      add(LinkKind::kPeer, c->fd(), c->peer_tid, c.get());
+    }
+    if (listen_fd_ >= 0) add(LinkKind::kUnixListener, listen_fd_, 0, nullptr);
+    if (tcp_listen_fd_ >= 0) add(LinkKind::kTcpListener, tcp_listen_fd_, 0, nullptr);
+  }
+
+  HandoverHead head{};
+  memcpy(head.magic, migrate::kMagic, sizeof head.magic);
+  head.tid = mytid_.raw();
+  head.pid = static_cast<int32_t>(getpid());
+  if (refused) {
+    head.nlinks = migrate::kRefusal;
+    SendAll(ms, &head, sizeof head);
+    SendAll(ms, why, sizeof why);
+    close(ms);
+    g_in_migrate = 0;
+    return 1;
+  }
+  head.nlinks = n;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * migrate::kMaxLinks)];
+  iovec iov[2] = {{&head, sizeof head}, {descs, sizeof(LinkDesc) * n}};
+  msghdr msg{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = 2;
+  if (n > 0) {
+    msg.msg_control = control;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * n);
+    cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int) * n);
+    memcpy(CMSG_DATA(cm), fds, sizeof(int) * n);
+  }
+  ssize_t sent;
+  do {
+    sent = sendmsg(ms, &msg, MSG_NOSIGNAL);
+  } while (sent < 0 && errno == EINTR);
+  bool ok = sent == static_cast<ssize_t>(sizeof head + sizeof(LinkDesc) * n);
+  if (ok && static_cast<size_t>(sent) < sizeof head + sizeof(LinkDesc) * n) ok = false;
+  for (uint32_t i = 0; ok && i < n; ++i) {
+    const Connection* c = conns[i];
+    if (c == nullptr) continue;
+    uint8_t h[kFrameHeaderSize];
+    if (c->reader().PendingHeader(h)) ok = SendAll(ms, h, sizeof h);
+    auto body = c->reader().PendingBody();
+    if (ok && !body.empty()) ok = SendAll(ms, body.data(), body.size());
+    c->ForEachUnsent([&](std::span<const uint8_t> s) {
+      if (ok && !s.empty()) ok = SendAll(ms, s.data(), s.size());
+    });
+  }
+
+  // The daemon answers with the stream to the restore process.
+  char verdict = 0;
+  int rfd = -1;
+  uint8_t token[migrate::kTokenSize];
+  if (ok) {
+    alignas(cmsghdr) char rcontrol[CMSG_SPACE(sizeof(int))];
+    iovec riov{&verdict, 1};
+    msghdr rmsg{};
+    rmsg.msg_iov = &riov;
+    rmsg.msg_iovlen = 1;
+    rmsg.msg_control = rcontrol;
+    rmsg.msg_controllen = sizeof rcontrol;
+    ssize_t r;
+    do {
+      r = recvmsg(ms, &rmsg, MSG_CMSG_CLOEXEC);
+    } while (r < 0 && errno == EINTR);
+    ok = r == 1;
+    for (cmsghdr* c = ok ? CMSG_FIRSTHDR(&rmsg) : nullptr; c != nullptr; c = CMSG_NXTHDR(&rmsg, c))
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+        memcpy(&rfd, CMSG_DATA(c), sizeof rfd);
+    if (ok && verdict == 'G') ok = rfd >= 0 && RecvAll(ms, token, sizeof token);
+    if (ok && verdict != 'G') ok = false;  // 'A' + why: the daemon gave up
+  }
+  if (!ok) {
+    if (rfd >= 0) close(rfd);
+    close(ms);
+    g_in_migrate = 0;
+    return 1;
+  }
+
+  fds[n] = ms;
+  uint64_t bytes = 0;
+  ckpt::CaptureOptions o;
+  o.out_fd = rfd;
+  o.token = token;
+  o.own_fds = fds;
+  o.n_own_fds = static_cast<int>(n + 1);
+  o.bytes_sent = &bytes;
+  const int64_t freeze_ns = RealtimeNs();
+  const auto result = ckpt::Capture(o, why, sizeof why);
+  if (result == ckpt::CaptureResult::kResumed) {
+    g_in_migrate = 0;
+    return 2;  // the restored copy: every descriptor above is gone
+  }
+  if (result == ckpt::CaptureResult::kSaved) {
+    migrate::ImageDone done{bytes, freeze_ns, RealtimeNs()};
+    const char k = 'K';
+    char answer = 0;
+    const bool told = SendAll(ms, &k, 1) && SendAll(ms, &done, sizeof done);
+    const bool heard = told && RecvAll(ms, &answer, 1);
+    if (!heard || answer == 'X') {
+      // Committed (or our daemon died after the image was restored, and it
+      // may have committed): the copy runs; this process must never run on.
+      // Unflushed stdio travelled in the image, so nothing is flushed here.
+      syscall(SYS_exit_group, 0);
+    }
+    ckpt::Abort(rfd);
+  } else {
+    const char r = 'R';
+    SendAll(ms, &r, 1);
+    SendAll(ms, why, sizeof why);
+  }
+  close(rfd);
+  close(ms);
+  g_in_migrate = 0;
+  return 1;
+}
+
+void TaskRuntime::AfterResume() {
+  g_resumed = 0;
+  // Every old descriptor is gone (their numbers may name reopened files now):
+  // forget them without closing. The old daemon reads the links to their end.
+  if (daemon_) daemon_->Abandon();
+  daemon_.reset();
+  for (auto& c : conns_) c->Abandon();
+  conns_.clear();
+  peers_.clear();
+  listen_fd_ = -1;
+  listen_path_.clear();
+  tcp_listen_fd_ = -1;
+  if (const char* d = ckpt::ResumeEnv("MPVM_RUNDIR"); d != nullptr) rundir_ = d;
+  int fd = ConnectUnix(DaemonSocketPath(rundir_));
+  if (fd < 0) {
+    std::fprintf(stderr, "libpvm [%s]: moved, but cannot reach the new host's daemon at %s\n",
+                 mytid_.str().c_str(), rundir_.c_str());
+    LostDaemon();
+    return;
+  }
+  daemon_ = std::make_unique<Connection>(fd);
+  daemon_lost_ = false;
+  ctl::Envelope req = NewEnvelope();
+  auto* e = req.mutable_enrol();
+  e->set_tid(mytid_.raw());
+  e->set_pid(getpid());
+  e->set_name(program_invocation_short_name);
+  e->set_restored(true);
+  auto rep = Call(std::move(req));
+  if (!rep || !rep->has_enrol_reply() || rep->enrol_reply().code() < 0) {
+    std::fprintf(stderr, "libpvm [%s]: moved, but the new host's daemon refused it: %s\n",
+                 mytid_.str().c_str(),
+                 rep && rep->has_enrol_reply() ? rep->enrol_reply().detail().c_str() : "no answer");
+    LostDaemon();
+    return;
+  }
+  const auto& r = rep->enrol_reply();
+  host_tid_ = Tid(r.host_tid());
+  listen_path_ = TaskSocketPath(rundir_, mytid_);
+  listen_fd_ = ListenUnix(listen_path_);
+  if (listen_fd_ < 0) listen_path_.clear();
+  if (link_key_) StartLinkListener();
+}
+
+}  // namespace mpvm

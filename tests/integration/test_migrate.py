@@ -1,0 +1,150 @@
+"""Transparent migration between hosts: a running task moves, keeps its tid,
+and its output equals a run that did not move (docs/design/migration.md).
+
+Two daemons on loopback (master alpha, member beta) form the VM. The task
+program, mig_task, is plain PVM code that knows nothing of migration."""
+import os
+import random
+import re
+import subprocess
+import unittest
+
+from harness import BIN, CONSOLE, MPVMD, PRUN, VmTestCase, start_reporting, wait_for_line
+
+MIG_TASK = os.path.join(BIN, "mig_task")
+SPIN = "600000000"  # about 1.5 s of computing without a PVM call
+
+
+def strip_tids(text):
+    return [re.sub(r"^\[t[0-9a-f]+\] ", "", line) for line in text.splitlines()]
+
+
+class MigrateTest(VmTestCase):
+    @classmethod
+    def setUpClass(cls):
+        libs = subprocess.run(["ldd", MIG_TASK], capture_output=True, text=True).stdout
+        if "libasan" in libs or "libtsan" in libs or "libubsan" in libs:
+            raise unittest.SkipTest("sanitizer builds cannot migrate (shadow memory); "
+                                    "the dev build runs these tests")
+
+    def setUp(self):
+        super().setUp()
+        self.procs = []
+        p, said = start_reporting([MPVMD, "--rundir", self.rundir, "--listen", "127.0.0.1:0",
+                                   "--hostname", "alpha"], None)
+        self.procs.append(p)
+        self.assertEqual(said, "ok\n")
+        with open(os.path.join(self.rundir, "master.addr")) as f:
+            addr = f.read().strip()
+        self.beta_dir = os.path.join(self.tmp, "run-beta")
+        p, said = start_reporting([MPVMD, "--rundir", self.beta_dir, "--join", addr, "--key",
+                                   os.path.join(self.rundir, "vm.key"), "--hostname", "beta"],
+                                  None)
+        self.procs.append(p)
+        self.assertEqual(said, "ok\n")
+
+    def tearDown(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+            p.communicate()
+        super().tearDown()
+
+    def console(self, *args, rundir=None):
+        env = dict(self.env, MPVM_RUNDIR=rundir or self.rundir)
+        return subprocess.run([CONSOLE, *args], env=env, capture_output=True, text=True,
+                              timeout=60)
+
+    def start(self, *args):
+        p = subprocess.Popen([PRUN, MIG_TASK, *args], env=self.env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        self.procs.append(p)
+        return p
+
+    def task_tids(self):
+        tids = []
+        for d in (self.rundir, self.beta_dir):
+            out = self.console("ps", rundir=d).stdout
+            tids += ["t" + m for m in re.findall(r"^\s*\w+\s+([0-9a-f]+)\s.*mig_task$", out, re.M)]
+        return tids
+
+    def migrate(self, tid, host):
+        r = self.console("migrate", tid, host)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r.stdout
+
+    def host_of(self, tid):
+        for name, d in (("alpha", self.rundir), ("beta", self.beta_dir)):
+            if re.search(r"^\s*%s\s+%s\s" % (name, tid[1:]), self.console("ps", rundir=d).stdout,
+                         re.M):
+                return name
+        return None
+
+    def reference(self, *args):
+        r = subprocess.run([PRUN, MIG_TASK, *args], env=self.env, capture_output=True, text=True,
+                           timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return strip_tids(r.stdout)
+
+    def test_a_computing_task_moves_and_keeps_its_tid_and_output(self):
+        want = self.reference("spin", SPIN)
+        p = self.start("spin", SPIN)
+        first = wait_for_line(p.stdout, lambda l: "start" in l)[-1]
+        tid = re.match(r"\[(t[0-9a-f]+)\]", first).group(1)
+        said = self.migrate(tid, "beta")
+        self.assertIn("moved to beta", said)
+        self.assertEqual(self.host_of(tid), "beta")
+        out, err = p.communicate(timeout=120)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertEqual([strip_tids(first)[0]] + strip_tids(out), want)
+        # Every line still came from the same tid.
+        self.assertEqual(set(re.findall(r"^\[(t[0-9a-f]+)\]", out, re.M)), {tid})
+
+    def test_ten_moves_in_a_row(self):
+        want = self.reference("spin", "2000000000")
+        p = self.start("spin", "2000000000")
+        first = wait_for_line(p.stdout, lambda l: "start" in l)[-1]
+        tid = re.match(r"\[(t[0-9a-f]+)\]", first).group(1)
+        for i in range(10):
+            self.assertIn("moved to", self.migrate(tid, "beta" if i % 2 == 0 else "alpha"))
+        out, err = p.communicate(timeout=120)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertEqual([strip_tids(first)[0]] + strip_tids(out), want)
+
+    def test_a_ring_exchanging_messages_survives_random_moves(self):
+        want = self.reference("ring", "4", "4000")
+        p = self.start("ring", "4", "4000")
+        rng = random.Random(4)
+        moves = 0
+        tids = []
+        while len(tids) < 4 and p.poll() is None:
+            tids = self.task_tids()
+        while p.poll() is None:
+            r = self.console("migrate", rng.choice(tids), rng.choice(["alpha", "beta"]))
+            if "moved to" in r.stdout:
+                moves += 1
+            elif r.returncode != 0:  # only a task that has finished may be missing
+                self.assertRegex(r.stderr, "(?i)no task|has exited|it ended|not called")
+        out, err = p.communicate(timeout=180)
+        self.assertEqual(p.returncode, 0, err)
+        # Nothing lost, duplicated or reordered: every task's checksum of the
+        # stream it saw equals that of the run without moves.
+        self.assertEqual(strip_tids(out), want)
+        self.assertGreaterEqual(moves, 5, "too few moves happened during the run")
+
+    def test_unknown_host_and_task_are_refused_with_a_reason(self):
+        p = self.start("spin", SPIN)
+        first = wait_for_line(p.stdout, lambda l: "start" in l)[-1]
+        tid = re.match(r"\[(t[0-9a-f]+)\]", first).group(1)
+        r = self.console("migrate", tid, "nowhere")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("no host named 'nowhere'", r.stderr)
+        r = self.console("migrate", "t4ffff", "beta")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("no task", r.stderr.lower())
+        p.communicate(timeout=120)
+        self.assertEqual(p.returncode, 0)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,129 @@
+/* mig_task.c — a PVM task for the migration tests. Unmodified PVM code: it
+ * knows nothing of migration, which happens to it from outside.
+ *
+ *   mig_task spin N       compute N rounds (no PVM calls between); print a
+ *                         checksum every N/10 rounds and at the end
+ *   mig_task ring K N     the parent spawns K-1 more; a token of N rounds
+ *                         goes around with checksummed, sequence-numbered
+ *                         messages of varying size; each prints its result
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pvm3.h"
+
+static uint64_t mix(uint64_t x) {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdULL;
+  x ^= x >> 33;
+  return x;
+}
+
+static int spin(long n) {
+  int me = pvm_mytid();
+  uint64_t sum = 0;
+  printf("start %s\n", me > 0 ? "enrolled" : "alone");
+  fflush(stdout);
+  for (long i = 1; i <= n; ++i) {
+    sum = mix(sum + (uint64_t)i);
+    if (i % (n / 10) == 0) {
+      printf("at %ld sum %016llx\n", i, (unsigned long long)sum);
+      fflush(stdout);
+    }
+  }
+  printf("done sum %016llx\n", (unsigned long long)sum);
+  pvm_exit();
+  return 0;
+}
+
+enum { kTagToken = 7, kTagTids = 8, kTagDone = 9 };
+
+static int ring(int k, int rounds) {
+  int me = pvm_mytid();
+  int parent = pvm_parent();
+  int tids[64];
+  if (k < 2 || k > 64) return 2;
+  if (parent == PvmNoParent || parent <= 0) {
+    tids[0] = me;
+    char* args[] = {"ring", NULL, NULL, NULL};
+    char ks[16], ns[16];
+    snprintf(ks, sizeof ks, "%d", k);
+    snprintf(ns, sizeof ns, "%d", rounds);
+    args[1] = ks;
+    args[2] = ns;
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    self[n > 0 ? n : 0] = '\0';
+    if (pvm_spawn(self, args, PvmTaskDefault, "", k - 1, tids + 1) != k - 1) {
+      fprintf(stderr, "spawn failed: %d %d %d\n", tids[1], tids[2], tids[3]);
+      return 1;
+    }
+    pvm_initsend(PvmDataDefault);
+    pvm_pkint(tids, k, 1);
+    pvm_mcast(tids + 1, k - 1, kTagTids);
+  } else {
+    pvm_recv(parent, kTagTids);
+    pvm_upkint(tids, k, 1);
+  }
+  int pos = 0;
+  while (tids[pos] != me) ++pos;
+  int next = tids[(pos + 1) % k], prev = tids[(pos + k - 1) % k];
+  uint64_t sum = 0;
+  static uint64_t buf[65536];
+  for (int r = 0; r < rounds; ++r) {
+    if (pos == 0) {
+      int len = 1 + (int)(mix((uint64_t)r) % 4096);
+      for (int i = 0; i < len; ++i) buf[i] = mix((uint64_t)r * 131 + (uint64_t)i);
+      pvm_initsend(PvmDataDefault);
+      pvm_pkint(&r, 1, 1);
+      pvm_pkint(&len, 1, 1);
+      pvm_pkbyte((char*)buf, len * 8, 1);
+      pvm_send(next, kTagToken);
+    }
+    int seq, len;
+    pvm_recv(prev, kTagToken);
+    pvm_upkint(&seq, 1, 1);
+    pvm_upkint(&len, 1, 1);
+    pvm_upkbyte((char*)buf, len * 8, 1);
+    if (seq != r) {
+      printf("task %d: round %d got %d\n", pos, r, seq);
+      return 1;
+    }
+    for (int i = 0; i < len; ++i) sum = mix(sum ^ buf[i]);
+    if (pos != 0) {
+      pvm_initsend(PvmDataDefault);
+      pvm_pkint(&seq, 1, 1);
+      pvm_pkint(&len, 1, 1);
+      pvm_pkbyte((char*)buf, len * 8, 1);
+      pvm_send(next, kTagToken);
+    }
+  }
+  if (pos == 0) {
+    for (int i = 1; i < k; ++i) {
+      uint64_t s;
+      int from;
+      pvm_recv(tids[i], kTagDone);
+      pvm_upkint(&from, 1, 1);
+      pvm_upkbyte((char*)&s, 8, 1);
+      printf("task %d sum %016llx\n", from, (unsigned long long)s);
+    }
+    printf("task 0 sum %016llx\n", (unsigned long long)sum);
+  } else {
+    pvm_initsend(PvmDataDefault);
+    pvm_pkint(&pos, 1, 1);
+    pvm_pkbyte((char*)&sum, 8, 1);
+    pvm_send(tids[0], kTagDone);
+  }
+  pvm_exit();
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  if (argc >= 3 && strcmp(argv[1], "spin") == 0) return spin(atol(argv[2]));
+  if (argc >= 4 && strcmp(argv[1], "ring") == 0) return ring(atoi(argv[2]), atoi(argv[3]));
+  fprintf(stderr, "usage: mig_task spin N | ring K N\n");
+  return 2;
+}
