@@ -15,6 +15,9 @@
 // sends HandoverHead with nlinks == kRefusal followed by kWhySize bytes.
 #pragma once
 
+#include <sys/socket.h>
+
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 
@@ -55,5 +58,31 @@ struct ImageDone {
   int64_t freeze_ns;    // CLOCK_REALTIME at the start of the capture
   int64_t restored_ns;  // when the restore process answered 'K'
 };
+
+// Whole-buffer send and receive on the migrate.sock stream. Async-signal-
+// safe (the task calls them from its SIGMIGRATE handler); no SIGPIPE.
+inline bool SendAll(int fd, const void* p, size_t n) {
+  const char* c = static_cast<const char*>(p);
+  while (n > 0) {
+    ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    c += w;
+    n -= static_cast<size_t>(w);
+  }
+  return true;
+}
+
+inline bool RecvAll(int fd, void* p, size_t n) {
+  char* c = static_cast<char*>(p);
+  while (n > 0) {
+    ssize_t r = recv(fd, c, n, 0);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    c += r;
+    n -= static_cast<size_t>(r);
+  }
+  return true;
+}
 
 }  // namespace mpvm::migrate

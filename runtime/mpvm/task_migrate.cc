@@ -35,6 +35,9 @@ namespace mpvm {
 
 namespace {
 
+using migrate::RecvAll;
+using migrate::SendAll;
+
 using migrate::HandoverHead;
 using migrate::LinkDesc;
 using migrate::LinkKind;
@@ -49,30 +52,6 @@ int64_t RealtimeNs() {
   timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-}
-
-bool SendAll(int fd, const void* p, size_t n) {
-  const char* c = static_cast<const char*>(p);
-  while (n > 0) {
-    ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return false;
-    c += w;
-    n -= static_cast<size_t>(w);
-  }
-  return true;
-}
-
-bool RecvAll(int fd, void* p, size_t n) {
-  char* c = static_cast<char*>(p);
-  while (n > 0) {
-    ssize_t r = recv(fd, c, n, 0);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return false;
-    c += r;
-    n -= static_cast<size_t>(r);
-  }
-  return true;
 }
 
 void CopyWhy(char* why, const char* text) {
@@ -220,7 +199,6 @@ int TaskRuntime::MigrateNow() {
     sent = sendmsg(ms, &msg, MSG_NOSIGNAL);
   } while (sent < 0 && errno == EINTR);
   bool ok = sent == static_cast<ssize_t>(sizeof head + sizeof(LinkDesc) * n);
-  if (ok && static_cast<size_t>(sent) < sizeof head + sizeof(LinkDesc) * n) ok = false;
   for (uint32_t i = 0; ok && i < n; ++i) {
     const Connection* c = conns[i];
     if (c == nullptr) continue;
