@@ -58,13 +58,13 @@ void DaemonCore::AnswerAsker(Tid asker, uint64_t rid, int code, const std::strin
   SendControlTo(asker, std::move(e));
 }
 
-void DaemonCore::DoMigrate(ConnId c, Tid who, ctl::Envelope&& env) {
+void DaemonCore::DoMigrate(Tid who, ctl::Envelope&& env) {
   auto* m = env.mutable_migrate();
-  if (m->asker() == 0) {  // asked here: answer the asker wherever the move runs
+  const bool asked_here = m->asker() == 0;
+  if (asked_here) {  // answer the asker wherever the move runs
     m->set_asker(who.raw());
     m->set_asker_rid(env.rid());
   }
-  (void)c;
   const Tid t(m->tid());
   const Tid asker(m->asker());
   const uint64_t rid = m->asker_rid();
@@ -84,9 +84,13 @@ void DaemonCore::DoMigrate(ConnId c, Tid who, ctl::Envelope&& env) {
     StartMove(t, dest, asker, rid);
     return;
   }
-  // Not here: the master knows where it is.
+  // Not here: the master knows where it is. A member passes a request on
+  // only if it was asked itself or the task has just left it (its TaskMoved
+  // is ahead on the same link); one the master sent here for a task that is
+  // gone ends here, or the two would pass it back and forth for ever.
+  const bool pass_on = !cfg_.member || asked_here || where_.contains(t.raw());
   const int at = cfg_.member ? 1 : HostOf(t);
-  if (at == host_.value || !hosts_.contains(at)) {
+  if (!pass_on || at == host_.value || !hosts_.contains(at)) {
     AnswerAsker(asker, rid, Code(Err::kNoTask), fmt::format("no task {}", t.str()));
     return;
   }
@@ -164,7 +168,7 @@ void DaemonCore::FinishMove(uint64_t id, int code, const std::string& detail) {
 
 void DaemonCore::HandleMoveControl(const FrameHeader& h, ctl::Envelope&& env) {
   if (env.has_migrate()) {
-    DoMigrate(0, Tid(), std::move(env));
+    DoMigrate(Tid(), std::move(env));
   } else if (env.has_migrate_offer()) {
     OnOffer(h, env.migrate_offer());
   } else if (env.has_migrate_accept()) {

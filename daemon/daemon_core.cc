@@ -251,7 +251,7 @@ void DaemonCore::HandleControl(ConnId c, ctl::Envelope&& env) {
       DoLocate(c, env);
       return;
     case ctl::Envelope::kMigrate:
-      DoMigrate(c, who, std::move(env));
+      DoMigrate(who, std::move(env));
       return;
     case ctl::Envelope::kLocation: {
       const Tid t(env.location().tid());

@@ -313,7 +313,7 @@ class DaemonCore {
     int admin_messages = 0;
   };
   bool LocalTask(Tid t) const;
-  void DoMigrate(ConnId c, Tid who, ctl::Envelope&& env);
+  void DoMigrate(Tid who, ctl::Envelope&& env);
   void StartMove(Tid t, int dest, Tid asker, uint64_t asker_rid);
   void FinishMove(uint64_t id, int code, const std::string& detail);
   void HandleMoveControl(const FrameHeader& h, ctl::Envelope&& env);

@@ -624,6 +624,134 @@ TEST_F(DaemonCoreTest, AddHostErrors) {
   EXPECT_EQ(Last(1).status().code(), -6);  // PvmNoHost
 }
 
+// ---- Migration (docs/design/migration.md) --------------------------------------
+
+ctl::Envelope MigrateTo(int tid, const std::string& host) {
+  ctl::Envelope e;
+  e.mutable_migrate()->set_tid(tid);
+  e.mutable_migrate()->set_host(host);
+  return e;
+}
+
+TEST_F(DaemonCoreTest, MoveOfferAcceptAndFreezeTimeOut) {
+  core_.OnTick(1);
+  core_.OnPeerFrame(100, PeerControl(JoinAs("b")));
+  Enrol(1);
+  auto tids = Spawn(1, "w", 1);
+  Enrol(2, tids[0], 1001);
+  Control(1, MigrateTo(tids[0], "b"), 7);
+  // The destination is asked first, with what it needs to start the program.
+  auto offer = env_.PeerControls(100).back();
+  ASSERT_TRUE(offer.has_migrate_offer());
+  EXPECT_EQ(offer.migrate_offer().tid(), tids[0]);
+  EXPECT_EQ(offer.migrate_offer().path(), "/bin/w");
+  // It accepts: the source connects to the restore process and signals the task.
+  ctl::Envelope a;
+  a.mutable_migrate_accept()->set_id(offer.migrate_offer().id());
+  a.mutable_migrate_accept()->set_tid(tids[0]);
+  a.mutable_migrate_accept()->set_port(40000);
+  a.mutable_migrate_accept()->set_token(std::string(32, 't'));
+  core_.OnPeerFrame(100, PeerControl(a));
+  ASSERT_EQ(env_.begun.size(), 1u);
+  EXPECT_EQ(env_.begun[0].first, Tid(tids[0]));
+  EXPECT_EQ(env_.begun[0].second, "127.0.0.1:40000");
+  // A second request while it moves is refused with the reason.
+  Control(1, MigrateTo(tids[0], "b"), 8);
+  EXPECT_NE(Last(1).status().detail().find("moving already"), std::string::npos);
+  // The task never stops: after 30 s the move is given up, the destination
+  // drops its restore, and the asker hears why. The task stays here.
+  core_.OnTick(31'000'000'000);
+  ASSERT_EQ(env_.cancelled.size(), 1u);
+  int aborts = 0;
+  for (const auto& e : env_.PeerControls(100)) aborts += e.has_migrate_abort();
+  EXPECT_EQ(aborts, 1);
+  auto answer = Last(1);
+  EXPECT_EQ(answer.rid(), 7u);
+  EXPECT_LT(answer.status().code(), 0);
+  EXPECT_NE(answer.status().detail().find("did not stop"), std::string::npos);
+  ctl::Envelope where;
+  where.mutable_location()->set_tid(tids[0]);
+  Control(1, where, 9);
+  EXPECT_EQ(Last(1).status().code(), 0x40000);
+}
+
+TEST_F(DaemonCoreTest, RefusedOfferIsReportedToTheAsker) {
+  core_.OnPeerFrame(100, PeerControl(JoinAs("b")));
+  Enrol(1);
+  auto tids = Spawn(1, "w", 1);
+  Enrol(2, tids[0], 1001);
+  Control(1, MigrateTo(tids[0], "b"), 7);
+  auto offer = env_.PeerControls(100).back();
+  ctl::Envelope a;
+  a.mutable_migrate_accept()->set_id(offer.migrate_offer().id());
+  a.mutable_migrate_accept()->set_tid(tids[0]);
+  a.mutable_migrate_accept()->set_code(-7);
+  a.mutable_migrate_accept()->set_detail("/bin/w is not an executable file there");
+  core_.OnPeerFrame(100, PeerControl(a));
+  EXPECT_TRUE(env_.begun.empty());
+  EXPECT_EQ(Last(1).status().code(), -7);
+  EXPECT_NE(Last(1).status().detail().find("not an executable file there"), std::string::npos);
+}
+
+TEST_F(DaemonCoreTest, DestinationStartsOneRestorePerTid) {
+  core_.OnPeerFrame(100, PeerControl(JoinAs("b")));
+  ctl::Envelope o;
+  auto* mo = o.mutable_migrate_offer();
+  mo->set_tid(0x80005);
+  mo->set_id(42);
+  mo->set_path("w");
+  mo->add_argv("w");
+  Frame f = PeerControl(o);
+  f.header.src = 0x80000;
+  core_.OnPeerFrame(100, std::move(f));
+  ASSERT_EQ(env_.restores.size(), 1u);
+  EXPECT_EQ(env_.restores[0].tid, Tid(0x80005));
+  auto a = env_.PeerControls(100).back().migrate_accept();
+  EXPECT_EQ(a.code(), 0);
+  EXPECT_EQ(a.port(), 40000);
+  EXPECT_EQ(a.token().size(), 32u);
+  // The same tid again is refused.
+  Frame again = PeerControl(o);
+  again.header.src = 0x80000;
+  core_.OnPeerFrame(100, std::move(again));
+  EXPECT_EQ(env_.restores.size(), 1u);
+  EXPECT_EQ(env_.PeerControls(100).back().migrate_accept().code(), -33);  // PvmDupEntry
+}
+
+TEST(DaemonCoreMember, AMigrateRequestForATaskThatIsGoneIsAnsweredNotBounced) {
+  // The master sends a member a request for a task its registry places there
+  // (it ended there a moment ago): the member answers, and does not pass it
+  // back to the master, which would pass it back again, for ever.
+  DaemonConfig c;
+  c.member = true;
+  c.hostname = "b";
+  FakeEnv env;
+  DaemonCore core(c, &env);
+  core.StartJoin(0);
+  ctl::Envelope r;
+  r.mutable_join_reply()->set_host(2);
+  auto* h1 = r.mutable_join_reply()->mutable_table()->add_hosts();
+  h1->set_tid(0x40000);
+  h1->set_name("a");
+  auto* h2 = r.mutable_join_reply()->mutable_table()->add_hosts();
+  h2->set_tid(0x80000);
+  h2->set_name("b");
+  core.OnPeerFrame(kMasterPeer, PeerControl(r));
+  ASSERT_TRUE(core.joined());
+  for (int tid : {0x80003, 0x40007}) {  // born here, and born at the master
+    ctl::Envelope m = MigrateTo(tid, "a");
+    m.mutable_migrate()->set_asker(0x40001);
+    m.mutable_migrate()->set_asker_rid(5);
+    const size_t before = env.peer_sent.size();
+    core.OnPeerFrame(kMasterPeer, PeerControl(m));
+    ASSERT_EQ(env.peer_sent.size(), before + 1);
+    auto answer = env.PeerControls(kMasterPeer).back();
+    EXPECT_FALSE(answer.has_migrate());
+    EXPECT_EQ(answer.rid(), 5u);
+    EXPECT_EQ(answer.status().code(), -31);  // PvmNoTask
+  }
+}
+
 TEST(DaemonCoreMember, JoinsThenHaltsWhenTheMasterFallsSilent) {
   DaemonConfig c;
   c.member = true;

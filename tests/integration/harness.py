@@ -5,6 +5,7 @@ exiting, a socket answering -- never on sleep.
 """
 import glob
 import os
+import sys
 import select
 import signal
 import subprocess
@@ -63,12 +64,19 @@ def wait_for_line(stream, predicate, timeout=30):
     raise AssertionError(f"timed out waiting for a line; saw {seen[-10:]}")
 
 
-def start_reporting(argv, env):
+def start_reporting(argv, env, log=None):
     """Starts a daemon with --ready-fd and waits for its readiness report;
-    returns (process, what it reported: "ok\\n" or "error: ...")."""
+    returns (process, what it reported: "ok\\n" or "error: ...").
+
+    The daemon's stderr goes to the file `log` when given. A long test must
+    give one: nobody reads a pipe while the test runs, and a daemon that
+    fills it blocks on its next log line."""
     r, w = os.pipe()
+    err = open(log, "w") if log else subprocess.PIPE
     p = subprocess.Popen([*argv, "--ready-fd", str(w)], pass_fds=(w,), env=env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.DEVNULL, stderr=err, text=True)
+    if log:
+        err.close()
     os.close(w)
     said = b""
     while not said.endswith(b"\n"):
@@ -96,7 +104,10 @@ class VmTestCase(unittest.TestCase):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass  # it finished exiting meanwhile
-        subprocess.run(["rm", "-rf", self.tmp])
+        if os.environ.get("MPVM_KEEP_TMP"):
+            print("kept", self.tmp, file=sys.stderr)  # logs and runtime dirs, for a post-mortem
+        else:
+            subprocess.run(["rm", "-rf", self.tmp])
 
     def assertNothingLeft(self, rundir=None):
         rundir = rundir or self.rundir

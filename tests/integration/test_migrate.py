@@ -7,6 +7,7 @@ import os
 import random
 import re
 import subprocess
+import sys
 import unittest
 
 from harness import BIN, CONSOLE, MPVMD, PRUN, VmTestCase, start_reporting, wait_for_line
@@ -31,7 +32,8 @@ class MigrateTest(VmTestCase):
         super().setUp()
         self.procs = []
         p, said = start_reporting([MPVMD, "--rundir", self.rundir, "--listen", "127.0.0.1:0",
-                                   "--hostname", "alpha"], None)
+                                   "--hostname", "alpha"], None,
+                                  log=os.path.join(self.tmp, "alpha.log"))
         self.procs.append(p)
         self.assertEqual(said, "ok\n")
         with open(os.path.join(self.rundir, "master.addr")) as f:
@@ -39,11 +41,16 @@ class MigrateTest(VmTestCase):
         self.beta_dir = os.path.join(self.tmp, "run-beta")
         p, said = start_reporting([MPVMD, "--rundir", self.beta_dir, "--join", addr, "--key",
                                    os.path.join(self.rundir, "vm.key"), "--hostname", "beta"],
-                                  None)
+                                  None, log=os.path.join(self.tmp, "beta.log"))
         self.procs.append(p)
         self.assertEqual(said, "ok\n")
 
     def tearDown(self):
+        if not getattr(self._outcome, "success", True):  # the daemons' view, for a post-mortem
+            for d in (self.rundir, self.beta_dir):
+                with open(os.path.join(d, "mpvmd.log"), errors="replace") as f:
+                    print("---- last lines of", d, "mpvmd.log", *f.readlines()[-15:], sep="\n",
+                          file=sys.stderr)
         for p in self.procs:
             if p.poll() is None:
                 p.kill()
