@@ -189,6 +189,7 @@ void DaemonCore::HandleMoveControl(const FrameHeader& h, ctl::Envelope&& env) {
 // ---- Destination ---------------------------------------------------------------
 
 void DaemonCore::OnOffer(const FrameHeader& h, const ctl::MigrateOffer& o) {
+  env_->FaultPoint("offer", 0);
   ctl::Envelope e = NewEnvelope();
   auto* a = e.mutable_migrate_accept();
   a->set_id(o.id());
@@ -235,8 +236,9 @@ void DaemonCore::OnOffer(const FrameHeader& h, const ctl::MigrateOffer& o) {
   task.restoring = true;
   task.move_id = o.id();
   task.from_host = Tid(h.src).host().value;
-  task.last_change_ns = now_ns_;
+  task.restore_deadline_ns = now_ns_ + kRestoreTimeoutNs;
   tasks_.emplace(t, std::move(task));
+  if (!cfg_.member) in_transit_[t.raw()] = Transit{Tid(h.src).host().value, host_.value, now_ns_};
   a->set_code(0);
   a->set_port(rs->port);
   a->set_token(token);
@@ -247,6 +249,8 @@ void DaemonCore::OnTaskMoved(const ctl::TaskMoved& m) {
   const Tid t(m.tid());
   if (!cfg_.member) {  // the registry
     where_[m.tid()] = m.host();
+    in_transit_.erase(m.tid());
+    limbo_.erase(m.tid());
     if (m.host() != host_.value) {
       ctl::Envelope e = NewEnvelope();
       *e.mutable_task_moved() = m;
@@ -256,15 +260,43 @@ void DaemonCore::OnTaskMoved(const ctl::TaskMoved& m) {
   }
   if (m.host() != host_.value) return;
   where_.erase(m.tid());
+  Arrived(t);
+}
+
+void DaemonCore::Arrived(Tid t) {
   auto it = tasks_.find(t);
   if (it == tasks_.end() || !it->second.restoring) return;
   Task& task = it->second;
   task.restoring = false;
+  in_transit_.erase(t.raw());
+  limbo_.erase(t.raw());
   task.move_id = 0;
   // Its output waited for this: what it printed before the move is ahead.
   std::string held = std::move(task.held_output);
   if (!held.empty()) OnOutput(t, held);
   if (task.exited) MaybeFinish(t);
+}
+
+void DaemonCore::ClaimArrival(Tid t) {
+  // The source host died after the commit (the copy enrolled, so it was
+  // committed, by the source or by the task itself): this host tells the
+  // registry in its place.
+  auto it = tasks_.find(t);
+  if (it == tasks_.end() || !it->second.restoring || !it->second.committed) return;
+  env_->Log(fmt::format("{} arrived from a host that has died; this host registers it", t.str()));
+  ctl::Envelope e = NewEnvelope();
+  auto* m = e.mutable_task_moved();
+  m->set_tid(t.raw());
+  m->set_host(host_.value);
+  m->set_id(it->second.move_id);
+  m->set_from(it->second.from_host);
+  if (cfg_.member) {
+    where_.erase(t.raw());
+    SendControlTo(Tid::DaemonOf(HostIndex{1}), std::move(e));
+    Arrived(t);
+  } else {
+    OnTaskMoved(*m);
+  }
 }
 
 // ---- Source --------------------------------------------------------------------
@@ -303,6 +335,7 @@ void DaemonCore::OnAccept(const ctl::MigrateAccept& a) {
   if (addr.empty()) addr = cfg_.master_ip;
   if (addr.empty()) addr = "127.0.0.1";
   mv.accepted_ns = now_ns_;
+  env_->FaultPoint("accept", t->second.pid);
   auto st = env_->BeginMove(mv.tid, t->second.pid, addr, a.port(), a.token());
   if (!st) return abort(st.error());
 }
@@ -396,6 +429,36 @@ void DaemonCore::OnForwardLink(ConnId c, Tid t) {
   ++link_updates_;
 }
 
+void DaemonCore::NoteTransit(const Frame& f) {
+  // Members' moves pass through the master: it notes which tasks are moving
+  // between which hosts, with no message of its own, so that a source host
+  // that dies mid-move does not make it report the task lost too soon.
+  auto env = DecodeControl(f.payload);
+  if (!env) return;
+  if (env->has_migrate_offer()) {
+    in_transit_[env->migrate_offer().tid()] =
+        Transit{Tid(f.header.src).host().value, Tid(f.header.dst).host().value, now_ns_};
+  } else if (env->has_migrate_abort()) {
+    in_transit_.erase(env->migrate_abort().tid());
+  } else if (env->has_migrate_accept() && env->migrate_accept().code() < 0) {
+    in_transit_.erase(env->migrate_accept().tid());
+  }
+}
+
+void DaemonCore::CheckLimbo() {
+  std::erase_if(in_transit_,
+                [&](const auto& e) { return now_ns_ - e.second.since_ns > kRestoreTimeoutNs; });
+  std::vector<int> lost;
+  for (const auto& [tid, deadline] : limbo_)
+    if (now_ns_ > deadline) lost.push_back(tid);
+  for (int t : lost) {
+    limbo_.erase(t);
+    env_->Log(
+        fmt::format("{} was moving away from a host that died, and did not arrive", Tid(t).str()));
+    LoseTask(t);
+  }
+}
+
 void DaemonCore::CheckMoveTimeouts() {
   std::vector<std::pair<Tid, std::string>> failed;
   for (const auto& [id, mv] : moves_) {
@@ -411,8 +474,7 @@ void DaemonCore::CheckMoveTimeouts() {
   // Destination: a restore the source never committed nor aborted.
   std::vector<Tid> stale;
   for (auto& [tid, task] : tasks_)
-    if (task.restoring && task.state == State::kSpawned &&
-        now_ns_ - task.last_change_ns > kRestoreTimeoutNs) {
+    if (task.restoring && !task.committed && now_ns_ > task.restore_deadline_ns) {
       if (!task.exited) env_->Signal(task.pid, SIGKILL);
       task.move_id = 0;
       if (task.exited) stale.push_back(tid);

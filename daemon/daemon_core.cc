@@ -353,6 +353,10 @@ void DaemonCore::DoEnrol(ConnId c, const ctl::Envelope& env) {
     owner_ = c;
     conn.owner = true;
   }
+  if (task->restoring) {
+    task->committed = true;
+    if (!hosts_.contains(task->from_host)) ClaimArrival(task->tid);
+  }
   if (task->awaiting_siblings) {  // its spawn spans hosts: answer once all are known
     task->enrol_conn = c;
     task->enrol_rid = env.rid();
@@ -634,6 +638,10 @@ void DaemonCore::OnProcessExit(Tid tid, int exit_code, int term_signal) {
   it->second.exited = true;
   it->second.exit_code = exit_code;
   it->second.term_signal = term_signal;
+  if (auto mv = moves_.find(it->second.move_id); mv != moves_.end() && !mv->second.frozen) {
+    env_->CancelMove(tid);  // it ended before it stopped for the move
+    OnMoveFailed(tid, "it ended before it could move");
+  }
   MaybeFinish(tid);
 }
 
@@ -1274,7 +1282,9 @@ void DaemonCore::OnPeerFrame(PeerId p, Frame&& f) {
   if (!cfg_.member && f.header.dst != 0 && !LocalTask(dst) && HostOf(dst) != host_.value) {
     bool from_member = false;
     for (const auto& [index, h] : hosts_) from_member |= h.peer == p;
-    if (from_member) RouteFrame(f.header, f.payload);
+    if (!from_member) return;
+    if (f.header.kind == FrameKind::kControl && dst.is_daemon()) NoteTransit(f);
+    RouteFrame(f.header, f.payload);
     return;
   }
   if (f.header.kind == FrameKind::kData || (f.header.dst != 0 && !dst.is_daemon())) {
@@ -1403,6 +1413,7 @@ void DaemonCore::OnTick(int64_t now_ns) {
   }
   now_ns_ = now_ns;
   CheckMoveTimeouts();
+  CheckLimbo();
   const bool beat = now_ns - last_beat_sent_ns_ >= cfg_.heartbeat_ns;
   if (beat) last_beat_sent_ns_ = now_ns;
   if (cfg_.member) {
@@ -1531,34 +1542,51 @@ void DaemonCore::BroadcastTaskGone(int tid, PeerId except) {
 }
 
 void DaemonCore::LoseHostTasks(int index) {
-  // Its tasks' mailbox entries and group places go (the master keeps them).
-  std::set<int> owners;
+  // Copies that arrived here from it and enrolled were committed: this host
+  // registers them now, so they are not counted among its lost tasks.
+  std::vector<Tid> arrived;
+  for (const auto& [tid, task] : tasks_)
+    if (task.restoring && task.from_host == index) arrived.push_back(tid);
+  for (Tid t : arrived) ClaimArrival(t);
+  // A copy that has not enrolled: if the task commits it (the source died
+  // after the image was restored), it enrols in moments; if not, it waits
+  // for a commit that will never come.
+  for (auto& [tid, task] : tasks_)
+    if (task.restoring && task.from_host == index && !task.committed)
+      task.restore_deadline_ns = std::min(task.restore_deadline_ns, now_ns_ + kOrphanRestoreNs);
+  // Moves to it that have not frozen their task yet fail now.
+  std::vector<Tid> failed;
+  for (const auto& [id, mv] : moves_)
+    if (mv.dest == index && !mv.frozen) failed.push_back(mv.tid);
+  for (Tid t : failed) {
+    env_->CancelMove(t);
+    OnMoveFailed(t, "the destination host died");
+  }
+  // Every task that was there, by where it is now rather than where it was
+  // born; the master waits a while for one that was moving away from it.
+  std::set<int> lost;
   for (const auto& [name, entries] : mbox_)
     for (const auto& [i, e] : entries)
-      if (e.owner != 0 && Tid(e.owner).host().value == index) owners.insert(e.owner);
+      if (e.owner != 0) lost.insert(e.owner);
   for (const auto& [name, g] : groups_)
     for (int t : g.members)
-      if (t != 0 && Tid(t).host().value == index) owners.insert(t);
-  for (const auto& [tid, c] : remote_conns_)
-    if (Tid(tid).host().value == index) owners.insert(tid);
-  for (int t : owners) ForgetOwner(t);
-  // Watchers of its tasks hear they exited; spawners hear they are lost.
-  std::vector<int> targets;
+      if (t != 0) lost.insert(t);
+  for (const auto& [tid, c] : remote_conns_) lost.insert(tid);
   for (const auto& r : notify_)
-    if (r.what == kNotifyTaskExit && Tid(r.target).host().value == index)
-      targets.push_back(r.target);
-  for (int t : targets) FireNotify(kNotifyTaskExit, t);
-  for (auto it = remote_children_.begin(); it != remote_children_.end();) {
-    if (Tid(it->first).host().value != index) {
+    if (r.what == kNotifyTaskExit) lost.insert(r.target);
+  for (const auto& [tid, parent] : remote_children_) lost.insert(tid);
+  std::erase_if(lost, [&](int t) { return HostOf(Tid(t)) != index; });
+  for (auto it = in_transit_.begin(); it != in_transit_.end();) {
+    if (it->second.from == index && lost.erase(it->first) > 0) {
+      limbo_[it->first] = now_ns_ + kLimboNs;
+    } else if (it->second.to != index) {
       ++it;
       continue;
     }
-    ctl::Envelope e = NewEnvelope();
-    e.mutable_task_ended()->set_tid(it->first);
-    e.mutable_task_ended()->set_host_died(true);
-    SendControlTo(Tid(it->second), std::move(e));
-    it = remote_children_.erase(it);
+    it = in_transit_.erase(it);
   }
+  for (int t : lost) LoseTask(t);
+  std::erase_if(where_, [&](const auto& w) { return w.second == index; });
   // Spawns waiting on it fail there.
   std::vector<uint64_t> done;
   for (auto& [id, ps] : spawns_) {
@@ -1569,6 +1597,20 @@ void DaemonCore::LoseHostTasks(int index) {
     if (--ps.outstanding == 0) done.push_back(id);
   }
   for (uint64_t id : done) FinishSpawn(id);
+}
+
+void DaemonCore::LoseTask(int tid) {
+  // Its mailbox entries and group places go; watchers hear it exited;
+  // its spawner hears it was lost with its host.
+  ForgetOwner(tid);
+  FireNotify(kNotifyTaskExit, tid);
+  if (auto it = remote_children_.find(tid); it != remote_children_.end()) {
+    ctl::Envelope e = NewEnvelope();
+    e.mutable_task_ended()->set_tid(tid);
+    e.mutable_task_ended()->set_host_died(true);
+    SendControlTo(Tid(it->second), std::move(e));
+    remote_children_.erase(it);
+  }
 }
 
 void DaemonCore::DoLocate(ConnId c, const ctl::Envelope& env) {

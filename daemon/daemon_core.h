@@ -103,6 +103,13 @@ class DaemonEnv {
                                                       int port, const std::string& token) = 0;
   // Source: give up a move that has not reached its commit.
   virtual void CancelMove(Tid t) = 0;
+  // A named step of the migration protocol, for fault-injection tests
+  // (MPVM_FAULT, docs/design/migration.md): the server may end itself or the
+  // moving task (process `task_pid`) here. Nothing happens by default.
+  virtual void FaultPoint(std::string_view step, int task_pid) {
+    (void)step;
+    (void)task_pid;
+  }
 };
 
 struct DaemonConfig {
@@ -234,10 +241,11 @@ class DaemonCore {
     // restore process before the commit (its output waits for the commit).
     uint64_t move_id = 0;
     bool restoring = false;
+    bool committed = false;  // a restoring copy that enrolled: it was committed
     std::string held_output;
     int from_host = 0;
-    int64_t last_change_ns = 0;
-    std::string pinned_why;  // why its last move was refused
+    int64_t restore_deadline_ns = 0;  // an uncommitted restore is dropped then
+    std::string pinned_why;           // why its last move was refused
   };
   struct Conn {
     Tid tid;
@@ -314,6 +322,12 @@ class DaemonCore {
   };
   bool LocalTask(Tid t) const;
   void DoMigrate(Tid who, ctl::Envelope&& env);
+  // Destination: the copy of a moved task becomes the task here.
+  void Arrived(Tid t);
+  void ClaimArrival(Tid t);
+  void NoteTransit(const Frame& f);
+  void CheckLimbo();
+  void LoseTask(int tid);
   void StartMove(Tid t, int dest, Tid asker, uint64_t asker_rid);
   void FinishMove(uint64_t id, int code, const std::string& detail);
   void HandleMoveControl(const FrameHeader& h, ctl::Envelope&& env);
@@ -328,6 +342,16 @@ class DaemonCore {
   // is the registry every move reports to); a member keeps one per task that
   // left it, and sends what comes for those to the master.
   std::unordered_map<int, int> where_;
+  // The master's view of moves between members (NoteTransit), and tasks whose
+  // source host died mid-move: lost at the deadline unless they arrive.
+  struct Transit {
+    int from = 0, to = 0;
+    int64_t since_ns = 0;
+  };
+  static constexpr int64_t kLimboNs = 10'000'000'000;
+  static constexpr int64_t kOrphanRestoreNs = 5'000'000'000;  // its source died
+  std::unordered_map<int, Transit> in_transit_;
+  std::unordered_map<int, int64_t> limbo_;
   uint64_t forwarded_ = 0, link_updates_ = 0;
 
   Tid AllocTid();

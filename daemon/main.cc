@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   // started by the console or prun, use a longer failure timeout.
   if (const char* d = std::getenv("MPVM_DEAD_AFTER"); d != nullptr && std::atof(d) > 0)
     opts.dead_after_s = std::atof(d);
+  if (const char* f = std::getenv("MPVM_FAULT"); f != nullptr) opts.fault = f;
   app.add_option("--rundir", opts.rundir, "runtime directory of this virtual machine")
       ->capture_default_str();
   app.add_option("--ready-fd", opts.ready_fd, "write 'ok' here once serving (used by starters)");

@@ -12,10 +12,12 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -686,6 +688,11 @@ Result<int> Server::SpawnProcess(const SpawnSpec& spec, int keep_fd) {
     if (devnull >= 0) dup2(devnull, 0);
     dup2(out[1], 1);
     dup2(err[1], 2);
+    // Descriptors the daemon itself inherited from whoever started it are no
+    // business of the task (and would pin it: a foreign pipe cannot move).
+    if (keep_fd > 3) syscall(SYS_close_range, 3u, static_cast<unsigned>(keep_fd - 1), 4u);
+    syscall(SYS_close_range, static_cast<unsigned>(std::max(keep_fd + 1, 3)), ~0u,
+            4u);                                   // 4: CLOSE_RANGE_CLOEXEC
     if (keep_fd >= 0) fcntl(keep_fd, F_SETFD, 0);  // a restore process's listener
     if (!spec.cwd.empty() && chdir(spec.cwd.c_str()) != 0) {
       const char* home = getenv("HOME");

@@ -37,6 +37,10 @@ struct ServerOptions {
   int speed = 0;              // 0: 1000 or the host file's sp=
   double dead_after_s = 3.0;  // a host silent this long is declared dead
   double heartbeat_s = 0.5;
+  // Fault injection for tests (env MPVM_FAULT): "exit-on-STEP" ends this
+  // daemon at once, as a crash would; "kill-task-on-STEP" kills the moving
+  // task. STEP: offer, accept, handover, image (docs/design/migration.md).
+  std::string fault;
 };
 
 class Server final : public DaemonEnv {
@@ -65,6 +69,7 @@ class Server final : public DaemonEnv {
   mpvm::expected<void, std::string> BeginMove(Tid t, int pid, const std::string& addr, int port,
                                               const std::string& token) override;
   void CancelMove(Tid t) override;
+  void FaultPoint(std::string_view step, int task_pid) override;
 
  private:
   // Starts a task process; `keep_fd` (if >= 0) stays open in it.

@@ -110,6 +110,19 @@ mpvm::expected<void, std::string> Server::BeginMove(Tid t, int pid, const std::s
   return {};
 }
 
+void Server::FaultPoint(std::string_view step, int task_pid) {
+  if (opts_.fault.empty()) return;
+  if (opts_.fault == fmt::format("exit-on-{}", step)) {
+    spdlog::warn("fault injection: exiting at migration step '{}'", step);
+    spdlog::default_logger()->flush();
+    _exit(70);  // as a crash: no clean-up, no goodbye to the peers
+  }
+  if (opts_.fault == fmt::format("kill-task-on-{}", step) && task_pid > 0) {
+    spdlog::warn("fault injection: killing the moving task (pid {}) at step '{}'", task_pid, step);
+    kill(task_pid, SIGKILL);
+  }
+}
+
 void Server::CancelMove(Tid t) {
   auto it = moving_.find(t);
   // Once the task has handed over it waits for our verdict: never drop it then.
@@ -225,6 +238,7 @@ void Server::AcceptMigrate() {
     SetTimeout(ms, 0);
     m.ms = ms;
     core_->OnMoveFrozen(m.tid);
+    FaultPoint("handover", m.pid);
   }
 }
 
@@ -242,6 +256,7 @@ void Server::OnMoveReadable(Tid t) {
   if (what == 'K') {
     migrate::ImageDone done{};
     if (RecvAll(m.ms, &done, sizeof done)) {
+      FaultPoint("image", m.pid);
       CommitMove(m, MoveTimes{done.bytes, done.freeze_ns, done.restored_ns});
       return;
     }

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -98,6 +99,21 @@ void TaskRuntime::AtBoundary() {
 }
 
 int TaskRuntime::MigrateNow() {
+  // While it moves, the death of its daemon must not end it (PR_SET_PDEATHSIG,
+  // set at spawn): once the copy is restored it commits the copy itself, and
+  // a SIGTERM pending at the capture would travel in the image and end the
+  // copy too. Restored afterwards in this process; a copy has its own.
+  const pid_t parent = getppid();
+  prctl(PR_SET_PDEATHSIG, 0);
+  const int r = MigrateOnce();
+  if (r != 2) {
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) kill(getpid(), SIGTERM);  // its daemon died meanwhile
+  }
+  return r;
+}
+
+int TaskRuntime::MigrateOnce() {
   g_pending = 0;
   // A restored copy that has not enrolled at its new host yet (it computed
   // without a PVM call since) has no links: its old ones are gone.
@@ -262,9 +278,12 @@ int TaskRuntime::MigrateNow() {
     const bool told = SendAll(ms, &k, 1) && SendAll(ms, &done, sizeof done);
     const bool heard = told && RecvAll(ms, &answer, 1);
     if (!heard || answer == 'X') {
-      // Committed (or our daemon died after the image was restored, and it
-      // may have committed): the copy runs; this process must never run on.
+      // Committed: the copy runs; this process must never run on. If our
+      // daemon died instead of answering, the copy is complete and its host
+      // alive, while this one has lost its daemon: commit it ourselves ('C'
+      // a second time, if the daemon wrote it before dying, is ignored).
       // Unflushed stdio travelled in the image, so nothing is flushed here.
+      if (!heard) ckpt::Commit(rfd);
       syscall(SYS_exit_group, 0);
     }
     ckpt::Abort(rfd);

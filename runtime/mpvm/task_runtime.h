@@ -168,6 +168,7 @@ class TaskRuntime {
   // it must wait for a boundary, 1 if the task carries on here (refused,
   // aborted, nothing asked), 2 in the restored copy at the new host.
   int MigrateNow();
+  int MigrateOnce();
   // At a boundary of the library: a pending move, or re-enrolment after one.
   void AtBoundary();
   // Asks the daemons to move `tid` to host `host`; returns the new host's tid.

@@ -22,8 +22,8 @@ CHILD = os.path.join(BIN, "mpvm_test_child")
 RING = os.path.join(BIN, "ring")
 
 
-def mpvm_processes(rundir):
-    """PIDs of mpvm daemons and test tasks that belong to `rundir`."""
+def mpvm_processes(rundir, names=(b"mpvmd", b"mpvm_test_child", b"ring")):
+    """PIDs of mpvm daemons and test tasks (by command name) that belong to `rundir`."""
     found = []
     for proc in glob.glob("/proc/[0-9]*"):
         try:
@@ -37,7 +37,7 @@ def mpvm_processes(rundir):
             continue
         mine = any(e.startswith(b"MPVM_RUNDIR=" + rundir.encode()) for e in env) or \
             rundir.encode() in cmd
-        if mine and comm in (b"mpvmd", b"mpvm_test_child", b"ring"):
+        if mine and comm in names:
             found.append(int(proc.rsplit("/", 1)[1]))
     return found
 

@@ -6,11 +6,13 @@ program, mig_task, is plain PVM code that knows nothing of migration."""
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import unittest
 
-from harness import BIN, CONSOLE, MPVMD, PRUN, VmTestCase, start_reporting, wait_for_line
+from harness import (BIN, CONSOLE, MPVMD, PRUN, VmTestCase, mpvm_processes, start_reporting,
+                     wait_for_line)
 
 MIG_TASK = os.path.join(BIN, "mig_task")
 SPIN = "600000000"  # about 1.5 s of computing without a PVM call
@@ -20,7 +22,9 @@ def strip_tids(text):
     return [re.sub(r"^\[t[0-9a-f]+\] ", "", line) for line in text.splitlines()]
 
 
-class MigrateTest(VmTestCase):
+class MigrateBase(VmTestCase):
+    """A VM of several daemons on loopback: the first is the master."""
+
     @classmethod
     def setUpClass(cls):
         libs = subprocess.run(["ldd", MIG_TASK], capture_output=True, text=True).stdout
@@ -31,47 +35,68 @@ class MigrateTest(VmTestCase):
     def setUp(self):
         super().setUp()
         self.procs = []
-        p, said = start_reporting([MPVMD, "--rundir", self.rundir, "--listen", "127.0.0.1:0",
-                                   "--hostname", "alpha"], None,
-                                  log=os.path.join(self.tmp, "alpha.log"))
-        self.procs.append(p)
-        self.assertEqual(said, "ok\n")
-        with open(os.path.join(self.rundir, "master.addr")) as f:
-            addr = f.read().strip()
-        self.beta_dir = os.path.join(self.tmp, "run-beta")
-        p, said = start_reporting([MPVMD, "--rundir", self.beta_dir, "--join", addr, "--key",
-                                   os.path.join(self.rundir, "vm.key"), "--hostname", "beta"],
-                                  None, log=os.path.join(self.tmp, "beta.log"))
-        self.procs.append(p)
-        self.assertEqual(said, "ok\n")
+        self.daemons = {}  # name: (process, runtime directory)
+
+    def start_vm(self, *names, faults=None):
+        """Starts one daemon per name; faults: {name: MPVM_FAULT value}."""
+        faults = faults or {}
+        for name in names:
+            rundir = self.rundir if not self.daemons else os.path.join(self.tmp, "run-" + name)
+            argv = [MPVMD, "--rundir", rundir, "--hostname", name]
+            if not self.daemons:
+                argv += ["--listen", "127.0.0.1:0"]
+            else:
+                with open(os.path.join(self.rundir, "master.addr")) as f:
+                    argv += ["--join", f.read().strip(), "--key",
+                             os.path.join(self.rundir, "vm.key")]
+            env = dict(self.env, MPVM_KEEP_LOG="1")
+            if name in faults:
+                env["MPVM_FAULT"] = faults[name]
+            p, said = start_reporting(argv, env, log=os.path.join(self.tmp, name + ".log"))
+            self.procs.append(p)
+            self.assertEqual(said, "ok\n")
+            self.daemons[name] = (p, rundir)
 
     def tearDown(self):
         if not getattr(self._outcome, "success", True):  # the daemons' view, for a post-mortem
-            for d in (self.rundir, self.beta_dir):
+            for name, (_, d) in self.daemons.items():
                 with open(os.path.join(d, "mpvmd.log"), errors="replace") as f:
-                    print("---- last lines of", d, "mpvmd.log", *f.readlines()[-15:], sep="\n",
+                    print("---- last lines of", name, "mpvmd.log", *f.readlines()[-15:], sep="\n",
                           file=sys.stderr)
         for p in self.procs:
             if p.poll() is None:
                 p.kill()
             p.communicate()
+        for _, d in list(self.daemons.values())[1:]:
+            for pid in mpvm_processes(d, (b"mpvmd", b"mig_task")):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass  # it finished exiting meanwhile
         super().tearDown()
 
-    def console(self, *args, rundir=None):
-        env = dict(self.env, MPVM_RUNDIR=rundir or self.rundir)
+    def console(self, *args, host=None):
+        rundir = self.daemons[host][1] if host else self.rundir
+        env = dict(self.env, MPVM_RUNDIR=rundir)
         return subprocess.run([CONSOLE, *args], env=env, capture_output=True, text=True,
                               timeout=60)
 
-    def start(self, *args):
-        p = subprocess.Popen([PRUN, MIG_TASK, *args], env=self.env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    def start(self, *args, host=None):
+        where = ["--host", host] if host else []
+        p = subprocess.Popen([PRUN, *where, MIG_TASK, *args], env=self.env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.procs.append(p)
         return p
 
+    def first_line(self, p):
+        """The task's first line of output, and its tid."""
+        first = wait_for_line(p.stdout, lambda l: "start" in l)[-1]
+        return first, re.match(r"\[(t[0-9a-f]+)\]", first).group(1)
+
     def task_tids(self):
         tids = []
-        for d in (self.rundir, self.beta_dir):
-            out = self.console("ps", rundir=d).stdout
+        for name in self.daemons:
+            out = self.console("ps", host=name).stdout
             tids += ["t" + m for m in re.findall(r"^\s*\w+\s+([0-9a-f]+)\s.*mig_task$", out, re.M)]
         return tids
 
@@ -81,11 +106,16 @@ class MigrateTest(VmTestCase):
         return r.stdout
 
     def host_of(self, tid):
-        for name, d in (("alpha", self.rundir), ("beta", self.beta_dir)):
-            if re.search(r"^\s*%s\s+%s\s" % (name, tid[1:]), self.console("ps", rundir=d).stdout,
+        for name in self.daemons:
+            if re.search(r"^\s*%s\s+%s\s" % (name, tid[1:]), self.console("ps", host=name).stdout,
                          re.M):
                 return name
         return None
+
+    def copies_on(self, name):
+        """Processes of the test program that belong to host `name` (a
+        restore process included, before it becomes the task)."""
+        return mpvm_processes(self.daemons[name][1], (b"mig_task",))
 
     def reference(self, *args):
         r = subprocess.run([PRUN, MIG_TASK, *args], env=self.env, capture_output=True, text=True,
@@ -93,11 +123,16 @@ class MigrateTest(VmTestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         return strip_tids(r.stdout)
 
+
+class MigrateTest(MigrateBase):
+    def setUp(self):
+        super().setUp()
+        self.start_vm("alpha", "beta")
+
     def test_a_computing_task_moves_and_keeps_its_tid_and_output(self):
         want = self.reference("spin", SPIN)
         p = self.start("spin", SPIN)
-        first = wait_for_line(p.stdout, lambda l: "start" in l)[-1]
-        tid = re.match(r"\[(t[0-9a-f]+)\]", first).group(1)
+        first, tid = self.first_line(p)
         said = self.migrate(tid, "beta")
         self.assertIn("moved to beta", said)
         self.assertEqual(self.host_of(tid), "beta")
@@ -110,8 +145,7 @@ class MigrateTest(VmTestCase):
     def test_ten_moves_in_a_row(self):
         want = self.reference("spin", "2000000000")
         p = self.start("spin", "2000000000")
-        first = wait_for_line(p.stdout, lambda l: "start" in l)[-1]
-        tid = re.match(r"\[(t[0-9a-f]+)\]", first).group(1)
+        first, tid = self.first_line(p)
         for i in range(10):
             self.assertIn("moved to", self.migrate(tid, "beta" if i % 2 == 0 else "alpha"))
         out, err = p.communicate(timeout=120)
@@ -141,8 +175,7 @@ class MigrateTest(VmTestCase):
 
     def test_unknown_host_and_task_are_refused_with_a_reason(self):
         p = self.start("spin", SPIN)
-        first = wait_for_line(p.stdout, lambda l: "start" in l)[-1]
-        tid = re.match(r"\[(t[0-9a-f]+)\]", first).group(1)
+        first, tid = self.first_line(p)
         r = self.console("migrate", tid, "nowhere")
         self.assertEqual(r.returncode, 1)
         self.assertIn("no host named 'nowhere'", r.stderr)
