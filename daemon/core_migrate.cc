@@ -151,6 +151,7 @@ void DaemonCore::StartMove(Tid t, int dest, Tid asker, uint64_t rid) {
   o->set_report_to(task.report_to);
   o->set_ctx(task.ctx);
   for (Tid s : task.siblings) o->add_siblings(s.raw());
+  o->set_moves(task.moves);
   env_->Log(fmt::format("moving {} to {} (move {:x})", t.str(), dest_name, id));
   SendControlTo(Tid::DaemonOf(HostIndex{dest}), std::move(e));
 }
@@ -180,8 +181,11 @@ void DaemonCore::HandleMoveControl(const FrameHeader& h, ctl::Envelope&& env) {
     if (t != tasks_.end() && t->second.restoring && t->second.move_id == env.migrate_abort().id()) {
       env_->Log(fmt::format("move {:x} of {} abandoned: {}", env.migrate_abort().id(),
                             t->first.str(), env.migrate_abort().why()));
-      if (!t->second.exited) env_->Signal(t->second.pid, SIGKILL);
       t->second.move_id = 0;  // its exit is forgotten quietly (MaybeFinish)
+      if (t->second.exited)
+        MaybeFinish(t->first);  // it ended already (the image stopped short)
+      else
+        env_->Signal(t->second.pid, SIGKILL);
     }
   }
 }
@@ -234,6 +238,7 @@ void DaemonCore::OnOffer(const FrameHeader& h, const ctl::MigrateOffer& o) {
   task.open_streams = 2;
   task.spec = spec;
   task.restoring = true;
+  task.moves = o.moves() + 1;
   task.move_id = o.id();
   task.from_host = Tid(h.src).host().value;
   task.restore_deadline_ns = now_ns_ + kRestoreTimeoutNs;
@@ -274,7 +279,21 @@ void DaemonCore::Arrived(Tid t) {
   // Its output waited for this: what it printed before the move is ahead.
   std::string held = std::move(task.held_output);
   if (!held.empty()) OnOutput(t, held);
-  if (task.exited) MaybeFinish(t);
+  if (task.exited) {
+    MaybeFinish(t);
+    return;
+  }
+  MaybeTestMove(task);
+}
+
+void DaemonCore::MaybeTestMove(const Task& task) {
+  if (cfg_.test_moves <= task.moves || !task.spawned || task.is_tool || task.restoring ||
+      task.exited || task.state != State::kEnrolled || task.move_id != 0 || hosts_.size() < 2)
+    return;
+  // The test driver: on to the next host, while the task runs on.
+  auto next = hosts_.upper_bound(host_.value);
+  if (next == hosts_.end()) next = hosts_.begin();
+  StartMove(task.tid, next->first, Tid(), 0);
 }
 
 void DaemonCore::ClaimArrival(Tid t) {

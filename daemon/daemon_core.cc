@@ -363,6 +363,7 @@ void DaemonCore::DoEnrol(ConnId c, const ctl::Envelope& env) {
     return;
   }
   SendEnrolReply(*task, c, env.rid());
+  MaybeTestMove(*task);
 }
 
 void DaemonCore::SendEnrolReply(Task& t, ConnId c, uint64_t rid) {

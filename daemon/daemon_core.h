@@ -131,6 +131,9 @@ struct DaemonConfig {
   std::string master_ip;      // member: the master's IP
   int64_t heartbeat_ns = 500'000'000;
   int64_t dead_after_ns = 3'000'000'000;  // a host silent this long is dead
+  // Test driver (env MPVM_TEST_MOVES): move every spawned task to the next
+  // host each time it enrols, up to this many times in all.
+  int test_moves = 0;
 };
 
 class DaemonCore {
@@ -242,6 +245,7 @@ class DaemonCore {
     uint64_t move_id = 0;
     bool restoring = false;
     bool committed = false;  // a restoring copy that enrolled: it was committed
+    int moves = 0;           // times it has moved so far
     std::string held_output;
     int from_host = 0;
     int64_t restore_deadline_ns = 0;  // an uncommitted restore is dropped then
@@ -325,6 +329,7 @@ class DaemonCore {
   // Destination: the copy of a moved task becomes the task here.
   void Arrived(Tid t);
   void ClaimArrival(Tid t);
+  void MaybeTestMove(const Task& task);
   void NoteTransit(const Frame& f);
   void CheckLimbo();
   void LoseTask(int tid);

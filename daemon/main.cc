@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   if (const char* d = std::getenv("MPVM_DEAD_AFTER"); d != nullptr && std::atof(d) > 0)
     opts.dead_after_s = std::atof(d);
   if (const char* f = std::getenv("MPVM_FAULT"); f != nullptr) opts.fault = f;
+  if (const char* m = std::getenv("MPVM_TEST_MOVES"); m != nullptr) opts.test_moves = std::atoi(m);
   app.add_option("--rundir", opts.rundir, "runtime directory of this virtual machine")
       ->capture_default_str();
   app.add_option("--ready-fd", opts.ready_fd, "write 'ok' here once serving (used by starters)");

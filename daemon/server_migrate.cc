@@ -348,18 +348,26 @@ void Server::AddForwardLink(int fd, Tid t, std::span<const uint8_t> unsent,
   const ConnId id = next_conn_++;
   auto conn = std::make_unique<Connection>(fd, 256u << 20);
   SetNonBlocking(fd);
-  conn->SendRaw(unsent);  // the rest of what the task was writing on it
+  Connection* c = conn.get();
+  conns_[id] = std::move(conn);
+  core_->OnForwardLink(id, t);
+  // First what the peer has sent already: it may have sent its last message
+  // and gone, and a write to it (below) would fail and close the link.
+  c->reader().Feed(unread);
+  const auto rr = c->ReadAvailable();
+  Frame f;
+  while (c->reader().Next(f) == FrameReader::Status::kFrame) core_->OnFrame(id, std::move(f));
+  if (rr != Connection::ReadResult::kOk) {
+    c->Close();
+    core_->OnClose(id);
+    return;
+  }
+  c->SendRaw(unsent);  // the rest of what the task was writing on it
   FrameHeader h;
   h.kind = FrameKind::kMoved;
   h.src = t.raw();
   h.dst = peer;
-  conn->Send(h, {});
-  conn->reader().Feed(unread);
-  Connection* c = conn.get();
-  conns_[id] = std::move(conn);
-  core_->OnForwardLink(id, t);
-  Frame f;
-  while (c->reader().Next(f) == FrameReader::Status::kFrame) core_->OnFrame(id, std::move(f));
+  c->Send(h, {});
 }
 
 }  // namespace mpvm

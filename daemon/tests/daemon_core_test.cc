@@ -718,6 +718,30 @@ TEST_F(DaemonCoreTest, DestinationStartsOneRestorePerTid) {
   EXPECT_EQ(env_.PeerControls(100).back().migrate_accept().code(), -33);  // PvmDupEntry
 }
 
+TEST_F(DaemonCoreTest, AnAbandonedRestoreIsForgottenWhicheverComesFirst) {
+  core_.OnPeerFrame(100, PeerControl(JoinAs("b")));
+  for (bool exit_first : {true, false}) {
+    ctl::Envelope o;
+    o.mutable_migrate_offer()->set_tid(0x80005);
+    o.mutable_migrate_offer()->set_id(42);
+    o.mutable_migrate_offer()->set_path("w");
+    Frame f = PeerControl(o);
+    f.header.src = 0x80000;
+    core_.OnPeerFrame(100, std::move(f));
+    ASSERT_EQ(core_.task_count(), 1u);
+    ctl::Envelope a;
+    a.mutable_migrate_abort()->set_tid(0x80005);
+    a.mutable_migrate_abort()->set_id(42);
+    a.mutable_migrate_abort()->set_why("the task died while it was being moved");
+    // The restore process ends (its image stopped short) and the source's
+    // abort arrives, in either order: no record of the task is left.
+    if (exit_first) End(Tid(0x80005), 1);
+    core_.OnPeerFrame(100, PeerControl(a));
+    if (!exit_first) End(Tid(0x80005), 0, SIGKILL);
+    EXPECT_EQ(core_.task_count(), 0u) << (exit_first ? "exit, then abort" : "abort, then exit");
+  }
+}
+
 TEST(DaemonCoreMember, AMigrateRequestForATaskThatIsGoneIsAnsweredNotBounced) {
   // The master sends a member a request for a task its registry places there
   // (it ended there a moment ago): the member answers, and does not pass it
