@@ -369,7 +369,7 @@ void DaemonCore::OnMoveFrozen(Tid t) {
   it->second.admin_messages += 2;  // the handover and the answer to it
 }
 
-void DaemonCore::OnMoveFailed(Tid t, const std::string& why) {
+void DaemonCore::OnMoveFailed(Tid t, const std::string& why, bool pinned) {
   auto task = tasks_.find(t);
   if (task == tasks_.end()) return;
   auto it = moves_.find(task->second.move_id);
@@ -379,7 +379,7 @@ void DaemonCore::OnMoveFailed(Tid t, const std::string& why) {
   e.mutable_migrate_abort()->set_tid(t.raw());
   e.mutable_migrate_abort()->set_why(why);
   SendControlTo(Tid::DaemonOf(HostIndex{it->second.dest}), std::move(e));
-  task->second.pinned_why = why;
+  if (pinned) task->second.pinned_why = why;
   FinishMove(it->first, Code(Err::kSysErr), fmt::format("{} cannot move: {}", t.str(), why));
 }
 

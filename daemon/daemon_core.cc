@@ -766,7 +766,7 @@ void DaemonCore::DoTasks(ConnId c, const ctl::Envelope& env) {
   auto* rep = e.mutable_tasks_reply();
   bool found = false;
   for (const auto& [tid, t] : tasks_) {
-    if (t.state == State::kLeft) continue;
+    if (t.state == State::kLeft || (t.restoring && !t.committed)) continue;  // not here yet
     if (where != 0 && where != host_tid().raw() && where != tid.raw()) continue;
     found = true;
     auto* te = rep->add_tasks();
@@ -776,6 +776,8 @@ void DaemonCore::DoTasks(ConnId c, const ctl::Envelope& env) {
     te->set_flag((t.state == State::kEnrolled ? 4 : 0) | (t.is_tool ? 0x100 : 0));
     te->set_a_out(t.a_out);
     te->set_pid(t.pid);
+    te->set_moves(t.moves);
+    te->set_pinned(t.pinned_why);
   }
   if (where != 0 && where != host_tid().raw() && !found) {
     rep->set_code(Code(Tid(where).host() == host_ ? Err::kNoTask : Err::kNoHost));

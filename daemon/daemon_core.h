@@ -183,7 +183,9 @@ class DaemonCore {
 
   // Migration, source side: the server's reports (core_migrate.cc).
   void OnMoveFrozen(Tid t);
-  void OnMoveFailed(Tid t, const std::string& why);
+  // pinned: the task itself refused (threads, a foreign socket, ...); `mpvm
+  // ps` shows it with the reason until it moves.
+  void OnMoveFailed(Tid t, const std::string& why, bool pinned = false);
   // The image is restored at the destination and the server wrote the
   // commit: the task is no longer here. Returns its connection (which the
   // server closes without OnClose), or 0.

@@ -187,7 +187,7 @@ void Server::AcceptMigrate() {
       close(ms);
       const Tid t = m.tid;
       DropMove(t);
-      core_->OnMoveFailed(t, why);
+      core_->OnMoveFailed(t, why, /*pinned=*/true);
       continue;
     }
     m.descs.resize(head.nlinks);
@@ -264,7 +264,7 @@ void Server::OnMoveReadable(Tid t) {
   char why[migrate::kWhySize + 1] = {};
   if (what == 'R') RecvAll(m.ms, why, migrate::kWhySize);
   DropMove(t);
-  core_->OnMoveFailed(t, what == 'R' ? why : "the task broke the protocol");
+  core_->OnMoveFailed(t, what == 'R' ? why : "the task broke the protocol", what == 'R');
 }
 
 void Server::CommitMove(MoveIo& m, const MoveTimes& times) {

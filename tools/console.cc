@@ -188,12 +188,19 @@ class Console {
     if (conf)
       for (const auto& h : conf->hosts()) host_names[h.tid()] = h.name();
     std::printf("%20s %8s %8s %8s %s\n", "HOST", "TID", "PTID", "PID", "COMMAND");
+    std::vector<std::string> notes;
     for (const auto& e : t->tasks()) {
       bool tool = (e.flag() & 0x100) != 0;
       if (tool && !all) continue;
       std::printf("%20s %8x %8x %8d %s\n", host_names[e.host()].c_str(), e.tid(), e.ptid(), e.pid(),
                   tool ? "(tool)" : e.a_out().c_str());
+      if (!e.pinned().empty())
+        notes.push_back(fmt::format("t{:x} is pinned: {}", e.tid(), e.pinned()));
+      else if (e.moves() > 0)
+        notes.push_back(fmt::format("t{:x} has moved {} time{}", e.tid(), e.moves(),
+                                    e.moves() == 1 ? "" : "s"));
     }
+    for (const auto& n : notes) std::printf("%s\n", n.c_str());
   }
 
   void Spawn(const std::vector<std::string>& w, int* status) {

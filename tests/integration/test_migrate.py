@@ -173,6 +173,19 @@ class MigrateTest(MigrateBase):
         self.assertEqual(strip_tids(out), want)
         self.assertGreaterEqual(moves, 5, "too few moves happened during the run")
 
+    def test_a_task_that_cannot_move_is_refused_and_shown_pinned(self):
+        want = self.reference("pipe", SPIN)
+        p = self.start("pipe", SPIN, host="alpha")
+        first, tid = self.first_line(p)
+        r = self.console("migrate", tid, "beta")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("is pipe:", r.stderr)  # the reason, from the task itself
+        ps = self.console("ps").stdout
+        self.assertRegex(ps, r"%s is pinned: .*pipe" % tid)
+        out, err = p.communicate(timeout=120)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertEqual(strip_tids(first) + strip_tids(out), want)  # it ran on where it was
+
     def test_unknown_host_and_task_are_refused_with_a_reason(self):
         p = self.start("spin", SPIN)
         first, tid = self.first_line(p)

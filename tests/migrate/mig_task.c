@@ -3,10 +3,15 @@
  *
  *   mig_task spin N       compute N rounds (no PVM calls between); print a
  *                         checksum every N/10 rounds and at the end
+ *   mig_task hold MIB     fill MIB MiB of heap with a pattern, say "ready",
+ *                         wait for SIGUSR1 and check the data
+ *                         (bench/migrate_cost.py moves it meanwhile)
+ *   mig_task pipe N       spin N with a pipe of its own open (it cannot move)
  *   mig_task ring K N     the parent spawns K-1 more; a token of N rounds
  *                         goes around with checksummed, sequence-numbered
  *                         messages of varying size; each prints its result
  */
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,9 +126,45 @@ static int ring(int k, int rounds) {
   return 0;
 }
 
+static volatile sig_atomic_t g_usr1;
+static void on_usr1(int sig) {
+  (void)sig;
+  g_usr1 = 1;
+}
+
+static int hold(long mib) {
+  sigset_t usr1, old;
+  sigemptyset(&usr1);
+  sigaddset(&usr1, SIGUSR1);
+  sigprocmask(SIG_BLOCK, &usr1, &old);
+  signal(SIGUSR1, on_usr1);
+  int me = pvm_mytid();
+  size_t n = (size_t)mib << 17; /* 8-byte words */
+  uint64_t* data = malloc(n * sizeof *data);
+  if (me <= 0 || data == NULL) return 1;
+  for (size_t i = 0; i < n; ++i) data[i] = mix(i);
+  printf("ready\n");
+  fflush(stdout);
+  while (!g_usr1) sigsuspend(&old);
+  for (size_t i = 0; i < n; ++i)
+    if (data[i] != mix(i)) {
+      printf("data differ at word %zu\n", i);
+      return 1;
+    }
+  printf("intact\n");
+  pvm_exit();
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc >= 3 && strcmp(argv[1], "spin") == 0) return spin(atol(argv[2]));
+  if (argc >= 3 && strcmp(argv[1], "hold") == 0) return hold(atol(argv[2]));
+  if (argc >= 3 && strcmp(argv[1], "pipe") == 0) {
+    int fds[2];
+    if (pipe(fds) != 0) return 1;
+    return spin(atol(argv[2]));
+  }
   if (argc >= 4 && strcmp(argv[1], "ring") == 0) return ring(atoi(argv[2]), atoi(argv[3]));
-  fprintf(stderr, "usage: mig_task spin N | ring K N\n");
+  fprintf(stderr, "usage: mig_task spin N | hold MIB | pipe N | ring K N\n");
   return 2;
 }
