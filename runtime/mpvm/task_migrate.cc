@@ -125,6 +125,7 @@ int TaskRuntime::MigrateOnce() {
     if (dir == nullptr) return 0;
     dir_len = strlen(dir);
   } else if (!daemon_ || !daemon_->open() || mytid_.raw() == 0) {
+    g_pending = 1;  // not enrolled yet: once it is
     return 0;
   }
   if (!handshakes_.empty() || (calls_in_flight_ > 0 && !migrate_call_)) {

@@ -106,6 +106,10 @@ Status TaskRuntime::Enrol(bool claim_owner, bool is_tool) {
   e->set_name(program_invocation_short_name);
   e->set_claim_owner(claim_owner);
   e->set_is_tool(is_tool);
+  // Spawned by a daemon: it may move. The handler goes in before the daemon
+  // knows the task, whose move may be asked for the moment it has enrolled
+  // (SIGMIGRATE's default action would end the task).
+  if (given != 0 && !is_tool) EnableMigration();
   auto rep = Call(std::move(req));
   if (!rep) {
     daemon_.reset();
@@ -133,7 +137,6 @@ Status TaskRuntime::Enrol(bool claim_owner, bool is_tool) {
   listen_fd_ = ListenUnix(listen_path_);
   if (listen_fd_ < 0) listen_path_.clear();               // peers will relay through the daemon
   const char* direct = std::getenv("MPVM_DIRECT_LINKS");  // "0": always relay across hosts
-  if (given != 0 && !is_tool) EnableMigration();          // spawned by a daemon: it may move
   if (r.link_key().size() == std::tuple_size_v<LinkKey> && !is_tool &&
       (direct == nullptr || std::string(direct) != "0")) {
     LinkKey k;
