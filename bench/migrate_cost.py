@@ -22,36 +22,19 @@ import subprocess
 import sys
 import tempfile
 
+from loopback_vm import start_vm
+
 BUILD = os.path.abspath(sys.argv[1])
 REPS = int(sys.argv[2]) if len(sys.argv) > 2 else 5
 SIZES = [int(a) for a in sys.argv[3:]] or [1, 64, 512]
 BIN = os.path.join(BUILD, "bin")
 
 
-def start_daemon(argv, env):
-    r, w = os.pipe()
-    p = subprocess.Popen([os.path.join(BIN, "mpvmd"), *argv, "--ready-fd", str(w)],
-                         pass_fds=(w,), env=env, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
-    os.close(w)
-    said = os.read(r, 4096)
-    os.close(r)
-    if not said.startswith(b"ok"):
-        sys.exit(f"mpvmd did not start: {said.decode()}")
-    return p
-
-
 def main():
     work = tempfile.mkdtemp(prefix="mig-bench-")
     env = dict(os.environ, MPVM_KEEP_LOG="1")
     env.pop("LD_LIBRARY_PATH", None)
-    dirs = {"alpha": os.path.join(work, "alpha"), "beta": os.path.join(work, "beta")}
-    daemons = [start_daemon(["--rundir", dirs["alpha"], "--hostname", "alpha",
-                             "--listen", "127.0.0.1:0"], env)]
-    with open(os.path.join(dirs["alpha"], "master.addr")) as f:
-        addr = f.read().strip()
-    daemons.append(start_daemon(["--rundir", dirs["beta"], "--hostname", "beta", "--join", addr,
-                                 "--key", os.path.join(dirs["alpha"], "vm.key")], env))
+    daemons, dirs = start_vm(BIN, work, ["alpha", "beta"], env)
     env["MPVM_RUNDIR"] = dirs["alpha"]
     seen = 0
     rows = []

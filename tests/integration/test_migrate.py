@@ -199,5 +199,31 @@ class MigrateTest(MigrateBase):
         self.assertEqual(p.returncode, 0)
 
 
+class ChaosRingTest(MigrateBase):
+    """The chaos ring, reduced for CI (bench/chaos_ring.py is the full one:
+    16 tasks, 4 hosts, 500 moves)."""
+
+    def test_eight_tasks_on_four_hosts_survive_random_moves(self):
+        hosts = ["alpha", "beta", "gamma", "delta"]
+        self.start_vm(*hosts)
+        want = self.reference("ring", "8", "3000")
+        p = self.start("ring", "8", "3000")
+        rng = random.Random(8)
+        tids = []
+        while len(tids) < 8 and p.poll() is None:
+            tids = self.task_tids()
+        moves = 0
+        while p.poll() is None and moves < 60:
+            r = self.console("migrate", rng.choice(tids), rng.choice(hosts))
+            if "moved to" in r.stdout:
+                moves += 1
+            elif r.returncode != 0:  # only a task that has finished may be missing
+                self.assertRegex(r.stderr, "(?i)no task|has exited|it ended|not called")
+        out, err = p.communicate(timeout=180)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertEqual(strip_tids(out), want)
+        self.assertGreaterEqual(moves, 20, "too few moves happened during the run")
+
+
 if __name__ == "__main__":
     unittest.main()
