@@ -92,10 +92,17 @@ void TaskRuntime::EnableMigration() {
   sigaction(MigrateSignal(), &sa, nullptr);
 }
 
+bool TaskRuntime::Migratable() const { return g_migratable == this; }
+
 void TaskRuntime::AtBoundary() {
   if (g_migratable != this || g_in_migrate != 0) return;
-  if (g_resumed != 0) AfterResume();
-  if (g_pending != 0 && MigrateNow() == 2) AfterResume();
+  // Until nothing is left: the next move may be asked for while a copy
+  // re-enrols at its new host (its daemon may move it on at once).
+  for (;;) {
+    if (g_resumed != 0) AfterResume();
+    if (g_pending == 0 || MigrateNow() != 2) return;
+    g_resumed = 1;
+  }
 }
 
 int TaskRuntime::MigrateNow() {

@@ -825,7 +825,40 @@ Status TaskRuntime::Mcast(const int* tids, int n, int tag) {
 // ---------------------------------------------------------------------------
 // Receiving
 
+namespace {
+
+// Keeps SIGMIGRATE blocked from the boundary check to the wait, which
+// unblocks it atomically (ppoll): a move asked for in between interrupts the
+// wait, instead of waiting for the next message to arrive.
+class MigrateSignalGuard {
+ public:
+  explicit MigrateSignalGuard(bool on) : on_(on) {
+    if (!on_) return;
+    sigset_t m;
+    sigemptyset(&m);
+    sigaddset(&m, MigrateSignal());
+    sigprocmask(SIG_BLOCK, &m, &before_);
+  }
+  ~MigrateSignalGuard() {
+    if (on_) sigprocmask(SIG_SETMASK, &before_, nullptr);
+  }
+  // The mask to wait with: `mask` (or the one before), SIGMIGRATE let in.
+  const sigset_t* WaitMask(const sigset_t* mask) {
+    if (!on_) return mask;
+    wait_ = mask != nullptr ? *mask : before_;
+    sigdelset(&wait_, MigrateSignal());
+    return &wait_;
+  }
+
+ private:
+  bool on_;
+  sigset_t before_{}, wait_{};
+};
+
+}  // namespace
+
 bool TaskRuntime::Progress(int timeout_ms) {
+  MigrateSignalGuard guard(Migratable());
   AtBoundary();  // a move asked for while in the library happens here
   std::vector<pollfd> fds;
   std::vector<Connection*> who;  // parallel to fds; nullptr = listener
@@ -858,9 +891,9 @@ bool TaskRuntime::Progress(int timeout_ms) {
   if (fds.empty()) return true;
   int n;
   if (wait_sigmask_ == nullptr) wait_sigmask_ = interrupt_mask_;
-  if (wait_sigmask_ != nullptr) {
+  if (const sigset_t* mask = guard.WaitMask(wait_sigmask_); mask != nullptr) {
     timespec ts{timeout_ms / 1000, (timeout_ms % 1000) * 1000000L};
-    n = ppoll(fds.data(), fds.size(), timeout_ms < 0 ? nullptr : &ts, wait_sigmask_);
+    n = ppoll(fds.data(), fds.size(), timeout_ms < 0 ? nullptr : &ts, mask);
   } else {
     n = poll(fds.data(), fds.size(), timeout_ms);
   }

@@ -171,6 +171,7 @@ class TaskRuntime {
   int MigrateOnce();
   // At a boundary of the library: a pending move, or re-enrolment after one.
   void AtBoundary();
+  bool Migratable() const;
   // Asks the daemons to move `tid` to host `host`; returns the new host's tid.
   Result<int> Migrate(int tid, const std::string& host);
   // The daemon tid of the host where `tid` runs now.
