@@ -626,6 +626,18 @@ TEST_F(DaemonCoreTest, AddHostErrors) {
 
 // ---- Migration (docs/design/migration.md) --------------------------------------
 
+// The master's answer to member "b": host 2 of a VM of "a" and "b".
+ctl::Envelope JoinReplyAsB() {
+  ctl::Envelope r;
+  r.mutable_join_reply()->set_host(2);
+  for (auto [tid, name] : {std::pair{0x40000, "a"}, std::pair{0x80000, "b"}}) {
+    auto* h = r.mutable_join_reply()->mutable_table()->add_hosts();
+    h->set_tid(tid);
+    h->set_name(name);
+  }
+  return r;
+}
+
 ctl::Envelope MigrateTo(int tid, const std::string& host) {
   ctl::Envelope e;
   e.mutable_migrate()->set_tid(tid);
@@ -752,15 +764,7 @@ TEST(DaemonCoreMember, AMigrateRequestForATaskThatIsGoneIsAnsweredNotBounced) {
   FakeEnv env;
   DaemonCore core(c, &env);
   core.StartJoin(0);
-  ctl::Envelope r;
-  r.mutable_join_reply()->set_host(2);
-  auto* h1 = r.mutable_join_reply()->mutable_table()->add_hosts();
-  h1->set_tid(0x40000);
-  h1->set_name("a");
-  auto* h2 = r.mutable_join_reply()->mutable_table()->add_hosts();
-  h2->set_tid(0x80000);
-  h2->set_name("b");
-  core.OnPeerFrame(kMasterPeer, PeerControl(r));
+  core.OnPeerFrame(kMasterPeer, PeerControl(JoinReplyAsB()));
   ASSERT_TRUE(core.joined());
   for (int tid : {0x80003, 0x40007}) {  // born here, and born at the master
     ctl::Envelope m = MigrateTo(tid, "a");
@@ -785,15 +789,7 @@ TEST(DaemonCoreMember, JoinsThenHaltsWhenTheMasterFallsSilent) {
   EXPECT_FALSE(core.joined());
   core.StartJoin(0);
   ASSERT_TRUE(env.PeerControls(kMasterPeer).back().has_join());
-  ctl::Envelope r;
-  r.mutable_join_reply()->set_host(2);
-  auto* h1 = r.mutable_join_reply()->mutable_table()->add_hosts();
-  h1->set_tid(0x40000);
-  h1->set_name("a");
-  auto* h2 = r.mutable_join_reply()->mutable_table()->add_hosts();
-  h2->set_tid(0x80000);
-  h2->set_name("b");
-  core.OnPeerFrame(kMasterPeer, PeerControl(r));
+  core.OnPeerFrame(kMasterPeer, PeerControl(JoinReplyAsB()));
   EXPECT_TRUE(core.joined());
   EXPECT_EQ(core.host_tid().raw(), 0x80000);
   core.OnTick(600'000'000);

@@ -117,6 +117,29 @@ class MigrateBase(VmTestCase):
         restore process included, before it becomes the task)."""
         return mpvm_processes(self.daemons[name][1], (b"mig_task",))
 
+    def ring_under_random_moves(self, k, rounds, hosts, seed, max_moves=None):
+        """Runs `mig_task ring K ROUNDS` while moving random tasks to random
+        hosts until it ends (or max_moves moves); returns the moves made.
+        Nothing may be lost, doubled or reordered: every task's checksum of
+        the stream it saw must equal that of a run without moves."""
+        want = self.reference("ring", str(k), str(rounds))
+        p = self.start("ring", str(k), str(rounds))
+        rng = random.Random(seed)
+        tids = []
+        while len(tids) < k and p.poll() is None:
+            tids = self.task_tids()
+        moves = 0
+        while p.poll() is None and (max_moves is None or moves < max_moves):
+            r = self.console("migrate", rng.choice(tids), rng.choice(hosts))
+            if "moved to" in r.stdout:
+                moves += 1
+            elif r.returncode != 0:  # only a task that has finished may be missing
+                self.assertRegex(r.stderr, "(?i)no task|has exited|it ended|not called")
+        out, err = p.communicate(timeout=180)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertEqual(strip_tids(out), want)
+        return moves
+
     def reference(self, *args):
         r = subprocess.run([PRUN, MIG_TASK, *args], env=self.env, capture_output=True, text=True,
                            timeout=120)
@@ -153,24 +176,7 @@ class MigrateTest(MigrateBase):
         self.assertEqual([strip_tids(first)[0]] + strip_tids(out), want)
 
     def test_a_ring_exchanging_messages_survives_random_moves(self):
-        want = self.reference("ring", "4", "4000")
-        p = self.start("ring", "4", "4000")
-        rng = random.Random(4)
-        moves = 0
-        tids = []
-        while len(tids) < 4 and p.poll() is None:
-            tids = self.task_tids()
-        while p.poll() is None:
-            r = self.console("migrate", rng.choice(tids), rng.choice(["alpha", "beta"]))
-            if "moved to" in r.stdout:
-                moves += 1
-            elif r.returncode != 0:  # only a task that has finished may be missing
-                self.assertRegex(r.stderr, "(?i)no task|has exited|it ended|not called")
-        out, err = p.communicate(timeout=180)
-        self.assertEqual(p.returncode, 0, err)
-        # Nothing lost, duplicated or reordered: every task's checksum of the
-        # stream it saw equals that of the run without moves.
-        self.assertEqual(strip_tids(out), want)
+        moves = self.ring_under_random_moves(4, 4000, ["alpha", "beta"], seed=4)
         self.assertGreaterEqual(moves, 5, "too few moves happened during the run")
 
     def test_a_task_that_cannot_move_is_refused_and_shown_pinned(self):
@@ -206,22 +212,7 @@ class ChaosRingTest(MigrateBase):
     def test_eight_tasks_on_four_hosts_survive_random_moves(self):
         hosts = ["alpha", "beta", "gamma", "delta"]
         self.start_vm(*hosts)
-        want = self.reference("ring", "8", "3000")
-        p = self.start("ring", "8", "3000")
-        rng = random.Random(8)
-        tids = []
-        while len(tids) < 8 and p.poll() is None:
-            tids = self.task_tids()
-        moves = 0
-        while p.poll() is None and moves < 60:
-            r = self.console("migrate", rng.choice(tids), rng.choice(hosts))
-            if "moved to" in r.stdout:
-                moves += 1
-            elif r.returncode != 0:  # only a task that has finished may be missing
-                self.assertRegex(r.stderr, "(?i)no task|has exited|it ended|not called")
-        out, err = p.communicate(timeout=180)
-        self.assertEqual(p.returncode, 0, err)
-        self.assertEqual(strip_tids(out), want)
+        moves = self.ring_under_random_moves(8, 3000, hosts, seed=8, max_moves=60)
         self.assertGreaterEqual(moves, 20, "too few moves happened during the run")
 
 
