@@ -81,6 +81,8 @@ class DaemonEnv {
   // Output of a task nobody collects (PvmOutputTid 0): the daemon's log.
   virtual void LogOutput(Tid t, std::string_view line) = 0;
   virtual void Log(std::string_view line) = 0;
+  // Detail for a post-mortem (mpvmd --log-level debug, or MPVM_LOG_LEVEL=debug).
+  virtual void Debug(std::string_view /*line*/) {}
   // Halt: stop accepting work; the server kills tasks and exits.
   virtual void RequestShutdown() = 0;
   // Daemon-to-daemon: one frame over an authenticated link.

@@ -391,8 +391,8 @@ int Server::Run() {
 void Server::Loop() {
   std::vector<zmq_pollitem_t> fds;
   constexpr ConnId kListener = ~ConnId{0}, kSignals = ~ConnId{0} - 1;
-  std::vector<ConnId> ids;  // parallel to fds: kListener, kSignals or a connection
-  std::vector<int> pipe_index;
+  std::vector<ConnId> ids;           // parallel to fds: kListener, kSignals or a connection
+  std::vector<uint64_t> pipe_index;  // parallel to the pipes' part of fds
   for (;;) {
     if (shutdown_) {
       bool alive = !core_->TaskPids().empty() || !host_pids_.empty();
@@ -431,9 +431,9 @@ void Server::Loop() {
         move_index.push_back(t);
       }
     const size_t first_pipe = fds.size();
-    for (size_t i = 0; i < pipes_.size(); ++i) {
-      fds.push_back({nullptr, pipes_[i].fd, ZMQ_POLLIN, 0});
-      pipe_index.push_back(static_cast<int>(i));
+    for (const auto& [id, p] : pipes_) {
+      fds.push_back({nullptr, p.fd, ZMQ_POLLIN, 0});
+      pipe_index.push_back(id);
     }
     const size_t first_peer = fds.size();
     if (links_) links_->AppendPollItems(fds);
@@ -468,17 +468,20 @@ void Server::Loop() {
       spdlog::error("poll: {}", std::strerror(errno));
       break;
     }
-    std::vector<size_t> closed_pipes;
+    std::vector<uint64_t> closed_pipes;
     for (size_t i = 0; i < first_peer; ++i) {
       if (fds[i].revents == 0) continue;
       if (i >= first_pipe) {
-        Pipe& p = pipes_[static_cast<size_t>(pipe_index[i - first_pipe])];
+        const uint64_t id = pipe_index[i - first_pipe];
+        auto pit = pipes_.find(id);
+        if (pit == pipes_.end()) continue;  // drained and closed by a commit this round
+        Pipe& p = pit->second;
         char buf[65536];
         ssize_t r = read(p.fd, buf, sizeof buf);
         if (r > 0) {
           core_->OnOutput(p.tid, std::string_view(buf, static_cast<size_t>(r)));
         } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
-          closed_pipes.push_back(static_cast<size_t>(pipe_index[i - first_pipe]));
+          closed_pipes.push_back(id);
         }
         continue;
       }
@@ -542,12 +545,12 @@ void Server::Loop() {
         }
       }
     }
-    // Close pipes highest index first so indices stay valid.
-    std::sort(closed_pipes.rbegin(), closed_pipes.rend());
-    for (size_t idx : closed_pipes) {
-      Tid t = pipes_[idx].tid;
-      close(pipes_[idx].fd);
-      pipes_.erase(pipes_.begin() + static_cast<ptrdiff_t>(idx));
+    for (uint64_t id : closed_pipes) {
+      auto pit = pipes_.find(id);
+      if (pit == pipes_.end()) continue;
+      const Tid t = pit->second.tid;
+      close(pit->second.fd);
+      pipes_.erase(pit);
       core_->OnOutputClosed(t);
     }
     std::erase_if(conns_, [](const auto& kv) { return !kv.second->open(); });
@@ -578,7 +581,10 @@ void Server::Reap() {
       if (d != nullptr) {
         while (dirent* e = readdir(d)) {
           std::string file = e->d_name;
-          if (file.ends_with(".sock") || file == "mpvmd.lock" || file == "mpvmd.log")
+          if (file == "mpvmd.log" && std::getenv("MPVM_KEEP_LOG") != nullptr)
+            rename((dir + "/" + file).c_str(),  // kept beside the master's log
+                   fmt::format("{}/mpvmd.{}.log", opts_.rundir, h->second.name).c_str());
+          else if (file.ends_with(".sock") || file == "mpvmd.lock" || file == "mpvmd.log")
             unlink((dir + "/" + file).c_str());
         }
         closedir(d);
@@ -600,7 +606,7 @@ void Server::Reap() {
 }
 
 void Server::Cleanup() {
-  for (auto& p : pipes_) close(p.fd);
+  for (auto& [id, p] : pipes_) close(p.fd);
   pipes_.clear();
   close(listen_fd_);
   if (migrate_fd_ >= 0) close(migrate_fd_);
@@ -724,8 +730,8 @@ Result<int> Server::SpawnProcess(const SpawnSpec& spec, int keep_fd) {
   }
   SetNonBlocking(out[0]);
   SetNonBlocking(err[0]);
-  pipes_.push_back({spec.tid, out[0]});
-  pipes_.push_back({spec.tid, err[0]});
+  pipes_[next_pipe_++] = {spec.tid, out[0]};
+  pipes_[next_pipe_++] = {spec.tid, err[0]};
   pids_[pid] = spec.tid;
   return pid;
 }
@@ -769,6 +775,8 @@ void Server::RemoveTaskSocket(Tid t) { unlink(TaskSocketPath(opts_.rundir, t).c_
 void Server::LogOutput(Tid t, std::string_view line) { spdlog::info("[{}] {}", t.str(), line); }
 
 void Server::Log(std::string_view line) { spdlog::warn("{}", line); }
+
+void Server::Debug(std::string_view line) { spdlog::debug("{}", line); }
 
 void Server::SendToPeer(PeerId p, const FrameHeader& h, std::span<const uint8_t> body) {
   if (links_) links_->Send(p, h, body);

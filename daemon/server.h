@@ -62,6 +62,7 @@ class Server final : public DaemonEnv {
   void RemoveTaskSocket(Tid t) override;
   void LogOutput(Tid t, std::string_view line) override;
   void Log(std::string_view line) override;
+  void Debug(std::string_view line) override;
   void RequestShutdown() override;
   void SendToPeer(PeerId p, const FrameHeader& h, std::span<const uint8_t> body) override;
   void DropPeer(PeerId p) override;
@@ -112,7 +113,10 @@ class Server final : public DaemonEnv {
   int signal_fd_ = -1;
   ConnId next_conn_ = 1;
   std::map<ConnId, std::unique_ptr<Connection>> conns_;
-  std::vector<Pipe> pipes_;
+  // By a serial number, never reused: a commit (CommitMove) may drain and
+  // remove a task's pipes in the middle of a poll round.
+  std::map<uint64_t, Pipe> pipes_;
+  uint64_t next_pipe_ = 1;
   std::map<pid_t, Tid> pids_;
   bool shutdown_ = false;
   int64_t shutdown_started_ns_ = 0;

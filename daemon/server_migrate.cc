@@ -280,17 +280,17 @@ void Server::CommitMove(MoveIo& m, const MoveTimes& times) {
     return;
   }
   // What it printed before it stopped goes out before anything the copy prints.
-  for (size_t i = 0; i < pipes_.size();) {
-    if (pipes_[i].tid != t) {
-      ++i;
+  for (auto it = pipes_.begin(); it != pipes_.end();) {
+    if (it->second.tid != t) {
+      ++it;
       continue;
     }
     char buf[65536];
     ssize_t r;
-    while ((r = read(pipes_[i].fd, buf, sizeof buf)) > 0)
+    while ((r = read(it->second.fd, buf, sizeof buf)) > 0)
       core_->OnOutput(t, std::string_view(buf, static_cast<size_t>(r)));
-    close(pipes_[i].fd);
-    pipes_.erase(pipes_.begin() + static_cast<ptrdiff_t>(i));
+    close(it->second.fd);
+    it = pipes_.erase(it);
   }
   // Frames it had sent us (and had not finished sending) are handled as its own.
   const ConnId own = m.descs.empty() ? 0 : core_->TaskConn(t);
