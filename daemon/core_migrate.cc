@@ -244,6 +244,8 @@ void DaemonCore::OnOffer(const FrameHeader& h, const ctl::MigrateOffer& o) {
   task.restore_deadline_ns = now_ns_ + kRestoreTimeoutNs;
   tasks_.emplace(t, std::move(task));
   if (!cfg_.member) in_transit_[t.raw()] = Transit{Tid(h.src).host().value, host_.value, now_ns_};
+  env_->Debug(fmt::format("move {:x}: restoring {} here from {} (pid {})", o.id(), t.str(),
+                          Tid(h.src).host().value, rs->pid));
   a->set_code(0);
   a->set_port(rs->port);
   a->set_token(token);
@@ -252,6 +254,7 @@ void DaemonCore::OnOffer(const FrameHeader& h, const ctl::MigrateOffer& o) {
 
 void DaemonCore::OnTaskMoved(const ctl::TaskMoved& m) {
   const Tid t(m.tid());
+  env_->Debug(fmt::format("move {:x}: {} now runs on host {}", m.id(), t.str(), m.host()));
   if (!cfg_.member) {  // the registry
     where_[m.tid()] = m.host();
     in_transit_.erase(m.tid());
@@ -270,8 +273,13 @@ void DaemonCore::OnTaskMoved(const ctl::TaskMoved& m) {
 
 void DaemonCore::Arrived(Tid t) {
   auto it = tasks_.find(t);
-  if (it == tasks_.end() || !it->second.restoring) return;
+  if (it == tasks_.end() || !it->second.restoring) {
+    env_->Debug(fmt::format("{} arrived, but no copy of it is restoring here", t.str()));
+    return;
+  }
   Task& task = it->second;
+  env_->Debug(fmt::format("{} arrived (pid {}{}, {} bytes of output held)", t.str(), task.pid,
+                          task.exited ? ", ended already" : "", task.held_output.size()));
   task.restoring = false;
   in_transit_.erase(t.raw());
   limbo_.erase(t.raw());
@@ -354,6 +362,8 @@ void DaemonCore::OnAccept(const ctl::MigrateAccept& a) {
   if (addr.empty()) addr = cfg_.master_ip;
   if (addr.empty()) addr = "127.0.0.1";
   mv.accepted_ns = now_ns_;
+  env_->Debug(fmt::format("move {:x}: accepted; asking {} (pid {}) to stop", mv.id, mv.tid.str(),
+                          t->second.pid));
   env_->FaultPoint("accept", t->second.pid);
   auto st = env_->BeginMove(mv.tid, t->second.pid, addr, a.port(), a.token());
   if (!st) return abort(st.error());
@@ -364,6 +374,7 @@ void DaemonCore::OnMoveFrozen(Tid t) {
   if (task == tasks_.end()) return;
   auto it = moves_.find(task->second.move_id);
   if (it == moves_.end()) return;
+  env_->Debug(fmt::format("move {:x}: {} stopped and handed over", it->first, t.str()));
   it->second.frozen = true;
   it->second.frozen_ns = now_ns_;
   it->second.admin_messages += 2;  // the handover and the answer to it

@@ -354,6 +354,7 @@ void DaemonCore::DoEnrol(ConnId c, const ctl::Envelope& env) {
     conn.owner = true;
   }
   if (task->restoring) {
+    env_->Debug(fmt::format("restored copy of {} enrolled (pid {})", task->tid.str(), r.pid()));
     task->committed = true;
     if (!hosts_.contains(task->from_host)) ClaimArrival(task->tid);
   }
@@ -636,6 +637,8 @@ void DaemonCore::OnOutputClosed(Tid tid) {
 void DaemonCore::OnProcessExit(Tid tid, int exit_code, int term_signal) {
   auto it = tasks_.find(tid);
   if (it == tasks_.end()) return;
+  env_->Debug(fmt::format("{} (pid {}) ended: exit code {}, signal {}", tid.str(), it->second.pid,
+                          exit_code, term_signal));
   it->second.exited = true;
   it->second.exit_code = exit_code;
   it->second.term_signal = term_signal;
@@ -652,6 +655,7 @@ void DaemonCore::MaybeFinish(Tid tid) {
   Task& t = it->second;
   if (!t.exited || t.open_streams > 0) return;
   if (t.restoring) {
+    env_->Debug(fmt::format("restoring {} ended (move {:x})", tid.str(), t.move_id));
     if (t.move_id != 0) return;  // the commit or the abort will tell
     // A restore that was refused or abandoned: the task still runs at its source.
     if (!t.held_output.empty())
@@ -741,9 +745,10 @@ void DaemonCore::DoNotify(ConnId c, Tid who, const ctl::Envelope& env) {
     }
     NotifyReg reg{who, n.what(), n.tag(), n.ctx(), target, 1};
     bool exists;
-    if (n.what() == kNotifyTaskExit && Tid(target).host() != host_) {
-      // Its host tells us when it goes (TaskGone); it may have told us already.
-      exists = hosts_.contains(Tid(target).host().value) && !gone_remote_.contains(target);
+    if (const int at = HostOf(Tid(target)); n.what() == kNotifyTaskExit && at != host_.value) {
+      // Its host (where it runs now, which may not be where it was born)
+      // tells us when it goes (TaskGone); it may have told us already.
+      exists = hosts_.contains(at) && !gone_remote_.contains(target);
     } else if (n.what() == kNotifyTaskExit) {
       auto t = tasks_.find(Tid(target));
       exists = t != tasks_.end() && t->second.state != State::kLeft;
@@ -1324,7 +1329,8 @@ void DaemonCore::OnPeerFrame(PeerId p, Frame&& f) {
   if (!cfg_.member && Tid(f.header.src).is_task()) {  // a remote task's request
     bool from_member = false;
     for (const auto& [index, h] : hosts_) from_member |= h.peer == p;
-    if (from_member && Tid(f.header.src).host() != host_)
+    // Not one of ours, wherever it was born: a task born here may have moved.
+    if (from_member && !LocalTask(Tid(f.header.src)))
       HandleControl(RemoteConn(Tid(f.header.src)), std::move(*env));
     return;
   }
@@ -1502,7 +1508,8 @@ void DaemonCore::NoteRemoteGone(int tid) {
 
 bool DaemonCore::SinkAlive(int tid) const {
   const Tid t(tid);
-  return t.host() == host_ ? tasks_.contains(t) : hosts_.contains(t.host().value);
+  const int at = HostOf(t);  // a sink may have moved
+  return at == host_.value ? tasks_.contains(t) : hosts_.contains(at);
 }
 
 void DaemonCore::RouteFrame(const FrameHeader& h, std::span<const uint8_t> payload) {

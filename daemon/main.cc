@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
     opts.dead_after_s = std::atof(d);
   if (const char* f = std::getenv("MPVM_FAULT"); f != nullptr) opts.fault = f;
   if (const char* m = std::getenv("MPVM_TEST_MOVES"); m != nullptr) opts.test_moves = std::atoi(m);
+  if (const char* l = std::getenv("MPVM_LOG_LEVEL"); l != nullptr && *l != '\0') level = l;
   app.add_option("--rundir", opts.rundir, "runtime directory of this virtual machine")
       ->capture_default_str();
   app.add_option("--ready-fd", opts.ready_fd, "write 'ok' here once serving (used by starters)");

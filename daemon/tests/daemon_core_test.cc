@@ -754,6 +754,58 @@ TEST_F(DaemonCoreTest, AnAbandonedRestoreIsForgottenWhicheverComesFirst) {
   }
 }
 
+// Regression (bwtest under MPVM_TEST_MOVES): a task born on the master that
+// moved to a member asks the master for what it serves (groups here). The
+// master took the request for a forgery, as the tid is one of its own, and
+// the task waited for ever. Its exit, watched from the master, must also
+// wait for its new host to report it.
+TEST_F(DaemonCoreTest, ATaskBornHereThatMovedAwayIsServedAndWatchedWhereItRuns) {
+  core_.OnPeerFrame(100, PeerControl(JoinAs("b")));
+  Enrol(1);
+  const Tid t(Spawn(1, "w", 1)[0]);
+  Enrol(2, t.raw(), 1001);
+  Control(1, MigrateTo(t.raw(), "b"), 7);
+  ctl::Envelope a;
+  a.mutable_migrate_accept()->set_id(env_.PeerControls(100).back().migrate_offer().id());
+  a.mutable_migrate_accept()->set_tid(t.raw());
+  a.mutable_migrate_accept()->set_port(40000);
+  a.mutable_migrate_accept()->set_token(std::string(32, 't'));
+  core_.OnPeerFrame(100, PeerControl(a));
+  core_.OnMoveFrozen(t);
+  core_.OnMoveCommitted(t, MoveTimes{});
+  EXPECT_EQ(Last(1).status().code(), 0x80000);  // moved to b
+
+  ctl::Envelope join;
+  join.set_rid(11);
+  join.mutable_group()->set_op(ctl::GroupRequest::JOIN);
+  join.mutable_group()->set_group("g");
+  Frame f = PeerControl(join);
+  f.header.src = t.raw();
+  f.header.dst = 0x40000;
+  core_.OnPeerFrame(100, std::move(f));
+  const Sent& reply = env_.peer_sent.back();
+  EXPECT_EQ(reply.h.dst, t.raw());  // to the task, through b's daemon
+  auto r = DecodeControl(reply.payload);
+  ASSERT_TRUE(r && r->has_group_reply());
+  EXPECT_EQ(r->rid(), 11u);
+  EXPECT_EQ(r->group_reply().code(), 0);  // instance 0
+
+  ctl::Envelope n;
+  n.mutable_notify()->set_what(1);  // PvmTaskExit
+  n.mutable_notify()->set_tag(68);
+  n.mutable_notify()->add_tids(t.raw());
+  Control(1, n);
+  EXPECT_TRUE(env_.Data(1).empty());  // it runs on, at b
+  ctl::Envelope gone;
+  gone.mutable_task_gone()->set_tid(t.raw());
+  Frame g = PeerControl(gone);
+  g.header.src = 0x80000;
+  core_.OnPeerFrame(100, std::move(g));
+  auto data = env_.Data(1);
+  ASSERT_EQ(data.size(), 1u);
+  EXPECT_EQ(data[0].h.tag, 68);
+}
+
 TEST(DaemonCoreMember, AMigrateRequestForATaskThatIsGoneIsAnsweredNotBounced) {
   // The master sends a member a request for a task its registry places there
   // (it ended there a moment ago): the member answers, and does not pass it
