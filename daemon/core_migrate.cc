@@ -445,6 +445,7 @@ void DaemonCore::Reroute(Tid t, Frame&& f) {
   if (f.header.dst != t.raw()) return;
   ++forwarded_;
   f.header.flags |= kFrameFlagRelayed;
+  AddFrameHop(f.header);
   if (auto it = tasks_.find(t); it != tasks_.end() && it->second.state != State::kLeft) {
     DeliverFrame(it->second, std::move(f));  // it came back here meanwhile
     return;

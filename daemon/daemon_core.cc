@@ -1302,6 +1302,7 @@ void DaemonCore::OnPeerFrame(PeerId p, Frame&& f) {
       // It moved on: back to the master, which knows where it is now.
       if (cfg_.member && where_.contains(dst.raw())) {
         ++forwarded_;
+        AddFrameHop(f.header);
         RouteFrame(f.header, f.payload);
       }
       return;

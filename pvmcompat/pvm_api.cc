@@ -848,6 +848,18 @@ int pvm_migrate(int tid, const char* host) {
   return RetVal("pvm_migrate", r);
 }
 int pvm_location(int tid) { return RetVal("pvm_location", Rt()->Location(tid)); }
+
+int mpvm_forward_hops(unsigned long* counts, int n) {
+  if (counts == nullptr || n < 1) return PvmBadParam;
+  const auto& all = Rt()->hop_counts();
+  int most = 0;
+  for (int h = 0; h < n; ++h) counts[h] = 0;
+  for (int h = 0; h < static_cast<int>(all.size()); ++h) {
+    counts[std::min(h, n - 1)] += all[static_cast<size_t>(h)];
+    if (all[static_cast<size_t>(h)] > 0) most = h;
+  }
+  return most;
+}
 }
 
 // ---- libpvm internals that PVM 3.4's own example programs call -------------

@@ -29,6 +29,13 @@ int pvm_migrate(int tid, const char* host);
  * the host it was born on, which its tid names). */
 int pvm_location(int tid);
 
+/* How many data messages this task has received, by the number of times
+ * daemons forwarded them on their way because the task had moved away from
+ * where they were sent (0: not forwarded). Fills counts[0..n-1] (the last
+ * entry also counts anything forwarded more often) and returns the largest
+ * number of hops seen, or PvmBadParam. */
+int mpvm_forward_hops(unsigned long* counts, int n);
+
 #ifdef __cplusplus
 }
 #endif

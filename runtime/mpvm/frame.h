@@ -49,6 +49,17 @@ inline constexpr uint32_t kDefaultMaxFrame = 1u << 30;
 
 // Frame flags.
 inline constexpr uint8_t kFrameFlagRelayed = 1;  // came through a daemon
+// The upper four bits count forwarding hops: how often a daemon passed the
+// frame on because the task it was for had moved away from there (0..15,
+// saturating). Each forwarding daemon adds one.
+inline constexpr int kFrameHopShift = 4;
+inline constexpr int kFrameMaxHops = 15;
+inline int FrameHops(const FrameHeader& h) { return h.flags >> kFrameHopShift; }
+inline void AddFrameHop(FrameHeader& h) {
+  const int hops = FrameHops(h);
+  if (hops < kFrameMaxHops)
+    h.flags = static_cast<uint8_t>((h.flags & 0x0f) | ((hops + 1) << kFrameHopShift));
+}
 
 enum class FrameError { kBadMagic, kBadVersion, kBadKind, kTooLarge, kBadAux };
 std::string_view FrameErrorText(FrameError e);

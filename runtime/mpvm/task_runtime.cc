@@ -1027,6 +1027,7 @@ void TaskRuntime::HandleFrame(Connection* from, Frame&& f) {
     return;
   }
   const FrameHeader& h = f.header;
+  ++hop_counts_[static_cast<size_t>(FrameHops(h))];
   Message m = Message::FromWire(h.encoding, std::move(f.payload), h.aux_length);
   m.src = h.src;
   m.dst = h.dst;

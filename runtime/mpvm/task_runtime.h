@@ -176,6 +176,9 @@ class TaskRuntime {
   Result<int> Migrate(int tid, const std::string& host);
   // The daemon tid of the host where `tid` runs now.
   Result<int> Location(int tid);
+  // Data messages received so far, by how often daemons forwarded them on
+  // their way (a move of this task left them at a stale place): [0] direct.
+  const std::array<uint64_t, kFrameMaxHops + 1>& hop_counts() const { return hop_counts_; }
   // The daemon's explanation of the last failed host request, if any.
   const std::string& last_detail() const { return last_detail_; }
   int output_tid() const { return out_tid_; }
@@ -248,6 +251,7 @@ class TaskRuntime {
   std::unordered_map<int32_t, Peer> peers_;         // route by destination tid
   std::unordered_map<int32_t, uint64_t> send_seq_;
   std::unordered_map<int32_t, RecvState> recv_state_;
+  std::array<uint64_t, kFrameMaxHops + 1> hop_counts_{};
   std::deque<int> queue_;  // buffer ids of received, unreceived messages
   std::map<uint64_t, ctl::Envelope> replies_;
   int calls_in_flight_ = 0;    // a move waits for these (their answers come here)

@@ -36,6 +36,21 @@ TEST(FrameHeader, RoundTripsEveryField) {
   EXPECT_EQ(h->aux_length, 5u);
 }
 
+TEST(FrameHeader, HopsCountUpInTheFlagsAndStopAtFifteen) {
+  FrameHeader h = Sample();
+  EXPECT_EQ(FrameHops(h), 0);
+  AddFrameHop(h);
+  AddFrameHop(h);
+  EXPECT_EQ(FrameHops(h), 2);
+  EXPECT_TRUE(h.flags & kFrameFlagRelayed);  // the other flags are kept
+  auto back = DecodeFrameHeader(EncodeFrameHeader(h));
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(FrameHops(*back), 2);
+  for (int i = 0; i < 20; ++i) AddFrameHop(h);
+  EXPECT_EQ(FrameHops(h), kFrameMaxHops);
+  EXPECT_TRUE(h.flags & kFrameFlagRelayed);
+}
+
 TEST(FrameHeader, LayoutIsFixedLittleEndian) {
   auto b = EncodeFrameHeader(Sample());
   EXPECT_EQ(b[0], 'M');

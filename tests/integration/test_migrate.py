@@ -15,6 +15,7 @@ from harness import (BIN, CONSOLE, MPVMD, PRUN, VmTestCase, mpvm_processes, star
                      wait_for_line)
 
 MIG_TASK = os.path.join(BIN, "mig_task")
+HOP_TASK = os.path.join(BIN, "hop_task")
 SPIN = "600000000"  # about 1.5 s of computing without a PVM call
 
 
@@ -214,6 +215,34 @@ class ChaosRingTest(MigrateBase):
         self.start_vm(*hosts)
         moves = self.ring_under_random_moves(8, 3000, hosts, seed=8, max_moves=60)
         self.assertGreaterEqual(moves, 20, "too few moves happened during the run")
+
+
+class ForwardingTest(MigrateBase):
+    """The forwarding bound: however often a task moves, no message to it is
+    forwarded more than twice (docs/design/migration.md, "At most 2 hops")."""
+
+    def test_no_message_takes_more_than_two_hops_after_100_moves(self):
+        hosts = ["alpha", "beta", "gamma"]
+        self.start_vm(*hosts)
+        stop = os.path.join(self.tmp, "stop")
+        p = subprocess.Popen([PRUN, HOP_TASK, stop], env=self.env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        self.procs.append(p)
+        _, tid = self.first_line(p)
+        for i in range(100):  # the receiver, while its sender streams to it
+            self.assertIn("moved to", self.migrate(tid, hosts[(i + 1) % 3]))
+        open(stop, "w").close()
+        out, err = p.communicate(timeout=120)
+        self.assertEqual(p.returncode, 0, out + err)
+        self.assertRegex(out, r"received \d+ in order")
+        m = re.search(r"hops 0:(\d+) 1:(\d+) 2:(\d+) 3\+:(\d+) max (\d+)", out)
+        self.assertIsNotNone(m, out)
+        direct, one, two, more, most = map(int, m.groups())
+        self.assertEqual(more, 0, out)
+        self.assertLessEqual(most, 2, out)
+        self.assertGreater(one + two, 0, "no message was forwarded: the test proved nothing")
+        print(f"\n{direct} direct, {one} forwarded once, {two} twice, over 100 moves",
+              file=sys.stderr)
 
 
 if __name__ == "__main__":
