@@ -8,6 +8,9 @@
 #include <fmt/format.h>
 #include <signal.h>
 #include <sodium.h>
+#include <time.h>
+
+#include <nlohmann/json.hpp>
 
 #include "daemon_core.h"
 #include "mpvm/control.h"
@@ -33,6 +36,21 @@ std::vector<std::string> WithVar(const std::vector<std::string>& env, const std:
 }
 
 }  // namespace
+
+int64_t DaemonEnv::WallNs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+void DaemonCore::Trace(int sink, const std::string& json) {
+  if (sink == 0) return;
+  Message m(kEncDefault);
+  const int len = static_cast<int>(json.size());
+  (void)m.Pack(DataType::kInt, &len, 1, 1);
+  (void)m.Pack(DataType::kByte, json.data(), len, 1);
+  SendToTask(Tid(sink), kTraceTag, kSystemCtx, m);
+}
 
 bool DaemonCore::LocalTask(Tid t) const {
   // A restore process is not the task until the commit: frames routed here
@@ -130,6 +148,7 @@ void DaemonCore::StartMove(Tid t, int dest, Tid asker, uint64_t rid) {
   mv.asker = asker;
   mv.asker_rid = rid;
   mv.requested_ns = now_ns_;
+  mv.requested_wall_ns = env_->WallNs();
   mv.admin_messages = 1;  // the offer
   task.move_id = id;
 
@@ -152,6 +171,7 @@ void DaemonCore::StartMove(Tid t, int dest, Tid asker, uint64_t rid) {
   o->set_ctx(task.ctx);
   for (Tid s : task.siblings) o->add_siblings(s.raw());
   o->set_moves(task.moves);
+  o->set_event_sink(task.event_sink);
   env_->Log(fmt::format("moving {} to {} (move {:x})", t.str(), dest_name, id));
   SendControlTo(Tid::DaemonOf(HostIndex{dest}), std::move(e));
 }
@@ -239,6 +259,8 @@ void DaemonCore::OnOffer(const FrameHeader& h, const ctl::MigrateOffer& o) {
   task.spec = spec;
   task.restoring = true;
   task.moves = o.moves() + 1;
+  task.event_sink = o.event_sink();
+  task.arrived_by = o.id();
   task.move_id = o.id();
   task.from_host = Tid(h.src).host().value;
   task.restore_deadline_ns = now_ns_ + kRestoreTimeoutNs;
@@ -422,18 +444,29 @@ ConnId DaemonCore::OnMoveCommitted(Tid t, const MoveTimes& times) {
   std::deque<Frame> held = std::move(task->second.held);
   // Its mailbox entries, group places and notify requests stay: they name it
   // by tid, and what they send it follows it.
-  tasks_.erase(task);
-  for (auto& f : held) Reroute(t, std::move(f));
   mv.admin_messages += 3;  // "exit" to the old process; the copy's enrolment and its answer
   const std::string dest_name = hosts_.contains(mv.dest) ? hosts_[mv.dest].name : "?";
   const double ms = (now_ns_ - mv.requested_ns) / 1e6;
   const double blackout = (times.restored_ns - times.freeze_ns) / 1e6;
-  env_->Log(
-      fmt::format("migration {{\"tid\":\"{}\",\"from\":\"{}\",\"to\":\"{}\",\"bytes\":{},"
-                  "\"freeze_ns\":{},\"restored_ns\":{},\"blackout_ms\":{:.3f},\"total_ms\":{:.3f},"
-                  "\"admin_messages\":{}}}",
-                  t.str(), cfg_.hostname, dest_name, times.bytes, times.freeze_ns,
-                  times.restored_ns, blackout, ms, mv.admin_messages));
+  if (auto old = forwarding_.find(t.raw()); old != forwarding_.end()) EndForwarding(t.raw());
+  Forwarding& fw = forwarding_[t.raw()];
+  fw.move_id = mv.id;
+  fw.event_sink = task->second.event_sink;
+  fw.record = nlohmann::json{{"tid", t.str()},
+                             {"id", fmt::format("{:x}", mv.id)},
+                             {"from", cfg_.hostname},
+                             {"to", dest_name},
+                             {"bytes", times.bytes},
+                             {"request_ns", mv.requested_wall_ns},
+                             {"freeze_ns", times.freeze_ns},
+                             {"restored_ns", times.restored_ns},
+                             {"commit_ns", env_->WallNs()},
+                             {"blackout_ms", blackout},
+                             {"total_ms", ms},
+                             {"admin_messages", mv.admin_messages}}
+                  .dump();
+  tasks_.erase(task);
+  for (auto& f : held) Reroute(t, std::move(f));
   FinishMove(mv.id, Tid::DaemonOf(HostIndex{mv.dest}).raw(),
              fmt::format("{} moved to {} ({} bytes, stopped {:.1f} ms)", t.str(), dest_name,
                          times.bytes, blackout));
@@ -444,6 +477,7 @@ void DaemonCore::Reroute(Tid t, Frame&& f) {
   if (f.header.dst == 0) f.header.dst = t.raw();  // our answers to it name no one
   if (f.header.dst != t.raw()) return;
   ++forwarded_;
+  if (auto fw = forwarding_.find(t.raw()); fw != forwarding_.end()) ++fw->second.forwarded;
   f.header.flags |= kFrameFlagRelayed;
   AddFrameHop(f.header);
   if (auto it = tasks_.find(t); it != tasks_.end() && it->second.state != State::kLeft) {
@@ -458,6 +492,44 @@ void DaemonCore::OnForwardLink(ConnId c, Tid t) {
   conn.forward_for = t;
   conns_[c] = conn;
   ++link_updates_;
+  if (auto fw = forwarding_.find(t.raw()); fw != forwarding_.end()) {
+    ++fw->second.link_updates;
+    ++fw->second.open_links;
+  }
+}
+
+void DaemonCore::OnCommitDone(Tid t) {
+  auto fw = forwarding_.find(t.raw());
+  if (fw == forwarding_.end() || fw->second.reported) return;
+  Forwarding& f = fw->second;
+  f.reported = true;
+  auto record = nlohmann::json::parse(f.record);
+  record["forwarded"] = f.forwarded;        // frames it had not read, or sent us, at the commit
+  record["link_updates"] = f.link_updates;  // its task links, told kMoved
+  env_->Log("migration " + record.dump());
+  record["ev"] = "migration";
+  Trace(f.event_sink, record.dump());
+  f.forwarded = 0;  // from now on: what the links it held bring
+  if (f.open_links == 0) forwarding_.erase(fw);
+}
+
+void DaemonCore::EndForwarding(int tid) {
+  // Its held links are closed, or it ended: what this host forwarded for it
+  // after the commit, in one last event.
+  auto fw = forwarding_.find(tid);
+  if (fw == forwarding_.end()) return;
+  const Forwarding f = std::move(fw->second);
+  forwarding_.erase(fw);
+  if (!f.reported) return;
+  env_->Debug(fmt::format("move {:x}: {} frames for {} forwarded after the commit", f.move_id,
+                          f.forwarded, Tid(tid).str()));
+  Trace(f.event_sink, nlohmann::json{{"ev", "forwarding"},
+                                     {"tid", Tid(tid).str()},
+                                     {"id", fmt::format("{:x}", f.move_id)},
+                                     {"host", cfg_.hostname},
+                                     {"forwarded", f.forwarded},
+                                     {"ts", env_->WallNs()}}
+                          .dump());
 }
 
 void DaemonCore::NoteTransit(const Frame& f) {

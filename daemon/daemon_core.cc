@@ -5,6 +5,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <nlohmann/json.hpp>
 
 #include "mpvm/control.h"
 
@@ -358,6 +359,13 @@ void DaemonCore::DoEnrol(ConnId c, const ctl::Envelope& env) {
     task->committed = true;
     if (!hosts_.contains(task->from_host)) ClaimArrival(task->tid);
   }
+  if (r.restored())  // a moved task runs again, here
+    Trace(task->event_sink, nlohmann::json{{"ev", "resumed"},
+                                           {"tid", task->tid.str()},
+                                           {"id", fmt::format("{:x}", task->arrived_by)},
+                                           {"host", cfg_.hostname},
+                                           {"ts", env_->WallNs()}}
+                                .dump());
   if (task->awaiting_siblings) {  // its spawn spans hosts: answer once all are known
     task->enrol_conn = c;
     task->enrol_rid = env.rid();
@@ -426,7 +434,9 @@ std::vector<std::string> DaemonCore::ChildEnv(const ctl::SpawnRequest& s, Tid ti
 }
 
 void DaemonCore::DoSpawn(ConnId c, Tid who, const ctl::Envelope& env) {
-  const auto& s = env.spawn();
+  ctl::SpawnRequest s = env.spawn();
+  if (auto spawner = tasks_.find(who); s.event_sink() == 0 && spawner != tasks_.end())
+    s.set_event_sink(spawner->second.event_sink);  // a traced run's children are traced
   const uint64_t rid = env.rid();
   if (s.ntask() < 1 || s.ntask() > kMaxSpawn || s.file().empty()) {
     ReplyStatus(c, rid, Code(Err::kBadParam),
@@ -551,6 +561,7 @@ std::vector<int> DaemonCore::SpawnHere(const ctl::SpawnRequest& s, Tid who,
     task.out_ctx = s.output_ctx();
     task.trace_tid = s.trace_tid();
     task.trace_code = s.trace_code();
+    task.event_sink = s.event_sink();
     task.report_to = s.report_exit() ? who.raw() : 0;
     task.ctx = s.ctx();
     task.open_streams = 2;
@@ -558,6 +569,12 @@ std::vector<int> DaemonCore::SpawnHere(const ctl::SpawnRequest& s, Tid who,
     task.spec = spec;
     tasks_.emplace(t, std::move(task));
     if (s.output_tid() != 0) SendOutputRecord(tasks_[t], -1, {});
+    Trace(s.event_sink(), nlohmann::json{{"ev", "start"},
+                                         {"tid", t.str()},
+                                         {"host", cfg_.hostname},
+                                         {"a_out", s.file()},
+                                         {"ts", env_->WallNs()}}
+                              .dump());
     out.push_back(t.raw());
   }
   return out;
@@ -665,6 +682,13 @@ void DaemonCore::MaybeFinish(Tid tid) {
   }
   if (!t.partial_log.empty()) env_->LogOutput(tid, t.partial_log);
   if (t.out_tid != 0) SendOutputRecord(t, 0, {});
+  Trace(t.event_sink, nlohmann::json{{"ev", "end"},
+                                     {"tid", tid.str()},
+                                     {"host", cfg_.hostname},
+                                     {"code", t.exit_code},
+                                     {"signal", t.term_signal},
+                                     {"ts", env_->WallNs()}}
+                          .dump());
   TaskLeftVm(t);
   if (t.report_to != 0) {
     ctl::Envelope e = NewEnvelope();
@@ -1049,6 +1073,12 @@ void DaemonCore::OnClose(ConnId c) {
   Conn conn = it->second;
   conns_.erase(it);
   DropWaitersOf(c);
+  if (conn.forward_for.raw() != 0) {  // a link the task held here before it moved
+    auto fw = forwarding_.find(conn.forward_for.raw());
+    if (fw != forwarding_.end() && --fw->second.open_links <= 0 && fw->second.reported)
+      EndForwarding(conn.forward_for.raw());
+    return;
+  }
   if (conn.owner) {
     env_->Log("the embedded VM's owner disconnected; halting");
     Halt();
@@ -1302,6 +1332,7 @@ void DaemonCore::OnPeerFrame(PeerId p, Frame&& f) {
       // It moved on: back to the master, which knows where it is now.
       if (cfg_.member && where_.contains(dst.raw())) {
         ++forwarded_;
+        if (auto fw = forwarding_.find(dst.raw()); fw != forwarding_.end()) ++fw->second.forwarded;
         AddFrameHop(f.header);
         RouteFrame(f.header, f.payload);
       }
@@ -1717,6 +1748,7 @@ void DaemonCore::HandlePeerControl(PeerId p, const FrameHeader& h, ctl::Envelope
     const int tid = env.task_gone().tid();
     remote_children_.erase(tid);
     where_.erase(tid);
+    EndForwarding(tid);
     NoteRemoteGone(tid);
     FireNotify(kNotifyTaskExit, tid);
     if (!cfg_.member) ForgetOwner(tid);

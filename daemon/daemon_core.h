@@ -105,6 +105,9 @@ class DaemonEnv {
                                                       int port, const std::string& token) = 0;
   // Source: give up a move that has not reached its commit.
   virtual void CancelMove(Tid t) = 0;
+  // Wall-clock time (CLOCK_REALTIME ns) for trace events, comparable across
+  // hosts with synchronised clocks.
+  virtual int64_t WallNs();
   // A named step of the migration protocol, for fault-injection tests
   // (MPVM_FAULT, docs/design/migration.md): the server may end itself or the
   // moving task (process `task_pid`) here. Nothing happens by default.
@@ -198,6 +201,9 @@ class DaemonCore {
   // `c` is a task link that `t` had, now read by this daemon: what arrives is
   // forwarded to `t`.
   void OnForwardLink(ConnId c, Tid t);
+  // The server has handed everything of a committed move on: the move's
+  // record is logged (`migration {...}`) and traced.
+  void OnCommitDone(Tid t);
   // Where a task runs now (host index), as far as this daemon knows.
   int HostOf(Tid t) const;
   // The connection of a task here (0 if none).
@@ -230,6 +236,8 @@ class DaemonCore {
     std::string a_out;
     int out_tid = 0, out_code = 0, out_ctx = 0;
     int trace_tid = 0, trace_code = 0;
+    int event_sink = 0;       // trace events about it go there (prun --trace)
+    uint64_t arrived_by = 0;  // the move that brought it here
     int report_to = 0;
     int ctx = 0;  // context it starts in
     std::vector<Tid> siblings;
@@ -326,8 +334,23 @@ class DaemonCore {
     uint64_t asker_rid = 0;
     bool frozen = false;
     int64_t requested_ns = 0, accepted_ns = 0, frozen_ns = 0;  // monotonic
+    int64_t requested_wall_ns = 0;
     int admin_messages = 0;
   };
+  // Source, after a commit: the move's record, completed with what this host
+  // forwards for the task (frames, and links told kMoved) and reported when
+  // the commit is done, then once more when the forwarding ends.
+  struct Forwarding {
+    uint64_t move_id = 0;
+    int event_sink = 0;
+    std::string record;  // the migration's record, a JSON object
+    uint64_t forwarded = 0;
+    int link_updates = 0, open_links = 0;
+    bool reported = false;
+  };
+  std::unordered_map<int, Forwarding> forwarding_;
+  void Trace(int sink, const std::string& json);
+  void EndForwarding(int tid);
   bool LocalTask(Tid t) const;
   void DoMigrate(Tid who, ctl::Envelope&& env);
   // Destination: the copy of a moved task becomes the task here.

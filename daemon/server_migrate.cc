@@ -332,6 +332,7 @@ void Server::CommitMove(MoveIo& m, const MoveTimes& times) {
     }
   }
   m.fds.clear();
+  core_->OnCommitDone(t);
   const char x = 'X';
   SendAll(m.ms, &x, 1);
   kill(m.pid, SIGKILL);  // it exits by itself; this makes sure it never runs on

@@ -9,7 +9,7 @@ PACKAGES=(
   libzmq3-dev cppzmq-dev libsodium-dev
   libboost-serialization-dev libhwloc-dev
   libprotobuf-dev protobuf-compiler
-  libcli11-dev libspdlog-dev libfmt-dev libexpected-dev python3
+  libcli11-dev libspdlog-dev libfmt-dev libexpected-dev nlohmann-json3-dev python3
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-16 libclang-rt-16-dev clang-format
   openmpi-bin libopenmpi-dev

@@ -15,7 +15,9 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 #include <vector>
@@ -33,6 +35,134 @@ struct Stream {
   std::string partial;
 };
 
+using nlohmann::json;
+
+// The daemons' events of a run (spawn, end, migration, resume, forwarding)
+// as a Chrome / Perfetto trace: one process per host, one thread per task;
+// a task's time on each host is a slice, each migration a slice on the
+// source host (the blackout) with all its numbers, and an arrow to where the
+// task resumed.
+json ChromeTrace(const std::vector<json>& events) {
+  int64_t t0 = INT64_MAX;
+  auto ts_of = [](const json& e) -> int64_t {
+    if (e.contains("ts")) return e["ts"].get<int64_t>();
+    if (e.contains("freeze_ns")) return e["freeze_ns"].get<int64_t>();
+    return 0;
+  };
+  for (const auto& e : events)
+    if (int64_t t = ts_of(e); t > 0)
+      t0 = std::min(t0, e.contains("request_ns") ? std::min(t, e["request_ns"].get<int64_t>()) : t);
+  int64_t t_end = 0;
+  for (const auto& e : events) t_end = std::max(t_end, ts_of(e));
+  auto us = [&](int64_t ns) { return static_cast<double>(ns - t0) / 1000.0; };
+  std::map<std::string, int> host_pid;
+  auto pid_of = [&](const std::string& host) {
+    auto [it, fresh] = host_pid.emplace(host, static_cast<int>(host_pid.size()) + 1);
+    return it->second;
+  };
+  std::map<std::string, std::string> a_out;
+  std::map<std::string, std::vector<const json*>> by_task;
+  std::map<std::string, int64_t> later_forwards;  // by move id
+  std::map<std::string, int64_t> resumed_at;      // by move id
+  for (const auto& e : events) {
+    const std::string ev = e.value("ev", "");
+    if (ev == "forwarding") {
+      later_forwards[e.value("id", "")] += e.value("forwarded", 0);
+      continue;
+    }
+    if (ev == "resumed") resumed_at[e.value("id", "")] = e["ts"].get<int64_t>();
+    if (ev == "start") a_out[e.value("tid", "")] = e.value("a_out", "");
+    by_task[e.value("tid", "")].push_back(&e);
+  }
+  json out = json::array();
+  int flow = 0;
+  for (auto& [tid, evs] : by_task) {
+    std::stable_sort(evs.begin(), evs.end(),
+                     [&](const json* a, const json* b) { return ts_of(*a) < ts_of(*b); });
+    const int thread = static_cast<int>(std::strtol(tid.c_str() + 1, nullptr, 16));
+    std::string name = tid;
+    if (auto it = a_out.find(tid); it != a_out.end() && !it->second.empty())
+      name += " " + it->second.substr(it->second.rfind('/') + 1);
+    std::string host;
+    int64_t since = 0;
+    auto slice = [&](const std::string& h, int64_t from, int64_t to) {
+      if (h.empty() || to < from) return;
+      out.push_back({{"name", name},
+                     {"cat", "task"},
+                     {"ph", "X"},
+                     {"pid", pid_of(h)},
+                     {"tid", thread},
+                     {"ts", us(from)},
+                     {"dur", us(to) - us(from)},
+                     {"args", {{"host", h}}}});
+    };
+    std::set<std::string> named;
+    auto name_thread = [&](const std::string& h) {
+      if (!named.insert(h).second) return;
+      out.push_back({{"name", "thread_name"},
+                     {"ph", "M"},
+                     {"pid", pid_of(h)},
+                     {"tid", thread},
+                     {"args", {{"name", name}}}});
+    };
+    for (const json* e : evs) {
+      const std::string ev = e->value("ev", "");
+      if (ev == "start") {
+        host = e->value("host", "");
+        since = ts_of(*e);
+        name_thread(host);
+      } else if (ev == "migration") {
+        const std::string from = e->value("from", ""), to = e->value("to", "");
+        const int64_t freeze = (*e)["freeze_ns"].get<int64_t>();
+        const int64_t restored = (*e)["restored_ns"].get<int64_t>();
+        const std::string id = e->value("id", "");
+        slice(from.empty() ? host : from, since, freeze);
+        json args = *e;
+        args.erase("ev");
+        args["forwarded_later"] = later_forwards[id];
+        if (resumed_at.contains(id)) args["resume_ns"] = resumed_at[id];
+        name_thread(from);
+        name_thread(to);
+        out.push_back({{"name", "migrate to " + to},
+                       {"cat", "migration"},
+                       {"ph", "X"},
+                       {"pid", pid_of(from)},
+                       {"tid", thread},
+                       {"ts", us(freeze)},
+                       {"dur", us(restored) - us(freeze)},
+                       {"args", args}});
+        // The copy runs from the commit on (it re-enrols with its new daemon
+        // at its next PVM call: resume_ns).
+        const int64_t resume = e->value("commit_ns", restored);
+        out.push_back({{"name", "migration"},
+                       {"cat", "migration"},
+                       {"ph", "s"},
+                       {"id", ++flow},
+                       {"pid", pid_of(from)},
+                       {"tid", thread},
+                       {"ts", us(freeze)}});
+        out.push_back({{"name", "migration"},
+                       {"cat", "migration"},
+                       {"ph", "f"},
+                       {"bp", "e"},
+                       {"id", flow},
+                       {"pid", pid_of(to)},
+                       {"tid", thread},
+                       {"ts", us(resume)}});
+        host = to;
+        since = resume;
+      } else if (ev == "end") {
+        slice(e->value("host", host), since, ts_of(*e));
+        host.clear();
+      }
+    }
+    slice(host, since, t_end);  // still running when the run ended
+  }
+  for (const auto& [h, pid] : host_pid)
+    out.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", pid}, {"args", {{"name", h}}}});
+  return json{{"traceEvents", out}, {"displayTimeUnit", "ms"}};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -48,6 +178,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--verbose", verbose, "say what prun does (VM start, spawn, exits)");
   app.add_option("--host", where, "run on this host only (PvmTaskHost)");
+  std::string trace_file;
+  app.add_option("--trace", trace_file,
+                 "write the run's events (tasks per host, migrations) to FILE as a "
+                 "Chrome/Perfetto trace (open it in ui.perfetto.dev or chrome://tracing)");
   app.add_option("command", command, "program and its arguments")->required();
   app.prefix_command();  // everything after the program belongs to it
   CLI11_PARSE(app, argc, argv);
@@ -117,6 +251,16 @@ int main(int argc, char** argv) {
   o.report_exit = true;
   o.rank_env = true;
   o.orphan = true;
+  std::vector<json> trace;
+  if (!trace_file.empty()) {
+    std::ofstream probe(trace_file);  // say so now, not after the run
+    if (!probe) {
+      std::fprintf(stderr, "prun: cannot write the trace to %s: %s\n", trace_file.c_str(),
+                   std::strerror(errno));
+      return finish(2);
+    }
+    o.event_sink = rt.tid().raw();
+  }
   if (!where.empty()) {
     o.flags = 1;  // PvmTaskHost
     o.where = where;
@@ -193,6 +337,14 @@ int main(int argc, char** argv) {
       }
     }
     std::fflush(stdout);
+    while (auto m = rt.TakeMessage(-1, mpvm::kTraceTag, mpvm::kSystemCtx)) {
+      int len = 0;
+      if (!m->Unpack(mpvm::DataType::kInt, &len, 1, 1) || len <= 0) continue;
+      std::string text(static_cast<size_t>(len), '\0');
+      if (!m->Unpack(mpvm::DataType::kByte, text.data(), len, 1)) continue;
+      auto e = json::parse(text, nullptr, /*allow_exceptions=*/false);
+      if (!e.is_discarded()) trace.push_back(std::move(e));
+    }
     auto& ev = rt.task_ended();
     while (!ev.empty()) {
       auto e = ev.front();
@@ -234,6 +386,15 @@ int main(int argc, char** argv) {
     }
   }
   std::fflush(stdout);
+  if (!trace_file.empty()) {
+    std::ofstream f(trace_file);
+    f << ChromeTrace(trace).dump(1) << "\n";
+    if (!f) {
+      std::fprintf(stderr, "prun: cannot write the trace to %s\n", trace_file.c_str());
+    } else if (verbose) {
+      std::fprintf(stderr, "prun: wrote %zu events to %s\n", trace.size(), trace_file.c_str());
+    }
+  }
   for (const auto& f : failures) std::fprintf(stderr, "prun: %s\n", f.c_str());
   if (interrupted != 0) {
     std::fprintf(stderr, "prun: %s received; stopping %zu task(s)\n", strsignal(interrupted),

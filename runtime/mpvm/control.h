@@ -11,6 +11,13 @@
 
 namespace mpvm {
 
+// Reserved message context for the runtime's own traffic: collected output,
+// and the trace events daemons send to a run's event sink (prun --trace),
+// each one JSON object packed as bytes.
+inline constexpr int kSystemCtx = 0x7ffffff0;
+inline constexpr int kOutputTag = 0x7fff0001;
+inline constexpr int kTraceTag = 0x7fff0002;
+
 inline constexpr uint32_t kControlVersion = 1;
 
 std::vector<uint8_t> EncodeControl(const ctl::Envelope& env);

@@ -291,6 +291,7 @@ Result<std::vector<int>> TaskRuntime::Spawn(const SpawnRequestOptions& o) {
   }
   s->set_output_tid(out_tid_);
   s->set_output_code(out_code_);
+  s->set_event_sink(o.event_sink);
   s->set_output_ctx(out_ctx_);
   s->set_trace_tid(trace_tid_);
   s->set_trace_code(trace_code_);

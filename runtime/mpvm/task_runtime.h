@@ -29,16 +29,13 @@
 
 #include "control.pb.h"
 #include "mpvm/connection.h"
+#include "mpvm/control.h"
 #include "mpvm/error.h"
 #include "mpvm/message.h"
 #include "mpvm/task_link.h"
 #include "mpvm/tid.h"
 
 namespace mpvm {
-
-// Reserved message context for the runtime's own traffic (collected output).
-inline constexpr int kSystemCtx = 0x7ffffff0;
-inline constexpr int kOutputTag = 0x7fff0001;
 
 struct SpawnRequestOptions {
   std::string file;
@@ -49,6 +46,7 @@ struct SpawnRequestOptions {
   bool report_exit = false;  // deliver TaskEnded events to this runtime
   bool rank_env = false;     // MPVM_RANK / MPVM_SIZE (prun)
   bool orphan = false;       // children see no parent (like shell-started tasks)
+  int event_sink = 0;        // a tid: daemons send it trace events (kTraceTag)
 };
 
 struct TaskEndedEvent {

@@ -3,6 +3,7 @@ and its output equals a run that did not move (docs/design/migration.md).
 
 Two daemons on loopback (master alpha, member beta) form the VM. The task
 program, mig_task, is plain PVM code that knows nothing of migration."""
+import json
 import os
 import random
 import re
@@ -165,6 +166,41 @@ class MigrateTest(MigrateBase):
         self.assertEqual([strip_tids(first)[0]] + strip_tids(out), want)
         # Every line still came from the same tid.
         self.assertEqual(set(re.findall(r"^\[(t[0-9a-f]+)\]", out, re.M)), {tid})
+
+    def test_prun_trace_shows_the_task_on_each_host_and_its_migration(self):
+        trace = os.path.join(self.tmp, "run.json")
+        p = subprocess.Popen([PRUN, "--trace", trace, MIG_TASK, "spin", SPIN], env=self.env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.procs.append(p)
+        _, tid = self.first_line(p)
+        self.assertIn("moved to beta", self.migrate(tid, "beta"))
+        out, err = p.communicate(timeout=120)
+        self.assertEqual(p.returncode, 0, err)
+        with open(trace) as f:
+            events = json.load(f)["traceEvents"]
+        hosts = {e["args"]["name"]: e["pid"] for e in events if e["name"] == "process_name"}
+        self.assertEqual(set(hosts), {"alpha", "beta"})
+        thread = int(tid[1:], 16)
+        on = lambda host: [e for e in events if e["ph"] == "X" and e.get("cat") == "task" and
+                           e["pid"] == hosts[host] and e["tid"] == thread]
+        self.assertEqual(len(on("alpha")), 1, events)  # until it moved
+        self.assertEqual(len(on("beta")), 1, events)   # from the commit to its end
+        self.assertLessEqual(on("alpha")[0]["ts"] + on("alpha")[0]["dur"], on("beta")[0]["ts"])
+        moves = [e for e in events if e.get("cat") == "migration" and e["ph"] == "X"]
+        self.assertEqual(len(moves), 1)
+        m = moves[0]
+        self.assertEqual((m["name"], m["pid"], m["tid"]), ("migrate to beta", hosts["alpha"],
+                                                           thread))
+        a = m["args"]
+        self.assertLessEqual(a["request_ns"], a["freeze_ns"])
+        self.assertLessEqual(a["freeze_ns"], a["restored_ns"])
+        self.assertLessEqual(a["restored_ns"], a["commit_ns"])
+        self.assertGreater(a["bytes"], 0)
+        self.assertEqual(a["admin_messages"], 9)
+        for k in ("forwarded", "link_updates", "forwarded_later"):
+            self.assertIn(k, a)
+        flows = sorted(e["ph"] for e in events if e["ph"] in ("s", "f"))
+        self.assertEqual(flows, ["f", "s"])  # an arrow from alpha to beta
 
     def test_ten_moves_in_a_row(self):
         want = self.reference("spin", "2000000000")
