@@ -172,7 +172,9 @@ void DaemonCore::HandleControl(ConnId c, ctl::Envelope&& env) {
   // The mailbox, groups and contexts are VM-wide: the master serves them.
   // So are the whereabouts of tasks that are not here.
   const bool ask_master = (env.has_migrate() && !LocalTask(Tid(env.migrate().tid()))) ||
-                          (env.has_location() && !LocalTask(Tid(env.location().tid())));
+                          (env.has_location() && !LocalTask(Tid(env.location().tid()))) ||
+                          (env.has_tasks() && env.tasks().where() != host_tid().raw() &&
+                           !LocalTask(Tid(env.tasks().where())));
   if (cfg_.member &&
       (env.has_mbox_put() || env.has_mbox_get() || env.has_mbox_del() || env.has_mbox_info() ||
        env.has_group() || env.has_new_context() || ask_master)) {
@@ -789,10 +791,7 @@ void DaemonCore::DoNotify(ConnId c, Tid who, const ctl::Envelope& env) {
   ReplyStatus(c, env.rid(), 0);
 }
 
-void DaemonCore::DoTasks(ConnId c, const ctl::Envelope& env) {
-  const int where = env.tasks().where();
-  ctl::Envelope e = NewEnvelope();
-  auto* rep = e.mutable_tasks_reply();
+bool DaemonCore::ListTasks(int where, ctl::TasksReply* rep) const {
   bool found = false;
   for (const auto& [tid, t] : tasks_) {
     if (t.state == State::kLeft || (t.restoring && !t.committed)) continue;  // not here yet
@@ -808,10 +807,75 @@ void DaemonCore::DoTasks(ConnId c, const ctl::Envelope& env) {
     te->set_moves(t.moves);
     te->set_pinned(t.pinned_why);
   }
-  if (where != 0 && where != host_tid().raw() && !found) {
-    rep->set_code(Code(Tid(where).host() == host_ ? Err::kNoTask : Err::kNoHost));
+  return found;
+}
+
+void DaemonCore::DoTasks(ConnId c, const ctl::Envelope& env) {
+  const int where = env.tasks().where();
+  // The master answers for the whole VM: all hosts (where 0), another host,
+  // or a task that runs on another host. It asks them and answers once all
+  // have (or after 2 s, without a host that said nothing).
+  std::vector<int> ask;
+  if (!cfg_.member && hosts_.size() > 1) {
+    const Tid w(where);
+    if (where == 0) {
+      for (const auto& [index, h] : hosts_)
+        if (index != host_.value && h.peer != 0) ask.push_back(index);
+    } else if (w.is_daemon() && w.host() != host_ && hosts_.contains(w.host().value)) {
+      ask.push_back(w.host().value);
+    } else if (w.is_task() && !LocalTask(w) && HostOf(w) != host_.value &&
+               hosts_.contains(HostOf(w))) {
+      ask.push_back(HostOf(w));
+    }
   }
-  Reply(c, env.rid(), std::move(e));
+  if (ask.empty()) {
+    ctl::Envelope e = NewEnvelope();
+    auto* rep = e.mutable_tasks_reply();
+    const bool found = ListTasks(where, rep);
+    if (where != 0 && where != host_tid().raw() && !found)
+      rep->set_code(Code(Tid(where).host() == host_ ? Err::kNoTask : Err::kNoHost));
+    Reply(c, env.rid(), std::move(e));
+    return;
+  }
+  const uint64_t id = next_task_query_++;
+  TaskQuery& q = task_queries_[id];
+  q.conn = c;
+  q.rid = env.rid();
+  q.where = where;
+  q.outstanding = static_cast<int>(ask.size());
+  q.deadline_ns = now_ns_ + 2'000'000'000;
+  if (where == 0) ListTasks(0, &q.reply);
+  for (int index : ask) {
+    ctl::Envelope e = NewEnvelope();
+    e.set_rid(id);
+    e.mutable_tasks()->set_where(where == 0 ? Tid::DaemonOf(HostIndex{index}).raw() : where);
+    SendPeerControl(hosts_[index].peer, std::move(e));
+  }
+}
+
+void DaemonCore::FinishTaskQuery(uint64_t id) {
+  auto it = task_queries_.find(id);
+  if (it == task_queries_.end()) return;
+  TaskQuery q = std::move(it->second);
+  task_queries_.erase(it);
+  auto* tasks = q.reply.mutable_tasks();
+  std::stable_sort(tasks->begin(), tasks->end(), [](const auto& a, const auto& b) {
+    return std::pair(Tid(a.host()).host().value, a.tid()) <
+           std::pair(Tid(b.host()).host().value, b.tid());
+  });
+  if (q.where != 0 && tasks->empty() && q.reply.code() == 0)
+    q.reply.set_code(Code(Tid(q.where).is_task() ? Err::kNoTask : Err::kNoHost));
+  if (!conns_.contains(q.conn)) return;  // the asker left
+  ctl::Envelope e = NewEnvelope();
+  *e.mutable_tasks_reply() = std::move(q.reply);
+  Reply(q.conn, q.rid, std::move(e));
+}
+
+void DaemonCore::CheckTaskQueries() {
+  std::vector<uint64_t> late;
+  for (const auto& [id, q] : task_queries_)
+    if (now_ns_ > q.deadline_ns) late.push_back(id);
+  for (uint64_t id : late) FinishTaskQuery(id);
 }
 
 // ---- Mailbox -----------------------------------------------------------------
@@ -1352,6 +1416,21 @@ void DaemonCore::OnPeerFrame(PeerId p, Frame&& f) {
     HandleMoveControl(f.header, std::move(*env));
     return;
   }
+  if (cfg_.member && env->has_tasks()) {  // the master lists the VM's tasks
+    ctl::Envelope r = NewEnvelope();
+    r.set_rid(env->rid());
+    ListTasks(env->tasks().where(), r.mutable_tasks_reply());
+    SendPeerControl(kMasterPeer, std::move(r));
+    return;
+  }
+  if (!cfg_.member && env->has_tasks_reply() && Tid(f.header.src).is_daemon()) {
+    auto q = task_queries_.find(env->rid());
+    if (q == task_queries_.end()) return;  // answered already (it came too late)
+    for (auto& t : *env->mutable_tasks_reply()->mutable_tasks())
+      *q->second.reply.add_tasks() = std::move(t);
+    if (--q->second.outstanding <= 0) FinishTaskQuery(env->rid());
+    return;
+  }
   if (env->has_remote_spawn() || env->has_remote_spawn_reply() || env->has_spawn_siblings() ||
       env->has_task_gone() || env->has_kill() || env->has_signal() || env->has_locate_query() ||
       env->has_locate_reply()) {
@@ -1455,6 +1534,7 @@ void DaemonCore::OnTick(int64_t now_ns) {
   now_ns_ = now_ns;
   CheckMoveTimeouts();
   CheckLimbo();
+  CheckTaskQueries();
   const bool beat = now_ns - last_beat_sent_ns_ >= cfg_.heartbeat_ns;
   if (beat) last_beat_sent_ns_ = now_ns;
   if (cfg_.member) {

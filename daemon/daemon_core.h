@@ -308,6 +308,21 @@ class DaemonCore {
   void DoMboxInfo(ConnId c, const ctl::Envelope& env);
   void DoGroup(ConnId c, Tid who, const ctl::Envelope& env);
   void DoTasks(ConnId c, const ctl::Envelope& env);
+  // This host's tasks (where: 0, this host's tid, or one task's tid).
+  bool ListTasks(int where, ctl::TasksReply* out) const;
+  void CheckTaskQueries();
+  // Master: pvm_tasks across hosts, answered once every host asked has.
+  struct TaskQuery {
+    ConnId conn;
+    uint64_t rid;
+    int outstanding = 0;
+    int where = 0;
+    ctl::TasksReply reply;
+    int64_t deadline_ns = 0;
+  };
+  std::map<uint64_t, TaskQuery> task_queries_;
+  uint64_t next_task_query_ = 1;
+  void FinishTaskQuery(uint64_t id);
   void DoAddHost(ConnId c, const ctl::Envelope& env);
   void DoLocate(ConnId c, const ctl::Envelope& env);
   // Cross-host.

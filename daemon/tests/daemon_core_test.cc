@@ -754,6 +754,42 @@ TEST_F(DaemonCoreTest, AnAbandonedRestoreIsForgottenWhicheverComesFirst) {
   }
 }
 
+// pvm_tasks(0) and `mpvm ps` list the whole VM: the master asks every
+// member and answers once all have, or after 2 s without a silent one.
+TEST_F(DaemonCoreTest, TheTaskListCoversEveryHostAndDoesNotWaitForASilentOne) {
+  core_.OnTick(1);
+  core_.OnPeerFrame(100, PeerControl(JoinAs("b")));
+  const Tid me = Enrol(1);
+  ctl::Envelope ask;
+  ask.mutable_tasks()->set_where(0);
+  Control(1, ask, 5);
+  EXPECT_TRUE(env_.Controls(1).size() == 1);  // only the enrol reply: it waits for b
+  auto q = env_.PeerControls(100).back();
+  ASSERT_TRUE(q.has_tasks());
+  EXPECT_EQ(q.tasks().where(), 0x80000);
+  ctl::Envelope r;
+  r.set_rid(q.rid());
+  auto* te = r.mutable_tasks_reply()->add_tasks();
+  te->set_tid(0x80001);
+  te->set_host(0x80000);
+  te->set_a_out("worker");
+  Frame f = PeerControl(r);
+  f.header.src = 0x80000;
+  core_.OnPeerFrame(100, std::move(f));
+  auto all = Last(1);
+  EXPECT_EQ(all.rid(), 5u);
+  ASSERT_EQ(all.tasks_reply().tasks_size(), 2);
+  EXPECT_EQ(all.tasks_reply().tasks(0).tid(), me.raw());  // by host, then tid
+  EXPECT_EQ(all.tasks_reply().tasks(1).tid(), 0x80001);
+  // b says nothing this time: the answer comes after 2 s, with what is known.
+  Control(1, ask, 6);
+  core_.OnTick(1'000'000'000);
+  EXPECT_EQ(Last(1).rid(), 5u);
+  core_.OnTick(2'100'000'000);
+  EXPECT_EQ(Last(1).rid(), 6u);
+  EXPECT_EQ(Last(1).tasks_reply().tasks_size(), 1);
+}
+
 // Regression (bwtest under MPVM_TEST_MOVES): a task born on the master that
 // moved to a member asks the master for what it serves (groups here). The
 // master took the request for a forgery, as the tid is one of its own, and

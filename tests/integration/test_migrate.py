@@ -96,11 +96,8 @@ class MigrateBase(VmTestCase):
         return first, re.match(r"\[(t[0-9a-f]+)\]", first).group(1)
 
     def task_tids(self):
-        tids = []
-        for name in self.daemons:
-            out = self.console("ps", host=name).stdout
-            tids += ["t" + m for m in re.findall(r"^\s*\w+\s+([0-9a-f]+)\s.*mig_task$", out, re.M)]
-        return tids
+        out = self.console("ps").stdout  # every host's tasks
+        return ["t" + m for m in re.findall(r"^\s*\w+\s+([0-9a-f]+)\s.*mig_task$", out, re.M)]
 
     def migrate(self, tid, host):
         r = self.console("migrate", tid, host)
@@ -108,11 +105,8 @@ class MigrateBase(VmTestCase):
         return r.stdout
 
     def host_of(self, tid):
-        for name in self.daemons:
-            if re.search(r"^\s*%s\s+%s\s" % (name, tid[1:]), self.console("ps", host=name).stdout,
-                         re.M):
-                return name
-        return None
+        m = re.search(r"^\s*(\w+)\s+%s\s" % tid[1:], self.console("ps").stdout, re.M)
+        return m.group(1) if m else None
 
     def copies_on(self, name):
         """Processes of the test program that belong to host `name` (a
