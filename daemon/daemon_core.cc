@@ -1361,6 +1361,7 @@ void DaemonCore::ApplyTable(const ctl::HostTable& t) {
 
 void DaemonCore::StartJoin(int64_t now_ns) {
   now_ns_ = last_master_ns_ = now_ns;
+  clock_started_ = true;
   ctl::Envelope e = NewEnvelope();
   e.mutable_join()->set_name(cfg_.hostname);
   e.mutable_join()->set_arch(cfg_.arch);
@@ -1526,12 +1527,15 @@ void DaemonCore::OnPeerGone(PeerId p) {
 
 void DaemonCore::OnTick(int64_t now_ns) {
   // If this daemon itself did not run for a while (a long burst, a stopped
-  // process), others' silence over that gap proves nothing: restart the clocks.
-  if (now_ns_ != 0 && now_ns - now_ns_ > cfg_.dead_after_ns / 2) {
+  // process), others' silence over that gap proves nothing: restart the
+  // clocks. So too at the first tick: a host that joined before it was
+  // stamped with a clock that had not started.
+  if (!clock_started_ || now_ns - now_ns_ > cfg_.dead_after_ns / 2) {
     last_master_ns_ = now_ns;
     for (auto& [index, h] : hosts_) h.last_seen_ns = now_ns;
   }
   now_ns_ = now_ns;
+  clock_started_ = true;
   CheckMoveTimeouts();
   CheckLimbo();
   CheckTaskQueries();

@@ -400,6 +400,7 @@ class DaemonCore {
   std::unordered_map<int, Transit> in_transit_;
   std::unordered_map<int, int64_t> limbo_;
   uint64_t forwarded_ = 0, link_updates_ = 0;
+  bool clock_started_ = false;  // now_ns_ has been set (a tick, or StartJoin)
 
   Tid AllocTid();
   // Sends a message from the daemon to a task (held if it has not enrolled).

@@ -170,8 +170,12 @@ void Server::AcceptMigrate() {
       Refuse(ms, why);
       close(ms);
     };
-    if (r != sizeof head || std::memcmp(head.magic, migrate::kMagic, sizeof head.magic) != 0) {
-      bail("not a migrating task (bad handover header)");
+    if (r != sizeof head) {
+      bail("not a migrating task (short handover header)");
+      continue;
+    }
+    if (const char* bad = migrate::CheckHandoverHead(head)) {
+      bail(bad);  // the links are checked once read
       continue;
     }
     auto it = moving_.find(Tid(head.tid));
@@ -191,25 +195,26 @@ void Server::AcceptMigrate() {
       continue;
     }
     m.descs.resize(head.nlinks);
-    bool ok = head.nlinks <= migrate::kMaxLinks && fds.size() == head.nlinks &&
-              RecvAll(ms, m.descs.data(), sizeof(migrate::LinkDesc) * head.nlinks);
+    const char* bad = "the handover was cut short";
+    bool ok = RecvAll(ms, m.descs.data(), sizeof(migrate::LinkDesc) * head.nlinks);
+    if (ok) bad = migrate::CheckHandover(head, m.descs.data(), m.descs.size(), fds.size());
+    ok = ok && bad == nullptr;
     for (uint32_t i = 0; ok && i < head.nlinks; ++i) {
       const auto& d = m.descs[i];
       std::vector<uint8_t> in(d.in_len), out(d.out_len);
-      ok = d.in_len <= (256u << 20) && d.out_len <= (256u << 20) &&
-           RecvAll(ms, in.data(), in.size()) && RecvAll(ms, out.data(), out.size());
+      ok = RecvAll(ms, in.data(), in.size()) && RecvAll(ms, out.data(), out.size());
+      if (!ok) bad = "the handover was cut short";
       m.in.push_back(std::move(in));
       m.out.push_back(std::move(out));
     }
     m.fds = std::move(fds);
     // No links at all: a restored copy that has not enrolled here yet.
-    if (!ok ||
-        (!m.descs.empty() && m.descs[0].kind != static_cast<int32_t>(migrate::LinkKind::kDaemon))) {
-      Refuse(ms, "the handover was cut short or malformed");
+    if (!ok) {
+      Refuse(ms, bad);
       close(ms);
       const Tid t = m.tid;
       DropMove(t);
-      core_->OnMoveFailed(t, "the handover was cut short or malformed");
+      core_->OnMoveFailed(t, bad);
       continue;
     }
     // The stream to the restore process, and the token it expects.

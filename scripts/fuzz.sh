@@ -9,7 +9,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 fail=0
-for f in daemon_stream_fuzz control_fuzz message_fuzz; do
+fuzzers=(daemon_stream_fuzz control_fuzz message_fuzz handover_fuzz image_fuzz)
+for f in "${fuzzers[@]}"; do
   bin="$build/bin/$f"
   [ -x "$bin" ] || { echo "fuzz: $bin is missing (build the fuzz preset)"; exit 1; }
   mkdir -p "$work/$f"
@@ -23,6 +24,6 @@ for f in daemon_stream_fuzz control_fuzz message_fuzz; do
     grep -E "stat::number_of_executed_units|Done" "$work/$f.log" | tail -2
   fi
 done
-n=3
+n=${#fuzzers[@]}
 echo "fuzz: $((n - fail)) passed, $fail failed"
 exit $fail

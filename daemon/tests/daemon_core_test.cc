@@ -537,6 +537,15 @@ TEST_F(DaemonCoreTest, NotifyForARemoteTaskAlreadyGoneFiresAtOnce) {
   EXPECT_EQ(data[0].h.tag, 68);
 }
 
+// Regression (three test VMs started at once): a member that joins before the
+// master's first tick must not be declared dead at that tick.
+TEST_F(DaemonCoreTest, AHostThatJoinsBeforeTheFirstTickIsNotDeclaredDead) {
+  core_.OnPeerFrame(100, PeerControl(JoinAs("b")));
+  core_.OnTick(50'000'000'000);  // the loop's clock is monotonic: any value
+  EXPECT_EQ(core_.host_count(), 2u);
+  EXPECT_TRUE(env_.dropped.empty());
+}
+
 // Regression (seen under AddressSanitizer in CI): a daemon whose own loop
 // stalled must not declare its peers dead because of that gap.
 TEST_F(DaemonCoreTest, AStalledMasterDoesNotDeclareLiveHostsDead) {

@@ -52,6 +52,47 @@ struct LinkDesc {
   uint32_t out_len;  // bytes the task queued for it but had not written
 };
 
+// Largest unread or unsent tail of one link a task may hand over.
+inline constexpr uint32_t kMaxPendingBytes = 256u << 20;
+
+// Checks a handover (its head, the nlinks descriptions that followed, and
+// the number of descriptors that came with them) before the daemon acts on
+// it. Returns nullptr when it is well formed, else what is wrong. Pure: the
+// fuzzers (fuzz/handover_fuzz.cc) and unit tests call it on any bytes.
+// The head alone (first, before the descriptions are read).
+inline const char* CheckHandoverHead(const HandoverHead& h) {
+  for (size_t i = 0; i < sizeof kMagic; ++i)
+    if (h.magic[i] != kMagic[i]) return "not a migrating task (bad handover header)";
+  if (h.tid <= 0 || h.pid <= 0) return "the handover names no task";
+  if (h.nlinks != kRefusal && h.nlinks > kMaxLinks) return "the handover has too many links";
+  return nullptr;
+}
+
+inline const char* CheckHandover(const HandoverHead& h, const LinkDesc* descs, size_t ndescs,
+                                 size_t nfds) {
+  if (const char* bad = CheckHandoverHead(h)) return bad;
+  if (h.nlinks == kRefusal) return nullptr;  // a refusal: the reason follows
+  if (ndescs != h.nlinks || nfds != h.nlinks)
+    return "the handover's links and descriptors do not match";
+  for (uint32_t i = 0; i < h.nlinks; ++i) {
+    const LinkDesc& d = descs[i];
+    const bool first = i == 0;
+    if (first != (d.kind == static_cast<int32_t>(LinkKind::kDaemon)))
+      return "the handover's first link is not the daemon's (and only the first is)";
+    if (d.kind < static_cast<int32_t>(LinkKind::kDaemon) ||
+        d.kind > static_cast<int32_t>(LinkKind::kTcpListener))
+      return "the handover has a link of an unknown kind";
+    const bool listener = d.kind == static_cast<int32_t>(LinkKind::kUnixListener) ||
+                          d.kind == static_cast<int32_t>(LinkKind::kTcpListener);
+    if (listener && (d.in_len != 0 || d.out_len != 0 || d.peer != 0))
+      return "the handover has a listener with data";
+    if (d.in_len > kMaxPendingBytes || d.out_len > kMaxPendingBytes)
+      return "the handover has a link with more than 256 MiB pending";
+    if (d.peer < 0) return "the handover names a bad peer";
+  }
+  return nullptr;
+}
+
 // After 'K': what the capture moved.
 struct ImageDone {
   uint64_t bytes;

@@ -858,6 +858,8 @@ void RestoreIfRequested() {
     Refuse(fd, "malformed image header");
   if (raw::ReadFull(fd, s->regions, sizeof(Region) * h.nregions) != 0)
     Die("the image stream ended early");
+  if (const char* bad = CheckImageLayout(h, s->regions, kScratchAddr, kScratchAddr + kScratchSize))
+    Refuse(fd, bad);
   Check(fd);
   char go = 'G';
   if (raw::SendFull(fd, &go, 1) != 0) Die("the source went away");

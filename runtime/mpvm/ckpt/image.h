@@ -81,4 +81,47 @@ struct Header {
   Context ctx;
 };
 
+// Checks an image's header and region table before anything is mapped:
+// nullptr when well formed, else what is wrong. Structure only (what the
+// destination must match, kernel and CPU, is checked by the restore).
+// Allocates nothing and calls nothing, so the restore code may use it; the
+// fuzzers (fuzz/image_fuzz.cc) and unit tests call it on any bytes.
+// `scratch_start`/`scratch_end`: the restore area, which no region may touch.
+inline const char* CheckImageLayout(const Header& h, const Region* regions, uint64_t scratch_start,
+                                    uint64_t scratch_end) {
+  if (h.magic != kMagic || h.version != kVersion || h.header_size != sizeof(Header))
+    return "not an image of this mpvm version";
+  if (h.nregions == 0 || h.nregions > static_cast<uint32_t>(kMaxRegions) ||
+      h.nfiles > static_cast<uint32_t>(kMaxFiles))
+    return "malformed image header (region or file count)";
+  auto terminated = [](const char* s, int n) {
+    for (int i = 0; i < n; ++i)
+      if (s[i] == '\0') return true;
+    return false;
+  };
+  if (!terminated(h.cwd, kPathMax) || !terminated(h.kernel_release, 65) ||
+      !terminated(h.kernel_version, 65))
+    return "malformed image header (unterminated text)";
+  for (uint32_t i = 0; i < h.nfiles; ++i)
+    if (!terminated(h.files[i].path, kPathMax) || h.files[i].fd < 0)
+      return "malformed image header (open files)";
+  constexpr uint64_t kPage = 4096, kUserEnd = 0x800000000000ull;
+  uint64_t data = 0;
+  for (uint32_t i = 0; i < h.nregions; ++i) {
+    const Region& r = regions[i];
+    if (r.start >= r.end || r.start % kPage != 0 || r.end % kPage != 0 || r.end > kUserEnd)
+      return "malformed region table (bounds)";
+    if (i > 0 && r.start < regions[i - 1].end) return "malformed region table (order or overlap)";
+    if (r.start < scratch_end && r.end > scratch_start)
+      return "the image overlaps the restore area";
+    if (r.kind < RegionKind::kData || r.kind > RegionKind::kVvar)
+      return "malformed region table (kind)";
+    if ((r.prot & ~7u) != 0) return "malformed region table (protection)";
+    if (!terminated(r.path, kPathMax)) return "malformed region table (path)";
+    if (r.kind == RegionKind::kData) data += r.end - r.start;
+  }
+  if (data != h.data_bytes) return "malformed image header (data size)";
+  return nullptr;
+}
+
 }  // namespace mpvm::ckpt
