@@ -487,7 +487,7 @@ void DaemonCore::Reroute(Tid t, Frame&& f) {
   RouteFrame(f.header, f.payload);
 }
 
-void DaemonCore::OnForwardLink(ConnId c, Tid t) {
+void DaemonCore::OnForwardLink(ConnId c, Tid t, bool encrypted) {
   Conn conn;
   conn.forward_for = t;
   conns_[c] = conn;
@@ -495,6 +495,7 @@ void DaemonCore::OnForwardLink(ConnId c, Tid t) {
   if (auto fw = forwarding_.find(t.raw()); fw != forwarding_.end()) {
     ++fw->second.link_updates;
     ++fw->second.open_links;
+    if (encrypted) ++fw->second.encrypted_links;
   }
 }
 
@@ -506,6 +507,7 @@ void DaemonCore::OnCommitDone(Tid t) {
   auto record = nlohmann::json::parse(f.record);
   record["forwarded"] = f.forwarded;        // frames it had not read, or sent us, at the commit
   record["link_updates"] = f.link_updates;  // its task links, told kMoved
+  record["encrypted_links"] = f.encrypted_links;  // of which encrypted
   env_->Log("migration " + record.dump());
   record["ev"] = "migration";
   Trace(f.event_sink, record.dump());

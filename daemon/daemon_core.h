@@ -200,7 +200,7 @@ class DaemonCore {
   void Reroute(Tid t, Frame&& f);
   // `c` is a task link that `t` had, now read by this daemon: what arrives is
   // forwarded to `t`.
-  void OnForwardLink(ConnId c, Tid t);
+  void OnForwardLink(ConnId c, Tid t, bool encrypted = false);
   // The server has handed everything of a committed move on: the move's
   // record is logged (`migration {...}`) and traced.
   void OnCommitDone(Tid t);
@@ -360,7 +360,7 @@ class DaemonCore {
     int event_sink = 0;
     std::string record;  // the migration's record, a JSON object
     uint64_t forwarded = 0;
-    int link_updates = 0, open_links = 0;
+    int link_updates = 0, open_links = 0, encrypted_links = 0;
     bool reported = false;
   };
   std::unordered_map<int, Forwarding> forwarding_;

@@ -6,6 +6,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,7 @@
 #include "host_launch.h"
 #include "mpvm/connection.h"
 #include "mpvm/migrate_wire.h"
+#include "mpvm/task_link.h"
 #include "peer_links.h"
 #include "vm_key.h"
 
@@ -87,13 +89,17 @@ class Server final : public DaemonEnv {
     std::vector<int> fds;
     std::vector<migrate::LinkDesc> descs;
     std::vector<std::vector<uint8_t>> in, out;
+    std::vector<std::optional<LinkCipherState>> cipher;  // per link: encrypted ones
+    std::vector<std::vector<uint8_t>> sealed;
   };
   void AcceptMigrate();
   void OnMoveReadable(Tid t);
   void CommitMove(MoveIo& m, const MoveTimes& times);
   void DropMove(Tid t);
   void AddForwardLink(int fd, Tid t, std::span<const uint8_t> unsent,
-                      std::span<const uint8_t> unread, int32_t peer);
+                      std::span<const uint8_t> unread, int32_t peer,
+                      const std::optional<LinkCipherState>& cipher = std::nullopt,
+                      std::span<const uint8_t> sealed = {});
   int migrate_fd_ = -1;
   std::map<Tid, MoveIo> moving_;
 

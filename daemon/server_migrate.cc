@@ -203,6 +203,15 @@ void Server::AcceptMigrate() {
       const auto& d = m.descs[i];
       std::vector<uint8_t> in(d.in_len), out(d.out_len);
       ok = RecvAll(ms, in.data(), in.size()) && RecvAll(ms, out.data(), out.size());
+      std::optional<LinkCipherState> cipher;
+      std::vector<uint8_t> sealed(d.sealed_len);
+      if (ok && (d.flags & migrate::kLinkEncrypted) != 0) {
+        LinkCipherState st{};
+        ok = RecvAll(ms, &st, sizeof st) && RecvAll(ms, sealed.data(), sealed.size());
+        cipher = st;
+      }
+      m.cipher.push_back(cipher);
+      m.sealed.push_back(std::move(sealed));
       if (!ok) bad = "the handover was cut short";
       m.in.push_back(std::move(in));
       m.out.push_back(std::move(out));
@@ -323,7 +332,7 @@ void Server::CommitMove(MoveIo& m, const MoveTimes& times) {
   for (size_t i = 1; i < m.descs.size(); ++i) {
     const auto kind = static_cast<migrate::LinkKind>(m.descs[i].kind);
     if (kind == migrate::LinkKind::kPeer) {
-      AddForwardLink(m.fds[i], t, m.out[i], m.in[i], m.descs[i].peer);
+      AddForwardLink(m.fds[i], t, m.out[i], m.in[i], m.descs[i].peer, m.cipher[i], m.sealed[i]);
     } else if (kind == migrate::LinkKind::kUnixListener) {
       RemoveTaskSocket(t);  // no new connections; then take the ones waiting
       for (;;) {
@@ -350,13 +359,19 @@ void Server::CommitMove(MoveIo& m, const MoveTimes& times) {
 }
 
 void Server::AddForwardLink(int fd, Tid t, std::span<const uint8_t> unsent,
-                            std::span<const uint8_t> unread, int32_t peer) {
+                            std::span<const uint8_t> unread, int32_t peer,
+                            const std::optional<LinkCipherState>& cipher,
+                            std::span<const uint8_t> sealed) {
   const ConnId id = next_conn_++;
   auto conn = std::make_unique<Connection>(fd, 256u << 20);
   SetNonBlocking(fd);
   Connection* c = conn.get();
+  if (cipher) {  // an encrypted link: we go on where the task left off
+    c->EnableCipher(std::make_unique<LinkCipher>(*cipher));
+    c->FeedSealed(sealed);
+  }
   conns_[id] = std::move(conn);
-  core_->OnForwardLink(id, t);
+  core_->OnForwardLink(id, t, cipher.has_value());
   // First what the peer has sent already: it may have sent its last message
   // and gone, and a write to it (below) would fail and close the link.
   c->reader().Feed(unread);

@@ -72,6 +72,14 @@ class Connection {
   // in (an encrypted task link). A record that fails to open is a kError.
   void EnableCipher(std::unique_ptr<LinkCipher> c) { cipher_ = std::move(c); }
   bool encrypted() const { return cipher_ != nullptr; }
+  const LinkCipher* cipher() const { return cipher_.get(); }
+  // Sealed bytes read but not yet a whole record (an encrypted link).
+  std::span<const uint8_t> SealedPending() const { return sealed_in_; }
+  // Sealed bytes another process read from this link before us: ahead of
+  // what we read.
+  void FeedSealed(std::span<const uint8_t> b) {
+    sealed_in_.insert(sealed_in_.begin(), b.begin(), b.end());
+  }
   // The task at the other end, when the link authenticated it (else 0).
   int32_t peer_tid = 0;
 

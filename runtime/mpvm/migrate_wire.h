@@ -23,7 +23,7 @@
 
 namespace mpvm::migrate {
 
-inline constexpr char kMagic[8] = {'M', 'P', 'V', 'M', 'M', 'I', 'G', '1'};
+inline constexpr char kMagic[8] = {'M', 'P', 'V', 'M', 'M', 'I', 'G', '2'};
 inline constexpr uint32_t kRefusal = 0xffffffffu;
 inline constexpr uint32_t kMaxLinks = 250;  // fds in one SCM_RIGHTS message (kernel: 253)
 inline constexpr size_t kWhySize = 240;
@@ -46,11 +46,16 @@ struct HandoverHead {
 };
 
 struct LinkDesc {
-  int32_t kind;      // LinkKind
-  int32_t peer;      // kPeer: the task at the other end when known (else 0)
-  uint32_t in_len;   // bytes the task read from it but had not handled
-  uint32_t out_len;  // bytes the task queued for it but had not written
+  int32_t kind;             // LinkKind
+  int32_t peer;             // kPeer: the task at the other end when known (else 0)
+  uint32_t in_len;          // bytes the task read from it but had not handled
+  uint32_t out_len;         // bytes the task queued for it but had not written
+  uint32_t flags = 0;       // kLinkEncrypted
+  uint32_t sealed_len = 0;  // encrypted: sealed bytes read, not yet a whole record
 };
+// An encrypted task link: after its in and out bytes come its cipher state
+// (LinkCipherState, task_link.h) and its sealed_len bytes.
+inline constexpr uint32_t kLinkEncrypted = 1;
 
 // Largest unread or unsent tail of one link a task may hand over.
 inline constexpr uint32_t kMaxPendingBytes = 256u << 20;
@@ -86,8 +91,14 @@ inline const char* CheckHandover(const HandoverHead& h, const LinkDesc* descs, s
                           d.kind == static_cast<int32_t>(LinkKind::kTcpListener);
     if (listener && (d.in_len != 0 || d.out_len != 0 || d.peer != 0))
       return "the handover has a listener with data";
-    if (d.in_len > kMaxPendingBytes || d.out_len > kMaxPendingBytes)
+    if (d.in_len > kMaxPendingBytes || d.out_len > kMaxPendingBytes ||
+        d.sealed_len > kMaxPendingBytes)
       return "the handover has a link with more than 256 MiB pending";
+    if ((d.flags & ~kLinkEncrypted) != 0) return "the handover has unknown link flags";
+    const bool sealed = (d.flags & kLinkEncrypted) != 0;
+    if (sealed && d.kind != static_cast<int32_t>(LinkKind::kPeer))
+      return "the handover has an encrypted link that is not a task link";
+    if (!sealed && d.sealed_len != 0) return "the handover has sealed bytes on a plain link";
     if (d.peer < 0) return "the handover names a bad peer";
   }
   return nullptr;

@@ -37,9 +37,20 @@ inline constexpr uint32_t kLinkEncrypt = 1;
 
 // Seals and opens the frames of one encrypted link. A record on the wire is
 // a 4-byte little-endian length followed by the ciphertext and its tag.
+// Everything a link's cipher is: handed to the daemon when its task moves
+// (the daemon then reads and writes the link in the task's place).
+struct LinkCipherState {
+  std::array<uint8_t, 32> send_key, recv_key;
+  uint64_t send_n, recv_n;  // records sealed and opened so far (the nonces)
+};
+
 class LinkCipher {
  public:
   LinkCipher(const std::array<uint8_t, 32>& send_key, const std::array<uint8_t, 32>& recv_key);
+  explicit LinkCipher(const LinkCipherState& s)
+      : send_key_(s.send_key), recv_key_(s.recv_key), send_n_(s.send_n), recv_n_(s.recv_n) {}
+  // Allocates nothing (a moving task calls it from its signal handler).
+  LinkCipherState State() const { return {send_key_, recv_key_, send_n_, recv_n_}; }
   void Seal(std::span<const uint8_t> plain, std::vector<uint8_t>& record_out);
   // Opens the ciphertext of one record (without its length). False if it was
   // altered, replayed or out of order.

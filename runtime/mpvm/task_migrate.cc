@@ -170,9 +170,13 @@ int TaskRuntime::MigrateOnce() {
       refused = true;
       return;
     }
-    descs[n] = LinkDesc{static_cast<int32_t>(kind), peer,
-                        c ? static_cast<uint32_t>(c->reader().PendingSize()) : 0u,
-                        c ? static_cast<uint32_t>(c->UnsentSize()) : 0u};
+    descs[n] =
+        LinkDesc{static_cast<int32_t>(kind),
+                 peer,
+                 c ? static_cast<uint32_t>(c->reader().PendingSize()) : 0u,
+                 c ? static_cast<uint32_t>(c->UnsentSize()) : 0u,
+                 c && c->encrypted() ? migrate::kLinkEncrypted : 0u,
+                 c && c->encrypted() ? static_cast<uint32_t>(c->SealedPending().size()) : 0u};
     fds[n] = fd;
     conns[n] = c;
     ++n;
@@ -181,10 +185,6 @@ int TaskRuntime::MigrateOnce() {
     add(LinkKind::kDaemon, daemon_->fd(), 0, daemon_.get());
     for (const auto& c : conns_) {
       if (!c->open()) continue;
-      if (c->encrypted()) {
-        CopyWhy(why, "it has encrypted links to other tasks, which cannot be handed over yet");
-        refused = true;
-      }
       add(LinkKind::kPeer, c->fd(), c->peer_tid, c.get());
     }
     if (listen_fd_ >= 0) add(LinkKind::kUnixListener, listen_fd_, 0, nullptr);
@@ -233,6 +233,12 @@ int TaskRuntime::MigrateOnce() {
     c->ForEachUnsent([&](std::span<const uint8_t> s) {
       if (ok && !s.empty()) ok = SendAll(ms, s.data(), s.size());
     });
+    if (ok && c->encrypted()) {  // the daemon reads and writes it in our place
+      const LinkCipherState st = c->cipher()->State();
+      ok = SendAll(ms, &st, sizeof st);
+      auto sealed = c->SealedPending();
+      if (ok && !sealed.empty()) ok = SendAll(ms, sealed.data(), sealed.size());
+    }
   }
 
   // The daemon answers with the stream to the restore process.

@@ -30,9 +30,15 @@ HandoverHead Head(uint32_t nlinks) {
 }
 
 TEST(Handover, AWellFormedOneIsAccepted) {
-  std::vector<LinkDesc> d = {{static_cast<int32_t>(LinkKind::kDaemon), 0, 10, 20},
-                             {static_cast<int32_t>(LinkKind::kPeer), 0x80001, 0, 5},
-                             {static_cast<int32_t>(LinkKind::kUnixListener), 0, 0, 0}};
+  std::vector<LinkDesc> d = {
+      {static_cast<int32_t>(LinkKind::kDaemon), 0, 10, 20},
+      {static_cast<int32_t>(LinkKind::kPeer), 0x80001, 0, 5},
+      {static_cast<int32_t>(LinkKind::kPeer), 0x80002, 3, 0, migrate::kLinkEncrypted, 9},
+      {static_cast<int32_t>(LinkKind::kUnixListener), 0, 0, 0}};
+  EXPECT_EQ(CheckHandover(Head(4), d.data(), 4, 4), nullptr);
+  d.pop_back();
+  d.pop_back();
+  d.push_back({static_cast<int32_t>(LinkKind::kUnixListener), 0, 0, 0});
   EXPECT_EQ(CheckHandover(Head(3), d.data(), 3, 3), nullptr);
   EXPECT_EQ(CheckHandover(Head(0), nullptr, 0, 0), nullptr);  // a copy not enrolled yet
   EXPECT_EQ(CheckHandover(Head(migrate::kRefusal), nullptr, 0, 0), nullptr);
@@ -59,6 +65,15 @@ TEST(Handover, EachMalformationIsRefusedWithAReason) {
   EXPECT_NE(bad(Head(1), {{0, 0, migrate::kMaxPendingBytes + 1, 0}}, 1).find("256 MiB"),
             std::string::npos);
   EXPECT_NE(bad(Head(2), {daemon, {1, -5, 0, 0}}, 2).find("bad peer"), std::string::npos);
+  EXPECT_NE(bad(Head(2), {daemon, {1, 0, 0, 0, 4, 0}}, 2).find("unknown link flags"),
+            std::string::npos);
+  EXPECT_NE(
+      bad(Head(2), {daemon, {2, 0, 0, 0, migrate::kLinkEncrypted, 0}}, 2).find("not a task link"),
+      std::string::npos);
+  EXPECT_NE(bad(Head(2), {daemon, {1, 0, 0, 0, 0, 8}}, 2).find("plain link"), std::string::npos);
+  EXPECT_NE(
+      bad(Head(2), {daemon, {1, 0, 0, 0, 1, migrate::kMaxPendingBytes + 1}}, 2).find("256 MiB"),
+      std::string::npos);
 }
 
 using ckpt::CheckImageLayout;

@@ -39,8 +39,9 @@ class MigrateBase(VmTestCase):
         self.procs = []
         self.daemons = {}  # name: (process, runtime directory)
 
-    def start_vm(self, *names, faults=None):
-        """Starts one daemon per name; faults: {name: MPVM_FAULT value}."""
+    def start_vm(self, *names, faults=None, env=None):
+        """Starts one daemon per name; faults: {name: MPVM_FAULT value};
+        env: more environment for every daemon."""
         faults = faults or {}
         for name in names:
             rundir = self.rundir if not self.daemons else os.path.join(self.tmp, "run-" + name)
@@ -51,10 +52,10 @@ class MigrateBase(VmTestCase):
                 with open(os.path.join(self.rundir, "master.addr")) as f:
                     argv += ["--join", f.read().strip(), "--key",
                              os.path.join(self.rundir, "vm.key")]
-            env = dict(self.env, MPVM_KEEP_LOG="1")
+            denv = dict(self.env, MPVM_KEEP_LOG="1", **(env or {}))
             if name in faults:
-                env["MPVM_FAULT"] = faults[name]
-            p, said = start_reporting(argv, env, log=os.path.join(self.tmp, name + ".log"))
+                denv["MPVM_FAULT"] = faults[name]
+            p, said = start_reporting(argv, denv, log=os.path.join(self.tmp, name + ".log"))
             self.procs.append(p)
             self.assertEqual(said, "ok\n")
             self.daemons[name] = (p, rundir)
@@ -234,6 +235,23 @@ class MigrateTest(MigrateBase):
         self.assertIn("no task", r.stderr.lower())
         p.communicate(timeout=120)
         self.assertEqual(p.returncode, 0)
+
+
+class EncryptedLinksTest(MigrateBase):
+    """Tasks whose direct links are encrypted (MPVM_LINK_ENCRYPT=1) move too:
+    the source daemon carries on each link's cipher where the task left it."""
+
+    def test_a_ring_over_encrypted_links_survives_random_moves(self):
+        self.start_vm("alpha", "beta", env={"MPVM_LINK_ENCRYPT": "1"})
+        moves = self.ring_under_random_moves(4, 3000, ["alpha", "beta"], seed=6)
+        self.assertGreaterEqual(moves, 5, "too few moves happened during the run")
+        records = []
+        for _, d in self.daemons.values():
+            with open(os.path.join(d, "mpvmd.log")) as f:
+                records += [json.loads(l.split("migration ", 1)[1]) for l in f
+                            if "migration {" in l]
+        self.assertGreater(sum(r["encrypted_links"] for r in records), 0,
+                           "no move handed over an encrypted link: the test proved nothing")
 
 
 class ChaosRingTest(MigrateBase):
