@@ -290,6 +290,8 @@ void DaemonCore::OnTaskMoved(const ctl::TaskMoved& m) {
   }
   if (m.host() != host_.value) return;
   where_.erase(m.tid());
+  for (const auto& n : m.notifies())
+    AddNotify(NotifyReg{t, n.what(), n.tag(), n.ctx(), n.target(), n.count()});
   Arrived(t);
 }
 
@@ -430,6 +432,18 @@ ConnId DaemonCore::OnMoveCommitted(Tid t, const MoveTimes& times) {
   m->set_host(mv.dest);
   m->set_id(mv.id);
   m->set_from(host_.value);
+  // What it asked to be told goes with it: its new host watches from now on
+  // (and this one may not live as long as the task).
+  std::erase_if(notify_, [&](const NotifyReg& r) {
+    if (r.watcher != t) return false;
+    auto* n = m->add_notifies();
+    n->set_what(r.what);
+    n->set_tag(r.tag);
+    n->set_ctx(r.ctx);
+    n->set_target(r.target);
+    n->set_count(r.count);
+    return true;
+  });
   if (cfg_.member) {
     SendControlTo(Tid::DaemonOf(HostIndex{1}), std::move(e));
   } else {
@@ -442,8 +456,8 @@ ConnId DaemonCore::OnMoveCommitted(Tid t, const MoveTimes& times) {
   }
   // Frames held for it (a restored copy that had not enrolled here) follow it.
   std::deque<Frame> held = std::move(task->second.held);
-  // Its mailbox entries, group places and notify requests stay: they name it
-  // by tid, and what they send it follows it.
+  // Its mailbox entries, group places and others' notify requests about it
+  // stay: they name it by tid, and what they send it follows it.
   mv.admin_messages += 3;  // "exit" to the old process; the copy's enrolment and its answer
   const std::string dest_name = hosts_.contains(mv.dest) ? hosts_[mv.dest].name : "?";
   const double ms = (now_ns_ - mv.requested_ns) / 1e6;

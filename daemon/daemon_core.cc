@@ -769,26 +769,34 @@ void DaemonCore::DoNotify(ConnId c, Tid who, const ctl::Envelope& env) {
       for (const auto& r : gone) SendNotifyMessage(r, target);
       continue;
     }
-    NotifyReg reg{who, n.what(), n.tag(), n.ctx(), target, 1};
-    bool exists;
-    if (const int at = HostOf(Tid(target)); n.what() == kNotifyTaskExit && at != host_.value) {
-      // Its host (where it runs now, which may not be where it was born)
-      // tells us when it goes (TaskGone); it may have told us already.
-      exists = hosts_.contains(at) && !gone_remote_.contains(target);
-    } else if (n.what() == kNotifyTaskExit) {
-      auto t = tasks_.find(Tid(target));
-      exists = t != tasks_.end() && t->second.state != State::kLeft;
-    } else {
-      const Tid h(target);
-      exists = h.is_daemon() && hosts_.contains(h.host().value);
-    }
-    if (exists) {
-      notify_.push_back(reg);
-    } else {
-      SendNotifyMessage(reg, target);  // already gone: tell at once
-    }
+    AddNotify(NotifyReg{who, n.what(), n.tag(), n.ctx(), target, 1});
   }
   ReplyStatus(c, env.rid(), 0);
+}
+
+void DaemonCore::AddNotify(const NotifyReg& reg) {
+  if (reg.what == kNotifyHostAdd) {
+    notify_.push_back(reg);
+    return;
+  }
+  const int target = reg.target;
+  bool exists;
+  if (const int at = HostOf(Tid(target)); reg.what == kNotifyTaskExit && at != host_.value) {
+    // Its host (where it runs now, which may not be where it was born)
+    // tells us when it goes (TaskGone); it may have told us already.
+    exists = hosts_.contains(at) && !gone_remote_.contains(target);
+  } else if (reg.what == kNotifyTaskExit) {
+    auto t = tasks_.find(Tid(target));
+    exists = t != tasks_.end() && t->second.state != State::kLeft;
+  } else {
+    const Tid h(target);
+    exists = h.is_daemon() && hosts_.contains(h.host().value);
+  }
+  if (exists) {
+    notify_.push_back(reg);
+  } else {
+    SendNotifyMessage(reg, target);  // already gone: tell at once
+  }
 }
 
 bool DaemonCore::ListTasks(int where, ctl::TasksReply* rep) const {

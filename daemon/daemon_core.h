@@ -275,6 +275,8 @@ class DaemonCore {
     int target;  // tid, host tid, or 0 for host-add
     int count;
   };
+  // Watches `reg.target` for `reg.watcher`, or tells at once if it is gone.
+  void AddNotify(const NotifyReg& reg);
   struct MboxEntry {
     int owner;
     int flags;

@@ -763,6 +763,41 @@ TEST_F(DaemonCoreTest, AnAbandonedRestoreIsForgottenWhicheverComesFirst) {
   }
 }
 
+// What a task asked pvm_notify to tell it moves with it: its old host would
+// otherwise watch for it, and might not live as long as the task.
+TEST_F(DaemonCoreTest, NotifyRequestsMoveWithTheTaskThatMadeThem) {
+  core_.OnPeerFrame(100, PeerControl(JoinAs("b")));
+  Enrol(1);
+  auto tids = Spawn(1, "w", 2, 1, "node1");  // both here (PvmTaskHost)
+  const Tid t(tids[0]), u(tids[1]);
+  Enrol(2, t.raw(), 1001);
+  Enrol(3, u.raw(), 1002);
+  ctl::Envelope n;
+  n.mutable_notify()->set_what(1);  // PvmTaskExit
+  n.mutable_notify()->set_tag(77);
+  n.mutable_notify()->add_tids(u.raw());
+  Control(2, n);
+  Control(1, MigrateTo(t.raw(), "b"), 7);
+  ctl::Envelope a;
+  a.mutable_migrate_accept()->set_id(env_.PeerControls(100).back().migrate_offer().id());
+  a.mutable_migrate_accept()->set_tid(t.raw());
+  a.mutable_migrate_accept()->set_port(40000);
+  a.mutable_migrate_accept()->set_token(std::string(32, 't'));
+  core_.OnPeerFrame(100, PeerControl(a));
+  core_.OnMoveFrozen(t);
+  core_.OnMoveCommitted(t, MoveTimes{});
+  ctl::TaskMoved moved;
+  for (const auto& e : env_.PeerControls(100))
+    if (e.has_task_moved()) moved = e.task_moved();
+  ASSERT_EQ(moved.notifies_size(), 1);  // b watches u for t from now on
+  EXPECT_EQ(moved.notifies(0).target(), u.raw());
+  EXPECT_EQ(moved.notifies(0).tag(), 77);
+  const size_t before = env_.peer_sent.size();
+  End(u);  // this host no longer sends t the notice itself: b does, on TaskGone
+  for (size_t i = before; i < env_.peer_sent.size(); ++i)
+    EXPECT_FALSE(env_.peer_sent[i].h.kind == FrameKind::kData && env_.peer_sent[i].h.tag == 77);
+}
+
 // pvm_tasks(0) and `mpvm ps` list the whole VM: the master asks every
 // member and answers once all have, or after 2 s without a silent one.
 TEST_F(DaemonCoreTest, TheTaskListCoversEveryHostAndDoesNotWaitForASilentOne) {
@@ -875,6 +910,53 @@ TEST(DaemonCoreMember, AMigrateRequestForATaskThatIsGoneIsAnsweredNotBounced) {
     EXPECT_EQ(answer.rid(), 5u);
     EXPECT_EQ(answer.status().code(), -31);  // PvmNoTask
   }
+}
+
+TEST(DaemonCoreMember, AnArrivingTaskIsToldWhatItAskedToBeToldBeforeItMoved) {
+  DaemonConfig c;
+  c.member = true;
+  c.hostname = "b";
+  FakeEnv env;
+  DaemonCore core(c, &env);
+  core.StartJoin(0);
+  core.OnPeerFrame(kMasterPeer, PeerControl(JoinReplyAsB()));
+  // t40005 moves here from the master; it had asked to hear of t40009's end.
+  ctl::Envelope o;
+  o.mutable_migrate_offer()->set_tid(0x40005);
+  o.mutable_migrate_offer()->set_id(9);
+  o.mutable_migrate_offer()->set_path("w");
+  Frame f = PeerControl(o);
+  f.header.src = 0x40000;
+  core.OnPeerFrame(kMasterPeer, std::move(f));
+  ASSERT_EQ(env.restores.size(), 1u);
+  core.OnAccept(4);  // the restored copy enrols
+  ctl::Envelope e;
+  e.set_version(kControlVersion);
+  e.mutable_enrol()->set_tid(0x40005);
+  e.mutable_enrol()->set_pid(5001);
+  e.mutable_enrol()->set_restored(true);
+  Frame ef;
+  ef.header = ControlHeader(0, 0);
+  ef.payload = EncodeControl(e);
+  core.OnFrame(4, std::move(ef));
+  ctl::Envelope m;
+  auto* tm = m.mutable_task_moved();
+  tm->set_tid(0x40005);
+  tm->set_host(2);
+  tm->set_id(9);
+  auto* n = tm->add_notifies();
+  n->set_what(1);  // PvmTaskExit
+  n->set_tag(77);
+  n->set_target(0x40009);
+  n->set_count(1);
+  core.OnPeerFrame(kMasterPeer, PeerControl(m));
+  EXPECT_TRUE(env.Data(4).empty());  // t40009 still runs
+  ctl::Envelope gone;
+  gone.mutable_task_gone()->set_tid(0x40009);
+  core.OnPeerFrame(kMasterPeer, PeerControl(gone));
+  auto data = env.Data(4);
+  ASSERT_EQ(data.size(), 1u);
+  EXPECT_EQ(data[0].h.tag, 77);
 }
 
 TEST(DaemonCoreMember, JoinsThenHaltsWhenTheMasterFallsSilent) {
