@@ -584,7 +584,8 @@ void Server::Reap() {
           if (file == "mpvmd.log" && std::getenv("MPVM_KEEP_LOG") != nullptr)
             rename((dir + "/" + file).c_str(),  // kept beside the master's log
                    fmt::format("{}/mpvmd.{}.log", opts_.rundir, h->second.name).c_str());
-          else if (file.ends_with(".sock") || file == "mpvmd.lock" || file == "mpvmd.log")
+          else if (file.ends_with(".sock") || file == "mpvmd.lock" || file == "mpvmd.log" ||
+                   file == "hash-cache")
             unlink((dir + "/" + file).c_str());
         }
         closedir(d);
@@ -620,6 +621,7 @@ void Server::Cleanup() {
   }
   if (std::getenv("MPVM_KEEP_LOG") == nullptr) unlink(DaemonLogPath(opts_.rundir).c_str());
   unlink((opts_.rundir + "/master.addr").c_str());
+  unlink((opts_.rundir + "/hash-cache").c_str());  // tasks' file hashes (ckpt.cc)
   if (opts_.key.empty()) unlink((opts_.rundir + "/vm.key").c_str());  // the VM's key ends with it
   for (const auto& [pid, h] : host_pids_) close(h.output_fd);
   links_.reset();

@@ -279,6 +279,7 @@ int TaskRuntime::MigrateOnce() {
   o.own_fds = fds;
   o.n_own_fds = static_cast<int>(n + 1);
   o.bytes_sent = &bytes;
+  o.rundir = dir;  // this host's file hash cache
   const int64_t freeze_ns = RealtimeNs();
   const auto result = ckpt::Capture(o, why, sizeof why);
   if (result == ckpt::CaptureResult::kResumed) {

@@ -197,6 +197,21 @@ class MigrateTest(MigrateBase):
         flows = sorted(e["ph"] for e in events if e["ph"] in ("s", "f"))
         self.assertEqual(flows, ["f", "s"])  # an arrow from alpha to beta
 
+    def test_each_host_hashes_a_file_once(self):
+        # The program's and libraries' mappings are checked by content hash
+        # on both sides of a move; each host remembers what it computed
+        # (rundir/hash-cache), so later moves find them there.
+        p = self.start("spin", "2000000000")
+        _, tid = self.first_line(p)
+        caches = [os.path.join(d, "hash-cache") for _, d in self.daemons.values()]
+        sizes = []
+        for i in range(6):
+            self.assertIn("moved to", self.migrate(tid, "beta" if i % 2 == 0 else "alpha"))
+            sizes.append([os.path.getsize(c) if os.path.exists(c) else 0 for c in caches])
+        self.assertTrue(all(s > 0 for s in sizes[1]), sizes)  # both hosts hashed, once
+        self.assertEqual(sizes[1], sizes[-1], "later moves hashed the same files again")
+        p.kill()
+
     def test_ten_moves_in_a_row(self):
         want = self.reference("spin", "2000000000")
         p = self.start("spin", "2000000000")

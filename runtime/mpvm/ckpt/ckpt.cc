@@ -27,6 +27,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -52,6 +53,7 @@ using raw::Sys;
 
 struct CurMap {  // a mapping of the process that runs the restore
   uint64_t start, end, offset;
+  uint64_t dev, ino;  // of the mapped file (0 for anonymous mappings)
   uint32_t prot;
   bool shared;
   char path[kPathMax];
@@ -146,12 +148,101 @@ bool ParseMapsLine(const char* l, CurMap& m) {
   SkipSpaces(l);
   m.offset = raw::ParseHex(l);
   SkipSpaces(l);
-  while (*l != '\0' && *l != ' ') ++l;  // dev
+  const uint64_t major = raw::ParseHex(l);
+  if (*l == ':') ++l;
+  const uint64_t minor = raw::ParseHex(l);
+  m.dev = makedev(major, minor);
   SkipSpaces(l);
-  raw::ParseDec(l);  // inode
+  m.ino = raw::ParseDec(l);
   SkipSpaces(l);
   raw::CopyStr(m.path, sizeof m.path, l);
   return m.end > m.start;
+}
+
+// ---- File hash cache ----------------------------------------------------
+// Hashing every unchanged file mapping (the program and its libraries, ~10
+// MiB) costs milliseconds on each side of a move, inside the blackout. A
+// host keeps the hashes it computed in `<rundir>/hash-cache`: fixed records
+// keyed by the file's identity and change times, so a file that changed in
+// any way (ctime moves on every change and cannot be set back) misses.
+struct HashRecord {
+  uint64_t dev, ino, size, mtime_ns, ctime_ns, offset, len, hash;
+};
+constexpr long kHashCacheMax = 4096 * static_cast<long>(sizeof(HashRecord));
+
+char g_hash_cache[kPathMax];  // the cache file's path, or ""
+
+bool FileKey(const char* path, uint64_t dev, uint64_t ino, uint64_t offset, uint64_t len,
+             HashRecord& k) {
+  struct stat st;
+  if (g_hash_cache[0] == '\0' ||
+      Sys(SYS_newfstatat, -100, reinterpret_cast<long>(path), reinterpret_cast<long>(&st), 0) != 0)
+    return false;
+  // The path must still name the mapped file (not a newer one put there).
+  if ((dev != 0 || ino != 0) && (st.st_dev != dev || st.st_ino != ino)) return false;
+  k = HashRecord{st.st_dev,
+                 st.st_ino,
+                 static_cast<uint64_t>(st.st_size),
+                 static_cast<uint64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec,
+                 static_cast<uint64_t>(st.st_ctim.tv_sec) * 1000000000 + st.st_ctim.tv_nsec,
+                 offset,
+                 len,
+                 0};
+  return true;
+}
+
+bool CachedHash(HashRecord& k) {
+  long fd = raw::Open(g_hash_cache, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  HashRecord buf[64];
+  bool found = false;
+  for (long n; !found && (n = raw::Read(static_cast<int>(fd), buf, sizeof buf)) > 0;) {
+    for (long i = 0; i < n / static_cast<long>(sizeof(HashRecord)); ++i) {
+      const HashRecord& r = buf[i];
+      if (r.dev == k.dev && r.ino == k.ino && r.size == k.size && r.mtime_ns == k.mtime_ns &&
+          r.ctime_ns == k.ctime_ns && r.offset == k.offset && r.len == k.len) {
+        k.hash = r.hash;
+        found = true;
+      }
+    }
+  }
+  raw::Close(static_cast<int>(fd));
+  return found;
+}
+
+void RememberHash(const HashRecord& k) {
+  long fd = raw::Open(g_hash_cache, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return;
+  struct stat st;
+  if (Sys(SYS_fstat, fd, reinterpret_cast<long>(&st)) == 0 && st.st_size >= kHashCacheMax)
+    Sys(SYS_ftruncate, fd, 0);  // full: start again (appends are single records)
+  raw::Write(static_cast<int>(fd), &k, sizeof k);
+  raw::Close(static_cast<int>(fd));
+}
+
+// The content hash of bytes [offset, offset + len) of file `path` (mapped as
+// dev:ino when known), from the cache, or compute() and remember it.
+template <typename F>
+uint64_t FileHash(const char* path, uint64_t dev, uint64_t ino, uint64_t offset, uint64_t len,
+                  F compute) {
+  HashRecord k;
+  if (!FileKey(path, dev, ino, offset, len, k)) return compute();
+  if (CachedHash(k)) return k.hash;
+  k.hash = compute();
+  RememberHash(k);
+  return k.hash;
+}
+
+void SetHashCache(const char* rundir) {
+  g_hash_cache[0] = '\0';
+  if (rundir == nullptr || *rundir == '\0') return;
+  raw::CopyStr(g_hash_cache, sizeof g_hash_cache, rundir);
+  const size_t n = raw::Len(g_hash_cache);
+  if (n + 12 >= sizeof g_hash_cache) {
+    g_hash_cache[0] = '\0';
+    return;
+  }
+  raw::CopyStr(g_hash_cache + n, sizeof g_hash_cache - n, "/hash-cache");
 }
 
 // Reads /proc/self/maps into S()->cur.
@@ -321,7 +412,9 @@ bool ScanRegions(Header& h, char* why, size_t len) {
         return false;
       }
       r.kind = RegionKind::kFile;
-      r.hash = raw::Hash(reinterpret_cast<void*>(m.start), m.end - m.start);
+      r.hash = FileHash(m.path, m.dev, m.ino, m.offset, m.end - m.start, [&] {
+        return raw::Hash(reinterpret_cast<void*>(m.start), m.end - m.start);
+      });
     } else if (m.prot == 0) {
       r.kind = RegionKind::kReserved;
     } else if ((m.prot & PROT_READ) == 0) {
@@ -329,7 +422,9 @@ bool ScanRegions(Header& h, char* why, size_t len) {
       return false;
     } else if (file && (m.prot & PROT_WRITE) == 0 && anon_kb == 0) {
       r.kind = RegionKind::kFile;
-      r.hash = raw::Hash(reinterpret_cast<void*>(m.start), m.end - m.start);
+      r.hash = FileHash(m.path, m.dev, m.ino, m.offset, m.end - m.start, [&] {
+        return raw::Hash(reinterpret_cast<void*>(m.start), m.end - m.start);
+      });
     } else {
       r.kind = RegionKind::kData;
       r.is_heap = raw::Eq(m.path, "[heap]");
@@ -540,14 +635,14 @@ void Check(int fd) {
     if (r.start < kScratchAddr + kScratchSize && r.end > kScratchAddr)
       Refuse(fd, "the image overlaps the restore area");
     if (r.kind != RegionKind::kFile) continue;
-    uint64_t got;
-    if (Kept(r)) {
-      got = raw::Hash(reinterpret_cast<void*>(r.start), r.end - r.start);
-    } else {
-      bool ok;
-      got = HashFileRange(r.path, r.offset, r.end - r.start, &ok);
-      if (!ok) Refuse(fd, "cannot map ", r.path);
-    }
+    bool ok = true;
+    const CurMap* held = Kept(r) ? FindCur(r.start) : nullptr;
+    const uint64_t got = FileHash(
+        r.path, held ? held->dev : 0, held ? held->ino : 0, r.offset, r.end - r.start, [&] {
+          return held ? raw::Hash(reinterpret_cast<void*>(r.start), r.end - r.start)
+                      : HashFileRange(r.path, r.offset, r.end - r.start, &ok);
+        });
+    if (!ok) Refuse(fd, "cannot map ", r.path);
     if (got != r.hash) Refuse(fd, "a different file content here: ", r.path);
   }
 }
@@ -746,6 +841,7 @@ CaptureResult Capture(const CaptureOptions& o, char* why, size_t len) {
   Sys(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&all), reinterpret_cast<long>(&prev),
       8);
   old = prev;
+  SetHashCache(o.rundir);
   if (!Movable(why, len)) {
     Sys(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&prev), 0, 8);
     return CaptureResult::kRefused;
@@ -849,6 +945,7 @@ void RestoreIfRequested() {
     for (size_t i = 0; i < kTokenSize; ++i) diff |= static_cast<uint8_t>(want[i] ^ got[i]);
     if (diff != 0) Die("the image stream did not present the expected token");
   }
+  SetHashCache(getenv("MPVM_RUNDIR"));  // this host's (the new one)
   Header& h = s->hdr;
   if (raw::ReadFull(fd, &h, sizeof h) != 0) Die("the image stream ended early");
   if (h.magic != kMagic || h.version != kVersion || h.header_size != sizeof(Header))

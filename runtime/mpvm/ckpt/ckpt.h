@@ -43,6 +43,7 @@ struct CaptureOptions {
   const int* own_fds = nullptr;    // the caller's own descriptors: re-created by it
   int n_own_fds = 0;
   uint64_t* bytes_sent = nullptr;  // if set: the size of the image streamed
+  const char* rundir = nullptr;    // this host's runtime directory: its file hash cache
 };
 
 // Captures this process into opts.out_fd. `why` receives the reason of a
