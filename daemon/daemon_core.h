@@ -55,7 +55,9 @@ struct RestoreStart {
 struct MoveTimes {
   uint64_t bytes = 0;
   int64_t freeze_ns = 0;    // CLOCK_REALTIME: the task stopped
+  int64_t sent_ns = 0;      // the task had sent the last byte of its image
   int64_t restored_ns = 0;  // the restore process had the image
+  bool by_signal = false;   // stopped by its signal while computing (else at a boundary)
 };
 
 // Side effects the core asks for. Implemented by the server and by fakes.

@@ -91,6 +91,7 @@ class Server final : public DaemonEnv {
     std::vector<std::vector<uint8_t>> in, out;
     std::vector<std::optional<LinkCipherState>> cipher;  // per link: encrypted ones
     std::vector<std::vector<uint8_t>> sealed;
+    bool by_signal = false;  // it was computing: its handler captured it
   };
   void AcceptMigrate();
   void OnMoveReadable(Tid t);

@@ -184,6 +184,7 @@ void Server::AcceptMigrate() {
       continue;
     }
     MoveIo& m = it->second;
+    m.by_signal = (head.flags & migrate::kStoppedBySignal) != 0;
     if (head.nlinks == migrate::kRefusal) {
       char why[migrate::kWhySize + 1] = {};
       RecvAll(ms, why, migrate::kWhySize);
@@ -271,7 +272,8 @@ void Server::OnMoveReadable(Tid t) {
     migrate::ImageDone done{};
     if (RecvAll(m.ms, &done, sizeof done)) {
       FaultPoint("image", m.pid);
-      CommitMove(m, MoveTimes{done.bytes, done.freeze_ns, done.restored_ns});
+      CommitMove(
+          m, MoveTimes{done.bytes, done.freeze_ns, done.sent_ns, done.restored_ns, m.by_signal});
       return;
     }
   }

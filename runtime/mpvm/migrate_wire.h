@@ -42,8 +42,11 @@ struct HandoverHead {
   int32_t tid;
   int32_t pid;
   uint32_t nlinks;  // or kRefusal
-  uint32_t reserved;
+  uint32_t flags;   // kStoppedBySignal
 };
+// The task was computing: its SIGMIGRATE handler captured it where it was
+// (else it stopped at a PVM call's boundary).
+inline constexpr uint32_t kStoppedBySignal = 1;
 
 struct LinkDesc {
   int32_t kind;             // LinkKind
@@ -70,6 +73,7 @@ inline const char* CheckHandoverHead(const HandoverHead& h) {
     if (h.magic[i] != kMagic[i]) return "not a migrating task (bad handover header)";
   if (h.tid <= 0 || h.pid <= 0) return "the handover names no task";
   if (h.nlinks != kRefusal && h.nlinks > kMaxLinks) return "the handover has too many links";
+  if ((h.flags & ~kStoppedBySignal) != 0) return "the handover has unknown flags";
   return nullptr;
 }
 
@@ -108,6 +112,7 @@ inline const char* CheckHandover(const HandoverHead& h, const LinkDesc* descs, s
 struct ImageDone {
   uint64_t bytes;
   int64_t freeze_ns;    // CLOCK_REALTIME at the start of the capture
+  int64_t sent_ns;      // the last byte of the image was sent
   int64_t restored_ns;  // when the restore process answered 'K'
 };
 

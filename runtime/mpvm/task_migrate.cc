@@ -195,6 +195,7 @@ int TaskRuntime::MigrateOnce() {
   memcpy(head.magic, migrate::kMagic, sizeof head.magic);
   head.tid = mytid_.raw();
   head.pid = static_cast<int32_t>(getpid());
+  head.flags = g_depth == 0 ? migrate::kStoppedBySignal : 0;  // in the handler, computing
   if (refused) {
     head.nlinks = migrate::kRefusal;
     SendAll(ms, &head, sizeof head);
@@ -280,6 +281,8 @@ int TaskRuntime::MigrateOnce() {
   o.n_own_fds = static_cast<int>(n + 1);
   o.bytes_sent = &bytes;
   o.rundir = dir;  // this host's file hash cache
+  int64_t sent_ns = 0;
+  o.sent_ns = &sent_ns;
   const int64_t freeze_ns = RealtimeNs();
   const auto result = ckpt::Capture(o, why, sizeof why);
   if (result == ckpt::CaptureResult::kResumed) {
@@ -287,7 +290,7 @@ int TaskRuntime::MigrateOnce() {
     return 2;  // the restored copy: every descriptor above is gone
   }
   if (result == ckpt::CaptureResult::kSaved) {
-    migrate::ImageDone done{bytes, freeze_ns, RealtimeNs()};
+    migrate::ImageDone done{bytes, freeze_ns, sent_ns, RealtimeNs()};
     const char k = 'K';
     char answer = 0;
     const bool told = SendAll(ms, &k, 1) && SendAll(ms, &done, sizeof done);

@@ -57,6 +57,11 @@ TEST(Handover, EachMalformationIsRefusedWithAReason) {
   h.tid = 0;
   EXPECT_NE(bad(h, {daemon}, 1).find("names no task"), std::string::npos);
   EXPECT_NE(bad(Head(migrate::kMaxLinks + 1), {}, 0).find("too many"), std::string::npos);
+  h = Head(1);
+  h.flags = 6;
+  EXPECT_NE(bad(h, {daemon}, 1).find("unknown flags"), std::string::npos);
+  h.flags = migrate::kStoppedBySignal;
+  EXPECT_EQ(bad(h, {daemon}, 1), "");
   EXPECT_NE(bad(Head(1), {daemon}, 0).find("do not match"), std::string::npos);
   EXPECT_NE(bad(Head(1), {{1, 5, 0, 0}}, 1).find("first link"), std::string::npos);
   EXPECT_NE(bad(Head(2), {daemon, daemon}, 2).find("first link"), std::string::npos);

@@ -113,7 +113,9 @@ def normalize(text, flags):
         for line in s:
             line = mask_tids(line)
             if flags.get("numbers"):
-                line = " ".join(NUM_RE.sub("N", line).split())
+                # Measurements: a time such as 262155 us may look like a
+                # tid (t4000b), so tids and numbers are one class here.
+                line = " ".join(NUM_RE.sub("N", line).replace("TID", "N").split())
             lines.append(line.rstrip())
         while lines and lines[-1] == "":
             lines.pop()

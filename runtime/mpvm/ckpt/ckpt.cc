@@ -878,6 +878,11 @@ CaptureResult Capture(const CaptureOptions& o, char* why, size_t len) {
         if (r.kind == RegionKind::kData)
           e = raw::SendFull(o.out_fd, reinterpret_cast<void*>(r.start), r.end - r.start);
       }
+      if (o.sent_ns != nullptr) {
+        struct timespec ts {};
+        Sys(SYS_clock_gettime, 0 /* CLOCK_REALTIME */, reinterpret_cast<long>(&ts));
+        *o.sent_ns = static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+      }
       if (o.bytes_sent != nullptr) {
         uint64_t n = sizeof h + sizeof(Region) * h.nregions;
         for (uint32_t i = 0; i < h.nregions; ++i)

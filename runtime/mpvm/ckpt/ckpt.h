@@ -44,6 +44,7 @@ struct CaptureOptions {
   int n_own_fds = 0;
   uint64_t* bytes_sent = nullptr;  // if set: the size of the image streamed
   const char* rundir = nullptr;    // this host's runtime directory: its file hash cache
+  int64_t* sent_ns = nullptr;      // if set: CLOCK_REALTIME when the last byte was sent
 };
 
 // Captures this process into opts.out_fd. `why` receives the reason of a
