@@ -460,27 +460,16 @@ ConnId DaemonCore::OnMoveCommitted(Tid t, const MoveTimes& times) {
   // stay: they name it by tid, and what they send it follows it.
   mv.admin_messages += 3;  // "exit" to the old process; the copy's enrolment and its answer
   const std::string dest_name = hosts_.contains(mv.dest) ? hosts_[mv.dest].name : "?";
-  const double ms = (now_ns_ - mv.requested_ns) / 1e6;
   const double blackout = (times.restored_ns - times.freeze_ns) / 1e6;
   if (auto old = forwarding_.find(t.raw()); old != forwarding_.end()) EndForwarding(t.raw());
   Forwarding& fw = forwarding_[t.raw()];
   fw.move_id = mv.id;
   fw.event_sink = task->second.event_sink;
-  fw.record = nlohmann::json{{"tid", t.str()},
-                             {"id", fmt::format("{:x}", mv.id)},
-                             {"from", cfg_.hostname},
-                             {"to", dest_name},
-                             {"bytes", times.bytes},
-                             {"request_ns", mv.requested_wall_ns},
-                             {"freeze_ns", times.freeze_ns},
-                             {"transfer_ns", times.sent_ns},
-                             {"restored_ns", times.restored_ns},
-                             {"stopped", times.by_signal ? "by signal" : "at a boundary"},
-                             {"commit_ns", env_->WallNs()},
-                             {"blackout_ms", blackout},
-                             {"total_ms", ms},
-                             {"admin_messages", mv.admin_messages}}
-                  .dump();
+  fw.move = mv;
+  fw.times = times;
+  fw.to = dest_name;
+  fw.commit_wall_ns = env_->WallNs();
+  fw.commit_ns = now_ns_;
   tasks_.erase(task);
   for (auto& f : held) Reroute(t, std::move(f));
   FinishMove(mv.id, Tid::DaemonOf(HostIndex{mv.dest}).raw(),
@@ -520,7 +509,22 @@ void DaemonCore::OnCommitDone(Tid t) {
   if (fw == forwarding_.end() || fw->second.reported) return;
   Forwarding& f = fw->second;
   f.reported = true;
-  auto record = nlohmann::json::parse(f.record);
+  const Move& mv = f.move;
+  const MoveTimes& times = f.times;
+  nlohmann::json record{{"tid", t.str()},
+                        {"id", fmt::format("{:x}", mv.id)},
+                        {"from", cfg_.hostname},
+                        {"to", f.to},
+                        {"bytes", times.bytes},
+                        {"request_ns", mv.requested_wall_ns},
+                        {"freeze_ns", times.freeze_ns},
+                        {"transfer_ns", times.sent_ns},
+                        {"restored_ns", times.restored_ns},
+                        {"stopped", times.by_signal ? "by signal" : "at a boundary"},
+                        {"commit_ns", f.commit_wall_ns},
+                        {"blackout_ms", (times.restored_ns - times.freeze_ns) / 1e6},
+                        {"total_ms", (f.commit_ns - mv.requested_ns) / 1e6},
+                        {"admin_messages", mv.admin_messages}};
   record["forwarded"] = f.forwarded;        // frames it had not read, or sent us, at the commit
   record["link_updates"] = f.link_updates;  // its task links, told kMoved
   record["encrypted_links"] = f.encrypted_links;  // of which encrypted

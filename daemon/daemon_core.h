@@ -362,7 +362,11 @@ class DaemonCore {
   struct Forwarding {
     uint64_t move_id = 0;
     int event_sink = 0;
-    std::string record;  // the migration's record, a JSON object
+    // The move, for its record.
+    Move move;
+    MoveTimes times;
+    std::string to;
+    int64_t commit_wall_ns = 0, commit_ns = 0;
     uint64_t forwarded = 0;
     int link_updates = 0, open_links = 0, encrypted_links = 0;
     bool reported = false;

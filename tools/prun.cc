@@ -85,16 +85,20 @@ json ChromeTrace(const std::vector<json>& events) {
       name += " " + it->second.substr(it->second.rfind('/') + 1);
     std::string host;
     int64_t since = 0;
-    auto slice = [&](const std::string& h, int64_t from, int64_t to) {
-      if (h.empty() || to < from) return;
-      out.push_back({{"name", name},
-                     {"cat", "task"},
+    // A complete event ("X") on host h's track of this task.
+    auto complete = [&](const std::string& title, const char* cat, const std::string& h,
+                        int64_t from, int64_t to, json args) {
+      out.push_back({{"name", title},
+                     {"cat", cat},
                      {"ph", "X"},
                      {"pid", pid_of(h)},
                      {"tid", thread},
                      {"ts", us(from)},
                      {"dur", us(to) - us(from)},
-                     {"args", {{"host", h}}}});
+                     {"args", std::move(args)}});
+    };
+    auto slice = [&](const std::string& h, int64_t from, int64_t to) {
+      if (!h.empty() && to >= from) complete(name, "task", h, from, to, {{"host", h}});
     };
     std::set<std::string> named;
     auto name_thread = [&](const std::string& h) {
@@ -123,14 +127,7 @@ json ChromeTrace(const std::vector<json>& events) {
         if (resumed_at.contains(id)) args["resume_ns"] = resumed_at[id];
         name_thread(from);
         name_thread(to);
-        out.push_back({{"name", "migrate to " + to},
-                       {"cat", "migration"},
-                       {"ph", "X"},
-                       {"pid", pid_of(from)},
-                       {"tid", thread},
-                       {"ts", us(freeze)},
-                       {"dur", us(restored) - us(freeze)},
-                       {"args", args}});
+        complete("migrate to " + to, "migration", from, freeze, restored, std::move(args));
         // The copy runs from the commit on (it re-enrols with its new daemon
         // at its next PVM call: resume_ns).
         const int64_t resume = e->value("commit_ns", restored);

@@ -162,6 +162,10 @@ class DaemonCoreTest : public ::testing::Test {
     core_.OnOutputClosed(t);
   }
 
+  // Moves task `t` to member b (peer 100) through the whole protocol, asked
+  // from connection 1 (rid 7); the destination's side is faked.
+  void MoveToB(Tid t);
+
   FakeEnv env_;
   DaemonCore core_;
 };
@@ -654,6 +658,18 @@ ctl::Envelope MigrateTo(int tid, const std::string& host) {
   return e;
 }
 
+void DaemonCoreTest::MoveToB(Tid t) {
+  Control(1, MigrateTo(t.raw(), "b"), 7);
+  ctl::Envelope a;
+  a.mutable_migrate_accept()->set_id(env_.PeerControls(100).back().migrate_offer().id());
+  a.mutable_migrate_accept()->set_tid(t.raw());
+  a.mutable_migrate_accept()->set_port(40000);
+  a.mutable_migrate_accept()->set_token(std::string(32, 't'));
+  core_.OnPeerFrame(100, PeerControl(a));
+  core_.OnMoveFrozen(t);
+  core_.OnMoveCommitted(t, MoveTimes{});
+}
+
 TEST_F(DaemonCoreTest, MoveOfferAcceptAndFreezeTimeOut) {
   core_.OnTick(1);
   core_.OnPeerFrame(100, PeerControl(JoinAs("b")));
@@ -777,15 +793,7 @@ TEST_F(DaemonCoreTest, NotifyRequestsMoveWithTheTaskThatMadeThem) {
   n.mutable_notify()->set_tag(77);
   n.mutable_notify()->add_tids(u.raw());
   Control(2, n);
-  Control(1, MigrateTo(t.raw(), "b"), 7);
-  ctl::Envelope a;
-  a.mutable_migrate_accept()->set_id(env_.PeerControls(100).back().migrate_offer().id());
-  a.mutable_migrate_accept()->set_tid(t.raw());
-  a.mutable_migrate_accept()->set_port(40000);
-  a.mutable_migrate_accept()->set_token(std::string(32, 't'));
-  core_.OnPeerFrame(100, PeerControl(a));
-  core_.OnMoveFrozen(t);
-  core_.OnMoveCommitted(t, MoveTimes{});
+  MoveToB(t);
   ctl::TaskMoved moved;
   for (const auto& e : env_.PeerControls(100))
     if (e.has_task_moved()) moved = e.task_moved();
@@ -844,15 +852,7 @@ TEST_F(DaemonCoreTest, ATaskBornHereThatMovedAwayIsServedAndWatchedWhereItRuns) 
   Enrol(1);
   const Tid t(Spawn(1, "w", 1)[0]);
   Enrol(2, t.raw(), 1001);
-  Control(1, MigrateTo(t.raw(), "b"), 7);
-  ctl::Envelope a;
-  a.mutable_migrate_accept()->set_id(env_.PeerControls(100).back().migrate_offer().id());
-  a.mutable_migrate_accept()->set_tid(t.raw());
-  a.mutable_migrate_accept()->set_port(40000);
-  a.mutable_migrate_accept()->set_token(std::string(32, 't'));
-  core_.OnPeerFrame(100, PeerControl(a));
-  core_.OnMoveFrozen(t);
-  core_.OnMoveCommitted(t, MoveTimes{});
+  MoveToB(t);
   EXPECT_EQ(Last(1).status().code(), 0x80000);  // moved to b
 
   ctl::Envelope join;
