@@ -361,7 +361,7 @@ void DaemonCore::DoEnrol(ConnId c, const ctl::Envelope& env) {
     task->committed = true;
     if (!hosts_.contains(task->from_host)) ClaimArrival(task->tid);
   }
-  if (r.restored())  // a moved task runs again, here
+  if (r.restored() && task->event_sink != 0)  // a moved task runs again, here
     Trace(task->event_sink, nlohmann::json{{"ev", "resumed"},
                                            {"tid", task->tid.str()},
                                            {"id", fmt::format("{:x}", task->arrived_by)},
@@ -571,12 +571,13 @@ std::vector<int> DaemonCore::SpawnHere(const ctl::SpawnRequest& s, Tid who,
     task.spec = spec;
     tasks_.emplace(t, std::move(task));
     if (s.output_tid() != 0) SendOutputRecord(tasks_[t], -1, {});
-    Trace(s.event_sink(), nlohmann::json{{"ev", "start"},
-                                         {"tid", t.str()},
-                                         {"host", cfg_.hostname},
-                                         {"a_out", s.file()},
-                                         {"ts", env_->WallNs()}}
-                              .dump());
+    if (s.event_sink() != 0)
+      Trace(s.event_sink(), nlohmann::json{{"ev", "start"},
+                                           {"tid", t.str()},
+                                           {"host", cfg_.hostname},
+                                           {"a_out", s.file()},
+                                           {"ts", env_->WallNs()}}
+                                .dump());
     out.push_back(t.raw());
   }
   return out;
@@ -684,13 +685,14 @@ void DaemonCore::MaybeFinish(Tid tid) {
   }
   if (!t.partial_log.empty()) env_->LogOutput(tid, t.partial_log);
   if (t.out_tid != 0) SendOutputRecord(t, 0, {});
-  Trace(t.event_sink, nlohmann::json{{"ev", "end"},
-                                     {"tid", tid.str()},
-                                     {"host", cfg_.hostname},
-                                     {"code", t.exit_code},
-                                     {"signal", t.term_signal},
-                                     {"ts", env_->WallNs()}}
-                          .dump());
+  if (t.event_sink != 0)
+    Trace(t.event_sink, nlohmann::json{{"ev", "end"},
+                                       {"tid", tid.str()},
+                                       {"host", cfg_.hostname},
+                                       {"code", t.exit_code},
+                                       {"signal", t.term_signal},
+                                       {"ts", env_->WallNs()}}
+                            .dump());
   TaskLeftVm(t);
   if (t.report_to != 0) {
     ctl::Envelope e = NewEnvelope();

@@ -372,6 +372,7 @@ class DaemonCore {
     bool reported = false;
   };
   std::unordered_map<int, Forwarding> forwarding_;
+  // Sends trace event `json` to `sink` (callers skip building it when 0).
   void Trace(int sink, const std::string& json);
   void EndForwarding(int tid);
   bool LocalTask(Tid t) const;

@@ -62,6 +62,13 @@ struct CurMap {  // a mapping of the process that runs the restore
 constexpr size_t kEnvSize = 32 * 1024;
 constexpr size_t kStackSize = 1u << 20;
 
+// A file hash cache record (see FileHash below).
+struct HashRecord {
+  uint64_t dev, ino, size, mtime_ns, ctime_ns, offset, len, hash;
+};
+constexpr int kHashCacheRecords = 4096;
+constexpr long kHashCacheMax = kHashCacheRecords * static_cast<long>(sizeof(HashRecord));
+
 // The working memory at kScratchAddr.
 struct Scratch {
   Header hdr;
@@ -75,6 +82,9 @@ struct Scratch {
   uint8_t token[kTokenSize];
   int image_fd;
   uint32_t rseq_len_registered;
+  HashRecord hashes[kHashCacheRecords];  // the host's file hash cache, read once
+  int nhashes;
+  bool hashes_read;
 };
 static_assert(sizeof(Scratch) + kStackSize < kScratchSize, "scratch too small");
 
@@ -165,10 +175,6 @@ bool ParseMapsLine(const char* l, CurMap& m) {
 // host keeps the hashes it computed in `<rundir>/hash-cache`: fixed records
 // keyed by the file's identity and change times, so a file that changed in
 // any way (ctime moves on every change and cannot be set back) misses.
-struct HashRecord {
-  uint64_t dev, ino, size, mtime_ns, ctime_ns, offset, len, hash;
-};
-constexpr long kHashCacheMax = 4096 * static_cast<long>(sizeof(HashRecord));
 
 char g_hash_cache[kPathMax];  // the cache file's path, or ""
 
@@ -192,22 +198,29 @@ bool FileKey(const char* path, uint64_t dev, uint64_t ino, uint64_t offset, uint
 }
 
 bool CachedHash(HashRecord& k) {
-  long fd = raw::Open(g_hash_cache, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  HashRecord buf[64];
-  bool found = false;
-  for (long n; !found && (n = raw::Read(static_cast<int>(fd), buf, sizeof buf)) > 0;) {
-    for (long i = 0; i < n / static_cast<long>(sizeof(HashRecord)); ++i) {
-      const HashRecord& r = buf[i];
-      if (r.dev == k.dev && r.ino == k.ino && r.size == k.size && r.mtime_ns == k.mtime_ns &&
-          r.ctime_ns == k.ctime_ns && r.offset == k.offset && r.len == k.len) {
-        k.hash = r.hash;
-        found = true;
-      }
+  Scratch* s = S();
+  if (!s->hashes_read) {  // once per capture or restore
+    s->hashes_read = true;
+    long fd = raw::Open(g_hash_cache, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      long got = 0;
+      for (long n; got < kHashCacheMax &&
+                   (n = raw::Read(static_cast<int>(fd), reinterpret_cast<char*>(s->hashes) + got,
+                                  static_cast<size_t>(kHashCacheMax - got))) > 0;)
+        got += n;
+      s->nhashes = static_cast<int>(got / static_cast<long>(sizeof(HashRecord)));
+      raw::Close(static_cast<int>(fd));
     }
   }
-  raw::Close(static_cast<int>(fd));
-  return found;
+  for (int i = 0; i < s->nhashes; ++i) {
+    const HashRecord& r = s->hashes[i];
+    if (r.dev == k.dev && r.ino == k.ino && r.size == k.size && r.mtime_ns == k.mtime_ns &&
+        r.ctime_ns == k.ctime_ns && r.offset == k.offset && r.len == k.len) {
+      k.hash = r.hash;
+      return true;
+    }
+  }
+  return false;
 }
 
 void RememberHash(const HashRecord& k) {
@@ -218,6 +231,8 @@ void RememberHash(const HashRecord& k) {
     Sys(SYS_ftruncate, fd, 0);  // full: start again (appends are single records)
   raw::Write(static_cast<int>(fd), &k, sizeof k);
   raw::Close(static_cast<int>(fd));
+  Scratch* s = S();
+  if (s->nhashes < kHashCacheRecords) s->hashes[s->nhashes++] = k;
 }
 
 // The content hash of bytes [offset, offset + len) of file `path` (mapped as
