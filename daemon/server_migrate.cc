@@ -330,14 +330,19 @@ void Server::CommitMove(MoveIo& m, const MoveTimes& times) {
   }
   if (sc != conns_.end()) sc->second->Close();  // not OnClose: the task did not leave the VM
   // Its task links: read to their end, what comes goes on to it; the peers
-  // are told it moved (kMoved) and then send to it afresh.
+  // are told it moved (kMoved) and then send to it afresh. Its socket name
+  // goes first: a peer here that reads kMoved and connects again must not
+  // reach the listener below, which is closed once drained (frames written
+  // on a connection still queued there would be lost with it).
+  for (const auto& d : m.descs)
+    if (static_cast<migrate::LinkKind>(d.kind) == migrate::LinkKind::kUnixListener)
+      RemoveTaskSocket(t);
   for (size_t i = 1; i < m.descs.size(); ++i) {
     const auto kind = static_cast<migrate::LinkKind>(m.descs[i].kind);
     if (kind == migrate::LinkKind::kPeer) {
       AddForwardLink(m.fds[i], t, m.out[i], m.in[i], m.descs[i].peer, m.cipher[i], m.sealed[i]);
     } else if (kind == migrate::LinkKind::kUnixListener) {
-      RemoveTaskSocket(t);  // no new connections; then take the ones waiting
-      for (;;) {
+      for (;;) {  // the connections waiting (no new ones: its name is gone)
         int fd = accept4(m.fds[i], nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (fd < 0) break;
         AddForwardLink(fd, t, {}, {}, 0);
@@ -374,23 +379,26 @@ void Server::AddForwardLink(int fd, Tid t, std::span<const uint8_t> unsent,
   }
   conns_[id] = std::move(conn);
   core_->OnForwardLink(id, t, cipher.has_value());
-  // First what the peer has sent already: it may have sent its last message
-  // and gone, and a write to it (below) would fail and close the link.
+  // First take in what the peer has sent already: it may have sent its last
+  // message and gone, and a write to it (below) would fail and close the link.
   c->reader().Feed(unread);
   const auto rr = c->ReadAvailable();
+  if (rr == Connection::ReadResult::kOk) {
+    // Tell it at once (before handling what came): a sender keeps sending
+    // here until it reads this, and those are its stale sends.
+    c->SendRaw(unsent);  // the rest of what the task was writing on it
+    FrameHeader h;
+    h.kind = FrameKind::kMoved;
+    h.src = t.raw();
+    h.dst = peer;
+    c->Send(h, {});
+  }
   Frame f;
   while (c->reader().Next(f) == FrameReader::Status::kFrame) core_->OnFrame(id, std::move(f));
-  if (rr != Connection::ReadResult::kOk) {
+  if (rr != Connection::ReadResult::kOk || !c->open()) {
     c->Close();
     core_->OnClose(id);
-    return;
   }
-  c->SendRaw(unsent);  // the rest of what the task was writing on it
-  FrameHeader h;
-  h.kind = FrameKind::kMoved;
-  h.src = t.raw();
-  h.dst = peer;
-  c->Send(h, {});
 }
 
 }  // namespace mpvm
