@@ -504,6 +504,12 @@ void DaemonCore::OnForwardLink(ConnId c, Tid t, bool encrypted) {
   }
 }
 
+DaemonCore::Retained DaemonCore::RetainedForMoved() const {
+  Retained r{where_.size(), forwarding_.size(), 0};
+  for (const auto& [id, c] : conns_) r.held_links += c.forward_for.raw() != 0;
+  return r;
+}
+
 void DaemonCore::OnCommitDone(Tid t) {
   auto fw = forwarding_.find(t.raw());
   if (fw == forwarding_.end() || fw->second.reported) return;
@@ -531,8 +537,8 @@ void DaemonCore::OnCommitDone(Tid t) {
   env_->Log("migration " + record.dump());
   record["ev"] = "migration";
   Trace(f.event_sink, record.dump());
-  f.forwarded = 0;  // from now on: what the links it held bring
-  if (f.open_links == 0) forwarding_.erase(fw);
+  f.forwarded = 0;                                // from now on: what the links it held bring
+  if (f.open_links == 0) EndForwarding(t.raw());  // (its event ends the move's trace)
 }
 
 void DaemonCore::EndForwarding(int tid) {
@@ -543,15 +549,16 @@ void DaemonCore::EndForwarding(int tid) {
   const Forwarding f = std::move(fw->second);
   forwarding_.erase(fw);
   if (!f.reported) return;
-  env_->Debug(fmt::format("move {:x}: {} frames for {} forwarded after the commit", f.move_id,
-                          f.forwarded, Tid(tid).str()));
-  Trace(f.event_sink, nlohmann::json{{"ev", "forwarding"},
-                                     {"tid", Tid(tid).str()},
-                                     {"id", fmt::format("{:x}", f.move_id)},
-                                     {"host", cfg_.hostname},
-                                     {"forwarded", f.forwarded},
-                                     {"ts", env_->WallNs()}}
-                          .dump());
+  nlohmann::json record{{"tid", Tid(tid).str()},
+                        {"id", fmt::format("{:x}", f.move_id)},
+                        {"host", cfg_.hostname},
+                        {"forwarded", f.forwarded},
+                        {"links", f.link_updates}};
+  env_->Log("forwarding " + record.dump());
+  if (f.event_sink == 0) return;
+  record["ev"] = "forwarding";
+  record["ts"] = env_->WallNs();
+  Trace(f.event_sink, record.dump());
 }
 
 void DaemonCore::NoteTransit(const Frame& f) {

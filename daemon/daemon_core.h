@@ -206,6 +206,13 @@ class DaemonCore {
   // The server has handed everything of a committed move on: the move's
   // record is logged (`migration {...}`) and traced.
   void OnCommitDone(Tid t);
+  // What this host keeps for tasks that moved away from it: registry
+  // entries (tid to host), forwarding records (kept while links the task
+  // held here are open) and those links.
+  struct Retained {
+    size_t registry = 0, records = 0, held_links = 0;
+  };
+  Retained RetainedForMoved() const;
   // Where a task runs now (host index), as far as this daemon knows.
   int HostOf(Tid t) const;
   // The connection of a task here (0 if none).

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -62,12 +63,12 @@ json ChromeTrace(const std::vector<json>& events) {
   };
   std::map<std::string, std::string> a_out;
   std::map<std::string, std::vector<const json*>> by_task;
-  std::map<std::string, int64_t> later_forwards;  // by move id
+  std::map<std::string, const json*> forwarding;  // by move id
   std::map<std::string, int64_t> resumed_at;      // by move id
   for (const auto& e : events) {
     const std::string ev = e.value("ev", "");
     if (ev == "forwarding") {
-      later_forwards[e.value("id", "")] += e.value("forwarded", 0);
+      forwarding[e.value("id", "")] = &e;
       continue;
     }
     if (ev == "resumed") resumed_at[e.value("id", "")] = e["ts"].get<int64_t>();
@@ -123,7 +124,9 @@ json ChromeTrace(const std::vector<json>& events) {
         slice(from.empty() ? host : from, since, freeze);
         json args = *e;
         args.erase("ev");
-        args["forwarded_later"] = later_forwards[id];
+        if (auto fw = forwarding.find(id); fw != forwarding.end()) {
+          args["forwarded_later"] = fw->second->value("forwarded", 0);  // after the commit
+        }
         if (resumed_at.contains(id)) args["resume_ns"] = resumed_at[id];
         name_thread(from);
         name_thread(to);
@@ -308,6 +311,16 @@ int main(int argc, char** argv) {
     std::fwrite(out.data(), 1, out.size(), stdout);
   };
 
+  auto take_trace = [&] {
+    while (auto m = rt.TakeMessage(-1, mpvm::kTraceTag, mpvm::kSystemCtx)) {
+      int len = 0;
+      if (!m->Unpack(mpvm::DataType::kInt, &len, 1, 1) || len <= 0) continue;
+      std::string text(static_cast<size_t>(len), '\0');
+      if (!m->Unpack(mpvm::DataType::kByte, text.data(), len, 1)) continue;
+      auto e = json::parse(text, nullptr, /*allow_exceptions=*/false);
+      if (!e.is_discarded()) trace.push_back(std::move(e));
+    }
+  };
   int interrupted = 0;
   while (ended < started || !open_outputs.empty()) {
     while (auto m = rt.TakeMessage(-1, mpvm::kOutputTag, mpvm::kSystemCtx)) {
@@ -334,14 +347,7 @@ int main(int argc, char** argv) {
       }
     }
     std::fflush(stdout);
-    while (auto m = rt.TakeMessage(-1, mpvm::kTraceTag, mpvm::kSystemCtx)) {
-      int len = 0;
-      if (!m->Unpack(mpvm::DataType::kInt, &len, 1, 1) || len <= 0) continue;
-      std::string text(static_cast<size_t>(len), '\0');
-      if (!m->Unpack(mpvm::DataType::kByte, text.data(), len, 1)) continue;
-      auto e = json::parse(text, nullptr, /*allow_exceptions=*/false);
-      if (!e.is_discarded()) trace.push_back(std::move(e));
-    }
+    take_trace();
     auto& ev = rt.task_ended();
     while (!ev.empty()) {
       auto e = ev.front();
@@ -384,6 +390,31 @@ int main(int argc, char** argv) {
   }
   std::fflush(stdout);
   if (!trace_file.empty()) {
+    // Each move's source host sends a last "forwarding" event when the links
+    // it held for the task close (they do as the run's tasks end): wait a
+    // little for those still on their way.
+    auto missing = [&] {
+      std::set<std::string> moves;
+      for (const auto& e : trace)
+        if (e.value("ev", "") == "migration") moves.insert(e.value("id", ""));
+      for (const auto& e : trace)
+        if (e.value("ev", "") == "forwarding") moves.erase(e.value("id", ""));
+      return moves.size();
+    };
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+    while (interrupted == 0 && g_signal == 0 && !rt.daemon_lost() && missing() > 0) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) {
+        std::fprintf(stderr,
+                     "prun: the trace lacks the forwarding counts of %zu moves (their source "
+                     "hosts did not report within 3 s)\n",
+                     missing());
+        break;
+      }
+      rt.WaitActivity(static_cast<int>(left.count()), &wait_mask);
+      take_trace();
+    }
     std::ofstream f(trace_file);
     f << ChromeTrace(trace).dump(1) << "\n";
     if (!f) {

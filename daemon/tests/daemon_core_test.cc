@@ -886,6 +886,73 @@ TEST_F(DaemonCoreTest, ATaskBornHereThatMovedAwayIsServedAndWatchedWhereItRuns) 
   EXPECT_EQ(data[0].h.tag, 68);
 }
 
+// The bound on what a host keeps for the tasks that left it
+// (docs/design/migration.md, "Forwarding entries"): a registry entry each
+// until the task ends, and a forwarding record only while links it held
+// here are open.
+TEST_F(DaemonCoreTest, WhatAHostKeepsForTasksThatLeftGoesWithTheirLinksAndTheirEnd) {
+  core_.OnPeerFrame(100, PeerControl(JoinAs("b")));
+  Enrol(1);
+  std::vector<int> tids;
+  for (int i = 0; i < 4; ++i) tids.push_back(Spawn(1, "w", 1)[0]);
+  ConnId link = 50;
+  for (size_t i = 0; i < tids.size(); ++i) {
+    const Tid t(tids[i]);
+    Enrol(static_cast<ConnId>(2 + i), t.raw(), static_cast<int>(1001 + i));
+    MoveToB(t);
+    for (size_t k = 0; k < i; ++k) core_.OnForwardLink(link++, t);  // task i held i links
+    core_.OnCommitDone(t);
+  }
+  auto r = core_.RetainedForMoved();
+  EXPECT_EQ(r.registry, 4u);
+  EXPECT_EQ(r.records, 3u);  // the task with no links needs none after its commit
+  EXPECT_EQ(r.held_links, 6u);
+
+  // Task 1's peer closes its link after reading kMoved: its record goes,
+  // with one last account of what was forwarded.
+  const size_t logs_before = env_.logs.size();
+  core_.OnClose(50);
+  r = core_.RetainedForMoved();
+  EXPECT_EQ(r.records, 2u);
+  EXPECT_EQ(r.held_links, 5u);
+  ASSERT_EQ(env_.logs.size(), logs_before + 1);
+  EXPECT_NE(env_.logs.back().find("forwarding {"), std::string::npos);
+  EXPECT_NE(env_.logs.back().find(Tid(tids[1]).str()), std::string::npos);
+
+  // One of task 3's three links closes: its record stays for the others.
+  core_.OnClose(53);
+  EXPECT_EQ(core_.RetainedForMoved().records, 2u);
+
+  // Task 2 ends at b: its registry entry and record go at once; its links
+  // go as their peers close them.
+  ctl::Envelope gone;
+  gone.mutable_task_gone()->set_tid(tids[2]);
+  Frame g = PeerControl(gone);
+  g.header.src = 0x80000;
+  core_.OnPeerFrame(100, std::move(g));
+  r = core_.RetainedForMoved();
+  EXPECT_EQ(r.registry, 3u);
+  EXPECT_EQ(r.records, 1u);
+  EXPECT_EQ(r.held_links, 4u);
+  core_.OnClose(51);
+  core_.OnClose(52);
+
+  // The rest end: nothing is left.
+  for (int tid : {tids[0], tids[1], tids[3]}) {
+    ctl::Envelope e;
+    e.mutable_task_gone()->set_tid(tid);
+    Frame f = PeerControl(e);
+    f.header.src = 0x80000;
+    core_.OnPeerFrame(100, std::move(f));
+  }
+  core_.OnClose(54);
+  core_.OnClose(55);
+  r = core_.RetainedForMoved();
+  EXPECT_EQ(r.registry, 0u);
+  EXPECT_EQ(r.records, 0u);
+  EXPECT_EQ(r.held_links, 0u);
+}
+
 TEST(DaemonCoreMember, AMigrateRequestForATaskThatIsGoneIsAnsweredNotBounced) {
   // The master sends a member a request for a task its registry places there
   // (it ended there a moment ago): the member answers, and does not pass it
