@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -830,6 +831,23 @@ char* pvmtmpnam(char* buf) {
 
 }  // extern "C"
 
+namespace {
+
+// A histogram into counts[0..n-1] (the last entry takes the rest); returns
+// the largest index with a count.
+template <size_t N>
+int Histogram(const std::array<uint64_t, N>& all, unsigned long* counts, int n) {
+  if (counts == nullptr || n < 1) return PvmBadParam;
+  int most = 0;
+  for (int h = 0; h < n; ++h) counts[h] = 0;
+  for (int h = 0; h < static_cast<int>(N); ++h) {
+    counts[std::min(h, n - 1)] += all[static_cast<size_t>(h)];
+    if (all[static_cast<size_t>(h)] > 0) most = h;
+  }
+  return most;
+}
+}  // namespace
+
 extern "C" {
 int mpvm_rank(void) {
   const char* r = getenv("MPVM_RANK");
@@ -850,15 +868,10 @@ int pvm_migrate(int tid, const char* host) {
 int pvm_location(int tid) { return RetVal("pvm_location", Rt()->Location(tid)); }
 
 int mpvm_forward_hops(unsigned long* counts, int n) {
-  if (counts == nullptr || n < 1) return PvmBadParam;
-  const auto& all = Rt()->hop_counts();
-  int most = 0;
-  for (int h = 0; h < n; ++h) counts[h] = 0;
-  for (int h = 0; h < static_cast<int>(all.size()); ++h) {
-    counts[std::min(h, n - 1)] += all[static_cast<size_t>(h)];
-    if (all[static_cast<size_t>(h)] > 0) most = h;
-  }
-  return most;
+  return Histogram(Rt()->hop_counts(), counts, n);
+}
+int mpvm_stale_sends(unsigned long* counts, int n) {
+  return Histogram(Rt()->stale_sends(), counts, n);
 }
 }
 

@@ -36,6 +36,17 @@ int pvm_location(int tid);
  * number of hops seen, or PvmBadParam. */
 int mpvm_forward_hops(unsigned long* counts, int n);
 
+/* Stale sends: when a task this one has a direct link to moves away, its old
+ * host tells this task so on the link (a link update), and this task sends to
+ * it afresh from then on. Its stale sends on the link are the messages it
+ * sent there between its last look at the link that found no update and the
+ * look that found it (an upper bound on those sent after the update
+ * arrived). The library looks after every send, so this is at most 1.
+ * Fills counts[k] with the number of link updates after which this task had
+ * made k stale sends (the last entry also counts more) and returns the most
+ * on one link, or PvmBadParam. */
+int mpvm_stale_sends(unsigned long* counts, int n);
+
 #ifdef __cplusplus
 }
 #endif

@@ -175,6 +175,7 @@ bool Connection::Flush() {
 }
 
 Connection::ReadResult Connection::ReadAvailable(size_t budget) {
+  drained_ = false;
   if (cipher_) {
     // Read sealed records, open each whole one and hand the frames on.
     size_t got = 0;
@@ -185,11 +186,17 @@ Connection::ReadResult Connection::ReadAvailable(size_t budget) {
       if (n > 0) {
         sealed_in_.insert(sealed_in_.end(), buf, buf + n);
         got += static_cast<size_t>(n);
-        if (static_cast<size_t>(n) < sizeof buf) break;
+        if (static_cast<size_t>(n) < sizeof buf) {
+          drained_ = true;
+          break;
+        }
         continue;
       }
       if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && errno == EAGAIN) break;
+      if (n < 0 && errno == EAGAIN) {
+        drained_ = true;
+        break;
+      }
       rr = n == 0 ? ReadResult::kClosed : ReadResult::kError;
       break;
     }
@@ -215,12 +222,18 @@ Connection::ReadResult Connection::ReadAvailable(size_t budget) {
     if (n > 0) {
       reader_.Commit(static_cast<size_t>(n));
       got += static_cast<size_t>(n);
-      if (static_cast<size_t>(n) < space.size()) return ReadResult::kOk;
+      if (static_cast<size_t>(n) < space.size()) {
+        drained_ = true;
+        return ReadResult::kOk;
+      }
       continue;
     }
     if (n == 0) return ReadResult::kClosed;
     if (errno == EINTR) continue;
-    if (errno == EAGAIN) return ReadResult::kOk;
+    if (errno == EAGAIN) {
+      drained_ = true;
+      return ReadResult::kOk;
+    }
     return ReadResult::kError;
   }
   return ReadResult::kOk;

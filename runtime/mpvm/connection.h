@@ -38,6 +38,9 @@ class Connection {
   enum class ReadResult { kOk, kClosed, kError };
   // Reads what the socket has (until EAGAIN, at most `budget` bytes).
   ReadResult ReadAvailable(size_t budget = 4 << 20);
+  // The last ReadAvailable read all the socket had (it did not stop at its
+  // budget).
+  bool drained() const { return drained_; }
   FrameReader& reader() { return reader_; }
   const FrameReader& reader() const { return reader_; }
 
@@ -82,6 +85,10 @@ class Connection {
   }
   // The task at the other end, when the link authenticated it (else 0).
   int32_t peer_tid = 0;
+  // Data frames the task sent on it since it last looked for what the link
+  // brings: when that look finds kMoved, these are its stale sends (the
+  // update may have been waiting since just after the look before).
+  uint32_t sends_unlooked = 0;
 
  private:
   bool SendBytes(std::span<const uint8_t> bytes);
@@ -95,6 +102,7 @@ class Connection {
   size_t out_offset_ = 0;  // bytes of out_.front() already written
   size_t queued_ = 0;
   bool close_when_flushed_ = false;
+  bool drained_ = false;
 };
 
 // Connects to a Unix stream socket; returns a non-blocking fd or -errno.

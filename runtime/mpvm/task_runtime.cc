@@ -784,7 +784,10 @@ Status TaskRuntime::SendData(Tid dst, int tag, Message& m) {
   }
   h.seq = ++send_seq_[dst.raw()];
   Connection* c = RouteTo(dst);
-  if (c != daemon_.get() && c->Send(h, aux, m.body())) return {};
+  if (c != daemon_.get() && c->Send(h, aux, m.body())) {
+    ++c->sends_unlooked;
+    return {};
+  }
   if (c != daemon_.get()) peers_.erase(dst.raw());  // peer gone: try the relay
   if (!daemon_ || !daemon_->Send(h, aux, m.body())) {
     LostDaemon();
@@ -904,6 +907,11 @@ bool TaskRuntime::Progress(int timeout_ms) {
     AtBoundary();
     return false;
   }
+  // A link with nothing to read had no kMoved on it: what was sent on it so
+  // far went where its peer was.
+  for (size_t i = 0; i < who.size(); ++i)
+    if (who[i] != nullptr && (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0)
+      who[i]->sends_unlooked = 0;
   if (!handshakes_.empty() || tcp_listen_fd_ >= 0) {
     size_t k = first_link_fd;
     bool accept_ready = false;
@@ -962,6 +970,7 @@ bool TaskRuntime::Progress(int timeout_ms) {
         if (st == FrameReader::Status::kError) rr = Connection::ReadResult::kError;
         break;
       }
+      if (c->drained()) c->sends_unlooked = 0;  // a kMoved was in it, or not there yet
       if (rr != Connection::ReadResult::kOk) {
         if (debugmask_ != 0 || std::getenv("MPVM_DEBUG") != nullptr)
           std::fprintf(stderr, "libpvm [%s]: %s link closed (%s)\n", mytid_.str().c_str(),
@@ -1010,6 +1019,7 @@ void TaskRuntime::HandleFrame(Connection* from, Frame&& f) {
     // The task at the other end moved; its old daemon reads this link to the
     // end. Send to it afresh from now on, once what is queued here is out.
     if (from == daemon_.get()) return;
+    ++stale_sends_[std::min<size_t>(from->sends_unlooked, stale_sends_.size() - 1)];
     if (auto p = peers_.find(f.header.src); p != peers_.end() && p->second.conn == from)
       peers_.erase(p);
     from->CloseWhenFlushed();

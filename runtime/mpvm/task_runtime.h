@@ -177,6 +177,11 @@ class TaskRuntime {
   // Data messages received so far, by how often daemons forwarded them on
   // their way (a move of this task left them at a stale place): [0] direct.
   const std::array<uint64_t, kFrameMaxHops + 1>& hop_counts() const { return hop_counts_; }
+  // Link updates (kMoved: the task at the other end of a link moved away)
+  // received so far, by the number of data messages this task had sent on
+  // the link since it last looked at it and found no update: its stale sends
+  // there. The last entry also counts anything more.
+  const std::array<uint64_t, 16>& stale_sends() const { return stale_sends_; }
   // The daemon's explanation of the last failed host request, if any.
   const std::string& last_detail() const { return last_detail_; }
   int output_tid() const { return out_tid_; }
@@ -250,6 +255,7 @@ class TaskRuntime {
   std::unordered_map<int32_t, uint64_t> send_seq_;
   std::unordered_map<int32_t, RecvState> recv_state_;
   std::array<uint64_t, kFrameMaxHops + 1> hop_counts_{};
+  std::array<uint64_t, 16> stale_sends_{};
   std::deque<int> queue_;  // buffer ids of received, unreceived messages
   std::map<uint64_t, ctl::Envelope> replies_;
   int calls_in_flight_ = 0;    // a move waits for these (their answers come here)

@@ -281,15 +281,18 @@ class ChaosRingTest(MigrateBase):
 
 
 class ForwardingTest(MigrateBase):
-    """The forwarding bound: however often a task moves, no message to it is
-    forwarded more than twice (docs/design/migration.md, "At most 2 hops")."""
+    """The forwarding bounds: however often a task moves, no message to it is
+    forwarded more than twice, and a sender puts at most 2 messages on a link
+    after the old host told it the task moved (docs/design/migration.md, "At
+    most 2 hops", "Stale sends")."""
 
-    def test_no_message_takes_more_than_two_hops_after_100_moves(self):
+    def test_after_100_moves_no_message_took_over_two_hops_nor_a_link_over_two_stale_sends(self):
         hosts = ["alpha", "beta", "gamma"]
         self.start_vm(*hosts)
         stop = os.path.join(self.tmp, "stop")
-        p = subprocess.Popen([PRUN, HOP_TASK, stop], env=self.env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+        trace = os.path.join(self.tmp, "trace.json")
+        p = subprocess.Popen([PRUN, "--trace", trace, HOP_TASK, stop], env=self.env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.procs.append(p)
         _, tid = self.first_line(p)
         for i in range(100):  # the receiver, while its sender streams to it
@@ -304,8 +307,24 @@ class ForwardingTest(MigrateBase):
         self.assertEqual(more, 0, out)
         self.assertLessEqual(most, 2, out)
         self.assertGreater(one + two, 0, "no message was forwarded: the test proved nothing")
-        print(f"\n{direct} direct, {one} forwarded once, {two} twice, over 100 moves",
-              file=sys.stderr)
+        # The sender's link updates, by the stale sends it made before each.
+        m = re.search(r"link updates by stale sends 0:(\d+) 1:(\d+) 2:(\d+) 3\+:(\d+) max (\d+)",
+                      out)
+        self.assertIsNotNone(m, out)
+        none, once, twice, more_stale, most_stale = map(int, m.groups())
+        self.assertGreater(none + once + twice + more_stale, 0,
+                           "the sender was never told of a move: the test proved nothing")
+        self.assertEqual(more_stale, 0, out)
+        self.assertLessEqual(most_stale, 2, out)
+        # Every move's record is in the trace, completed by its source's
+        # count of what it forwarded after the commit.
+        moves = [e["args"] for e in json.load(open(trace))["traceEvents"]
+                 if e.get("cat") == "migration" and e["ph"] == "X"]
+        self.assertEqual(len(moves), 100, err)
+        self.assertTrue(all("forwarded_later" in m for m in moves), err)
+        print(f"\n{direct} direct, {one} forwarded once, {two} twice, over 100 moves; "
+              f"{none + once + twice} link updates: {none} after no stale send, {once} after 1, "
+              f"{twice} after 2", file=sys.stderr)
 
 
 if __name__ == "__main__":
