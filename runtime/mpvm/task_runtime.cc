@@ -863,7 +863,11 @@ class MigrateSignalGuard {
 
 bool TaskRuntime::Progress(int timeout_ms) {
   MigrateSignalGuard guard(Migratable());
+  const uint64_t handled = frames_handled_;
   AtBoundary();  // a move asked for while in the library happens here
+  // A copy that resumed there took in frames as it re-enrolled (what was
+  // held for it): its caller must see them before anything more comes.
+  if (frames_handled_ != handled) timeout_ms = 0;
   std::vector<pollfd> fds;
   std::vector<Connection*> who;  // parallel to fds; nullptr = listener
   fds.reserve(conns_.size() + 2);
@@ -1005,6 +1009,7 @@ void TaskRuntime::SweepClosed() {
 }
 
 void TaskRuntime::HandleFrame(Connection* from, Frame&& f) {
+  ++frames_handled_;
   // A link authenticated as task X carries data from X only; control comes
   // from the daemon alone.
   if (from != daemon_.get() && (f.header.kind == FrameKind::kControl ||

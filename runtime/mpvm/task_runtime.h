@@ -256,7 +256,8 @@ class TaskRuntime {
   std::unordered_map<int32_t, RecvState> recv_state_;
   std::array<uint64_t, kFrameMaxHops + 1> hop_counts_{};
   std::array<uint64_t, 16> stale_sends_{};
-  std::deque<int> queue_;  // buffer ids of received, unreceived messages
+  uint64_t frames_handled_ = 0;  // so a wait knows whether a move brought any
+  std::deque<int> queue_;        // buffer ids of received, unreceived messages
   std::map<uint64_t, ctl::Envelope> replies_;
   int calls_in_flight_ = 0;    // a move waits for these (their answers come here)
   bool migrate_call_ = false;  // ...except a Migrate call: its answer follows the task
