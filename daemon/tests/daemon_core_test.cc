@@ -165,6 +165,8 @@ class DaemonCoreTest : public ::testing::Test {
   // Moves task `t` to member b (peer 100) through the whole protocol, asked
   // from connection 1 (rid 7); the destination's side is faked.
   void MoveToB(Tid t);
+  // Member b (peer 100) says task `tid` ended there.
+  void TaskGoneAtB(int tid);
 
   FakeEnv env_;
   DaemonCore core_;
@@ -658,6 +660,14 @@ ctl::Envelope MigrateTo(int tid, const std::string& host) {
   return e;
 }
 
+void DaemonCoreTest::TaskGoneAtB(int tid) {
+  ctl::Envelope e;
+  e.mutable_task_gone()->set_tid(tid);
+  Frame f = PeerControl(e);
+  f.header.src = 0x80000;
+  core_.OnPeerFrame(100, std::move(f));
+}
+
 void DaemonCoreTest::MoveToB(Tid t) {
   Control(1, MigrateTo(t.raw(), "b"), 7);
   ctl::Envelope a;
@@ -876,11 +886,7 @@ TEST_F(DaemonCoreTest, ATaskBornHereThatMovedAwayIsServedAndWatchedWhereItRuns) 
   n.mutable_notify()->add_tids(t.raw());
   Control(1, n);
   EXPECT_TRUE(env_.Data(1).empty());  // it runs on, at b
-  ctl::Envelope gone;
-  gone.mutable_task_gone()->set_tid(t.raw());
-  Frame g = PeerControl(gone);
-  g.header.src = 0x80000;
-  core_.OnPeerFrame(100, std::move(g));
+  TaskGoneAtB(t.raw());
   auto data = env_.Data(1);
   ASSERT_EQ(data.size(), 1u);
   EXPECT_EQ(data[0].h.tag, 68);
@@ -925,11 +931,7 @@ TEST_F(DaemonCoreTest, WhatAHostKeepsForTasksThatLeftGoesWithTheirLinksAndTheirE
 
   // Task 2 ends at b: its registry entry and record go at once; its links
   // go as their peers close them.
-  ctl::Envelope gone;
-  gone.mutable_task_gone()->set_tid(tids[2]);
-  Frame g = PeerControl(gone);
-  g.header.src = 0x80000;
-  core_.OnPeerFrame(100, std::move(g));
+  TaskGoneAtB(tids[2]);
   r = core_.RetainedForMoved();
   EXPECT_EQ(r.registry, 3u);
   EXPECT_EQ(r.records, 1u);
@@ -938,13 +940,7 @@ TEST_F(DaemonCoreTest, WhatAHostKeepsForTasksThatLeftGoesWithTheirLinksAndTheirE
   core_.OnClose(52);
 
   // The rest end: nothing is left.
-  for (int tid : {tids[0], tids[1], tids[3]}) {
-    ctl::Envelope e;
-    e.mutable_task_gone()->set_tid(tid);
-    Frame f = PeerControl(e);
-    f.header.src = 0x80000;
-    core_.OnPeerFrame(100, std::move(f));
-  }
+  for (int tid : {tids[0], tids[1], tids[3]}) TaskGoneAtB(tid);
   core_.OnClose(54);
   core_.OnClose(55);
   r = core_.RetainedForMoved();
