@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # README command 2: install what is missing, build, and pass the test suite:
-# the dev build's tests, the same tests under AddressSanitizer +
+# the dev build's tests, the release build (the README's) and its install,
+# the same tests under AddressSanitizer +
 # UndefinedBehaviorSanitizer, and the fuzz targets for a bounded time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,11 @@ echo "== dev build and tests =="
 cmake --preset dev >/dev/null
 cmake --build --preset dev -j "$jobs"
 ctest --preset dev
+
+echo "== release build (the README's build) and its install =="
+cmake --preset release >/dev/null
+cmake --build --preset release -j "$jobs"
+bash tests/install/check_install.sh build/release
 
 echo "== AddressSanitizer + UndefinedBehaviorSanitizer build and tests =="
 cmake --preset asan >/dev/null
