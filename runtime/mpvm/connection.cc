@@ -107,7 +107,10 @@ bool Connection::Send(const FrameHeader& h, std::span<const uint8_t> aux,
     int iovcnt = 3;
     iovec* v = iov;
     while (written < total) {
-      ssize_t n = writev(fd_, v, iovcnt);
+      msghdr msg{};
+      msg.msg_iov = v;
+      msg.msg_iovlen = static_cast<size_t>(iovcnt);
+      ssize_t n = sendmsg(fd_, &msg, MSG_NOSIGNAL);  // a gone peer is an error, not SIGPIPE
       if (n < 0) {
         if (errno == EINTR) continue;
         if (errno == EAGAIN) break;
@@ -157,7 +160,7 @@ bool Connection::SendBytes(std::span<const uint8_t> bytes) {
 bool Connection::Flush() {
   while (!out_.empty()) {
     auto& front = out_.front();
-    ssize_t n = write(fd_, front.data() + out_offset_, front.size() - out_offset_);
+    ssize_t n = send(fd_, front.data() + out_offset_, front.size() - out_offset_, MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN) return true;
@@ -216,7 +219,7 @@ Connection::ReadResult Connection::ReadAvailable(size_t budget) {
     return rr;
   }
   size_t got = 0;
-  while (got < budget) {
+  while (got < budget && !reader_.HasLargeFrame()) {
     auto space = reader_.WritableSpace();
     ssize_t n = read(fd_, space.data(), space.size());
     if (n > 0) {

@@ -132,6 +132,16 @@ FrameReader::Status FrameReader::Next(Frame& out) {
   }
   if (end_ - start_ < header_.length) return Status::kNeedMore;
   out.header = header_;
+  if (start_ == 0 && end_ == header_.length && header_.length >= kLargeFrame) {
+    // The buffer holds exactly this frame (WritableSpace compacted it to the
+    // front): hand it over instead of copying a large payload.
+    out.payload = std::move(buf_);
+    out.payload.resize(header_.length);  // drop spare capacity past the frame
+    buf_ = {};
+    end_ = 0;
+    have_header_ = false;
+    return Status::kFrame;
+  }
   out.payload.assign(buf_.begin() + static_cast<ptrdiff_t>(start_),
                      buf_.begin() + static_cast<ptrdiff_t>(start_ + header_.length));
   start_ += header_.length;

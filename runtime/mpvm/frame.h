@@ -44,8 +44,14 @@ struct FrameHeader {
 inline constexpr size_t kFrameHeaderSize = 40;
 inline constexpr uint32_t kFrameMagic = 0x4d56504d;  // "MPVM" as bytes
 inline constexpr uint8_t kFrameVersion = 1;
-// Default largest payload accepted from a peer (1 GiB).
-inline constexpr uint32_t kDefaultMaxFrame = 1u << 30;
+// The largest message body: what pvm_bufinfo's int can report (2 GiB - 1).
+// A larger message is refused at pack or send time (PvmOverflow).
+inline constexpr size_t kMaxMessageBytes = 0x7fffffff;
+// Default largest payload accepted from a peer: the largest message body plus
+// room for its type map (frame aux bytes).
+inline constexpr uint32_t kDefaultMaxFrame = uint32_t{kMaxMessageBytes} + (16u << 20);
+// A frame at least this long is handed out of the reader without a copy.
+inline constexpr uint32_t kLargeFrame = 1u << 20;
 
 // Frame flags.
 inline constexpr uint8_t kFrameFlagRelayed = 1;  // came through a daemon
@@ -89,6 +95,12 @@ class FrameReader {
   // Extracts the next complete frame into `out`.
   Status Next(Frame& out);
   FrameError error() const { return error_; }
+  // True when a whole frame of at least kLargeFrame bytes waits in the
+  // buffer: read no more until it is taken, so the buffer is not grown (and
+  // copied) past it.
+  bool HasLargeFrame() const {
+    return have_header_ && header_.length >= kLargeFrame && end_ - start_ >= header_.length;
+  }
   size_t buffered() const { return end_ - start_; }
   // Bytes read but not yet returned as frames, as they came off the wire:
   // the header of a frame in progress (if decoded already) then the rest.

@@ -4,6 +4,8 @@
 #include <cstring>
 #include <iterator>
 
+#include "mpvm/frame.h"
+
 namespace mpvm {
 namespace {
 
@@ -123,6 +125,10 @@ Status Message::Pack(DataType type, const void* data, int count, int stride) {
   const size_t n = static_cast<size_t>(count);
   const size_t item = NativeSize(type);
   const size_t step = item * static_cast<size_t>(stride);
+  // Refused before anything is allocated or read: a message larger than
+  // pvm_bufinfo can report cannot be sent.
+  const size_t grows = n * (encoding_ == kEncDefault ? XdrSize(type) : item) + 3;
+  if (grows > kMaxMessageBytes - std::min(size(), kMaxMessageBytes)) return Fail(Err::kOverflow);
 
   if (encoding_ == kEncInPlace && stride == 1) {
     refs_.push_back({body_.size(), src, n * item});

@@ -135,6 +135,52 @@ TEST(FrameReader, ReadingPastAPartialFrameKeepsTheBufferValid) {
   EXPECT_EQ(r.buffered(), 10u + 400u - 100u);
 }
 
+// A large frame read as a socket reads it (header and a first piece, then the
+// rest into the space offered) is handed over without a copy, whole, and the
+// frame after it is still read.
+TEST(FrameReader, ALargeFrameIsHandedOverWholeAndTheNextOneStillArrives) {
+  FrameHeader h = Sample();
+  h.length = kLargeFrame + 3;
+  h.aux_length = 0;
+  auto hb = EncodeFrameHeader(h);
+  FrameReader r;
+  auto space = r.WritableSpace();
+  std::copy(hb.begin(), hb.end(), space.begin());
+  std::fill(space.begin() + kFrameHeaderSize, space.begin() + 1000, uint8_t(1));
+  r.Commit(1000);
+  Frame f;
+  ASSERT_EQ(r.Next(f), FrameReader::Status::kNeedMore);
+  EXPECT_FALSE(r.HasLargeFrame());
+  space = r.WritableSpace();
+  const size_t rest = h.length - (1000 - kFrameHeaderSize);
+  ASSERT_EQ(space.size(), rest);  // exactly the rest: nothing of the next frame
+  std::fill(space.begin(), space.end(), uint8_t(2));
+  r.Commit(rest);
+  EXPECT_TRUE(r.HasLargeFrame());
+  const uint8_t* where = space.data() - (1000 - kFrameHeaderSize);
+  ASSERT_EQ(r.Next(f), FrameReader::Status::kFrame);
+  EXPECT_EQ(f.payload.data(), where);  // the reader's buffer itself
+  ASSERT_EQ(f.payload.size(), h.length);
+  EXPECT_EQ(f.payload.front(), 1);
+  EXPECT_EQ(f.payload.back(), 2);
+  EXPECT_FALSE(r.HasLargeFrame());
+  FrameHeader small = Sample();
+  small.length = 2;
+  small.aux_length = 0;
+  r.Feed(EncodeFrameHeader(small));
+  std::vector<uint8_t> two = {5, 6};
+  r.Feed(two);
+  ASSERT_EQ(r.Next(f), FrameReader::Status::kFrame);
+  EXPECT_EQ(f.payload, two);
+}
+
+TEST(FrameReader, TheLargestMessageFitsTheDefaultLimit) {
+  FrameHeader h = Sample();
+  h.length = static_cast<uint32_t>(kMaxMessageBytes) + 1024;  // body + a type map
+  h.aux_length = 1024;
+  EXPECT_TRUE(DecodeFrameHeader(EncodeFrameHeader(h)).has_value());
+}
+
 TEST(FrameReader, EmptyFeedIsHarmless) {  // found by daemon_stream_fuzz
   FrameReader r;
   r.Feed({});

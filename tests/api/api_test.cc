@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <climits>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -220,6 +221,75 @@ TEST(Messaging, TrecvTimesOut) {
   EXPECT_GT(pvm_trecv(-1, 4242, &tv), 0);
   struct timeval bad = {-1, 0};
   EXPECT_EQ(pvm_trecv(-1, 1, &bad), PvmBadParam);
+}
+
+// A peer that exits with data still queued to it must never kill the sender
+// with SIGPIPE: the library writes with MSG_NOSIGNAL and keeps the
+// program's own SIGPIPE disposition (the default, which kills).
+TEST(Messaging, APeerThatExitsWithDataQueuedDoesNotKillTheSender) {
+  ASSERT_EQ(signal(SIGPIPE, SIG_DFL), SIG_DFL);
+  pvm_setopt(PvmRoute, PvmRouteDirect);
+  std::vector<char> big(8 << 20, 'x');
+  for (int run = 0; run < 3; ++run) {
+    std::vector<int> peers;
+    for (int i = 0; i < 8; ++i) peers.push_back(Spawn("recvone"));
+    for (int tid : peers)
+      for (int k = 0; k < 16; ++k) {
+        pvm_initsend(PvmDataRaw);
+        pvm_pkbyte(big.data(), static_cast<int>(big.size()), 1);
+        int rc = pvm_send(tid, 5);  // after the peer left, 0 (relayed and dropped) or an error
+        EXPECT_TRUE(rc == 0 || rc == PvmSysErr || rc == PvmNoTask) << rc;
+      }
+  }
+  EXPECT_EQ(signal(SIGPIPE, SIG_DFL), SIG_DFL);  // our disposition is untouched
+  SendInt(pvm_mytid(), 4343, 1);                 // and the task still works
+  EXPECT_EQ(RecvInt(pvm_mytid(), 4343), 1);
+  pvm_setopt(PvmRoute, PvmRouteDirect);
+}
+
+// Messages past the old 1 GiB frame limit arrive whole; PvmDataInPlace keeps
+// 256 MiB pieces of one buffer, as the reproduction did.
+TEST(Messaging, AMessageOver1GiBArrivesByteExact) {
+  const int piece = 256 << 20, pieces = 4;
+  std::vector<unsigned char> buf(piece);
+  for (size_t i = 0; i < buf.size(); ++i) buf[i] = static_cast<unsigned char>(i * 7 + (i >> 20));
+  unsigned long sum = 0;
+  for (int p = 0; p < pieces; ++p)
+    for (unsigned char c : buf) sum = sum * 31 + c;
+  std::vector<unsigned char> tail(64 << 20, 3);  // 1088 MiB in all
+  for (unsigned char c : tail) sum = sum * 31 + c;
+  int child = Spawn("bigcheck");
+  pvm_initsend(PvmDataInPlace);
+  for (int p = 0; p < pieces; ++p)
+    ASSERT_EQ(pvm_pkbyte(reinterpret_cast<char*>(buf.data()), piece, 1), 0);
+  ASSERT_EQ(pvm_pkbyte(reinterpret_cast<char*>(tail.data()), static_cast<int>(tail.size()), 1), 0);
+  ASSERT_EQ(pvm_send(child, 31), 0);
+  ASSERT_GT(pvm_recv(child, 32), 0);
+  int bytes = 0;
+  unsigned long got = 0;
+  pvm_upkint(&bytes, 1, 1);
+  pvm_upkulong(&got, 1, 1);
+  EXPECT_EQ(bytes, pieces * piece + static_cast<int>(tail.size()));
+  EXPECT_EQ(got, sum);
+}
+
+TEST(Messaging, AMessageOver2GiBIsRefusedWithAnErrorNotSilence) {
+  std::vector<char> buf(256 << 20);
+  pvm_initsend(PvmDataInPlace);
+  int rc = 0, packed = 0;
+  for (; packed < 12 && (rc = pvm_pkbyte(buf.data(), static_cast<int>(buf.size()), 1)) == 0;)
+    ++packed;
+  EXPECT_EQ(rc, PvmOverflow);
+  EXPECT_EQ(packed, 7);  // 7 x 256 MiB fit in 2 GiB - 1; the 8th does not
+}
+
+TEST(Messaging, AHugeClaimedCountFailsAtOnceWithoutAllocating) {
+  int one = 1;
+  for (int enc : {PvmDataDefault, PvmDataRaw}) {
+    pvm_initsend(enc);
+    EXPECT_EQ(pvm_pkint(&one, INT_MAX, 1), PvmOverflow);  // 8 GiB: refused before any read
+    EXPECT_EQ(pvm_pkint(&one, 1, 1), 0);                  // the buffer is still usable
+  }
 }
 
 TEST(Messaging, ProbeDoesNotConsume) {

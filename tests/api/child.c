@@ -135,6 +135,25 @@ int main(int argc, char **argv) {
     pvm_exit();
     return 0;
   }
+  if (!strcmp(mode, "recvone")) { /* take one message, then exit with the rest unread */
+    pvm_recv(-1, -1);
+    _exit(0);
+  }
+  if (!strcmp(mode, "bigcheck")) { /* answer a message's length and byte sum */
+    int bytes = 0;
+    pvm_recv(pvm_parent(), 31);
+    pvm_bufinfo(pvm_getrbuf(), &bytes, NULL, NULL);
+    unsigned char *buf = malloc((size_t)bytes);
+    unsigned long sum = 0;
+    if (buf == NULL || pvm_upkbyte((char *)buf, bytes, 1) < 0) return 4;
+    for (int i = 0; i < bytes; i++) sum = sum * 31 + buf[i];
+    pvm_initsend(PvmDataDefault);
+    pvm_pkint(&bytes, 1, 1);
+    pvm_pkulong(&sum, 1, 1);
+    pvm_send(pvm_parent(), 32);
+    pvm_exit();
+    return 0;
+  }
   if (!strcmp(mode, "hold")) {
     printf("ready %x\n", me);
     fflush(stdout);
