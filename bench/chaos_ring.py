@@ -51,9 +51,10 @@ def main():
     names = ["h%d" % i for i in range(HOSTS)]
     daemons, dirs = start_vm(BIN, work, names, env)
     env["MPVM_RUNDIR"] = dirs[names[0]]
-    ring = [os.path.join(BIN, "prun"), os.path.join(BIN, "mig_task"), "ring", str(TASKS),
+    movable = ["--tag-output", "tid", "--stdin", "none"]  # tids in the output; rank 0 movable
+    ring = [os.path.join(BIN, "prun"), *movable, os.path.join(BIN, "mig_task"), "ring", str(TASKS),
             str(ROUNDS)]
-    spin = [os.path.join(BIN, "prun"), "-n", str(SPINNERS), os.path.join(BIN, "mig_task"), "spin",
+    spin = [os.path.join(BIN, "prun"), "-n", str(SPINNERS), *movable, os.path.join(BIN, "mig_task"), "spin",
             SPIN]
     console = os.path.join(BIN, "mpvm")
     rng = random.Random(int(os.environ.get("SEED", "1")))

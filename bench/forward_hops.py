@@ -29,7 +29,8 @@ HOSTS = ["alpha", "beta", "gamma"]
 
 def one_run(env, work, rep):
     stop = os.path.join(work, f"stop{rep}")
-    task = subprocess.Popen([os.path.join(BIN, "prun"), os.path.join(BIN, "hop_task"), stop],
+    task = subprocess.Popen([os.path.join(BIN, "prun"), "--tag-output", "tid", "--stdin", "none",
+                             os.path.join(BIN, "hop_task"), stop],
                             env=env, stdout=subprocess.PIPE, text=True)
     m = re.match(r"\[(t[0-9a-f]+)\] start", task.stdout.readline())
     if not m:

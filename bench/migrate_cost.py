@@ -51,7 +51,8 @@ def main():
                             os.unlink(os.path.join(d, "hash-cache"))
                         except FileNotFoundError:
                             pass
-                task = subprocess.Popen([os.path.join(BIN, "prun"), "--host", "alpha",
+                task = subprocess.Popen([os.path.join(BIN, "prun"), "--tag-output", "tid", "--stdin", "none",
+                                          "--host", "alpha",
                                          os.path.join(BIN, "mig_task"), "hold", str(mib)],
                                         env=env, stdout=subprocess.PIPE, text=True)
                 line = task.stdout.readline()

@@ -136,6 +136,8 @@ void DaemonCore::StartMove(Tid t, int dest, Tid asker, uint64_t rid) {
     why = "its spawn is not complete yet";
   else if (task.exited)
     why = "it has exited";
+  else if (!task.spec.stdin_path.empty())
+    why = "it reads prun's standard input (prun --stdin none lets rank 0 move)";
   if (!why.empty()) {
     AnswerAsker(asker, rid, Code(Err::kDenied), fmt::format("{} cannot move: {}", t.str(), why));
     return;
@@ -172,6 +174,7 @@ void DaemonCore::StartMove(Tid t, int dest, Tid asker, uint64_t rid) {
   for (Tid s : task.siblings) o->add_siblings(s.raw());
   o->set_moves(task.moves);
   o->set_event_sink(task.event_sink);
+  o->set_stderr_apart(task.stderr_apart);
   env_->Log(fmt::format("moving {} to {} (move {:x})", t.str(), dest_name, id));
   SendControlTo(Tid::DaemonOf(HostIndex{dest}), std::move(e));
 }
@@ -250,6 +253,7 @@ void DaemonCore::OnOffer(const FrameHeader& h, const ctl::MigrateOffer& o) {
   task.out_tid = o.output_tid();
   task.out_code = o.output_code();
   task.out_ctx = o.output_ctx();
+  task.stderr_apart = o.stderr_apart();
   task.trace_tid = o.trace_tid();
   task.trace_code = o.trace_code();
   task.report_to = o.report_to();

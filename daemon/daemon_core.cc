@@ -405,7 +405,8 @@ void DaemonCore::SendEnrolReply(Task& t, ConnId c, uint64_t rid) {
   }
 }
 
-std::vector<std::string> DaemonCore::ChildEnv(const ctl::SpawnRequest& s, Tid tid, int rank) const {
+std::vector<std::string> DaemonCore::ChildEnv(const ctl::SpawnRequest& s, Tid tid, int rank,
+                                              bool spawner_here) const {
   std::map<std::string, std::string> vars;
   auto put = [&](const std::string& kv) {
     auto eq = kv.find('=');
@@ -413,6 +414,8 @@ std::vector<std::string> DaemonCore::ChildEnv(const ctl::SpawnRequest& s, Tid ti
     vars[kv.substr(0, eq)] = kv.substr(eq + 1);
   };
   for (const auto& kv : cfg_.base_env) put(kv);
+  if (spawner_here)
+    for (const auto& kv : s.local_env()) put(kv);
   for (const auto& kv : s.env()) put(kv);
   vars.erase("MPVM_RANK");
   vars.erase("MPVM_SIZE");
@@ -437,8 +440,13 @@ std::vector<std::string> DaemonCore::ChildEnv(const ctl::SpawnRequest& s, Tid ti
 
 void DaemonCore::DoSpawn(ConnId c, Tid who, const ctl::Envelope& env) {
   ctl::SpawnRequest s = env.spawn();
-  if (auto spawner = tasks_.find(who); s.event_sink() == 0 && spawner != tasks_.end())
-    s.set_event_sink(spawner->second.event_sink);  // a traced run's children are traced
+  if (auto spawner = tasks_.find(who); spawner != tasks_.end()) {
+    if (s.event_sink() == 0)
+      s.set_event_sink(spawner->second.event_sink);  // a traced run's children are traced
+    // Children that write to their parent's sink keep its stdout/stderr split.
+    if (spawner->second.stderr_apart && s.output_tid() == spawner->second.out_tid)
+      s.set_stderr_apart(true);
+  }
   const uint64_t rid = env.rid();
   if (s.ntask() < 1 || s.ntask() > kMaxSpawn || s.file().empty()) {
     ReplyStatus(c, rid, Code(Err::kBadParam),
@@ -517,6 +525,7 @@ void DaemonCore::DoSpawn(ConnId c, Tid who, const ctl::Envelope& env) {
 std::vector<int> DaemonCore::SpawnHere(const ctl::SpawnRequest& s, Tid who,
                                        const std::vector<int>& ranks, bool await_siblings) {
   std::vector<int> out;
+  const bool spawner_here = tasks_.contains(who);  // local_env applies on its host only
   const std::string path = env_->Resolve(s.file(), s.path(), s.cwd());
   if (path.empty()) return std::vector<int>(ranks.size(), Code(Err::kNoFile));
   // PvmTaskDebug: run the program under $PVM_DEBUGGER (as PVM ran its
@@ -543,8 +552,9 @@ std::vector<int> DaemonCore::SpawnHere(const ctl::SpawnRequest& s, Tid who,
     if (!debugger.empty()) spec.argv.push_back(debugger);
     spec.argv.push_back(debugger.empty() ? s.file() : path);
     spec.argv.insert(spec.argv.end(), s.argv().begin(), s.argv().end());
-    spec.env = ChildEnv(s, t, rank);
+    spec.env = ChildEnv(s, t, rank, spawner_here);
     spec.cwd = cfg_.workdir.empty() ? s.cwd() : cfg_.workdir;
+    if (rank == 0 && spawner_here) spec.stdin_path = s.rank0_stdin();
     auto pid = env_->Spawn(spec);
     if (!pid) {
       out.push_back(Code(pid.error()));
@@ -561,6 +571,7 @@ std::vector<int> DaemonCore::SpawnHere(const ctl::SpawnRequest& s, Tid who,
     task.out_tid = s.output_tid();
     task.out_code = s.output_code();
     task.out_ctx = s.output_ctx();
+    task.stderr_apart = s.stderr_apart();
     task.trace_tid = s.trace_tid();
     task.trace_code = s.trace_code();
     task.event_sink = s.event_sink();
@@ -620,15 +631,15 @@ void DaemonCore::FinishSpawn(uint64_t id) {
   Reply(ps.conn, ps.rid, std::move(r));
 }
 
-void DaemonCore::SendOutputRecord(const Task& t, int count, std::string_view data) {
+void DaemonCore::SendOutputRecord(const Task& t, int count, std::string_view data, bool is_stderr) {
   Message m(kEncDefault);
   int head[2] = {t.tid.raw(), count};
   (void)m.Pack(DataType::kInt, head, 2, 1);
   if (count > 0) (void)m.Pack(DataType::kByte, data.data(), count, 1);
-  SendToTask(Tid(t.out_tid), t.out_code, t.out_ctx, m);
+  SendToTask(Tid(t.out_tid), is_stderr && t.stderr_apart ? kStderrTag : t.out_code, t.out_ctx, m);
 }
 
-void DaemonCore::OnOutput(Tid tid, std::string_view bytes) {
+void DaemonCore::OnOutput(Tid tid, std::string_view bytes, bool is_stderr) {
   auto it = tasks_.find(tid);
   if (it == tasks_.end()) return;
   Task& t = it->second;
@@ -637,7 +648,7 @@ void DaemonCore::OnOutput(Tid tid, std::string_view bytes) {
     return;
   }
   if (t.out_tid != 0 && SinkAlive(t.out_tid)) {
-    SendOutputRecord(t, static_cast<int>(bytes.size()), bytes);
+    SendOutputRecord(t, static_cast<int>(bytes.size()), bytes, is_stderr);
     return;
   }
   t.partial_log.append(bytes);
@@ -1204,12 +1215,11 @@ void DaemonCore::DoAddHost(ConnId c, const ctl::Envelope& env) {
       ReplyStatus(c, rid, Code(Err::kDupHost), fmt::format("'{}' is already a host", h.name));
       return;
     }
-  if (!h.startup.empty()) {
+  if (auto hint = ManualStartHint(h); !hint.empty()) {
     ReplyStatus(c, rid, Code(Err::kCantStart),
-                fmt::format("{} has so={}: start its daemon by hand with `mpvmd --join ADDR:PORT "
-                            "--key FILE` (this master's address is in {}/master.addr once it "
+                fmt::format("{} has {} (this master's address is in {}/master.addr once it "
                             "listens, its key in vm.key beside it)",
-                            h.name, h.startup, cfg_.rundir));
+                            h.name, hint, cfg_.rundir));
     return;
   }
   if (pending_adds_.contains(h.name)) {
@@ -1229,9 +1239,8 @@ std::vector<std::string> DaemonCore::StartHosts(const std::vector<HostSpec>& hos
   for (const auto& h : hosts) {
     if (h.deferred) continue;
     std::string why;
-    if (!h.startup.empty()) {
-      why = fmt::format("so={}: start its daemon by hand with `mpvmd --join ADDR:PORT --key FILE`",
-                        h.startup);
+    if (auto hint = ManualStartHint(h); !hint.empty()) {
+      why = hint;
     } else if (auto st = env_->StartHost(h); !st) {
       why = st.error().why;
     } else {

@@ -42,6 +42,7 @@ struct SpawnSpec {
   std::vector<std::string> argv;  // argv[0] included
   std::vector<std::string> env;   // complete environment
   std::string cwd;
+  std::string stdin_path;  // opened as its stdin; "" for /dev/null
 };
 
 // A restore process started for a migrating task: it waits for the image on
@@ -152,7 +153,8 @@ class DaemonCore {
   // A frame that could not be decoded; the connection is closed.
   void OnBadStream(ConnId c, std::string_view why);
   void OnClose(ConnId c);
-  void OnOutput(Tid t, std::string_view bytes);
+  // Bytes a task wrote to its stdout, or its stderr.
+  void OnOutput(Tid t, std::string_view bytes, bool is_stderr = false);
   void OnOutputClosed(Tid t);
   void OnProcessExit(Tid t, int exit_code, int term_signal);
   // Daemon-to-daemon traffic and time.
@@ -244,6 +246,7 @@ class DaemonCore {
     ConnId conn = 0;
     std::string a_out;
     int out_tid = 0, out_code = 0, out_ctx = 0;
+    bool stderr_apart = false;  // stderr records go with kStderrTag
     int trace_tid = 0, trace_code = 0;
     int event_sink = 0;       // trace events about it go there (prun --trace)
     uint64_t arrived_by = 0;  // the move that brought it here
@@ -421,7 +424,7 @@ class DaemonCore {
   Tid AllocTid();
   // Sends a message from the daemon to a task (held if it has not enrolled).
   void SendToTask(Tid dst, int tag, int ctx, Message& m);
-  void SendOutputRecord(const Task& t, int count, std::string_view data);
+  void SendOutputRecord(const Task& t, int count, std::string_view data, bool is_stderr = false);
   void DeliverFrame(Task& t, Frame&& f);
   void TaskLeftVm(Task& t);  // pvm_exit or disconnect: notify, mailbox, groups
   void MaybeFinish(Tid t);   // process gone and output drained: forget it
@@ -430,7 +433,8 @@ class DaemonCore {
   bool MboxGetInto(Tid who, const std::string& name, int index, int flags, ctl::MboxGetReply* out);
   void WakeMboxWaiters(const std::string& name);
   void DropWaitersOf(ConnId c);
-  std::vector<std::string> ChildEnv(const ctl::SpawnRequest& s, Tid tid, int rank) const;
+  std::vector<std::string> ChildEnv(const ctl::SpawnRequest& s, Tid tid, int rank,
+                                    bool spawner_here) const;
 
   struct HostRec {
     std::string name, arch;

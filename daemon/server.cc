@@ -35,6 +35,22 @@ extern char** environ;
 namespace mpvm {
 namespace {
 
+// Logs once, at info, each PVM host file option that mpvm accepts but does
+// not act on (bx=, id=).
+void NoteOptionsWithoutEffect(const std::vector<HostSpec>& hosts, std::string_view origin) {
+  bool bx = false, id = false;
+  for (const auto& h : hosts) {
+    bx = bx || !h.debugger.empty();
+    id = id || !h.vmid.empty();
+  }
+  if (bx) spdlog::info("{}: bx= (debugger) is accepted and has no effect in mpvm", origin);
+  if (id)
+    spdlog::info(
+        "{}: id= (virtual machine id) is accepted and has no effect: mpvm keeps virtual "
+        "machines apart by MPVM_RUNDIR",
+        origin);
+}
+
 int64_t NowNs() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -157,6 +173,7 @@ bool Server::Setup(std::string* error) {
       *error = hosts.error().message;
       return false;
     }
+    NoteOptionsWithoutEffect(*hosts, opts_.hostfile);
     self_spec = FindSelf(*hosts, cfg.hostname);
     for (const auto& h : *hosts) {
       if (self_spec && h.line == self_spec->line) continue;
@@ -479,7 +496,7 @@ void Server::Loop() {
         char buf[65536];
         ssize_t r = read(p.fd, buf, sizeof buf);
         if (r > 0) {
-          core_->OnOutput(p.tid, std::string_view(buf, static_cast<size_t>(r)));
+          core_->OnOutput(p.tid, std::string_view(buf, static_cast<size_t>(r)), p.is_stderr);
         } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
           closed_pipes.push_back(id);
         }
@@ -657,6 +674,25 @@ void Server::CloseConn(ConnId c) {
 
 Result<int> Server::Spawn(const SpawnSpec& spec) { return SpawnProcess(spec, -1); }
 
+namespace {
+
+// The task's stdin: `path` (prun's standard input, as /proc/PID/fd/0), or -1
+// for /dev/null. Opened without blocking (a pipe whose writer has gone would
+// block), then made blocking as a program expects.
+int OpenStdin(const std::string& path) {
+  if (path.empty()) return -1;
+  int fd = open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    spdlog::warn("cannot open {} as a task's stdin ({}); it reads /dev/null", path,
+                 std::strerror(errno));
+    return -1;
+  }
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  return fd;
+}
+
+}  // namespace
+
 Result<int> Server::SpawnProcess(const SpawnSpec& spec, int keep_fd) {
   int out[2], err[2], ex[2];
   if (pipe2(out, O_CLOEXEC) != 0) return Fail(Err::kOutOfRes);
@@ -675,9 +711,10 @@ Result<int> Server::SpawnProcess(const SpawnSpec& spec, int keep_fd) {
   for (const auto& e : spec.env) envp.push_back(const_cast<char*>(e.c_str()));
   envp.push_back(nullptr);
 
+  const int in = OpenStdin(spec.stdin_path);
   pid_t pid = fork();
   if (pid < 0) {
-    for (int fd : {out[0], out[1], err[0], err[1], ex[0], ex[1]}) close(fd);
+    for (int fd : {out[0], out[1], err[0], err[1], ex[0], ex[1], in}) close(fd);
     return Fail(Err::kOutOfRes);
   }
   if (pid == 0) {
@@ -693,8 +730,11 @@ Result<int> Server::SpawnProcess(const SpawnSpec& spec, int keep_fd) {
     // process of the same executable on another host (migration). Set here,
     // before exec, rather than by a re-exec in the task.
     if (const int cur = personality(0xffffffff); cur != -1) personality(cur | ADDR_NO_RANDOMIZE);
-    int devnull = open("/dev/null", O_RDONLY);
-    if (devnull >= 0) dup2(devnull, 0);
+    if (in >= 0) {
+      dup2(in, 0);
+    } else if (int devnull = open("/dev/null", O_RDONLY); devnull >= 0) {
+      dup2(devnull, 0);
+    }
     dup2(out[1], 1);
     dup2(err[1], 2);
     // Descriptors the daemon itself inherited from whoever started it are no
@@ -715,6 +755,7 @@ Result<int> Server::SpawnProcess(const SpawnSpec& spec, int keep_fd) {
   close(out[1]);
   close(err[1]);
   close(ex[1]);
+  if (in >= 0) close(in);
   int child_errno = 0;
   ssize_t r;
   do {
@@ -733,7 +774,7 @@ Result<int> Server::SpawnProcess(const SpawnSpec& spec, int keep_fd) {
   SetNonBlocking(out[0]);
   SetNonBlocking(err[0]);
   pipes_[next_pipe_++] = {spec.tid, out[0]};
-  pipes_[next_pipe_++] = {spec.tid, err[0]};
+  pipes_[next_pipe_++] = {spec.tid, err[0], true};
   pids_[pid] = spec.tid;
   return pid;
 }

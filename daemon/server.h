@@ -107,6 +107,7 @@ class Server final : public DaemonEnv {
   struct Pipe {
     Tid tid;
     int fd;
+    bool is_stderr = false;
   };
   bool Setup(std::string* error);
   void Loop();

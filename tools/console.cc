@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -35,6 +36,13 @@ const char* kHelp =
     "  quit                 leave the console; the virtual machine keeps running\n"
     "  version              print the PVM API version mpvm implements\n"
     "  help                 this text\n";
+
+constexpr std::string_view kCommands[] = {"conf",   "ps",   "spawn", "kill", "migrate", "add",
+                                          "delete", "halt", "quit",  "exit", "version", "help"};
+
+bool KnownCommand(std::string_view cmd) {
+  return std::find(std::begin(kCommands), std::end(kCommands), cmd) != std::end(kCommands);
+}
 
 std::vector<std::string> Split(const std::string& line) {
   std::istringstream in(line);
@@ -307,6 +315,12 @@ int main(int argc, char** argv) {
   if (!args.empty() && args[0] == "--version") {
     std::printf("mpvm 0.1.0 (PVM 3.4.6 API)\n");
     return 0;
+  }
+  // An unknown command is a usage error, and starts no virtual machine.
+  if (!args.empty() && !KnownCommand(args[0])) {
+    std::fprintf(stderr, "mpvm: unknown command '%s' (mpvm --help lists the commands)\n",
+                 args[0].c_str());
+    return 2;
   }
   const std::string rundir = mpvm::RunDir();
   const bool one_shot = !args.empty();

@@ -17,6 +17,9 @@ namespace mpvm {
 inline constexpr int kSystemCtx = 0x7ffffff0;
 inline constexpr int kOutputTag = 0x7fff0001;
 inline constexpr int kTraceTag = 0x7fff0002;
+// Collected stderr, when the spawner asked for it apart (SpawnRequest
+// stderr_apart): records as for kOutputTag, data only.
+inline constexpr int kStderrTag = 0x7fff0003;
 
 inline constexpr uint32_t kControlVersion = 1;
 

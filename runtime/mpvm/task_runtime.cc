@@ -289,6 +289,10 @@ Result<std::vector<int>> TaskRuntime::Spawn(const SpawnRequestOptions& o) {
       pos = end + 1;
     }
   }
+  for (const auto& kv : o.env) s->add_env(kv);
+  for (const auto& kv : o.local_env) s->add_local_env(kv);
+  s->set_stderr_apart(o.stderr_apart);
+  s->set_rank0_stdin(o.rank0_stdin);
   s->set_output_tid(out_tid_);
   s->set_output_code(out_code_);
   s->set_event_sink(o.event_sink);

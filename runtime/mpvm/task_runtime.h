@@ -43,10 +43,14 @@ struct SpawnRequestOptions {
   int flags = 0;
   std::string where;
   int ntask = 1;
-  bool report_exit = false;  // deliver TaskEnded events to this runtime
-  bool rank_env = false;     // MPVM_RANK / MPVM_SIZE (prun)
-  bool orphan = false;       // children see no parent (like shell-started tasks)
-  int event_sink = 0;        // a tid: daemons send it trace events (kTraceTag)
+  bool report_exit = false;            // deliver TaskEnded events to this runtime
+  bool rank_env = false;               // MPVM_RANK / MPVM_SIZE (prun)
+  bool orphan = false;                 // children see no parent (like shell-started tasks)
+  int event_sink = 0;                  // a tid: daemons send it trace events (kTraceTag)
+  bool stderr_apart = false;           // collected stderr comes with kStderrTag (prun)
+  std::vector<std::string> env;        // NAME=value for children on every host (prun -x)
+  std::vector<std::string> local_env;  // NAME=value for children on this host only
+  std::string rank0_stdin;             // a path rank 0 reads as its stdin (prun)
 };
 
 struct TaskEndedEvent {

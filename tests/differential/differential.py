@@ -143,7 +143,8 @@ class Env:
             if step[0] == "run":
                 argv = [self.exe(step[1][0])] + step[1][1:]
                 if self.prun:
-                    argv = [os.path.join(BUILD, "bin", "prun"), "-n", "1", "--tag-output", "none"] + argv
+                    argv = [os.path.join(BUILD, "bin", "prun"), "-n", "1", "--tag-output", "none",
+                            "--stdin", "none"] + argv
                 r = subprocess.run(argv, env=self.env, capture_output=True, text=True,
                                    timeout=TIMEOUT, cwd=self.env["HOME"])
                 out.append(r.stdout)
@@ -161,7 +162,8 @@ class Env:
             elif step[0] == "launch":
                 n, argv = step[1], step[2]
                 if self.prun:
-                    cmd = [os.path.join(BUILD, "bin", "prun"), "-n", str(n), self.exe(argv[0])] + argv[1:]
+                    cmd = [os.path.join(BUILD, "bin", "prun"), "-n", str(n), "--tag-output", "tid",
+                           "--stdin", "none", self.exe(argv[0])] + argv[1:]
                 else:
                     cmd = [self.launcher, str(n), self.exe(argv[0])] + argv[1:]
                 r = subprocess.run(cmd, env=self.env, capture_output=True, text=True,

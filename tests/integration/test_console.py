@@ -1,9 +1,10 @@
 """The mpvm console, as a one-shot command and interactively."""
+import os
 import re
 import subprocess
 import unittest
 
-from harness import CHILD, CONSOLE, VmTestCase
+from harness import CHILD, CONSOLE, VmTestCase, mpvm_processes
 
 
 class ConsoleTest(VmTestCase):
@@ -47,10 +48,12 @@ class ConsoleTest(VmTestCase):
         self.assertEqual(self.mpvm("conf").returncode, 0)  # still running
 
     def test_help_and_unknown_commands(self):
-        self.assertIn("spawn", self.mpvm("help").stdout)
-        r = self.mpvm("frobnicate")
+        r = self.mpvm("frobnicate")  # first: no VM is running yet
         self.assertEqual(r.returncode, 2)
-        self.assertIn("unknown command", r.stderr)
+        self.assertIn("unknown command 'frobnicate'", r.stderr)
+        self.assertEqual(mpvm_processes(self.rundir), [])  # no VM was started for it
+        self.assertFalse(os.path.exists(os.path.join(self.rundir, "mpvmd.sock")))
+        self.assertIn("spawn", self.mpvm("help").stdout)
 
     def test_halt_with_no_vm_says_so(self):
         r = self.mpvm("halt")

@@ -20,6 +20,11 @@ HOP_TASK = os.path.join(BIN, "hop_task")
 SPIN = "600000000"  # about 1.5 s of computing without a PVM call
 
 
+# prun options for a job whose tasks are moved: output tagged by tid (the
+# tests find tids there) and stdin kept from rank 0, which could not move.
+MOVABLE = ("--tag-output", "tid", "--stdin", "none")
+
+
 def strip_tids(text):
     return [re.sub(r"^\[t[0-9a-f]+\] ", "", line) for line in text.splitlines()]
 
@@ -86,7 +91,7 @@ class MigrateBase(VmTestCase):
 
     def start(self, *args, host=None):
         where = ["--host", host] if host else []
-        p = subprocess.Popen([PRUN, *where, MIG_TASK, *args], env=self.env,
+        p = subprocess.Popen([PRUN, *MOVABLE, *where, MIG_TASK, *args], env=self.env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.procs.append(p)
         return p
@@ -138,7 +143,7 @@ class MigrateBase(VmTestCase):
         return moves
 
     def reference(self, *args):
-        r = subprocess.run([PRUN, MIG_TASK, *args], env=self.env, capture_output=True, text=True,
+        r = subprocess.run([PRUN, *MOVABLE, MIG_TASK, *args], env=self.env, capture_output=True, text=True,
                            timeout=120)
         self.assertEqual(r.returncode, 0, r.stderr)
         return strip_tids(r.stdout)
@@ -164,7 +169,7 @@ class MigrateTest(MigrateBase):
 
     def test_prun_trace_shows_the_task_on_each_host_and_its_migration(self):
         trace = os.path.join(self.tmp, "run.json")
-        p = subprocess.Popen([PRUN, "--trace", trace, MIG_TASK, "spin", SPIN], env=self.env,
+        p = subprocess.Popen([PRUN, *MOVABLE, "--trace", trace, MIG_TASK, "spin", SPIN], env=self.env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.procs.append(p)
         _, tid = self.first_line(p)
@@ -291,7 +296,7 @@ class ForwardingTest(MigrateBase):
         self.start_vm(*hosts)
         stop = os.path.join(self.tmp, "stop")
         trace = os.path.join(self.tmp, "trace.json")
-        p = subprocess.Popen([PRUN, "--trace", trace, HOP_TASK, stop], env=self.env,
+        p = subprocess.Popen([PRUN, *MOVABLE, "--trace", trace, HOP_TASK, stop], env=self.env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.procs.append(p)
         _, tid = self.first_line(p)

@@ -219,13 +219,15 @@ class CrossHostTest(VmTestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("6 tasks passed the token 3 times", r.stdout)
         # Output tagged by tid shows where tasks were born: hosts 1, 2 and 3.
-        r = subprocess.run([PRUN, "-n", "6", CHILD, "ring", "2"], env=self.env, capture_output=True,
+        r = subprocess.run([PRUN, "-n", "6", "--tag-output", "tid", CHILD, "ring", "2"], env=self.env,
+                           capture_output=True,
                            text=True, timeout=60)
         hosts = {line[2] for line in r.stdout.splitlines()}  # "[t4...", "[t8...", "[tc..."
         self.assertEqual(hosts, {"4", "8", "c"}, r.stdout)
 
     def test_task_host_places_tasks_on_a_named_host(self):
-        r = subprocess.run([PRUN, "-n", "2", "--host", "emu2", CHILD, "env", "MPVM_RANK"],
+        r = subprocess.run([PRUN, "-n", "2", "--tag-output", "tid", "--host", "emu2", CHILD, "env",
+                            "MPVM_RANK"],
                            env=self.env, capture_output=True, text=True, timeout=60)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(sorted(l[:3] for l in r.stdout.splitlines()), ["[tc", "[tc"])
@@ -245,8 +247,8 @@ class CrossHostTest(VmTestCase):
     def test_checked_stream_across_hosts(self):
         # Reduced form of the million-message check: every message carries a
         # sequence number and a checksum, random sizes up to 64 KiB, both ways.
-        r = subprocess.run([PRUN, "-n", "2", CHILD, "stream", "3000", "65536"], env=self.env,
-                           capture_output=True, text=True, timeout=120)
+        r = subprocess.run([PRUN, "-n", "2", "--tag-output", "tid", CHILD, "stream", "3000", "65536"],
+                           env=self.env, capture_output=True, text=True, timeout=120)
         self.assertEqual(r.returncode, 0, r.stderr)
         lines = sorted(l for l in r.stdout.splitlines() if "stream:" in l)
         self.assertEqual(len(lines), 2, r.stdout)
@@ -350,13 +352,13 @@ class DirectLinkTest(VmTestCase):
     def test_tasks_link_directly_and_keep_order(self):
         self.start()
         r = self.stream()
-        self.assertRegex(r.stdout, r"direct link to t[0-9a-f]+ at [0-9.]+:[0-9]+\n")
-        self.assertNotIn("(encrypted)", r.stdout)
+        self.assertRegex(r.stderr, r"direct link to t[0-9a-f]+ at [0-9.]+:[0-9]+\n")
+        self.assertNotIn("(encrypted)", r.stderr)
 
     def test_links_can_be_encrypted(self):
         self.start(MPVM_LINK_ENCRYPT="1")
         r = self.stream()
-        self.assertRegex(r.stdout, r"direct link to t[0-9a-f]+ at [0-9.]+:[0-9]+ \(encrypted\)")
+        self.assertRegex(r.stderr, r"direct link to t[0-9a-f]+ at [0-9.]+:[0-9]+ \(encrypted\)")
 
     def test_a_caller_without_the_key_is_refused_and_the_task_carries_on(self):
         self.start()

@@ -142,7 +142,7 @@ class SshStartedHostsTest(NamespaceTestCase):
         # The key reached it on stdin, never on its disk.
         with open(f"/proc/{p1[0]}/cmdline", "rb") as f:
             self.assertIn(b"--key\0-\0", f.read())
-        r = subprocess.run([PRUN, "-n", "6", CHILD, "ring", "3"], env=self.env,
+        r = subprocess.run([PRUN, "-n", "6", "--tag-output", "tid", CHILD, "ring", "3"], env=self.env,
                            capture_output=True, text=True, timeout=120)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual({line[2] for line in r.stdout.splitlines()}, {"4", "8", "c"}, r.stdout)

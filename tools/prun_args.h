@@ -1,0 +1,40 @@
+// prun_args.h — prun's command line, read as mpirun users expect.
+//
+//   prun [PRUN OPTIONS] PROGRAM [PROGRAM ARGUMENTS...]
+//   prun [PRUN OPTIONS] -- PROGRAM [PROGRAM ARGUMENTS...]
+//
+// prun's own options come first. The first word that is not one of them (or
+// the word after `--`) is the program, and every word after it reaches the
+// program verbatim, however much it looks like an option. An option prun
+// does not know is an error that names it. mpirun's spellings work too:
+// `-np N`, `--hostfile FILE`, `-x VAR[=VALUE]`, `--version`.
+//
+// ParsePrunArgs is pure apart from what it prints for --help, --version and
+// usage errors.
+#pragma once
+
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace mpvm::prun {
+
+struct PrunOptions {
+  int ntask = 1;
+  std::string tag_mode = "none";  // none, tid or rank
+  std::string where;              // --host: run on this host only
+  bool verbose = false;
+  std::string trace_file;            // --trace FILE
+  std::string hostfile;              // --hostfile FILE: a VM of these hosts for this job
+  std::vector<std::string> exports;  // -x VAR or -x VAR=VALUE, as given
+  std::string stdin_mode = "rank0";  // --stdin: rank0 (as mpirun) or none
+  std::vector<std::string> command;  // the program and its arguments
+};
+
+// What the command line asks: options to run with, or an exit status (0
+// after --help or --version, 2 after a usage error, already explained).
+using ParsedArgs = std::variant<PrunOptions, int>;
+
+ParsedArgs ParsePrunArgs(int argc, const char* const* argv);
+
+}  // namespace mpvm::prun
