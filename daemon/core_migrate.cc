@@ -175,6 +175,7 @@ void DaemonCore::StartMove(Tid t, int dest, Tid asker, uint64_t rid) {
   o->set_moves(task.moves);
   o->set_event_sink(task.event_sink);
   o->set_stderr_apart(task.stderr_apart);
+  o->set_age_ns(now_ns_ - task.spawned_ns);
   env_->Log(fmt::format("moving {} to {} (move {:x})", t.str(), dest_name, id));
   SendControlTo(Tid::DaemonOf(HostIndex{dest}), std::move(e));
 }
@@ -254,6 +255,7 @@ void DaemonCore::OnOffer(const FrameHeader& h, const ctl::MigrateOffer& o) {
   task.out_code = o.output_code();
   task.out_ctx = o.output_ctx();
   task.stderr_apart = o.stderr_apart();
+  task.spawned_ns = now_ns_ - o.age_ns();
   task.trace_tid = o.trace_tid();
   task.trace_code = o.trace_code();
   task.report_to = o.report_to();
@@ -309,6 +311,7 @@ void DaemonCore::Arrived(Tid t) {
   env_->Debug(fmt::format("{} arrived (pid {}{}, {} bytes of output held)", t.str(), task.pid,
                           task.exited ? ", ended already" : "", task.held_output.size()));
   task.restoring = false;
+  task.moved_ns = now_ns_;
   in_transit_.erase(t.raw());
   limbo_.erase(t.raw());
   task.move_id = 0;

@@ -1,7 +1,6 @@
 #include "daemon_core.h"
 
 #include <fmt/format.h>
-#include <fnmatch.h>
 #include <signal.h>
 
 #include <algorithm>
@@ -15,9 +14,6 @@ namespace {
 // pvm3.h values the daemon needs (the daemon does not include the C header).
 constexpr int kTaskHost = 1, kTaskArch = 2, kTaskDebug = 4, kHostCompl = 32, kNoSpawnParent = 64;
 constexpr int kNotifyTaskExit = 1, kNotifyHostDelete = 2, kNotifyHostAdd = 3;
-constexpr int kMboxPersistent = 1, kMboxMultiInstance = 2, kMboxOverWritable = 4,
-              kMboxFirstAvail = 8, kMboxReadAndDelete = 16, kMboxWaitForInfo = 32;
-constexpr int kMboxDirectIndexShift = 10;
 constexpr int kMaxSpawn = 4096;
 constexpr int kDataSignature = 0x408c41;
 
@@ -29,6 +25,21 @@ DaemonCore::DaemonCore(DaemonConfig cfg, DaemonEnv* env)
     : cfg_(std::move(cfg)), env_(env), host_(cfg_.member ? HostIndex{0} : cfg_.host) {
   if (!cfg_.member)
     hosts_[host_.value] = HostRec{cfg_.hostname, cfg_.arch, cfg_.speed, 0, 0, 0, ""};
+  placement_ = balancer::MakePlacementPolicy(cfg_.placement);
+  if (!placement_) placement_ = std::make_unique<balancer::RoundRobinPlacement>();
+}
+
+ctl::LoadReport DaemonCore::LocalLoad() const {
+  std::vector<LocalTaskInfo> tasks;
+  for (const auto& [tid, t] : tasks_)
+    if (t.state != State::kLeft && !t.is_tool && !t.restoring)
+      tasks.push_back({tid.raw(), t.spawned_ns, t.moved_ns, !t.pinned_why.empty()});
+  return MakeLoadReport(cfg_.speed, tasks, now_ns_);
+}
+
+balancer::ClusterLoad DaemonCore::LoadSnapshot() {
+  load_.OnReport(host_.value, cfg_.speed, LocalLoad(), now_ns_);
+  return load_.Snapshot();
 }
 
 std::vector<int> DaemonCore::TaskPids() const {
@@ -232,20 +243,20 @@ void DaemonCore::HandleControl(ConnId c, ctl::Envelope&& env) {
       DoNotify(c, who, env);
       return;
     case ctl::Envelope::kMboxPut:
-      DoMboxPut(c, who, env);
-      return;
+      mailbox_.Put(c, rid, who, env.mbox_put());
+      return DrainReplies(mailbox_.Replies());
     case ctl::Envelope::kMboxGet:
-      DoMboxGet(c, who, env);
-      return;
+      mailbox_.Get(c, rid, who, env.mbox_get());
+      return DrainReplies(mailbox_.Replies());
     case ctl::Envelope::kMboxDel:
-      DoMboxDel(c, who, env);
-      return;
+      mailbox_.Del(c, rid, who, env.mbox_del());
+      return DrainReplies(mailbox_.Replies());
     case ctl::Envelope::kMboxInfo:
-      DoMboxInfo(c, env);
-      return;
+      mailbox_.Info(c, rid, env.mbox_info());
+      return DrainReplies(mailbox_.Replies());
     case ctl::Envelope::kGroup:
-      DoGroup(c, who, env);
-      return;
+      groups_.Handle(c, rid, who, env.group());
+      return DrainReplies(groups_.Replies());
     case ctl::Envelope::kLinkPort:
       if (auto t = tasks_.find(who); t != tasks_.end())
         t->second.link_port = env.link_port().port();
@@ -485,8 +496,8 @@ void DaemonCore::DoSpawn(ConnId c, Tid who, const ctl::Envelope& env) {
     return;
   }
   std::map<int, std::vector<int>> ranks_by_host;
-  for (int i = 0; i < s.ntask(); ++i)
-    ranks_by_host[order[static_cast<size_t>(i) % order.size()]].push_back(i);
+  const auto placed = placement_->Place(LoadSnapshot(), order, s.ntask());
+  for (int i = 0; i < s.ntask(); ++i) ranks_by_host[placed[static_cast<size_t>(i)]].push_back(i);
   const bool spans = ranks_by_host.size() > 1 || !ranks_by_host.contains(host_.value);
   std::vector<int> tids(static_cast<size_t>(s.ntask()), Code(Err::kNoFile));
   if (auto here = ranks_by_host.find(host_.value); here != ranks_by_host.end()) {
@@ -580,6 +591,7 @@ std::vector<int> DaemonCore::SpawnHere(const ctl::SpawnRequest& s, Tid who,
     task.open_streams = 2;
     task.awaiting_siblings = await_siblings;
     task.spec = spec;
+    task.spawned_ns = now_ns_;
     tasks_.emplace(t, std::move(task));
     if (s.output_tid() != 0) SendOutputRecord(tasks_[t], -1, {});
     if (s.event_sink() != 0)
@@ -901,253 +913,14 @@ void DaemonCore::CheckTaskQueries() {
 
 // ---- Mailbox -----------------------------------------------------------------
 
-void DaemonCore::DoMboxPut(ConnId c, Tid who, const ctl::Envelope& env) {
-  const auto& p = env.mbox_put();
-  auto& cls = mbox_[p.name()];
-  const int flags = p.flags();
-  const int direct = flags >> kMboxDirectIndexShift;
-  MboxEntry e{who.raw(), flags & ((1 << kMboxDirectIndexShift) - 1), p.encoding(), p.data(),
-              p.aux()};
-  int index;
-  if (direct > 0 || (!(flags & kMboxMultiInstance) && cls.contains(0))) {
-    index = direct;
-    auto old = cls.find(index);
-    if (old != cls.end()) {
-      const bool may = (old->second.flags & kMboxOverWritable) || old->second.owner == who.raw();
-      if (!may) {
-        ReplyStatus(c, env.rid(), direct > 0 ? Code(Err::kDenied) : Code(Err::kExists));
-        return;
-      }
-      if (!(old->second.flags & kMboxOverWritable) && direct == 0) {
-        ReplyStatus(c, env.rid(), Code(Err::kExists));
-        return;
-      }
-    }
-  } else if (flags & kMboxMultiInstance) {
-    index = 0;
-    while (cls.contains(index)) ++index;
-  } else {
-    index = 0;
-  }
-  cls[index] = std::move(e);
-  ReplyStatus(c, env.rid(), index);
-  WakeMboxWaiters(p.name());
-}
-
-bool DaemonCore::MboxGetInto(Tid who, const std::string& name, int index, int flags,
-                             ctl::MboxGetReply* out) {
-  auto cls = mbox_.find(name);
-  if (cls == mbox_.end()) return false;
-  auto it = (flags & kMboxFirstAvail) ? cls->second.lower_bound(index) : cls->second.find(index);
-  if (it == cls->second.end()) return false;
-  if (flags & kMboxReadAndDelete) {
-    const auto& e = it->second;
-    if (!(e.flags & kMboxOverWritable) && e.owner != who.raw() && e.owner != 0) {
-      out->set_code(Code(Err::kDenied));
-      return true;
-    }
-  }
-  out->set_code(it->first);
-  out->set_data(it->second.data);
-  out->set_aux(it->second.aux);
-  out->set_encoding(it->second.encoding);
-  out->set_owner(it->second.owner);
-  if (flags & kMboxReadAndDelete) {
-    cls->second.erase(it);
-    if (cls->second.empty()) mbox_.erase(cls);
-  }
-  return true;
-}
-
-void DaemonCore::DoMboxGet(ConnId c, Tid who, const ctl::Envelope& env) {
-  const auto& g = env.mbox_get();
-  ctl::Envelope e = NewEnvelope();
-  if (MboxGetInto(who, g.name(), g.index(), g.flags(), e.mutable_mbox_get_reply())) {
-    Reply(c, env.rid(), std::move(e));
-    return;
-  }
-  if (g.flags() & kMboxWaitForInfo) {
-    mbox_waiters_.push_back({c, env.rid(), who, g.name(), g.index(), g.flags()});
-    return;
-  }
-  e.mutable_mbox_get_reply()->set_code(Code(Err::kNotFound));
-  Reply(c, env.rid(), std::move(e));
-}
-
-void DaemonCore::WakeMboxWaiters(const std::string& name) {
-  for (size_t i = 0; i < mbox_waiters_.size();) {
-    Waiter w = mbox_waiters_[i];
-    ctl::Envelope e = NewEnvelope();
-    if (w.name == name &&
-        MboxGetInto(w.tid, w.name, w.index, w.flags, e.mutable_mbox_get_reply())) {
-      mbox_waiters_.erase(mbox_waiters_.begin() + static_cast<ptrdiff_t>(i));
-      Reply(w.conn, w.rid, std::move(e));
-    } else {
-      ++i;
-    }
-  }
-}
-
-void DaemonCore::DoMboxDel(ConnId c, Tid who, const ctl::Envelope& env) {
-  const auto& d = env.mbox_del();
-  auto cls = mbox_.find(d.name());
-  if (cls == mbox_.end() || !cls->second.contains(d.index())) {
-    ReplyStatus(c, env.rid(), Code(Err::kNotFound));
-    return;
-  }
-  const auto& e = cls->second[d.index()];
-  if (!(e.flags & kMboxOverWritable) && e.owner != who.raw() && e.owner != 0) {
-    ReplyStatus(c, env.rid(), Code(Err::kDenied));
-    return;
-  }
-  cls->second.erase(d.index());
-  if (cls->second.empty()) mbox_.erase(cls);
-  ReplyStatus(c, env.rid(), 0);
-}
-
-void DaemonCore::DoMboxInfo(ConnId c, const ctl::Envelope& env) {
-  std::string pat = env.mbox_info().pattern();
-  if (pat.empty()) pat = "*";
-  ctl::Envelope e = NewEnvelope();
-  auto* rep = e.mutable_mbox_info_reply();
-  for (const auto& [name, entries] : mbox_) {
-    if (fnmatch(pat.c_str(), name.c_str(), 0) != 0) continue;
-    auto* cl = rep->add_classes();
-    cl->set_name(name);
-    for (const auto& [idx, ent] : entries) {
-      cl->add_indices(idx);
-      cl->add_owners(ent.owner);
-      cl->add_flags(ent.flags);
-    }
-  }
-  Reply(c, env.rid(), std::move(e));
+void DaemonCore::DrainReplies(ReplyOutbox& out) {
+  for (auto& r : out.Take()) Reply(r.conn, r.rid, std::move(r.env));
 }
 
 void DaemonCore::DropWaitersOf(ConnId c) {
-  std::erase_if(mbox_waiters_, [&](const Waiter& w) { return w.conn == c; });
+  mailbox_.DropWaitersOf(c);
+  groups_.DropWaitersOf(c);
   std::erase_if(pending_adds_, [&](const auto& kv) { return kv.second.first == c; });
-  for (auto& [name, g] : groups_)
-    std::erase_if(g.barrier, [&](const auto& p) { return p.first == c; });
-}
-
-// ---- Groups ------------------------------------------------------------------
-
-void DaemonCore::DoGroup(ConnId c, Tid who, const ctl::Envelope& env) {
-  const auto& g = env.group();
-  ctl::Envelope e = NewEnvelope();
-  auto* rep = e.mutable_group_reply();
-  auto it = groups_.find(g.group());
-  auto instance_of = [&](const Group& grp, int tid) {
-    auto p = std::find(grp.members.begin(), grp.members.end(), tid);
-    return p == grp.members.end() ? -1 : static_cast<int>(p - grp.members.begin());
-  };
-  switch (g.op()) {
-    case ctl::GroupRequest::JOIN: {
-      Group& grp = groups_[g.group()];
-      if (instance_of(grp, who.raw()) >= 0) {
-        rep->set_code(Code(Err::kDupGroup));
-        break;
-      }
-      if (grp.frozen_size >= 0) {
-        rep->set_code(Code(Err::kDenied));
-        break;
-      }
-      auto hole = std::find(grp.members.begin(), grp.members.end(), 0);
-      int inst = static_cast<int>(hole - grp.members.begin());
-      if (hole == grp.members.end()) {
-        grp.members.push_back(who.raw());
-      } else {
-        *hole = who.raw();
-      }
-      rep->set_code(inst);
-      break;
-    }
-    case ctl::GroupRequest::LEAVE: {
-      int inst = it == groups_.end() ? -1 : instance_of(it->second, who.raw());
-      if (it == groups_.end()) {
-        rep->set_code(Code(Err::kNoGroup));
-      } else if (inst < 0) {
-        rep->set_code(Code(Err::kNotInGroup));
-      } else {
-        auto& m = it->second.members;
-        m[static_cast<size_t>(inst)] = 0;
-        while (!m.empty() && m.back() == 0) m.pop_back();
-        if (m.empty()) groups_.erase(it);
-        rep->set_code(0);
-      }
-      break;
-    }
-    case ctl::GroupRequest::GETTID:
-      if (it == groups_.end()) {
-        rep->set_code(Code(Err::kNoGroup));
-      } else if (g.arg() < 0 || g.arg() >= static_cast<int>(it->second.members.size()) ||
-                 it->second.members[static_cast<size_t>(g.arg())] == 0) {
-        rep->set_code(Code(Err::kNoInst));
-      } else {
-        rep->set_code(it->second.members[static_cast<size_t>(g.arg())]);
-      }
-      break;
-    case ctl::GroupRequest::GETINST: {
-      if (it == groups_.end()) {
-        rep->set_code(Code(Err::kNoGroup));
-      } else {
-        int inst = instance_of(it->second, g.arg());
-        rep->set_code(inst < 0 ? Code(Err::kNotInGroup) : inst);
-      }
-      break;
-    }
-    case ctl::GroupRequest::SIZE:
-      if (it == groups_.end()) {
-        rep->set_code(Code(Err::kNoGroup));
-      } else {
-        rep->set_code(static_cast<int>(std::count_if(
-            it->second.members.begin(), it->second.members.end(), [](int t) { return t != 0; })));
-      }
-      break;
-    case ctl::GroupRequest::FREEZE:
-      if (it == groups_.end()) {
-        rep->set_code(Code(Err::kNoGroup));
-      } else {
-        it->second.frozen_size = g.arg();
-        rep->set_code(0);
-      }
-      break;
-    case ctl::GroupRequest::MEMBERS:
-      if (it == groups_.end()) {
-        rep->set_code(Code(Err::kNoGroup));
-      } else {
-        for (int t : it->second.members) rep->add_tids(t);
-        rep->set_code(0);
-      }
-      break;
-    case ctl::GroupRequest::BARRIER: {
-      if (it == groups_.end()) {
-        rep->set_code(Code(Err::kNoGroup));
-        break;
-      }
-      Group& grp = it->second;
-      if (instance_of(grp, who.raw()) < 0) {
-        rep->set_code(Code(Err::kNotInGroup));
-        break;
-      }
-      int size = static_cast<int>(
-          std::count_if(grp.members.begin(), grp.members.end(), [](int t) { return t != 0; }));
-      int count = g.arg() < 0 ? size : g.arg();
-      grp.barrier.emplace_back(c, env.rid());
-      if (static_cast<int>(grp.barrier.size()) < count) return;  // reply when all arrive
-      auto waiting = std::move(grp.barrier);
-      grp.barrier.clear();
-      for (auto [wc, wrid] : waiting) {
-        ctl::Envelope ok = NewEnvelope();
-        ok.mutable_group_reply()->set_code(0);
-        Reply(wc, wrid, std::move(ok));
-      }
-      return;
-    }
-    default:
-      rep->set_code(Code(Err::kBadParam));
-  }
-  Reply(c, env.rid(), std::move(e));
 }
 
 // ---- Connections and shutdown ------------------------------------------------
@@ -1337,6 +1110,7 @@ void DaemonCore::RemoveHost(int index, const std::string& reason) {
                         Tid::DaemonOf(HostIndex{index}).str(), reason));
   const PeerId peer = it->second.peer;
   hosts_.erase(it);
+  load_.OnHostGone(index);
   if (peer != 0) env_->DropPeer(peer);
   FireNotify(kNotifyHostDelete, Tid::DaemonOf(HostIndex{index}).raw());
   LoseHostTasks(index);
@@ -1505,7 +1279,10 @@ void DaemonCore::OnPeerFrame(PeerId p, Frame&& f) {
     for (auto& [index, h] : hosts_) {
       if (h.peer != p) continue;
       h.last_seen_ns = now_ns_;
-      if (env->has_heartbeat()) h.ntasks = env->heartbeat().ntasks();
+      if (env->has_heartbeat()) {
+        h.ntasks = env->heartbeat().load().tasks_size();
+        load_.OnReport(index, h.speed, env->heartbeat().load(), now_ns_);
+      }
       return;
     }
     env_->Log(fmt::format("peer link {}: message from a daemon that has not joined; ignored", p));
@@ -1573,7 +1350,7 @@ void DaemonCore::OnTick(int64_t now_ns) {
     if (beat) {
       ctl::Envelope e = NewEnvelope();
       e.mutable_heartbeat()->set_host(host_.value);
-      e.mutable_heartbeat()->set_ntasks(LocalTaskCount());
+      *e.mutable_heartbeat()->mutable_load() = LocalLoad();
       SendPeerControl(kMasterPeer, std::move(e));
     }
     return;
@@ -1595,27 +1372,8 @@ void DaemonCore::OnTick(int64_t now_ns) {
 // ---- Cross-host: routing, remote spawn, task exits ---------------------------
 
 void DaemonCore::ForgetOwner(int tid) {
-  // Mailbox: drop or orphan its entries.
-  for (auto mit = mbox_.begin(); mit != mbox_.end();) {
-    for (auto eit = mit->second.begin(); eit != mit->second.end();) {
-      if (eit->second.owner != tid) {
-        ++eit;
-      } else if (eit->second.flags & kMboxPersistent) {
-        eit->second.owner = 0;
-        ++eit;
-      } else {
-        eit = mit->second.erase(eit);
-      }
-    }
-    mit = mit->second.empty() ? mbox_.erase(mit) : std::next(mit);
-  }
-  // Groups: leave all.
-  for (auto g = groups_.begin(); g != groups_.end();) {
-    auto& m = g->second.members;
-    std::replace(m.begin(), m.end(), tid, 0);
-    while (!m.empty() && m.back() == 0) m.pop_back();
-    g = m.empty() ? groups_.erase(g) : std::next(g);
-  }
+  mailbox_.ForgetOwner(tid);
+  groups_.ForgetMember(tid);
   if (auto rc = remote_conns_.find(tid); rc != remote_conns_.end()) {
     DropWaitersOf(rc->second);
     conns_.erase(rc->second);
@@ -1710,12 +1468,8 @@ void DaemonCore::LoseHostTasks(int index) {
   // Every task that was there, by where it is now rather than where it was
   // born; the master waits a while for one that was moving away from it.
   std::set<int> lost;
-  for (const auto& [name, entries] : mbox_)
-    for (const auto& [i, e] : entries)
-      if (e.owner != 0) lost.insert(e.owner);
-  for (const auto& [name, g] : groups_)
-    for (int t : g.members)
-      if (t != 0) lost.insert(t);
+  for (int t : mailbox_.Owners()) lost.insert(t);
+  for (int t : groups_.Members()) lost.insert(t);
   for (const auto& [tid, c] : remote_conns_) lost.insert(tid);
   for (const auto& r : notify_)
     if (r.what == kNotifyTaskExit) lost.insert(r.target);

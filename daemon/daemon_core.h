@@ -22,15 +22,18 @@
 #include <vector>
 
 #include "control.pb.h"
+#include "core/groups.h"
+#include "core/load_service.h"
+#include "core/mailbox.h"
 #include "hostfile.h"
 #include "mpvm/error.h"
 #include "mpvm/frame.h"
 #include "mpvm/message.h"
 #include "mpvm/tid.h"
+#include "placement_policy.h"
 
 namespace mpvm {
 
-using ConnId = uint64_t;
 // A daemon-to-daemon link: on the master one per member, on a member the
 // link to the master (kMasterPeer).
 using PeerId = uint64_t;
@@ -142,6 +145,9 @@ struct DaemonConfig {
   // Test driver (env MPVM_TEST_MOVES): move every spawned task to the next
   // host each time it enrols, up to this many times in all.
   int test_moves = 0;
+  // Where spawned tasks go: "round-robin" (PVM's) or "speed-aware"
+  // (balancer/placement_policy.h).
+  std::string placement = "round-robin";
 };
 
 class DaemonCore {
@@ -215,6 +221,9 @@ class DaemonCore {
     size_t registry = 0, records = 0, held_links = 0;
   };
   Retained RetainedForMoved() const;
+  // Master: the cluster's load as the balancer sees it (its own report is
+  // refreshed first).
+  balancer::ClusterLoad LoadSnapshot();
   // Where a task runs now (host index), as far as this daemon knows.
   int HostOf(Tid t) const;
   // The connection of a task here (0 if none).
@@ -274,6 +283,8 @@ class DaemonCore {
     int from_host = 0;
     int64_t restore_deadline_ns = 0;  // an uncommitted restore is dropped then
     std::string pinned_why;           // why its last move was refused
+    int64_t spawned_ns = 0;           // monotonic, this host's clock
+    int64_t moved_ns = 0;             // when it arrived by its last move (0: never moved)
   };
   struct Conn {
     Tid tid;
@@ -289,26 +300,6 @@ class DaemonCore {
   };
   // Watches `reg.target` for `reg.watcher`, or tells at once if it is gone.
   void AddNotify(const NotifyReg& reg);
-  struct MboxEntry {
-    int owner;
-    int flags;
-    int encoding;
-    std::string data, aux;
-  };
-  struct Waiter {
-    ConnId conn;
-    uint64_t rid;
-    Tid tid;
-    std::string name;
-    int index, flags;
-  };
-  struct Group {
-    std::vector<int> members;  // tid by instance; 0 = hole
-    int frozen_size = -1;
-    std::vector<std::pair<ConnId, uint64_t>> barrier;
-    int barrier_count = 0;
-  };
-
   void Reply(ConnId c, uint64_t rid, ctl::Envelope&& env);
   void ReplyStatus(ConnId c, uint64_t rid, int code, std::string detail = "");
   void HandleControl(ConnId c, ctl::Envelope&& env);
@@ -316,11 +307,6 @@ class DaemonCore {
   void DoEnrol(ConnId c, const ctl::Envelope& env);
   void DoSpawn(ConnId c, Tid who, const ctl::Envelope& env);
   void DoNotify(ConnId c, Tid who, const ctl::Envelope& env);
-  void DoMboxPut(ConnId c, Tid who, const ctl::Envelope& env);
-  void DoMboxGet(ConnId c, Tid who, const ctl::Envelope& env);
-  void DoMboxDel(ConnId c, Tid who, const ctl::Envelope& env);
-  void DoMboxInfo(ConnId c, const ctl::Envelope& env);
-  void DoGroup(ConnId c, Tid who, const ctl::Envelope& env);
   void DoTasks(ConnId c, const ctl::Envelope& env);
   // This host's tasks (where: 0, this host's tid, or one task's tid).
   bool ListTasks(int where, ctl::TasksReply* out) const;
@@ -430,8 +416,8 @@ class DaemonCore {
   void MaybeFinish(Tid t);   // process gone and output drained: forget it
   void FireNotify(int what, int target);
   void SendNotifyMessage(const NotifyReg& r, int subject);
-  bool MboxGetInto(Tid who, const std::string& name, int index, int flags, ctl::MboxGetReply* out);
-  void WakeMboxWaiters(const std::string& name);
+  // Sends what a concern wrote into its outbox.
+  void DrainReplies(ReplyOutbox& out);
   void DropWaitersOf(ConnId c);
   std::vector<std::string> ChildEnv(const ctl::SpawnRequest& s, Tid tid, int rank,
                                     bool spawner_here) const;
@@ -489,9 +475,12 @@ class DaemonCore {
   int32_t next_local_ = 1;
   int next_ctx_ = 1;
   std::vector<NotifyReg> notify_;
-  std::map<std::string, std::map<int, MboxEntry>> mbox_;
-  std::vector<Waiter> mbox_waiters_;
-  std::map<std::string, Group> groups_;
+  Mailbox mailbox_;     // master: pvm_putinfo and friends
+  GroupServer groups_;  // master: dynamic groups
+  LoadService load_;    // master: the cluster's load, from the hosts' reports
+  std::unique_ptr<balancer::PlacementPolicy> placement_;
+  // This host's LoadReport, from its task table.
+  ctl::LoadReport LocalLoad() const;
   std::optional<ConnId> owner_;
   bool halting_ = false;
   uint64_t bad_frames_ = 0;

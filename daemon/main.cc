@@ -51,6 +51,11 @@ int main(int argc, char** argv) {
   app.add_option("--heartbeat", opts.heartbeat_s, "seconds between heartbeats")
       ->check(CLI::Range(0.05, 600.0))
       ->capture_default_str();
+  app.add_option(
+         "--placement", opts.placement,
+         "where spawned tasks go: round-robin (PVM's) or speed-aware (by speed / (load + 1))")
+      ->check(CLI::IsMember({"round-robin", "speed-aware"}))
+      ->capture_default_str();
   app.add_option("--log-level", level, "trace, debug, info, warn, error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 

@@ -198,6 +198,7 @@ bool Server::Setup(std::string* error) {
   if (opts_.speed > 0) cfg.speed = opts_.speed;
   cfg.dead_after_ns = static_cast<int64_t>(opts_.dead_after_s * 1e9);
   cfg.test_moves = opts_.test_moves;
+  cfg.placement = opts_.placement;
   cfg.heartbeat_ns = static_cast<int64_t>(opts_.heartbeat_s * 1e9);
   cfg.member = !opts_.join.empty();
   core_ = std::make_unique<DaemonCore>(std::move(cfg), this);

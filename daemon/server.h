@@ -43,7 +43,8 @@ struct ServerOptions {
   // daemon at once, as a crash would; "kill-task-on-STEP" kills the moving
   // task. STEP: offer, accept, handover, image (docs/design/migration.md).
   std::string fault;
-  int test_moves = 0;  // env MPVM_TEST_MOVES: see DaemonConfig::test_moves
+  int test_moves = 0;                     // env MPVM_TEST_MOVES: see DaemonConfig::test_moves
+  std::string placement = "round-robin";  // see DaemonConfig::placement
 };
 
 class Server final : public DaemonEnv {

@@ -484,6 +484,85 @@ TEST_F(DaemonCoreTest, MasterAdmitsMembersAndSharesTheTable) {
   EXPECT_EQ(hosts[2].tid(), 0xc0000);
 }
 
+// Member `index`'s heartbeat, carrying a LoadReport of `tasks` runnable tasks.
+Frame HeartbeatWithLoad(int index, int speed, std::vector<int> tasks) {
+  ctl::Envelope e;
+  e.mutable_heartbeat()->set_host(index);
+  auto* load = e.mutable_heartbeat()->mutable_load();
+  load->set_speed(speed);
+  load->set_cores(1);
+  for (int t : tasks) {
+    auto* l = load->add_tasks();
+    l->set_tid(t);
+    l->set_age_ns(2'000'000'000);
+    l->set_runnable(true);
+  }
+  return PeerControl(e);
+}
+
+TEST_F(DaemonCoreTest, LoadReportsOfThreeHostsMakeTheMastersSnapshot) {
+  core_.OnTick(10'000'000'000);
+  core_.OnPeerFrame(100, PeerControl(JoinAs("b", 2000)));
+  core_.OnPeerFrame(101, PeerControl(JoinAs("c", 500)));
+  Enrol(1, 0, 500, /*tool=*/true);            // a tool (prun) is no load
+  auto mine = Spawn(1, "/bin/w", 1, 1, ".");  // PvmTaskHost: here
+  core_.OnPeerFrame(100, HeartbeatWithLoad(2, 2000, {0x80001, 0x80002}));
+  core_.OnPeerFrame(101, HeartbeatWithLoad(3, 500, {0xc0001}));
+  auto load = core_.LoadSnapshot();
+  ASSERT_EQ(load.hosts.size(), 3u);
+  EXPECT_EQ(load.Host(1)->runnable, 1);  // its own, from its task table
+  EXPECT_EQ(load.Host(2)->runnable, 2);
+  EXPECT_EQ(load.Host(2)->speed, 2000);
+  EXPECT_EQ(load.Host(3)->runnable, 1);
+  EXPECT_EQ(load.Host(3)->speed, 500);
+  ASSERT_EQ(load.tasks.size(), 4u);
+  EXPECT_EQ(load.tasks[0].tid, mine[0]);
+  EXPECT_EQ(load.tasks[0].started, 10'000'000'000);  // spawned at 10 s
+  EXPECT_EQ(load.tasks[1].tid, 0x80001);
+  EXPECT_EQ(load.tasks[1].started, 8'000'000'000);  // 2 s old at 10 s
+  // pvm_config's task counts come from the same reports.
+  ctl::Envelope cfg;
+  cfg.mutable_config();
+  Control(1, cfg);
+  EXPECT_EQ(Last(1).config_reply().hosts(1).ntasks(), 2);
+  // A host that leaves takes its load with it.
+  core_.DeleteHost("c", "test");
+  EXPECT_EQ(core_.LoadSnapshot().hosts.size(), 2u);
+}
+
+TEST(DaemonCorePlacement, SpawnsArePlacedByTheConfiguredPolicy) {
+  FakeEnv env;
+  DaemonConfig cfg;
+  cfg.hostname = "node1";
+  cfg.placement = "speed-aware";
+  DaemonCore core(cfg, &env);
+  core.OnTick(0);
+  core.OnPeerFrame(100, PeerControl(JoinAs("fast", 3000)));
+  core.OnPeerFrame(100, HeartbeatWithLoad(2, 3000, {}));
+  core.OnAccept(1);
+  ctl::Envelope e;
+  e.set_version(kControlVersion);
+  e.mutable_enrol()->set_pid(1);
+  e.mutable_enrol()->set_is_tool(true);  // prun: no load of its own
+  Frame f;
+  f.header = ControlHeader(0, 0);
+  f.payload = EncodeControl(e);
+  core.OnFrame(1, std::move(f));
+  ctl::Envelope sp;
+  sp.set_version(kControlVersion);
+  sp.mutable_spawn()->set_file("/bin/w");
+  sp.mutable_spawn()->set_ntask(4);
+  Frame g;
+  g.header = ControlHeader(0, 0);
+  g.payload = EncodeControl(sp);
+  core.OnFrame(1, std::move(g));
+  // Of 4 tasks, the 3x faster host takes 3 (round-robin would give it 2).
+  int remote = 0;
+  for (const auto& m : env.PeerControls(100))
+    if (m.has_remote_spawn()) remote += m.remote_spawn().ranks_size();
+  EXPECT_EQ(remote, 3);
+}
+
 TEST_F(DaemonCoreTest, DuplicateHostNamesAreRefused) {
   core_.OnPeerFrame(100, PeerControl(JoinAs("b")));
   core_.OnPeerFrame(101, PeerControl(JoinAs("b")));

@@ -1,0 +1,49 @@
+// cluster_load.h — a snapshot of the virtual machine's load: what the
+// balancer's policies decide from. Plain data, built by the master's load
+// service from the hosts' LoadReports; no I/O, no daemon types.
+//
+// Times are nanoseconds of the master's monotonic clock (Time). Speeds are in
+// PVM's sp= units (1000: one CPU of the reference machine).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <vector>
+
+namespace mpvm::balancer {
+
+using Time = int64_t;  // ns
+inline constexpr Time kSecond = 1'000'000'000;
+
+struct HostLoad {
+  int host = 0;           // host index
+  int speed = 1000;       // sp=
+  int cores = 1;          // from hwloc where known
+  int runnable = 0;       // our tasks ready to run (not blocked in a receive)
+  double background = 0;  // runnable work that is not ours, in tasks
+  Time reported = 0;      // when its last LoadReport arrived
+};
+
+struct TaskLoad {
+  int tid = 0;
+  int host = 0;                        // where it runs
+  Time started = 0;                    // spawn time
+  Time last_move = 0;                  // its last move (0: never moved)
+  int64_t cpu_ns = 0;                  // CPU it has used
+  uint64_t image_bytes = 0;            // what a move would carry
+  bool runnable = true;                // ready to run (else blocked in a receive)
+  bool pinned = false;                 // cannot move (threads, refused before, prun's stdin, ...)
+  std::map<int, uint64_t> bytes_with;  // peer tid -> bytes exchanged
+};
+
+struct ClusterLoad {
+  std::vector<HostLoad> hosts;  // by host index, ascending
+  std::vector<TaskLoad> tasks;
+
+  // The host with index `host`, or nullptr.
+  const HostLoad* Host(int host) const;
+  // Runnable work on `host`: our runnable tasks plus background load.
+  double Work(int host) const;
+};
+
+}  // namespace mpvm::balancer

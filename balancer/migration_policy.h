@@ -1,0 +1,49 @@
+// migration_policy.h — which running tasks to move, and where: the
+// balancer's refinement of placement by preemptive migration (MOSIX-style).
+//
+// Decide is a pure function of a load snapshot, the limits and the time; the
+// master's load service calls it and the daemon carries the orders out.
+//
+// The rule. A host's expected time per unit of work for one of `n` runnable
+// tasks is T(n) = max(1, n / cores) / speed. A task moves from the host A
+// with the highest T(n_A) to the host B with the lowest T(n_B + 1) when
+//   T(n_B + 1) < T(n_A) * (1 - margin)
+// and the move pays for itself: the task's age (the usual guess of what it
+// still has to run) times the relative gain exceeds the move's cost,
+// overhead + image_bytes / bandwidth. Only tasks that are runnable, not
+// pinned, at least min_age old and min_residency past their last move are
+// candidates; of those, the one with the most traffic towards B's tasks (and
+// least towards A's) goes first, then the smallest image. Orders are applied
+// to the snapshot as they are made, and at most max_in_flight moves run at
+// once.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "cluster_load.h"
+
+namespace mpvm::balancer {
+
+struct Limits {
+  double margin = 0.1;               // relative improvement a move must bring
+  Time min_age = 1 * kSecond;        // young tasks often end soon
+  Time min_residency = 2 * kSecond;  // after a spawn or a move
+  int max_in_flight = 2;             // moves running at once, cluster-wide
+  int moves_in_flight = 0;           // moves running now
+  double bandwidth = 1e9;            // bytes/s of a move, as measured
+  Time move_overhead = 20'000'000;   // fixed cost of a move, as measured
+};
+
+struct MoveOrder {
+  int tid = 0;
+  int from = 0, to = 0;  // host indices
+  std::string reason;    // for the log and the trace
+};
+
+std::vector<MoveOrder> Decide(const ClusterLoad& load, const Limits& limits, Time now);
+
+// T(n) above, for host `h` with `n` runnable tasks.
+double TimePerWork(const HostLoad& h, double n);
+
+}  // namespace mpvm::balancer
