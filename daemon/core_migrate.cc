@@ -7,7 +7,6 @@
 // the master. So a frame sent to a stale place takes at most one extra hop.
 #include <fmt/format.h>
 #include <signal.h>
-#include <sodium.h>
 #include <time.h>
 
 #include <nlohmann/json.hpp>
@@ -36,12 +35,6 @@ std::vector<std::string> WithVar(const std::vector<std::string>& env, const std:
 }
 
 }  // namespace
-
-int64_t DaemonEnv::WallNs() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-}
 
 void DaemonCore::Trace(int sink, const std::string& json) {
   if (sink == 0) return;
@@ -78,7 +71,9 @@ void DaemonCore::AnswerAsker(Tid asker, uint64_t rid, int code, const std::strin
 
 void DaemonCore::DoMigrate(Tid who, ctl::Envelope&& env) {
   auto* m = env.mutable_migrate();
-  const bool asked_here = m->asker() == 0;
+  // A client's request names no asker until its first daemon fills it in;
+  // the balancer's never has one (and is never passed back by a member).
+  const bool asked_here = m->asker() == 0 && !m->by_balancer();
   if (asked_here) {  // answer the asker wherever the move runs
     m->set_asker(who.raw());
     m->set_asker_rid(env.rid());
@@ -86,6 +81,7 @@ void DaemonCore::DoMigrate(Tid who, ctl::Envelope&& env) {
   const Tid t(m->tid());
   const Tid asker(m->asker());
   const uint64_t rid = m->asker_rid();
+  const MoveOrigin origin = m->by_balancer() ? MoveOrigin::kBalancer : MoveOrigin::kClient;
   if (!t.is_task()) {
     AnswerAsker(asker, rid, Code(Err::kBadParam), fmt::format("{} is not a task", t.str()));
     return;
@@ -99,7 +95,7 @@ void DaemonCore::DoMigrate(Tid who, ctl::Envelope&& env) {
     return;
   }
   if (LocalTask(t)) {
-    StartMove(t, dest, asker, rid);
+    StartMove(t, dest, asker, rid, origin);
     return;
   }
   // Not here: the master knows where it is. A member passes a request on
@@ -115,14 +111,30 @@ void DaemonCore::DoMigrate(Tid who, ctl::Envelope&& env) {
   SendControlTo(Tid::DaemonOf(HostIndex{at}), std::move(env));
 }
 
-void DaemonCore::StartMove(Tid t, int dest, Tid asker, uint64_t rid) {
-  Task& task = tasks_[t];
-  const std::string& dest_name = hosts_[dest].name;
-  if (dest == host_.value) {
-    AnswerAsker(asker, rid, host_tid().raw(),
-                fmt::format("{} is on {} already", t.str(), dest_name));
-    return;
+bool DaemonCore::Advance(Move& mv, MoveEvent event) {
+  auto next = NextMoveState(mv.state, event);
+  if (!next) {
+    env_->Debug(fmt::format("move {:x}: '{}' in state {} ignored", mv.id, MoveEventName(event),
+                            MoveStateName(mv.state)));
+    return false;
   }
+  env_->Debug(fmt::format("move {:x}: {} -> {} ({})", mv.id, MoveStateName(mv.state),
+                          MoveStateName(*next), MoveEventName(event)));
+  mv.state = *next;
+  return true;
+}
+
+void DaemonCore::RequestBalancerMove(Tid t, int dest) {
+  if (!hosts_.contains(dest)) return;
+  ctl::Envelope e = NewEnvelope();
+  auto* m = e.mutable_migrate();
+  m->set_tid(t.raw());
+  m->set_host(hosts_.at(dest).name);
+  m->set_by_balancer(true);
+  DoMigrate(Tid(), std::move(e));
+}
+
+std::string DaemonCore::WhyCannotMove(const Task& task) const {
   std::string why;
   if (task.is_tool || !task.spawned || task.pid <= 0)
     why = "only tasks started by mpvmd can move (this one was started by hand)";
@@ -138,25 +150,11 @@ void DaemonCore::StartMove(Tid t, int dest, Tid asker, uint64_t rid) {
     why = "it has exited";
   else if (!task.spec.stdin_path.empty())
     why = "it reads prun's standard input (prun --stdin none lets rank 0 move)";
-  if (!why.empty()) {
-    AnswerAsker(asker, rid, Code(Err::kDenied), fmt::format("{} cannot move: {}", t.str(), why));
-    return;
-  }
-  const uint64_t id = (uint64_t(uint32_t(host_.value)) << 40) | next_move_++;
-  Move& mv = moves_[id];
-  mv.id = id;
-  mv.tid = t;
-  mv.dest = dest;
-  mv.asker = asker;
-  mv.asker_rid = rid;
-  mv.requested_ns = now_ns_;
-  mv.requested_wall_ns = env_->WallNs();
-  mv.admin_messages = 1;  // the offer
-  task.move_id = id;
+  return why;
+}
 
-  ctl::Envelope e = NewEnvelope();
-  auto* o = e.mutable_migrate_offer();
-  o->set_tid(t.raw());
+void DaemonCore::FillOffer(const Task& task, uint64_t id, ctl::MigrateOffer* o) const {
+  o->set_tid(task.tid.raw());
   o->set_id(id);
   o->set_path(task.spec.path);
   for (const auto& a : task.spec.argv) o->add_argv(a);
@@ -176,6 +174,36 @@ void DaemonCore::StartMove(Tid t, int dest, Tid asker, uint64_t rid) {
   o->set_event_sink(task.event_sink);
   o->set_stderr_apart(task.stderr_apart);
   o->set_age_ns(now_ns_ - task.spawned_ns);
+}
+
+void DaemonCore::StartMove(Tid t, int dest, Tid asker, uint64_t rid, MoveOrigin origin) {
+  Task& task = tasks_[t];
+  const std::string& dest_name = hosts_.at(dest).name;
+  if (dest == host_.value) {
+    AnswerAsker(asker, rid, host_tid().raw(),
+                fmt::format("{} is on {} already", t.str(), dest_name));
+    return;
+  }
+  const std::string why = WhyCannotMove(task);
+  if (!why.empty()) {
+    AnswerAsker(asker, rid, Code(Err::kDenied), fmt::format("{} cannot move: {}", t.str(), why));
+    return;
+  }
+  const uint64_t id = (uint64_t(uint32_t(host_.value)) << 40) | next_move_++;
+  Move& mv = moves_[id];
+  mv.id = id;
+  mv.tid = t;
+  mv.dest = dest;
+  mv.asker = asker;
+  mv.asker_rid = rid;
+  mv.origin = origin;
+  mv.requested_ns = now_ns_;
+  mv.requested_wall_ns = env_->WallNs();
+  mv.admin_messages = 1;  // the offer
+  task.move_id = id;
+
+  ctl::Envelope e = NewEnvelope();
+  FillOffer(task, id, e.mutable_migrate_offer());
   env_->Log(fmt::format("moving {} to {} (move {:x})", t.str(), dest_name, id));
   SendControlTo(Tid::DaemonOf(HostIndex{dest}), std::move(e));
 }
@@ -216,6 +244,36 @@ void DaemonCore::HandleMoveControl(const FrameHeader& h, ctl::Envelope&& env) {
 
 // ---- Destination ---------------------------------------------------------------
 
+DaemonCore::Task DaemonCore::RestoringTask(const ctl::MigrateOffer& o, const SpawnSpec& spec,
+                                           int pid, int from) const {
+  Task task;
+  task.tid = Tid(o.tid());
+  task.pid = pid;
+  task.spawned = true;
+  task.ptid = o.ptid();
+  task.a_out = o.a_out();
+  task.out_tid = o.output_tid();
+  task.out_code = o.output_code();
+  task.out_ctx = o.output_ctx();
+  task.stderr_apart = o.stderr_apart();
+  task.spawned_ns = now_ns_ - o.age_ns();
+  task.trace_tid = o.trace_tid();
+  task.trace_code = o.trace_code();
+  task.report_to = o.report_to();
+  task.ctx = o.ctx();
+  for (int s : o.siblings()) task.siblings.push_back(Tid(s));
+  task.open_streams = 2;
+  task.spec = spec;
+  task.restoring = true;
+  task.moves = o.moves() + 1;
+  task.event_sink = o.event_sink();
+  task.arrived_by = o.id();
+  task.move_id = o.id();
+  task.from_host = from;
+  task.restore_deadline_ns = now_ns_ + kRestoreTimeoutNs;
+  return task;
+}
+
 void DaemonCore::OnOffer(const FrameHeader& h, const ctl::MigrateOffer& o) {
   env_->FaultPoint("offer", 0);
   ctl::Envelope e = NewEnvelope();
@@ -239,37 +297,12 @@ void DaemonCore::OnOffer(const FrameHeader& h, const ctl::MigrateOffer& o) {
   std::vector<std::string> env(o.env().begin(), o.env().end());
   spec.env = WithVar(env, "MPVM_RUNDIR", cfg_.rundir);
   spec.cwd = o.cwd();
-  std::string token(32, '\0');
-  randombytes_buf(token.data(), token.size());
+  const std::string token = env_->RandomBytes(32);
   auto rs = env_->SpawnRestore(spec, token);
   if (!rs)
     return refuse(rs.error(), fmt::format("cannot start {} there: {}", o.path(),
                                           PvmErrorText(Code(rs.error()))));
-  Task task;
-  task.tid = t;
-  task.pid = rs->pid;
-  task.spawned = true;
-  task.ptid = o.ptid();
-  task.a_out = o.a_out();
-  task.out_tid = o.output_tid();
-  task.out_code = o.output_code();
-  task.out_ctx = o.output_ctx();
-  task.stderr_apart = o.stderr_apart();
-  task.spawned_ns = now_ns_ - o.age_ns();
-  task.trace_tid = o.trace_tid();
-  task.trace_code = o.trace_code();
-  task.report_to = o.report_to();
-  task.ctx = o.ctx();
-  for (int s : o.siblings()) task.siblings.push_back(Tid(s));
-  task.open_streams = 2;
-  task.spec = spec;
-  task.restoring = true;
-  task.moves = o.moves() + 1;
-  task.event_sink = o.event_sink();
-  task.arrived_by = o.id();
-  task.move_id = o.id();
-  task.from_host = Tid(h.src).host().value;
-  task.restore_deadline_ns = now_ns_ + kRestoreTimeoutNs;
+  Task task = RestoringTask(o, spec, rs->pid, Tid(h.src).host().value);
   tasks_.emplace(t, std::move(task));
   if (!cfg_.member) in_transit_[t.raw()] = Transit{Tid(h.src).host().value, host_.value, now_ns_};
   env_->Debug(fmt::format("move {:x}: restoring {} here from {} (pid {})", o.id(), t.str(),
@@ -284,6 +317,7 @@ void DaemonCore::OnTaskMoved(const ctl::TaskMoved& m) {
   const Tid t(m.tid());
   env_->Debug(fmt::format("move {:x}: {} now runs on host {}", m.id(), t.str(), m.host()));
   if (!cfg_.member) {  // the registry
+    if (m.bytes() > 0) load_.OnMoveDone(m.bytes(), m.blackout_ns());
     where_[m.tid()] = m.host();
     in_transit_.erase(m.tid());
     limbo_.erase(m.tid());
@@ -332,7 +366,7 @@ void DaemonCore::MaybeTestMove(const Task& task) {
   // The test driver: on to the next host, while the task runs on.
   auto next = hosts_.upper_bound(host_.value);
   if (next == hosts_.end()) next = hosts_.begin();
-  StartMove(task.tid, next->first, Tid(), 0);
+  StartMove(task.tid, next->first, Tid(), 0, MoveOrigin::kTest);
 }
 
 void DaemonCore::ClaimArrival(Tid t) {
@@ -373,14 +407,16 @@ void DaemonCore::OnAccept(const ctl::MigrateAccept& a) {
   }
   Move& mv = it->second;
   ++mv.admin_messages;
-  const std::string dest_name = hosts_.contains(mv.dest) ? hosts_[mv.dest].name : "?";
+  const std::string dest_name = hosts_.contains(mv.dest) ? hosts_.at(mv.dest).name : "?";
+  if (!Advance(mv, a.code() < 0 ? MoveEvent::kRefused : MoveEvent::kAccepted)) return;
   if (a.code() < 0) {
     FinishMove(mv.id, a.code(),
                fmt::format("{} cannot move to {}: {}", mv.tid.str(), dest_name, a.detail()));
     return;
   }
   auto t = tasks_.find(mv.tid);
-  auto abort = [&](const std::string& why) {
+  auto abort = [&](const std::string& why, MoveEvent event) {
+    Advance(mv, event);
     ctl::Envelope e = NewEnvelope();
     e.mutable_migrate_abort()->set_id(mv.id);
     e.mutable_migrate_abort()->set_tid(mv.tid.raw());
@@ -388,8 +424,11 @@ void DaemonCore::OnAccept(const ctl::MigrateAccept& a) {
     SendControlTo(Tid::DaemonOf(HostIndex{mv.dest}), std::move(e));
     FinishMove(mv.id, Code(Err::kSysErr), fmt::format("{} cannot move: {}", mv.tid.str(), why));
   };
-  if (t == tasks_.end() || t->second.exited) return abort("it ended before it could move");
-  std::string addr = hosts_[mv.dest].addr;
+  if (t == tasks_.end() || t->second.exited)
+    return abort("it ended before it could move", MoveEvent::kTaskEnded);
+  if (!hosts_.contains(mv.dest))
+    return abort("its destination left the virtual machine", MoveEvent::kDestinationDied);
+  std::string addr = hosts_.at(mv.dest).addr;
   if (addr.empty()) addr = cfg_.master_ip;
   if (addr.empty()) addr = "127.0.0.1";
   mv.accepted_ns = now_ns_;
@@ -397,7 +436,7 @@ void DaemonCore::OnAccept(const ctl::MigrateAccept& a) {
                           t->second.pid));
   env_->FaultPoint("accept", t->second.pid);
   auto st = env_->BeginMove(mv.tid, t->second.pid, addr, a.port(), a.token());
-  if (!st) return abort(st.error());
+  if (!st) return abort(st.error(), MoveEvent::kTaskFailed);
 }
 
 void DaemonCore::OnMoveFrozen(Tid t) {
@@ -405,17 +444,17 @@ void DaemonCore::OnMoveFrozen(Tid t) {
   if (task == tasks_.end()) return;
   auto it = moves_.find(task->second.move_id);
   if (it == moves_.end()) return;
+  if (!Advance(it->second, MoveEvent::kFrozen)) return;
   env_->Debug(fmt::format("move {:x}: {} stopped and handed over", it->first, t.str()));
-  it->second.frozen = true;
   it->second.frozen_ns = now_ns_;
   it->second.admin_messages += 2;  // the handover and the answer to it
 }
 
-void DaemonCore::OnMoveFailed(Tid t, const std::string& why, bool pinned) {
+void DaemonCore::OnMoveFailed(Tid t, const std::string& why, bool pinned, MoveEvent event) {
   auto task = tasks_.find(t);
   if (task == tasks_.end()) return;
   auto it = moves_.find(task->second.move_id);
-  if (it == moves_.end()) return;
+  if (it == moves_.end() || !Advance(it->second, event)) return;
   ctl::Envelope e = NewEnvelope();
   e.mutable_migrate_abort()->set_id(it->first);
   e.mutable_migrate_abort()->set_tid(t.raw());
@@ -431,6 +470,7 @@ ConnId DaemonCore::OnMoveCommitted(Tid t, const MoveTimes& times) {
   auto it = moves_.find(task->second.move_id);
   if (it == moves_.end()) return 0;
   Move& mv = it->second;
+  if (!Advance(mv, MoveEvent::kRestored)) return 0;
   mv.admin_messages += 2;  // "restored", and the commit to the registry
   where_[t.raw()] = mv.dest;
   ctl::Envelope e = NewEnvelope();
@@ -439,18 +479,18 @@ ConnId DaemonCore::OnMoveCommitted(Tid t, const MoveTimes& times) {
   m->set_host(mv.dest);
   m->set_id(mv.id);
   m->set_from(host_.value);
+  m->set_bytes(times.bytes);
+  m->set_blackout_ns(times.restored_ns - times.freeze_ns);
   // What it asked to be told goes with it: its new host watches from now on
   // (and this one may not live as long as the task).
-  std::erase_if(notify_, [&](const NotifyReg& r) {
-    if (r.watcher != t) return false;
+  for (const NotifyReg& r : notify_.TakeWatcher(t)) {
     auto* n = m->add_notifies();
     n->set_what(r.what);
     n->set_tag(r.tag);
     n->set_ctx(r.ctx);
     n->set_target(r.target);
     n->set_count(r.count);
-    return true;
-  });
+  }
   if (cfg_.member) {
     SendControlTo(Tid::DaemonOf(HostIndex{1}), std::move(e));
   } else {
@@ -466,7 +506,7 @@ ConnId DaemonCore::OnMoveCommitted(Tid t, const MoveTimes& times) {
   // Its mailbox entries, group places and others' notify requests about it
   // stay: they name it by tid, and what they send it follows it.
   mv.admin_messages += 3;  // "exit" to the old process; the copy's enrolment and its answer
-  const std::string dest_name = hosts_.contains(mv.dest) ? hosts_[mv.dest].name : "?";
+  const std::string dest_name = hosts_.contains(mv.dest) ? hosts_.at(mv.dest).name : "?";
   const double blackout = (times.restored_ns - times.freeze_ns) / 1e6;
   if (auto old = forwarding_.find(t.raw()); old != forwarding_.end()) EndForwarding(t.raw());
   Forwarding& fw = forwarding_[t.raw()];
@@ -522,6 +562,7 @@ void DaemonCore::OnCommitDone(Tid t) {
   if (fw == forwarding_.end() || fw->second.reported) return;
   Forwarding& f = fw->second;
   f.reported = true;
+  Advance(f.move, MoveEvent::kReported);
   const Move& mv = f.move;
   const MoveTimes& times = f.times;
   nlohmann::json record{{"tid", t.str()},
@@ -599,16 +640,23 @@ void DaemonCore::CheckLimbo() {
 }
 
 void DaemonCore::CheckMoveTimeouts() {
-  std::vector<std::pair<Tid, std::string>> failed;
+  struct Late {
+    Tid tid;
+    std::string why;
+    MoveEvent event;
+  };
+  std::vector<Late> failed;
   for (const auto& [id, mv] : moves_) {
-    if (mv.accepted_ns == 0 && now_ns_ - mv.requested_ns > kOfferTimeoutNs)
-      failed.push_back({mv.tid, "no answer from the destination host within 10 s"});
-    else if (mv.accepted_ns != 0 && !mv.frozen && now_ns_ - mv.accepted_ns > kFreezeTimeoutNs)
-      failed.push_back({mv.tid, "it did not stop within 30 s (blocked inside a library call?)"});
+    if (mv.state == MoveState::kOffered && now_ns_ - mv.requested_ns > kOfferTimeoutNs)
+      failed.push_back(
+          {mv.tid, "no answer from the destination host within 10 s", MoveEvent::kOfferTimeout});
+    else if (mv.state == MoveState::kAccepted && now_ns_ - mv.accepted_ns > kFreezeTimeoutNs)
+      failed.push_back({mv.tid, "it did not stop within 30 s (blocked inside a library call?)",
+                        MoveEvent::kFreezeTimeout});
   }
-  for (const auto& [t, why] : failed) {
-    env_->CancelMove(t);
-    OnMoveFailed(t, why);
+  for (const auto& f : failed) {
+    env_->CancelMove(f.tid);
+    OnMoveFailed(f.tid, f.why, false, f.event);
   }
   // Destination: a restore the source never committed nor aborted.
   std::vector<Tid> stale;

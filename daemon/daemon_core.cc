@@ -13,7 +13,6 @@ namespace {
 
 // pvm3.h values the daemon needs (the daemon does not include the C header).
 constexpr int kTaskHost = 1, kTaskArch = 2, kTaskDebug = 4, kHostCompl = 32, kNoSpawnParent = 64;
-constexpr int kNotifyTaskExit = 1, kNotifyHostDelete = 2, kNotifyHostAdd = 3;
 constexpr int kMaxSpawn = 4096;
 constexpr int kDataSignature = 0x408c41;
 
@@ -24,7 +23,7 @@ int Code(Err e) { return ToPvmCode(e); }
 DaemonCore::DaemonCore(DaemonConfig cfg, DaemonEnv* env)
     : cfg_(std::move(cfg)), env_(env), host_(cfg_.member ? HostIndex{0} : cfg_.host) {
   if (!cfg_.member)
-    hosts_[host_.value] = HostRec{cfg_.hostname, cfg_.arch, cfg_.speed, 0, 0, 0, ""};
+    hosts_.AddSelf(host_.value, HostRec{cfg_.hostname, cfg_.arch, cfg_.speed, 0, 0, 0, ""});
   placement_ = balancer::MakePlacementPolicy(cfg_.placement);
   if (!placement_) placement_ = std::make_unique<balancer::RoundRobinPlacement>();
 }
@@ -180,15 +179,7 @@ void DaemonCore::HandleControl(ConnId c, ctl::Envelope&& env) {
     ReplyStatus(c, rid, Code(Err::kSysErr), "the virtual machine is halting");
     return;
   }
-  // The mailbox, groups and contexts are VM-wide: the master serves them.
-  // So are the whereabouts of tasks that are not here.
-  const bool ask_master = (env.has_migrate() && !LocalTask(Tid(env.migrate().tid()))) ||
-                          (env.has_location() && !LocalTask(Tid(env.location().tid()))) ||
-                          (env.has_tasks() && env.tasks().where() != host_tid().raw() &&
-                           !LocalTask(Tid(env.tasks().where())));
-  if (cfg_.member &&
-      (env.has_mbox_put() || env.has_mbox_get() || env.has_mbox_del() || env.has_mbox_info() ||
-       env.has_group() || env.has_new_context() || ask_master)) {
+  if (cfg_.member && ServedByMaster(env)) {
     if (!joined_) {
       ReplyStatus(c, rid, Code(Err::kSysErr), "this host has not joined its virtual machine");
       return;
@@ -198,137 +189,184 @@ void DaemonCore::HandleControl(ConnId c, ctl::Envelope&& env) {
                      bytes);
     return;  // the answer comes back addressed to the task
   }
+  if (!HandleVmService(c, who, env) && !HandleTaskRequest(c, who, env)) {
+    ++bad_frames_;
+    env_->Log(fmt::format("{} sent an unexpected control message (case {}); answered BadParam",
+                          who.str(), static_cast<int>(env.body_case())));
+    ReplyStatus(c, rid, Code(Err::kBadParam), "not a request");
+  }
+}
+
+bool DaemonCore::ServedByMaster(const ctl::Envelope& env) const {
+  // The mailbox, groups and contexts are VM-wide: the master serves them.
+  // So are the whereabouts of tasks that are not here.
+  const bool elsewhere = (env.has_migrate() && !LocalTask(Tid(env.migrate().tid()))) ||
+                         (env.has_location() && !LocalTask(Tid(env.location().tid()))) ||
+                         (env.has_tasks() && env.tasks().where() != host_tid().raw() &&
+                          !LocalTask(Tid(env.tasks().where())));
+  return env.has_mbox_put() || env.has_mbox_get() || env.has_mbox_del() || env.has_mbox_info() ||
+         env.has_group() || env.has_new_context() || elsewhere;
+}
+
+bool DaemonCore::HandleVmService(ConnId c, Tid who, const ctl::Envelope& env) {
+  const uint64_t rid = env.rid();
+  switch (env.body_case()) {
+    case ctl::Envelope::kMboxPut:
+      mailbox_.Put(c, rid, who, env.mbox_put());
+      break;
+    case ctl::Envelope::kMboxGet:
+      mailbox_.Get(c, rid, who, env.mbox_get());
+      break;
+    case ctl::Envelope::kMboxDel:
+      mailbox_.Del(c, rid, who, env.mbox_del());
+      break;
+    case ctl::Envelope::kMboxInfo:
+      mailbox_.Info(c, rid, env.mbox_info());
+      break;
+    case ctl::Envelope::kGroup:
+      groups_.Handle(c, rid, who, env.group());
+      DrainReplies(groups_.Replies());
+      return true;
+    case ctl::Envelope::kNotify:
+      DoNotify(c, who, env);
+      return true;
+    case ctl::Envelope::kNewContext:
+      ReplyStatus(c, rid, (host_tid().raw() | next_ctx_++) & 0x7fffffff);
+      return true;
+    default:
+      return false;
+  }
+  DrainReplies(mailbox_.Replies());
+  return true;
+}
+
+bool DaemonCore::HandleTaskRequest(ConnId c, Tid who, ctl::Envelope& env) {
+  const uint64_t rid = env.rid();
   switch (env.body_case()) {
     case ctl::Envelope::kSpawn:
       DoSpawn(c, who, env);
-      return;
+      return true;
     case ctl::Envelope::kKill:
-    case ctl::Envelope::kSignal: {
-      const bool kill = env.has_kill();
-      const Tid target(kill ? env.kill().tid() : env.signal().tid());
-      if (!LocalTask(target) && HostOf(target) != host_.value) {  // its host carries it out
-        if (!hosts_.contains(HostOf(target))) {
-          ReplyStatus(c, rid, Code(Err::kNoTask));
-          return;
-        }
-        SendControlTo(Tid::DaemonOf(HostIndex{HostOf(target)}), std::move(env));
-        ReplyStatus(c, rid, 0);
-        return;
-      }
-      auto t = tasks_.find(target);
-      if (t == tasks_.end() || t->second.exited || t->second.pid <= 0) {
-        ReplyStatus(c, rid, Code(Err::kNoTask));
-        return;
-      }
-      env_->Signal(t->second.pid, kill ? SIGTERM : env.signal().signum());
-      ReplyStatus(c, rid, 0);
-      return;
-    }
+    case ctl::Envelope::kSignal:
+      DoSignal(c, std::move(env));
+      return true;
     case ctl::Envelope::kPstat: {
       auto t = tasks_.find(Tid(env.pstat().tid()));
       bool alive = t != tasks_.end() && t->second.state != State::kLeft && !t->second.exited;
       ReplyStatus(c, rid, alive ? 0 : Code(Err::kNoTask));
-      return;
+      return true;
     }
+    case ctl::Envelope::kLinkPort:
+      if (auto t = tasks_.find(who); t != tasks_.end())
+        t->second.link_port = env.link_port().port();
+      return true;
+    case ctl::Envelope::kSetOutput:
+      DoSetOutput(c, who, env);
+      return true;
+    case ctl::Envelope::kExit: {
+      auto t = tasks_.find(who);
+      if (t != tasks_.end()) TaskLeftVm(t->second);
+      ReplyStatus(c, rid, 0);
+      return true;
+    }
+    default:
+      return HandleVmRequest(c, who, env);
+  }
+}
+
+bool DaemonCore::HandleVmRequest(ConnId c, Tid who, ctl::Envelope& env) {
+  const uint64_t rid = env.rid();
+  switch (env.body_case()) {
     case ctl::Envelope::kConfig: {
       ctl::Envelope e = NewEnvelope();
       *e.mutable_config_reply()->mutable_hosts() = Table().hosts();
       Reply(c, rid, std::move(e));
-      return;
+      return true;
     }
     case ctl::Envelope::kTasks:
       DoTasks(c, env);
-      return;
-    case ctl::Envelope::kNotify:
-      DoNotify(c, who, env);
-      return;
-    case ctl::Envelope::kMboxPut:
-      mailbox_.Put(c, rid, who, env.mbox_put());
-      return DrainReplies(mailbox_.Replies());
-    case ctl::Envelope::kMboxGet:
-      mailbox_.Get(c, rid, who, env.mbox_get());
-      return DrainReplies(mailbox_.Replies());
-    case ctl::Envelope::kMboxDel:
-      mailbox_.Del(c, rid, who, env.mbox_del());
-      return DrainReplies(mailbox_.Replies());
-    case ctl::Envelope::kMboxInfo:
-      mailbox_.Info(c, rid, env.mbox_info());
-      return DrainReplies(mailbox_.Replies());
-    case ctl::Envelope::kGroup:
-      groups_.Handle(c, rid, who, env.group());
-      return DrainReplies(groups_.Replies());
-    case ctl::Envelope::kLinkPort:
-      if (auto t = tasks_.find(who); t != tasks_.end())
-        t->second.link_port = env.link_port().port();
-      return;
+      return true;
     case ctl::Envelope::kLocate:
       DoLocate(c, env);
-      return;
+      return true;
     case ctl::Envelope::kMigrate:
       DoMigrate(who, std::move(env));
-      return;
+      return true;
     case ctl::Envelope::kLocation: {
       const Tid t(env.location().tid());
       const int at = HostOf(t);
       const bool known = LocalTask(t) || (at != host_.value && hosts_.contains(at));
       ReplyStatus(c, rid, known ? Tid::DaemonOf(HostIndex{at}).raw() : Code(Err::kNoTask));
-      return;
-    }
-    case ctl::Envelope::kNewContext:
-      ReplyStatus(c, rid, (host_tid().raw() | next_ctx_++) & 0x7fffffff);
-      return;
-    case ctl::Envelope::kSetOutput: {
-      auto t = tasks_.find(who);
-      if (t == tasks_.end()) {
-        ReplyStatus(c, rid, Code(Err::kNoTask));
-        return;
-      }
-      Task& task = t->second;
-      const int to = env.set_output().tid();
-      if (to != 0 && !tasks_.contains(Tid(to))) {
-        ReplyStatus(c, rid, Code(Err::kNoTask), "no such task to send output to");
-        return;
-      }
-      if (task.out_tid != 0 && task.out_tid != to) SendOutputRecord(task, 0, {});  // old sink: EOF
-      const bool fresh = to != 0 && to != task.out_tid;
-      task.out_tid = to;
-      task.out_code = env.set_output().code();
-      task.out_ctx = env.set_output().ctx();
-      if (fresh) SendOutputRecord(task, -1, {});  // new sink: BEGIN
-      ReplyStatus(c, rid, 0);
-      return;
+      return true;
     }
     case ctl::Envelope::kAddHost:
       DoAddHost(c, env);
-      return;
-    case ctl::Envelope::kDelHost: {
-      if (cfg_.member) {
-        ReplyStatus(c, rid, Code(Err::kNotImpl), "delete hosts from the master's host");
-        return;
-      }
-      auto st = DeleteHost(env.del_host().name(), "deleted by " + who.str());
-      ReplyStatus(
-          c, rid, st ? 0 : Code(st.error()),
-          st ? "" : fmt::format("no host '{}' in the virtual machine", env.del_host().name()));
-      return;
-    }
-    case ctl::Envelope::kExit: {
-      auto t = tasks_.find(who);
-      if (t != tasks_.end()) TaskLeftVm(t->second);
-      ReplyStatus(c, rid, 0);
-      return;
-    }
+      return true;
+    case ctl::Envelope::kDelHost:
+      DoDelHost(c, who, env);
+      return true;
     case ctl::Envelope::kHalt:
       ReplyStatus(c, rid, 0);
       Halt(who);
-      return;
+      return true;
     default:
-      ++bad_frames_;
-      env_->Log(fmt::format("{} sent an unexpected control message (case {}); answered BadParam",
-                            who.str(), static_cast<int>(env.body_case())));
-      ReplyStatus(c, rid, Code(Err::kBadParam), "not a request");
-      return;
+      return false;
   }
+}
+
+void DaemonCore::DoSignal(ConnId c, ctl::Envelope&& env) {
+  const uint64_t rid = env.rid();
+  const bool kill = env.has_kill();
+  const Tid target(kill ? env.kill().tid() : env.signal().tid());
+  if (!LocalTask(target) && HostOf(target) != host_.value) {  // its host carries it out
+    if (!hosts_.contains(HostOf(target))) {
+      ReplyStatus(c, rid, Code(Err::kNoTask));
+      return;
+    }
+    SendControlTo(Tid::DaemonOf(HostIndex{HostOf(target)}), std::move(env));
+    ReplyStatus(c, rid, 0);
+    return;
+  }
+  auto t = tasks_.find(target);
+  if (t == tasks_.end() || t->second.exited || t->second.pid <= 0) {
+    ReplyStatus(c, rid, Code(Err::kNoTask));
+    return;
+  }
+  env_->Signal(t->second.pid, kill ? SIGTERM : env.signal().signum());
+  ReplyStatus(c, rid, 0);
+}
+
+void DaemonCore::DoSetOutput(ConnId c, Tid who, const ctl::Envelope& env) {
+  const uint64_t rid = env.rid();
+  auto t = tasks_.find(who);
+  if (t == tasks_.end()) {
+    ReplyStatus(c, rid, Code(Err::kNoTask));
+    return;
+  }
+  Task& task = t->second;
+  const int to = env.set_output().tid();
+  if (to != 0 && !tasks_.contains(Tid(to))) {
+    ReplyStatus(c, rid, Code(Err::kNoTask), "no such task to send output to");
+    return;
+  }
+  if (task.out_tid != 0 && task.out_tid != to) SendOutputRecord(task, 0, {});  // old sink: EOF
+  const bool fresh = to != 0 && to != task.out_tid;
+  task.out_tid = to;
+  task.out_code = env.set_output().code();
+  task.out_ctx = env.set_output().ctx();
+  if (fresh) SendOutputRecord(task, -1, {});  // new sink: BEGIN
+  ReplyStatus(c, rid, 0);
+}
+
+void DaemonCore::DoDelHost(ConnId c, Tid who, const ctl::Envelope& env) {
+  const uint64_t rid = env.rid();
+  if (cfg_.member) {
+    ReplyStatus(c, rid, Code(Err::kNotImpl), "delete hosts from the master's host");
+    return;
+  }
+  auto st = DeleteHost(env.del_host().name(), "deleted by " + who.str());
+  ReplyStatus(c, rid, st ? 0 : Code(st.error()),
+              st ? "" : fmt::format("no host '{}' in the virtual machine", env.del_host().name()));
 }
 
 void DaemonCore::DoEnrol(ConnId c, const ctl::Envelope& env) {
@@ -470,8 +508,33 @@ void DaemonCore::DoSpawn(ConnId c, Tid who, const ctl::Envelope& env) {
     r.mutable_spawn_reply()->set_detail(std::move(why));
     Reply(c, rid, std::move(r));
   };
-  // Which hosts may run it: all of them (round-robin, starting here), one
-  // named host (PvmTaskHost), or all but one (PvmHostCompl).
+  auto order = SpawnCandidates(s);
+  if (!order) return fail_all(Err::kNoHost, order.error());
+  std::map<int, std::vector<int>> ranks_by_host;
+  const auto placed = placement_->Place(LoadSnapshot(), *order, s.ntask());
+  for (int i = 0; i < s.ntask(); ++i) ranks_by_host[placed[static_cast<size_t>(i)]].push_back(i);
+  const bool spans = ranks_by_host.size() > 1 || !ranks_by_host.contains(host_.value);
+  std::vector<int> tids(static_cast<size_t>(s.ntask()), Code(Err::kNoFile));
+  if (auto here = ranks_by_host.find(host_.value); here != ranks_by_host.end()) {
+    if (env_->Resolve(s.file(), s.path(), s.cwd()).empty() && !spans)
+      return fail_all(Err::kNoFile, fmt::format("'{}' not found", s.file()));
+    auto got = SpawnHere(s, who, here->second, spans);
+    for (size_t k = 0; k < got.size(); ++k) tids[static_cast<size_t>(here->second[k])] = got[k];
+  }
+  if (!spans) {
+    ApplySiblings(tids);
+    ctl::Envelope r = NewEnvelope();
+    for (int t : tids) r.mutable_spawn_reply()->add_tids(t);
+    Reply(c, rid, std::move(r));
+    return;
+  }
+  SpawnElsewhere(PendingSpawn{c, rid, tids, {}, 0}, s, who, ranks_by_host);
+}
+
+mpvm::expected<std::vector<int>, std::string> DaemonCore::SpawnCandidates(
+    const ctl::SpawnRequest& s) const {
+  // Which hosts may run it: all of them (in turn, starting here), one named
+  // host (PvmTaskHost), or all but one (PvmHostCompl).
   std::vector<int> order = {host_.value};
   for (const auto& [index, h] : hosts_)
     if (index != host_.value) order.push_back(index);
@@ -485,38 +548,18 @@ void DaemonCore::DoSpawn(ConnId c, Tid who, const ctl::Envelope& env) {
     std::vector<int> chosen;
     for (int index : order)
       if (names(index) != bool(s.flags() & kHostCompl)) chosen.push_back(index);
-    if (chosen.empty()) {
-      fail_all(Err::kNoHost, fmt::format("no host '{}' in this virtual machine", s.where()));
-      return;
-    }
+    if (chosen.empty())
+      return mpvm::unexpected(fmt::format("no host '{}' in this virtual machine", s.where()));
     order = chosen;
   }
-  if ((s.flags() & kTaskArch) && !s.where().empty() && s.where() != cfg_.arch) {
-    fail_all(Err::kNoHost, fmt::format("no host of architecture '{}'", s.where()));
-    return;
-  }
-  std::map<int, std::vector<int>> ranks_by_host;
-  const auto placed = placement_->Place(LoadSnapshot(), order, s.ntask());
-  for (int i = 0; i < s.ntask(); ++i) ranks_by_host[placed[static_cast<size_t>(i)]].push_back(i);
-  const bool spans = ranks_by_host.size() > 1 || !ranks_by_host.contains(host_.value);
-  std::vector<int> tids(static_cast<size_t>(s.ntask()), Code(Err::kNoFile));
-  if (auto here = ranks_by_host.find(host_.value); here != ranks_by_host.end()) {
-    if (env_->Resolve(s.file(), s.path(), s.cwd()).empty() && !spans) {
-      fail_all(Err::kNoFile, fmt::format("'{}' not found", s.file()));
-      return;
-    }
-    auto got = SpawnHere(s, who, here->second, spans);
-    for (size_t k = 0; k < got.size(); ++k) tids[static_cast<size_t>(here->second[k])] = got[k];
-  }
-  if (!spans) {
-    ApplySiblings(tids);
-    ctl::Envelope r = NewEnvelope();
-    for (int t : tids) r.mutable_spawn_reply()->add_tids(t);
-    Reply(c, rid, std::move(r));
-    return;
-  }
+  if ((s.flags() & kTaskArch) && !s.where().empty() && s.where() != cfg_.arch)
+    return mpvm::unexpected(fmt::format("no host of architecture '{}'", s.where()));
+  return order;
+}
+
+void DaemonCore::SpawnElsewhere(PendingSpawn ps, const ctl::SpawnRequest& s, Tid who,
+                                const std::map<int, std::vector<int>>& ranks_by_host) {
   const uint64_t id = next_spawn_id_++;
-  PendingSpawn ps{c, rid, tids, {}, 0};
   for (const auto& [index, ranks] : ranks_by_host) {
     if (index == host_.value) continue;
     ctl::Envelope e = NewEnvelope();
@@ -685,9 +728,10 @@ void DaemonCore::OnProcessExit(Tid tid, int exit_code, int term_signal) {
   it->second.exited = true;
   it->second.exit_code = exit_code;
   it->second.term_signal = term_signal;
-  if (auto mv = moves_.find(it->second.move_id); mv != moves_.end() && !mv->second.frozen) {
+  if (auto mv = moves_.find(it->second.move_id);
+      mv != moves_.end() && mv->second.state != MoveState::kFrozen) {
     env_->CancelMove(tid);  // it ended before it stopped for the move
-    OnMoveFailed(tid, "it ended before it could move");
+    OnMoveFailed(tid, "it ended before it could move", false, MoveEvent::kTaskEnded);
   }
   MaybeFinish(tid);
 }
@@ -740,88 +784,62 @@ void DaemonCore::TaskLeftVm(Task& t) {
   t.held.clear();
   const int tid = t.tid.raw();
   ForgetOwner(tid);
-  // Notifications it asked for die with it.
-  std::erase_if(notify_, [&](const NotifyReg& r) { return r.watcher == t.tid; });
+  notify_.DropWatcher(t.tid);  // notifications it asked for die with it
   FireNotify(kNotifyTaskExit, tid);
   BroadcastTaskGone(tid, 0);
 }
 
 void DaemonCore::FireNotify(int what, int target) {
-  std::vector<NotifyReg> fire;
-  std::erase_if(notify_, [&](const NotifyReg& r) {
-    if (r.what == what && r.target == target) {
-      fire.push_back(r);
-      return true;
-    }
-    return false;
-  });
-  for (const auto& r : fire) SendNotifyMessage(r, target);
+  notify_.Fire(what, target);
+  DrainNotices();
 }
 
-void DaemonCore::SendNotifyMessage(const NotifyReg& r, int subject) {
-  Message m(kEncDefault);
-  if (r.what == kNotifyHostAdd) {
-    int n = 0;  // a cancelled host-add notify: no new hosts
-    (void)m.Pack(DataType::kInt, &n, 1, 1);
-  } else {
-    (void)m.Pack(DataType::kInt, &subject, 1, 1);
+void DaemonCore::DrainNotices() {
+  for (const auto& n : notify_.TakeMessages()) {
+    Message m(kEncDefault);
+    (void)m.Pack(DataType::kInt, n.ints.data(), static_cast<int>(n.ints.size()), 1);
+    SendToTask(n.to, n.tag, n.ctx, m);
   }
-  SendToTask(r.watcher, r.tag, r.ctx, m);
 }
 
 void DaemonCore::DoNotify(ConnId c, Tid who, const ctl::Envelope& env) {
   const auto& n = env.notify();
   if (n.what() == kNotifyHostAdd) {
-    std::erase_if(notify_,
-                  [&](const NotifyReg& r) { return r.watcher == who && r.what == kNotifyHostAdd; });
-    if (!n.cancel() && n.count() != 0)
-      notify_.push_back({who, kNotifyHostAdd, n.tag(), n.ctx(), 0, n.count()});
-    ReplyStatus(c, env.rid(), 0);
-    return;
-  }
-  for (int target : n.tids()) {
-    if (n.cancel()) {
-      // Cancelling delivers the message now, as if the event had happened.
-      std::vector<NotifyReg> gone;
-      std::erase_if(notify_, [&](const NotifyReg& r) {
-        if (r.watcher == who && r.what == n.what() && r.target == target &&
-            (n.tag() < 0 || r.tag == n.tag())) {
-          gone.push_back(r);
-          return true;
-        }
-        return false;
-      });
-      for (const auto& r : gone) SendNotifyMessage(r, target);
-      continue;
+    notify_.WatchHostAdds(who, n.tag(), n.ctx(), n.count(), n.cancel());
+  } else {
+    for (int target : n.tids()) {
+      if (n.cancel()) {  // delivers the message now, as if the event had happened
+        notify_.Cancel(who, n.what(), target, n.tag());
+      } else {
+        AddNotify(NotifyReg{who, n.what(), n.tag(), n.ctx(), target, 1});
+      }
     }
-    AddNotify(NotifyReg{who, n.what(), n.tag(), n.ctx(), target, 1});
   }
+  DrainNotices();
   ReplyStatus(c, env.rid(), 0);
 }
 
 void DaemonCore::AddNotify(const NotifyReg& reg) {
   if (reg.what == kNotifyHostAdd) {
-    notify_.push_back(reg);
+    notify_.WatchHostAdds(reg.watcher, reg.tag, reg.ctx, reg.count, false);
     return;
   }
-  const int target = reg.target;
-  bool exists;
-  if (const int at = HostOf(Tid(target)); reg.what == kNotifyTaskExit && at != host_.value) {
+  notify_.Watch(reg, NotifyTargetExists(reg.what, reg.target));
+  DrainNotices();
+}
+
+bool DaemonCore::NotifyTargetExists(int what, int target) const {
+  if (const int at = HostOf(Tid(target)); what == kNotifyTaskExit && at != host_.value) {
     // Its host (where it runs now, which may not be where it was born)
     // tells us when it goes (TaskGone); it may have told us already.
-    exists = hosts_.contains(at) && !gone_remote_.contains(target);
-  } else if (reg.what == kNotifyTaskExit) {
+    return hosts_.contains(at) && !gone_remote_.contains(target);
+  }
+  if (what == kNotifyTaskExit) {
     auto t = tasks_.find(Tid(target));
-    exists = t != tasks_.end() && t->second.state != State::kLeft;
-  } else {
-    const Tid h(target);
-    exists = h.is_daemon() && hosts_.contains(h.host().value);
+    return t != tasks_.end() && t->second.state != State::kLeft;
   }
-  if (exists) {
-    notify_.push_back(reg);
-  } else {
-    SendNotifyMessage(reg, target);  // already gone: tell at once
-  }
+  const Tid h(target);
+  return h.is_daemon() && hosts_.contains(h.host().value);
 }
 
 bool DaemonCore::ListTasks(int where, ctl::TasksReply* rep) const {
@@ -882,7 +900,7 @@ void DaemonCore::DoTasks(ConnId c, const ctl::Envelope& env) {
     ctl::Envelope e = NewEnvelope();
     e.set_rid(id);
     e.mutable_tasks()->set_where(where == 0 ? Tid::DaemonOf(HostIndex{index}).raw() : where);
-    SendPeerControl(hosts_[index].peer, std::move(e));
+    SendPeerControl(hosts_.at(index).peer, std::move(e));
   }
 }
 
@@ -1052,18 +1070,7 @@ int DaemonCore::LocalTaskCount() const {
 }
 
 ctl::HostTable DaemonCore::Table() const {
-  ctl::HostTable t;
-  for (const auto& [index, h] : hosts_) {
-    auto* e = t.add_hosts();
-    e->set_tid(Tid::DaemonOf(HostIndex{index}).raw());
-    e->set_name(h.name);
-    e->set_arch(h.arch);
-    e->set_speed(h.speed);
-    e->set_dsig(kDataSignature);
-    e->set_ntasks(index == host_.value ? LocalTaskCount() : h.ntasks);
-    e->set_addr(h.addr);
-  }
-  return t;
+  return hosts_.ToProto(host_.value, LocalTaskCount(), kDataSignature);
 }
 
 void DaemonCore::SendPeerControl(PeerId p, ctl::Envelope&& env) {
@@ -1082,36 +1089,20 @@ void DaemonCore::BroadcastTable(PeerId except) {
 }
 
 void DaemonCore::HostsAdded(const std::vector<int>& added) {
-  if (added.empty()) return;
-  std::vector<NotifyReg> fire;
-  for (auto& r : notify_) {
-    if (r.what != kNotifyHostAdd || r.count == 0) continue;
-    fire.push_back(r);
-    if (r.count > 0) --r.count;
-  }
-  std::erase_if(notify_,
-                [](const NotifyReg& r) { return r.what == kNotifyHostAdd && r.count == 0; });
-  for (const auto& r : fire) {
-    Message m(kEncDefault);
-    int n = static_cast<int>(added.size());
-    (void)m.Pack(DataType::kInt, &n, 1, 1);
-    for (int index : added) {
-      int tid = Tid::DaemonOf(HostIndex{index}).raw();
-      (void)m.Pack(DataType::kInt, &tid, 1, 1);
-    }
-    SendToTask(r.watcher, r.tag, r.ctx, m);
-  }
+  std::vector<int> tids;
+  for (int index : added) tids.push_back(Tid::DaemonOf(HostIndex{index}).raw());
+  notify_.HostsAdded(tids);
+  DrainNotices();
 }
 
 void DaemonCore::RemoveHost(int index, const std::string& reason) {
-  auto it = hosts_.find(index);
-  if (it == hosts_.end() || index == host_.value) return;
-  env_->Log(fmt::format("host {} ({}) removed from the virtual machine: {}", it->second.name,
+  if (index == host_.value) return;
+  auto rec = hosts_.Remove(index);
+  if (!rec) return;
+  env_->Log(fmt::format("host {} ({}) removed from the virtual machine: {}", rec->name,
                         Tid::DaemonOf(HostIndex{index}).str(), reason));
-  const PeerId peer = it->second.peer;
-  hosts_.erase(it);
   load_.OnHostGone(index);
-  if (peer != 0) env_->DropPeer(peer);
+  if (rec->peer != 0) env_->DropPeer(rec->peer);
   FireNotify(kNotifyHostDelete, Tid::DaemonOf(HostIndex{index}).raw());
   LoseHostTasks(index);
   if (!cfg_.member) BroadcastTable();
@@ -1133,23 +1124,12 @@ Status DaemonCore::DeleteHost(const std::string& name, const std::string& reason
 }
 
 void DaemonCore::ApplyTable(const ctl::HostTable& t) {
-  std::map<int, HostRec> next;
-  std::vector<int> added;
-  for (const auto& e : t.hosts()) {
-    const int index = Tid(e.tid()).host().value;
-    HostRec h{e.name(), e.arch(), e.speed(), e.ntasks(), 0, 0, e.addr()};
-    next[index] = h;
-    if (!hosts_.contains(index) && index != host_.value) added.push_back(index);
-  }
-  std::vector<int> gone;
-  for (const auto& [index, h] : hosts_)
-    if (!next.contains(index)) gone.push_back(index);
-  hosts_ = std::move(next);
-  for (int index : gone) {
+  const auto changes = hosts_.Apply(t, host_.value);
+  for (int index : changes.gone) {
     FireNotify(kNotifyHostDelete, Tid::DaemonOf(HostIndex{index}).raw());
     LoseHostTasks(index);
   }
-  HostsAdded(added);
+  HostsAdded(changes.added);
 }
 
 void DaemonCore::StartJoin(int64_t now_ns) {
@@ -1170,33 +1150,18 @@ void DaemonCore::OnPeerFrame(PeerId p, Frame&& f) {
   if (cfg_.member) {
     last_master_ns_ = now_ns_;
   } else {
-    for (auto& [index, h] : hosts_)
-      if (h.peer == p) h.last_seen_ns = now_ns_;
+    hosts_.SawPeer(p, now_ns_);
   }
   // The master forwards what is addressed to another member's host (for a
   // task that moved: to the host it is on now).
   if (!cfg_.member && f.header.dst != 0 && !LocalTask(dst) && HostOf(dst) != host_.value) {
-    bool from_member = false;
-    for (const auto& [index, h] : hosts_) from_member |= h.peer == p;
-    if (!from_member) return;
+    if (!FromMember(p)) return;
     if (f.header.kind == FrameKind::kControl && dst.is_daemon()) NoteTransit(f);
     RouteFrame(f.header, f.payload);
     return;
   }
   if (f.header.kind == FrameKind::kData || (f.header.dst != 0 && !dst.is_daemon())) {
-    // For a task here: data, or a control message such as TaskEnded.
-    auto t = tasks_.find(dst);
-    if (t == tasks_.end() || t->second.state == State::kLeft) {
-      // It moved on: back to the master, which knows where it is now.
-      if (cfg_.member && where_.contains(dst.raw())) {
-        ++forwarded_;
-        if (auto fw = forwarding_.find(dst.raw()); fw != forwarding_.end()) ++fw->second.forwarded;
-        AddFrameHop(f.header);
-        RouteFrame(f.header, f.payload);
-      }
-      return;
-    }
-    DeliverFrame(t->second, std::move(f));  // held until it enrols
+    PeerFrameForTask(std::move(f));
     return;
   }
   auto env = DecodeControl(f.payload);
@@ -1205,92 +1170,112 @@ void DaemonCore::OnPeerFrame(PeerId p, Frame&& f) {
     env_->Log(fmt::format("peer link {}: {}; ignored", p, env.error()));
     return;
   }
-  if (env->has_migrate() || env->has_migrate_offer() || env->has_migrate_accept() ||
-      env->has_task_moved() || env->has_migrate_abort()) {
-    HandleMoveControl(f.header, std::move(*env));
+  OnPeerControl(p, f.header, std::move(*env));
+}
+
+bool DaemonCore::FromMember(PeerId p) const {
+  for (const auto& [index, h] : hosts_)
+    if (h.peer == p) return true;
+  return false;
+}
+
+void DaemonCore::PeerFrameForTask(Frame&& f) {
+  // For a task here: data, or a control message such as TaskEnded.
+  const Tid dst(f.header.dst);
+  auto t = tasks_.find(dst);
+  if (t != tasks_.end() && t->second.state != State::kLeft) {
+    DeliverFrame(t->second, std::move(f));  // held until it enrols
     return;
   }
-  if (cfg_.member && env->has_tasks()) {  // the master lists the VM's tasks
+  // It moved on: back to the master, which knows where it is now.
+  if (cfg_.member && where_.contains(dst.raw())) {
+    ++forwarded_;
+    if (auto fw = forwarding_.find(dst.raw()); fw != forwarding_.end()) ++fw->second.forwarded;
+    AddFrameHop(f.header);
+    RouteFrame(f.header, f.payload);
+  }
+}
+
+void DaemonCore::OnPeerControl(PeerId p, const FrameHeader& h, ctl::Envelope&& env) {
+  if (env.has_migrate() || env.has_migrate_offer() || env.has_migrate_accept() ||
+      env.has_task_moved() || env.has_migrate_abort()) {
+    HandleMoveControl(h, std::move(env));
+  } else if (cfg_.member && env.has_tasks()) {  // the master lists the VM's tasks
     ctl::Envelope r = NewEnvelope();
-    r.set_rid(env->rid());
-    ListTasks(env->tasks().where(), r.mutable_tasks_reply());
+    r.set_rid(env.rid());
+    ListTasks(env.tasks().where(), r.mutable_tasks_reply());
     SendPeerControl(kMasterPeer, std::move(r));
-    return;
-  }
-  if (!cfg_.member && env->has_tasks_reply() && Tid(f.header.src).is_daemon()) {
-    auto q = task_queries_.find(env->rid());
+  } else if (!cfg_.member && env.has_tasks_reply() && Tid(h.src).is_daemon()) {
+    auto q = task_queries_.find(env.rid());
     if (q == task_queries_.end()) return;  // answered already (it came too late)
-    for (auto& t : *env->mutable_tasks_reply()->mutable_tasks())
+    for (auto& t : *env.mutable_tasks_reply()->mutable_tasks())
       *q->second.reply.add_tasks() = std::move(t);
-    if (--q->second.outstanding <= 0) FinishTaskQuery(env->rid());
-    return;
-  }
-  if (env->has_remote_spawn() || env->has_remote_spawn_reply() || env->has_spawn_siblings() ||
-      env->has_task_gone() || env->has_kill() || env->has_signal() || env->has_locate_query() ||
-      env->has_locate_reply()) {
-    HandlePeerControl(p, f.header, std::move(*env));
-    return;
-  }
-  if (!cfg_.member && Tid(f.header.src).is_task()) {  // a remote task's request
-    bool from_member = false;
-    for (const auto& [index, h] : hosts_) from_member |= h.peer == p;
+    if (--q->second.outstanding <= 0) FinishTaskQuery(env.rid());
+  } else if (env.has_remote_spawn() || env.has_remote_spawn_reply() || env.has_spawn_siblings() ||
+             env.has_task_gone() || env.has_kill() || env.has_signal() || env.has_locate_query() ||
+             env.has_locate_reply()) {
+    HandlePeerControl(p, h, std::move(env));
+  } else if (!cfg_.member && Tid(h.src).is_task()) {  // a remote task's request
     // Not one of ours, wherever it was born: a task born here may have moved.
-    if (from_member && !LocalTask(Tid(f.header.src)))
-      HandleControl(RemoteConn(Tid(f.header.src)), std::move(*env));
+    if (FromMember(p) && !LocalTask(Tid(h.src)))
+      HandleControl(RemoteConn(Tid(h.src)), std::move(env));
+  } else if (!cfg_.member) {
+    OnMemberControl(p, env);
+  } else {
+    OnMasterControl(env);
+  }
+}
+
+void DaemonCore::OnMemberControl(PeerId p, const ctl::Envelope& env) {
+  if (env.has_join()) {
+    AdmitHost(p, env.join());
     return;
   }
-  if (!cfg_.member) {  // master
-    if (env->has_join()) {
-      const auto& j = env->join();
-      for (const auto& [index, h] : hosts_)
-        if (h.peer == p) {
-          env_->Log(fmt::format("host {} asked to join again; ignored", h.name));
-          return;
-        }
-      ctl::Envelope r = NewEnvelope();
-      bool taken = false;
-      for (const auto& [index, h] : hosts_) taken |= h.name == j.name();
-      if (taken || j.name().empty()) {
-        r.mutable_join_reply()->set_code(Code(Err::kDupHost));
-        r.mutable_join_reply()->set_detail(
-            fmt::format("a host named '{}' is already in the virtual machine", j.name()));
-        SendPeerControl(p, std::move(r));
-        env_->Log(fmt::format("refused a second host named '{}'", j.name()));
-        return;
-      }
-      const int index = next_host_++;
-      hosts_[index] =
-          HostRec{j.name(), j.arch(), j.speed() > 0 ? j.speed() : 1000, 0, p, now_ns_, j.addr()};
-      r.mutable_join_reply()->set_code(0);
-      r.mutable_join_reply()->set_host(index);
-      *r.mutable_join_reply()->mutable_table() = Table();
-      SendPeerControl(p, std::move(r));
-      env_->Log(fmt::format("host {} ({}) joined the virtual machine", j.name(),
-                            Tid::DaemonOf(HostIndex{index}).str()));
-      BroadcastTable(p);  // the joiner has the table in its reply
-      HostsAdded({index});
-      starting_.erase(j.name());
-      if (auto w = pending_adds_.find(j.name()); w != pending_adds_.end()) {
-        ReplyStatus(w->second.first, w->second.second, Tid::DaemonOf(HostIndex{index}).raw());
-        pending_adds_.erase(w);
-      }
-      return;
-    }
-    for (auto& [index, h] : hosts_) {
-      if (h.peer != p) continue;
-      h.last_seen_ns = now_ns_;
-      if (env->has_heartbeat()) {
-        h.ntasks = env->heartbeat().load().tasks_size();
-        load_.OnReport(index, h.speed, env->heartbeat().load(), now_ns_);
-      }
-      return;
-    }
+  const auto index = hosts_.SawPeer(p, now_ns_);
+  if (!index) {
     env_->Log(fmt::format("peer link {}: message from a daemon that has not joined; ignored", p));
     return;
   }
-  // member
-  if (env->has_join_reply()) {
-    const auto& r = env->join_reply();
+  if (env.has_heartbeat()) {
+    hosts_.SetTaskCount(*index, env.heartbeat().load().tasks_size());
+    load_.OnReport(*index, hosts_.at(*index).speed, env.heartbeat().load(), now_ns_);
+  }
+}
+
+void DaemonCore::AdmitHost(PeerId p, const ctl::JoinRequest& j) {
+  for (const auto& [index, h] : hosts_)
+    if (h.peer == p) {
+      env_->Log(fmt::format("host {} asked to join again; ignored", h.name));
+      return;
+    }
+  ctl::Envelope r = NewEnvelope();
+  auto admitted = hosts_.Admit(p, j, now_ns_);
+  if (!admitted) {
+    r.mutable_join_reply()->set_code(Code(Err::kDupHost));
+    r.mutable_join_reply()->set_detail(admitted.error());
+    SendPeerControl(p, std::move(r));
+    env_->Log(fmt::format("refused a second host named '{}'", j.name()));
+    return;
+  }
+  const int index = *admitted;
+  r.mutable_join_reply()->set_code(0);
+  r.mutable_join_reply()->set_host(index);
+  *r.mutable_join_reply()->mutable_table() = Table();
+  SendPeerControl(p, std::move(r));
+  env_->Log(fmt::format("host {} ({}) joined the virtual machine", j.name(),
+                        Tid::DaemonOf(HostIndex{index}).str()));
+  BroadcastTable(p);  // the joiner has the table in its reply
+  HostsAdded({index});
+  starting_.erase(j.name());
+  if (auto w = pending_adds_.find(j.name()); w != pending_adds_.end()) {
+    ReplyStatus(w->second.first, w->second.second, Tid::DaemonOf(HostIndex{index}).raw());
+    pending_adds_.erase(w);
+  }
+}
+
+void DaemonCore::OnMasterControl(const ctl::Envelope& env) {
+  if (env.has_join_reply()) {
+    const auto& r = env.join_reply();
     if (r.code() < 0) {
       join_error_ = r.detail().empty() ? std::string(PvmErrorText(r.code())) : r.detail();
       return;
@@ -1298,10 +1283,10 @@ void DaemonCore::OnPeerFrame(PeerId p, Frame&& f) {
     host_ = HostIndex{r.host()};
     joined_ = true;
     ApplyTable(r.table());
-  } else if (env->has_host_table()) {
-    ApplyTable(env->host_table());
-  } else if (env->has_host_leave()) {
-    env_->Log(fmt::format("the master removed this host: {}", env->host_leave().reason()));
+  } else if (env.has_host_table()) {
+    ApplyTable(env.host_table());
+  } else if (env.has_host_leave()) {
+    env_->Log(fmt::format("the master removed this host: {}", env.host_leave().reason()));
     Halt();
   }
 }
@@ -1328,7 +1313,7 @@ void DaemonCore::OnTick(int64_t now_ns) {
   // stamped with a clock that had not started.
   if (!clock_started_ || now_ns - now_ns_ > cfg_.dead_after_ns / 2) {
     last_master_ns_ = now_ns;
-    for (auto& [index, h] : hosts_) h.last_seen_ns = now_ns;
+    hosts_.RestartClocks(now_ns);
   }
   now_ns_ = now_ns;
   clock_started_ = true;
@@ -1355,10 +1340,7 @@ void DaemonCore::OnTick(int64_t now_ns) {
     }
     return;
   }
-  std::vector<int> dead;
-  for (const auto& [index, h] : hosts_)
-    if (h.peer != 0 && now_ns - h.last_seen_ns > cfg_.dead_after_ns) dead.push_back(index);
-  for (int index : dead)
+  for (int index : hosts_.Silent(now_ns, cfg_.dead_after_ns))
     RemoveHost(index, fmt::format("no heartbeat for {} ms", cfg_.dead_after_ns / 1'000'000));
   if (beat)
     for (const auto& [index, h] : hosts_) {
@@ -1460,10 +1442,10 @@ void DaemonCore::LoseHostTasks(int index) {
   // Moves to it that have not frozen their task yet fail now.
   std::vector<Tid> failed;
   for (const auto& [id, mv] : moves_)
-    if (mv.dest == index && !mv.frozen) failed.push_back(mv.tid);
+    if (mv.dest == index && mv.state != MoveState::kFrozen) failed.push_back(mv.tid);
   for (Tid t : failed) {
     env_->CancelMove(t);
-    OnMoveFailed(t, "the destination host died");
+    OnMoveFailed(t, "the destination host died", false, MoveEvent::kDestinationDied);
   }
   // Every task that was there, by where it is now rather than where it was
   // born; the master waits a while for one that was moving away from it.
@@ -1471,8 +1453,7 @@ void DaemonCore::LoseHostTasks(int index) {
   for (int t : mailbox_.Owners()) lost.insert(t);
   for (int t : groups_.Members()) lost.insert(t);
   for (const auto& [tid, c] : remote_conns_) lost.insert(tid);
-  for (const auto& r : notify_)
-    if (r.what == kNotifyTaskExit) lost.insert(r.target);
+  for (int t : notify_.WatchedTasks()) lost.insert(t);
   for (const auto& [tid, parent] : remote_children_) lost.insert(tid);
   std::erase_if(lost, [&](int t) { return HostOf(Tid(t)) != index; });
   for (auto it = in_transit_.begin(); it != in_transit_.end();) {
@@ -1534,32 +1515,8 @@ void DaemonCore::DoLocate(ConnId c, const ctl::Envelope& env) {
 
 void DaemonCore::HandlePeerControl(PeerId p, const FrameHeader& h, ctl::Envelope&& env) {
   if (env.has_locate_query()) {
-    // Where a task of ours accepts direct links; the asker adds our address.
-    const auto& q = env.locate_query();
-    ctl::Envelope r = NewEnvelope();
-    auto* lr = r.mutable_locate_reply();
-    lr->set_tid(q.tid());
-    lr->set_query(q.query());
-    auto t = tasks_.find(Tid(q.tid()));
-    if (t == tasks_.end() && where_.contains(q.tid())) {
-      // It moved on: ask where it is now (the answer goes to the asker).
-      const int at = cfg_.member ? 1 : where_[q.tid()];
-      auto bytes = EncodeControl(env);
-      FrameHeader fh = h;
-      fh.dst = Tid::DaemonOf(HostIndex{at}).raw();
-      if (at != host_.value) RouteFrame(fh, bytes);
-      return;
-    }
-    if (t == tasks_.end() || t->second.state != State::kEnrolled || t->second.link_port == 0) {
-      lr->set_code(Code(Err::kNoTask));
-      lr->set_detail("the task is gone or accepts no direct links");
-    } else {
-      lr->set_port(t->second.link_port);
-    }
-    SendControlTo(Tid(h.src), std::move(r));
-    return;
-  }
-  if (env.has_locate_reply()) {
+    OnLocateQuery(h, env);
+  } else if (env.has_locate_reply()) {
     auto it = locates_.find(env.locate_reply().query());
     if (it == locates_.end()) return;
     auto [conn, rid] = it->second;
@@ -1569,9 +1526,7 @@ void DaemonCore::HandlePeerControl(PeerId p, const FrameHeader& h, ctl::Envelope
       env.mutable_locate_reply()->set_addr(host->second.addr.empty() ? cfg_.master_ip
                                                                      : host->second.addr);
     Reply(conn, rid, std::move(env));
-    return;
-  }
-  if (env.has_remote_spawn()) {
+  } else if (env.has_remote_spawn()) {
     const auto& rs = env.remote_spawn();
     std::vector<int> ranks(rs.ranks().begin(), rs.ranks().end());
     auto tids = SpawnHere(rs.request(), Tid(rs.spawner()), ranks, /*await_siblings=*/true);
@@ -1579,29 +1534,12 @@ void DaemonCore::HandlePeerControl(PeerId p, const FrameHeader& h, ctl::Envelope
     r.mutable_remote_spawn_reply()->set_spawn_id(rs.spawn_id());
     for (int t : tids) r.mutable_remote_spawn_reply()->add_tids(t);
     SendControlTo(Tid(h.src), std::move(r));
-    return;
-  }
-  if (env.has_remote_spawn_reply()) {
-    const auto& rr = env.remote_spawn_reply();
-    auto it = spawns_.find(rr.spawn_id());
-    const int from = Tid(h.src).host().value;
-    if (it == spawns_.end() || !it->second.ranks.contains(from)) return;
-    PendingSpawn& ps = it->second;
-    const auto& ranks = ps.ranks[from];
-    for (int k = 0; k < rr.tids_size() && k < static_cast<int>(ranks.size()); ++k) {
-      ps.tids[static_cast<size_t>(ranks[static_cast<size_t>(k)])] = rr.tids(k);
-      if (rr.tids(k) > 0)
-        remote_children_[rr.tids(k)] = conns_.contains(ps.conn) ? conns_[ps.conn].tid.raw() : 0;
-    }
-    if (--ps.outstanding == 0) FinishSpawn(rr.spawn_id());
-    return;
-  }
-  if (env.has_spawn_siblings()) {
+  } else if (env.has_remote_spawn_reply()) {
+    OnRemoteSpawnReply(Tid(h.src).host().value, env.remote_spawn_reply());
+  } else if (env.has_spawn_siblings()) {
     ApplySiblings(
         std::vector<int>(env.spawn_siblings().tids().begin(), env.spawn_siblings().tids().end()));
-    return;
-  }
-  if (env.has_task_gone()) {
+  } else if (env.has_task_gone()) {
     const int tid = env.task_gone().tid();
     remote_children_.erase(tid);
     where_.erase(tid);
@@ -1610,8 +1548,51 @@ void DaemonCore::HandlePeerControl(PeerId p, const FrameHeader& h, ctl::Envelope
     FireNotify(kNotifyTaskExit, tid);
     if (!cfg_.member) ForgetOwner(tid);
     if (!cfg_.member) BroadcastTaskGone(tid, p);  // the master passes it on
+  } else {
+    OnPeerSignal(std::move(env));
+  }
+}
+
+void DaemonCore::OnLocateQuery(const FrameHeader& h, const ctl::Envelope& env) {
+  // Where a task of ours accepts direct links; the asker adds our address.
+  const auto& q = env.locate_query();
+  auto t = tasks_.find(Tid(q.tid()));
+  if (t == tasks_.end() && where_.contains(q.tid())) {
+    // It moved on: ask where it is now (the answer goes to the asker).
+    const int at = cfg_.member ? 1 : where_[q.tid()];
+    auto bytes = EncodeControl(env);
+    FrameHeader fh = h;
+    fh.dst = Tid::DaemonOf(HostIndex{at}).raw();
+    if (at != host_.value) RouteFrame(fh, bytes);
     return;
   }
+  ctl::Envelope r = NewEnvelope();
+  auto* lr = r.mutable_locate_reply();
+  lr->set_tid(q.tid());
+  lr->set_query(q.query());
+  if (t == tasks_.end() || t->second.state != State::kEnrolled || t->second.link_port == 0) {
+    lr->set_code(Code(Err::kNoTask));
+    lr->set_detail("the task is gone or accepts no direct links");
+  } else {
+    lr->set_port(t->second.link_port);
+  }
+  SendControlTo(Tid(h.src), std::move(r));
+}
+
+void DaemonCore::OnRemoteSpawnReply(int from, const ctl::RemoteSpawnReply& rr) {
+  auto it = spawns_.find(rr.spawn_id());
+  if (it == spawns_.end() || !it->second.ranks.contains(from)) return;
+  PendingSpawn& ps = it->second;
+  const auto& ranks = ps.ranks[from];
+  for (int k = 0; k < rr.tids_size() && k < static_cast<int>(ranks.size()); ++k) {
+    ps.tids[static_cast<size_t>(ranks[static_cast<size_t>(k)])] = rr.tids(k);
+    if (rr.tids(k) > 0)
+      remote_children_[rr.tids(k)] = conns_.contains(ps.conn) ? conns_[ps.conn].tid.raw() : 0;
+  }
+  if (--ps.outstanding == 0) FinishSpawn(rr.spawn_id());
+}
+
+void DaemonCore::OnPeerSignal(ctl::Envelope&& env) {
   // kill / signal for a task here
   const Tid target(env.has_kill() ? env.kill().tid() : env.signal().tid());
   auto t = tasks_.find(target);

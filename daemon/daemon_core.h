@@ -23,8 +23,11 @@
 
 #include "control.pb.h"
 #include "core/groups.h"
+#include "core/host_table.h"
 #include "core/load_service.h"
 #include "core/mailbox.h"
+#include "core/move_state.h"
+#include "core/notify.h"
 #include "hostfile.h"
 #include "mpvm/error.h"
 #include "mpvm/frame.h"
@@ -36,7 +39,6 @@ namespace mpvm {
 
 // A daemon-to-daemon link: on the master one per member, on a member the
 // link to the master (kMasterPeer).
-using PeerId = uint64_t;
 inline constexpr PeerId kMasterPeer = 1;
 
 struct SpawnSpec {
@@ -64,19 +66,39 @@ struct MoveTimes {
   bool by_signal = false;   // stopped by its signal while computing (else at a boundary)
 };
 
-// Side effects the core asks for. Implemented by the server and by fakes.
 // Why a host's daemon could not be started: a PVM error and the reason.
 struct HostStartError {
   Err code;
   std::string why;
 };
 
-class DaemonEnv {
+// The side effects the core asks for, as narrow interfaces: the server
+// (server.cc) implements them all with sockets, processes and clocks; tests
+// implement them with fakes (daemon/core/fake_clock.h and
+// daemon/core/fake_random.h for time and randomness).
+
+// Connections of tasks and tools on this host.
+class ConnTransport {
  public:
-  virtual ~DaemonEnv() = default;
+  virtual ~ConnTransport() = default;
   virtual void Send(ConnId c, const FrameHeader& h, std::span<const uint8_t> aux,
                     std::span<const uint8_t> body) = 0;
   virtual void CloseConn(ConnId c) = 0;
+};
+
+// Daemon-to-daemon links: one frame over an authenticated link; drop a link
+// whose host is gone.
+class PeerTransport {
+ public:
+  virtual ~PeerTransport() = default;
+  virtual void SendToPeer(PeerId p, const FrameHeader& h, std::span<const uint8_t> body) = 0;
+  virtual void DropPeer(PeerId p) = 0;
+};
+
+// Processes: tasks, restore processes and their sockets.
+class ProcessLauncher {
+ public:
+  virtual ~ProcessLauncher() = default;
   // Starts a task process. Returns its pid, or kNoFile / kOutOfRes / kDenied.
   virtual Result<int> Spawn(const SpawnSpec& spec) = 0;
   virtual void Signal(int pid, int sig) = 0;
@@ -84,6 +106,32 @@ class DaemonEnv {
   virtual std::string Resolve(const std::string& file, const std::string& path_env,
                               const std::string& cwd) = 0;
   virtual void RemoveTaskSocket(Tid t) = 0;
+  // Destination of a move: start the restore process of a task moving here.
+  virtual Result<RestoreStart> SpawnRestore(const SpawnSpec& spec, const std::string& token) = 0;
+};
+
+// Wall-clock time (CLOCK_REALTIME ns) for trace events, comparable across
+// hosts with synchronised clocks. The core's own timing uses the monotonic
+// time that comes with each event and tick.
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  virtual int64_t WallNs() = 0;
+};
+
+// Unpredictable bytes (the token that admits a migration image).
+class RandomSource {
+ public:
+  virtual ~RandomSource() = default;
+  virtual std::string RandomBytes(size_t n) = 0;
+};
+
+class DaemonEnv : public ConnTransport,
+                  public PeerTransport,
+                  public ProcessLauncher,
+                  public virtual Clock,  // virtual: a fake mixes in (core/fake_clock.h)
+                  public virtual RandomSource {
+ public:
   // Output of a task nobody collects (PvmOutputTid 0): the daemon's log.
   virtual void LogOutput(Tid t, std::string_view line) = 0;
   virtual void Log(std::string_view line) = 0;
@@ -91,29 +139,18 @@ class DaemonEnv {
   virtual void Debug(std::string_view /*line*/) {}
   // Halt: stop accepting work; the server kills tasks and exits.
   virtual void RequestShutdown() = 0;
-  // Daemon-to-daemon: one frame over an authenticated link.
-  virtual void SendToPeer(PeerId p, const FrameHeader& h, std::span<const uint8_t> body) = 0;
-  // The host behind `p` is gone: drop the link.
-  virtual void DropPeer(PeerId p) = 0;
   // Master: start the daemon of host `spec` (an emulated host on this
   // machine when spec.local, else over the remote shell) and have it join
   // this VM. It either joins (a JoinRequest with its name arrives) or the
   // server reports OnHostStartFailed.
   virtual mpvm::expected<void, HostStartError> StartHost(const HostSpec& spec) = 0;
-
-  // Migration (core_migrate.cc, server_migrate.cc).
-  // Destination: start the restore process of a task moving here.
-  virtual Result<RestoreStart> SpawnRestore(const SpawnSpec& spec, const std::string& token) = 0;
-  // Source: connect to the restore process at addr:port and ask the task
-  // (process `pid`) to move. The server then reports OnMoveFrozen,
+  // Source of a move: connect to the restore process at addr:port and ask
+  // the task (process `pid`) to move. The server then reports OnMoveFrozen,
   // OnMoveRestored or OnMoveFailed. Returns why it could not start.
   virtual mpvm::expected<void, std::string> BeginMove(Tid t, int pid, const std::string& addr,
                                                       int port, const std::string& token) = 0;
   // Source: give up a move that has not reached its commit.
   virtual void CancelMove(Tid t) = 0;
-  // Wall-clock time (CLOCK_REALTIME ns) for trace events, comparable across
-  // hosts with synchronised clocks.
-  virtual int64_t WallNs();
   // A named step of the migration protocol, for fault-injection tests
   // (MPVM_FAULT, docs/design/migration.md): the server may end itself or the
   // moving task (process `task_pid`) here. Nothing happens by default.
@@ -200,7 +237,10 @@ class DaemonCore {
   void OnMoveFrozen(Tid t);
   // pinned: the task itself refused (threads, a foreign socket, ...); `mpvm
   // ps` shows it with the reason until it moves.
-  void OnMoveFailed(Tid t, const std::string& why, bool pinned = false);
+  // `event` says what failed: by default the task (it refused, or broke the
+  // protocol); the core's own timeouts and host failures say theirs.
+  void OnMoveFailed(Tid t, const std::string& why, bool pinned = false,
+                    MoveEvent event = MoveEvent::kTaskFailed);
   // The image is restored at the destination and the server wrote the
   // commit: the task is no longer here. Returns its connection (which the
   // server closes without OnClose), or 0.
@@ -224,6 +264,10 @@ class DaemonCore {
   // Master: the cluster's load as the balancer sees it (its own report is
   // refreshed first).
   balancer::ClusterLoad LoadSnapshot();
+  const LoadService& load() const { return load_; }
+  // The balancer's seam: move task `t` to host `dest` (an index), wherever
+  // it runs, with no client behind the request (MoveOrigin::kBalancer).
+  void RequestBalancerMove(Tid t, int dest);
   // Where a task runs now (host index), as far as this daemon knows.
   int HostOf(Tid t) const;
   // The connection of a task here (0 if none).
@@ -292,17 +336,25 @@ class DaemonCore {
     bool remote = false;  // master: a task on another host, reached through its daemon
     Tid forward_for;      // a link a task had before it moved: forward what comes
   };
-  struct NotifyReg {
-    Tid watcher;
-    int what, tag, ctx;
-    int target;  // tid, host tid, or 0 for host-add
-    int count;
-  };
   // Watches `reg.target` for `reg.watcher`, or tells at once if it is gone.
   void AddNotify(const NotifyReg& reg);
+  bool NotifyTargetExists(int what, int target) const;
+  // Sends the notify messages the registry wrote.
+  void DrainNotices();
   void Reply(ConnId c, uint64_t rid, ctl::Envelope&& env);
   void ReplyStatus(ConnId c, uint64_t rid, int code, std::string detail = "");
   void HandleControl(ConnId c, ctl::Envelope&& env);
+  // Whether a member passes `env` to the master (VM-wide services).
+  bool ServedByMaster(const ctl::Envelope& env) const;
+  // Each handles the requests of its kind and returns true, or false for
+  // others: the mailbox, groups, notify, contexts; a task's own requests;
+  // the VM's (hosts, tasks, moves, halt).
+  bool HandleVmService(ConnId c, Tid who, const ctl::Envelope& env);
+  bool HandleTaskRequest(ConnId c, Tid who, ctl::Envelope& env);
+  bool HandleVmRequest(ConnId c, Tid who, ctl::Envelope& env);
+  void DoSignal(ConnId c, ctl::Envelope&& env);
+  void DoSetOutput(ConnId c, Tid who, const ctl::Envelope& env);
+  void DoDelHost(ConnId c, Tid who, const ctl::Envelope& env);
   void HandleData(ConnId c, Frame&& f);
   void DoEnrol(ConnId c, const ctl::Envelope& env);
   void DoSpawn(ConnId c, Tid who, const ctl::Envelope& env);
@@ -331,9 +383,27 @@ class DaemonCore {
   std::vector<int> SpawnHere(const ctl::SpawnRequest& s, Tid spawner, const std::vector<int>& ranks,
                              bool await_siblings);
   void FinishSpawn(uint64_t id);
+  // The hosts a spawn may use, in PVM's order (this one first), or why none.
+  mpvm::expected<std::vector<int>, std::string> SpawnCandidates(const ctl::SpawnRequest& s) const;
+  // Asks the other hosts in `ranks_by_host` to start their ranks.
+  struct PendingSpawn;
+  void SpawnElsewhere(PendingSpawn ps, const ctl::SpawnRequest& s, Tid who,
+                      const std::map<int, std::vector<int>>& ranks_by_host);
   void ApplySiblings(const std::vector<int>& tids);
   void SendEnrolReply(Task& t, ConnId c, uint64_t rid);
   void HandlePeerControl(PeerId p, const FrameHeader& h, ctl::Envelope&& env);
+  void OnLocateQuery(const FrameHeader& h, const ctl::Envelope& env);
+  void OnRemoteSpawnReply(int from, const ctl::RemoteSpawnReply& rr);
+  void OnPeerSignal(ctl::Envelope&& env);
+  bool FromMember(PeerId p) const;
+  void PeerFrameForTask(Frame&& f);
+  // A decoded control message from a peer daemon: routed to its handler.
+  void OnPeerControl(PeerId p, const FrameHeader& h, ctl::Envelope&& env);
+  // Master: what a member says of itself (join, heartbeat).
+  void OnMemberControl(PeerId p, const ctl::Envelope& env);
+  void AdmitHost(PeerId p, const ctl::JoinRequest& j);
+  // Member: what the master says (join reply, host table, leave).
+  void OnMasterControl(const ctl::Envelope& env);
   void BroadcastTaskGone(int tid, PeerId except);
   bool SinkAlive(int tid) const;
   void LoseHostTasks(int index);
@@ -345,9 +415,10 @@ class DaemonCore {
     uint64_t id = 0;
     Tid tid;
     int dest = 0;
-    Tid asker;
+    Tid asker;  // 0: no one waits for the answer (the balancer, the test driver)
     uint64_t asker_rid = 0;
-    bool frozen = false;
+    MoveOrigin origin = MoveOrigin::kClient;
+    MoveState state = MoveState::kOffered;
     int64_t requested_ns = 0, accepted_ns = 0, frozen_ns = 0;  // monotonic
     int64_t requested_wall_ns = 0;
     int admin_messages = 0;
@@ -380,7 +451,18 @@ class DaemonCore {
   void NoteTransit(const Frame& f);
   void CheckLimbo();
   void LoseTask(int tid);
-  void StartMove(Tid t, int dest, Tid asker, uint64_t asker_rid);
+  void StartMove(Tid t, int dest, Tid asker, uint64_t asker_rid,
+                 MoveOrigin origin = MoveOrigin::kClient);
+  // Destination: the task record of a copy being restored by process `pid`,
+  // coming from host `from`.
+  Task RestoringTask(const ctl::MigrateOffer& o, const SpawnSpec& spec, int pid, int from) const;
+  // Why `task` cannot move now, or "".
+  std::string WhyCannotMove(const Task& task) const;
+  // The offer to the destination: what it needs to restart the task.
+  void FillOffer(const Task& task, uint64_t id, ctl::MigrateOffer* o) const;
+  // Advances `mv` by `event` as kMoveTable allows; false (and nothing
+  // changes) if it does not.
+  bool Advance(Move& mv, MoveEvent event);
   void FinishMove(uint64_t id, int code, const std::string& detail);
   void HandleMoveControl(const FrameHeader& h, ctl::Envelope&& env);
   void OnOffer(const FrameHeader& h, const ctl::MigrateOffer& o);
@@ -415,21 +497,12 @@ class DaemonCore {
   void TaskLeftVm(Task& t);  // pvm_exit or disconnect: notify, mailbox, groups
   void MaybeFinish(Tid t);   // process gone and output drained: forget it
   void FireNotify(int what, int target);
-  void SendNotifyMessage(const NotifyReg& r, int subject);
   // Sends what a concern wrote into its outbox.
   void DrainReplies(ReplyOutbox& out);
   void DropWaitersOf(ConnId c);
   std::vector<std::string> ChildEnv(const ctl::SpawnRequest& s, Tid tid, int rank,
                                     bool spawner_here) const;
 
-  struct HostRec {
-    std::string name, arch;
-    int speed = 1000;
-    int ntasks = 0;
-    PeerId peer = 0;  // master: the member's link
-    int64_t last_seen_ns = 0;
-    std::string addr;  // where its tasks accept direct links ("": the master)
-  };
   void SendPeerControl(PeerId p, ctl::Envelope&& env);
   void BroadcastTable(PeerId except = 0);
   ctl::HostTable Table() const;
@@ -441,8 +514,7 @@ class DaemonCore {
   DaemonConfig cfg_;
   DaemonEnv* env_;
   HostIndex host_;
-  std::map<int, HostRec> hosts_;  // by host index, this host included
-  int next_host_ = 2;
+  HostTable hosts_;  // by host index, this host included
   std::map<std::string, std::pair<ConnId, uint64_t>> pending_adds_;  // name -> who waits
   std::set<std::string> starting_;  // host-file hosts not yet joined
   struct PendingSpawn {
@@ -474,7 +546,7 @@ class DaemonCore {
   std::map<ConnId, Conn> conns_;
   int32_t next_local_ = 1;
   int next_ctx_ = 1;
-  std::vector<NotifyReg> notify_;
+  NotifyRegistry notify_;
   Mailbox mailbox_;     // master: pvm_putinfo and friends
   GroupServer groups_;  // master: dynamic groups
   LoadService load_;    // master: the cluster's load, from the hosts' reports

@@ -9,15 +9,12 @@
 #include "mpvm/paths.h"
 #include "server.h"
 
-int main(int argc, char** argv) {
-  CLI::App app{
-      "mpvmd: the mpvm daemon. Usually started for you by prun, the mpvm console "
-      "or pvm_start_pvmd()."};
-  mpvm::ServerOptions opts;
-  opts.rundir = mpvm::RunDir();
-  std::string level = "info";
-  // Defaults from the environment (a flag overrides): lets a whole VM,
-  // started by the console or prun, use a longer failure timeout.
+namespace {
+
+// The command line's options, with defaults from the environment (a flag
+// overrides): MPVM_DEAD_AFTER lets a whole VM, started by the console or
+// prun, use a longer failure timeout.
+void Describe(CLI::App& app, mpvm::ServerOptions& opts, std::string& level) {
   if (const char* d = std::getenv("MPVM_DEAD_AFTER"); d != nullptr && std::atof(d) > 0)
     opts.dead_after_s = std::atof(d);
   if (const char* f = std::getenv("MPVM_FAULT"); f != nullptr) opts.fault = f;
@@ -35,15 +32,25 @@ int main(int argc, char** argv) {
                  "PVM host file; this host's line sets its speed (sp=), program path (ep=) "
                  "and working directory (wd=)")
       ->check(CLI::ExistingFile);
+  app.add_option("--wd", opts.wd, "working directory of spawned tasks (PVM's wd=)");
+  app.add_option("--speed", opts.speed, "this host's relative speed (default 1000)")
+      ->check(CLI::Range(1, 1000000));
+  app.add_option(
+         "--placement", opts.placement,
+         "where spawned tasks go: round-robin (PVM's) or speed-aware (by speed / (load + 1))")
+      ->check(CLI::IsMember({"round-robin", "speed-aware"}))
+      ->capture_default_str();
+  app.add_option("--log-level", level, "trace, debug, info, warn, error")->capture_default_str();
+}
+
+// The options of a multi-host VM.
+void DescribeHosts(CLI::App& app, mpvm::ServerOptions& opts) {
   app.add_option("--listen", opts.listen,
                  "be the master of a multi-host VM: accept daemons at ADDR:PORT (port 0: any)");
   app.add_option("--join", opts.join, "join the VM whose master listens at ADDR:PORT");
   app.add_option("--key", opts.key,
                  "the VM key file (mode 0600); the master makes one if absent. A member given "
                  "`-` reads the key from standard input");
-  app.add_option("--wd", opts.wd, "working directory of spawned tasks (PVM's wd=)");
-  app.add_option("--speed", opts.speed, "this host's relative speed (default 1000)")
-      ->check(CLI::Range(1, 1000000));
   app.add_option("--dead-after", opts.dead_after_s,
                  "seconds of silence after which a host is declared dead")
       ->check(CLI::Range(0.2, 3600.0))
@@ -51,28 +58,38 @@ int main(int argc, char** argv) {
   app.add_option("--heartbeat", opts.heartbeat_s, "seconds between heartbeats")
       ->check(CLI::Range(0.05, 600.0))
       ->capture_default_str();
-  app.add_option(
-         "--placement", opts.placement,
-         "where spawned tasks go: round-robin (PVM's) or speed-aware (by speed / (load + 1))")
-      ->check(CLI::IsMember({"round-robin", "speed-aware"}))
-      ->capture_default_str();
-  app.add_option("--log-level", level, "trace, debug, info, warn, error")->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+}
 
+// The log: stderr for an embedded daemon (quiet unless asked), else the
+// runtime directory's mpvmd.log.
+void SetUpLog(const mpvm::ServerOptions& opts, std::string level) {
   std::shared_ptr<spdlog::logger> log;
   if (opts.embedded) {
     log = spdlog::stderr_color_mt("mpvmd");
     if (level == "info") level = "warn";  // keep prun's terminal quiet
+  } else if (auto r = mpvm::EnsureRunDir(opts.rundir); r) {
+    log = spdlog::basic_logger_mt("mpvmd", mpvm::DaemonLogPath(opts.rundir));
   } else {
-    if (auto r = mpvm::EnsureRunDir(opts.rundir); r) {
-      log = spdlog::basic_logger_mt("mpvmd", mpvm::DaemonLogPath(opts.rundir));
-    } else {
-      log = spdlog::stderr_color_mt("mpvmd");
-    }
+    log = spdlog::stderr_color_mt("mpvmd");
   }
   log->set_level(spdlog::level::from_str(level));
   log->flush_on(spdlog::level::info);
   spdlog::set_default_logger(log);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "mpvmd: the mpvm daemon. Usually started for you by prun, the mpvm console "
+      "or pvm_start_pvmd()."};
+  mpvm::ServerOptions opts;
+  opts.rundir = mpvm::RunDir();
+  std::string level = "info";
+  Describe(app, opts, level);
+  DescribeHosts(app, opts);
+  CLI11_PARSE(app, argc, argv);
+  SetUpLog(opts, level);
   mpvm::Server server(opts);
   return server.Run();
 }

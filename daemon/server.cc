@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -49,6 +50,29 @@ void NoteOptionsWithoutEffect(const std::vector<HostSpec>& hosts, std::string_vi
         "{}: id= (virtual machine id) is accepted and has no effect: mpvm keeps virtual "
         "machines apart by MPVM_RUNDIR",
         origin);
+}
+
+// This host's name up to its first dot ("localhost" if it has none).
+std::string ShortHostname() {
+  char hn[256] = {};
+  gethostname(hn, sizeof hn - 1);
+  std::string h = hn;
+  if (auto dot = h.find('.'); dot != std::string::npos) h.resize(dot);
+  return h.empty() ? "localhost" : h;
+}
+
+// The hosts of a PVM host file, its options without effect noted in the log.
+mpvm::expected<std::vector<HostSpec>, std::string> ReadHostfile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in)
+    return mpvm::unexpected(
+        fmt::format("cannot read host file {}: {}", path, std::strerror(errno)));
+  std::stringstream text;
+  text << in.rdbuf();
+  auto hosts = ParseHostfile(text.str(), path);
+  if (!hosts) return mpvm::unexpected(hosts.error().message);
+  NoteOptionsWithoutEffect(*hosts, path);
+  return *hosts;
 }
 
 int64_t NowNs() {
@@ -87,6 +111,32 @@ Server::~Server() {
 }
 
 bool Server::Setup(std::string* error) {
+  if (!TakeRunDir(error) || !OpenListeners(error)) return false;
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGHUP}) sigaddset(&set, s);
+  sigprocmask(SIG_BLOCK, &set, nullptr);
+  signal_fd_ = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+  signal(SIGPIPE, SIG_IGN);
+
+  std::vector<HostSpec> others;  // hosts the master starts
+  auto cfg = MakeConfig(error, &others);
+  if (!cfg) return false;
+  core_ = std::make_unique<DaemonCore>(std::move(*cfg), this);
+  if (!LinkPeers(error)) return false;
+  if (!others.empty()) {
+    if (!opts_.join.empty()) {
+      *error =
+          "a member daemon (--join) cannot start the hosts of a host file; give it to the master";
+      return false;
+    }
+    for (const auto& why : core_->StartHosts(others))
+      std::fprintf(stderr, "mpvmd: %s: %s\n", opts_.hostfile.c_str(), why.c_str());
+  }
+  return true;
+}
+
+bool Server::TakeRunDir(std::string* error) {
   if (auto r = EnsureRunDir(opts_.rundir); !r) {
     *error = r.error();
     return false;
@@ -125,60 +175,39 @@ bool Server::Setup(std::string* error) {
     auto pid = std::to_string(getpid()) + "\n";
     (void)!write(lock_fd_, pid.data(), pid.size());
   }
+  return true;
+}
 
+bool Server::OpenListeners(std::string* error) {
   listen_fd_ = ListenUnix(DaemonSocketPath(opts_.rundir));
   if (listen_fd_ < 0) {
     *error = fmt::format("cannot listen on {}: {}", DaemonSocketPath(opts_.rundir),
                          std::strerror(-listen_fd_));
     return false;
   }
-
   // Tasks asked to move connect here to hand over their links.
   migrate_fd_ = ListenUnix(opts_.rundir + "/" + migrate::kSocketName);
   if (migrate_fd_ < 0)
     spdlog::warn("cannot listen on {}/{}: {}; tasks here cannot move", opts_.rundir,
                  migrate::kSocketName, std::strerror(-migrate_fd_));
+  return true;
+}
 
-  sigset_t set;
-  sigemptyset(&set);
-  for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGHUP}) sigaddset(&set, s);
-  sigprocmask(SIG_BLOCK, &set, nullptr);
-  signal_fd_ = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-  signal(SIGPIPE, SIG_IGN);
-
+std::optional<DaemonConfig> Server::MakeConfig(std::string* error, std::vector<HostSpec>* others) {
   DaemonConfig cfg;
   cfg.rundir = opts_.rundir;
-  std::optional<HostSpec> self_spec;
-  std::vector<HostSpec> others;  // hosts the master starts
   cfg.embedded = opts_.embedded;
-  if (opts_.hostname.empty()) {
-    char hn[256] = {};
-    gethostname(hn, sizeof hn - 1);
-    std::string h = hn;
-    if (auto dot = h.find('.'); dot != std::string::npos) h.resize(dot);
-    cfg.hostname = h.empty() ? "localhost" : h;
-  } else {
-    cfg.hostname = opts_.hostname;
-  }
+  cfg.hostname = opts_.hostname.empty() ? ShortHostname() : opts_.hostname;
+  std::optional<HostSpec> self_spec;
   if (!opts_.hostfile.empty()) {
-    std::ifstream in(opts_.hostfile);
-    if (!in) {
-      *error = fmt::format("cannot read host file {}: {}", opts_.hostfile, std::strerror(errno));
-      return false;
-    }
-    std::stringstream text;
-    text << in.rdbuf();
-    auto hosts = ParseHostfile(text.str(), opts_.hostfile);
+    auto hosts = ReadHostfile(opts_.hostfile);
     if (!hosts) {
-      *error = hosts.error().message;
-      return false;
+      *error = hosts.error();
+      return std::nullopt;
     }
-    NoteOptionsWithoutEffect(*hosts, opts_.hostfile);
     self_spec = FindSelf(*hosts, cfg.hostname);
-    for (const auto& h : *hosts) {
-      if (self_spec && h.line == self_spec->line) continue;
-      others.push_back(h);
-    }
+    for (const auto& h : *hosts)
+      if (!self_spec || h.line != self_spec->line) others->push_back(h);
   }
   if (self_spec) {
     cfg.speed = self_spec->speed;
@@ -201,48 +230,38 @@ bool Server::Setup(std::string* error) {
   cfg.placement = opts_.placement;
   cfg.heartbeat_ns = static_cast<int64_t>(opts_.heartbeat_s * 1e9);
   cfg.member = !opts_.join.empty();
-  core_ = std::make_unique<DaemonCore>(std::move(cfg), this);
+  return cfg;
+}
 
-  if (!opts_.join.empty() || !opts_.listen.empty()) {
-    links_ = std::make_unique<PeerLinks>(
-        [this](PeerId p, Frame&& f) { core_->OnPeerFrame(p, std::move(f)); },
-        [](const std::string& line) { spdlog::warn("{}", line); });
+bool Server::LinkPeers(std::string* error) {
+  if (opts_.join.empty() && opts_.listen.empty()) return true;
+  links_ = std::make_unique<PeerLinks>(
+      [this](PeerId p, Frame&& f) { core_->OnPeerFrame(p, std::move(f)); },
+      [](const std::string& line) { spdlog::warn("{}", line); });
+  if (opts_.join.empty()) {
+    auto r = EnsureListening(opts_.listen);
+    if (!r) *error = r.error();
+    return r.has_value();
   }
-  if (!opts_.join.empty()) {
-    if (opts_.key.empty()) {
-      *error = "--join needs --key FILE: the VM key of the master (its runtime directory's vm.key)";
-      return false;
-    }
-    auto key = opts_.key == "-" ? ReadVmKeyFromStdin() : LoadVmKey(opts_.key);
-    if (!key) {
-      *error = key.error();
-      return false;
-    }
-    // Direct task links: this host's address as the master sees it, and
-    // the master's (members reach the master's tasks there).
-    const std::string master_host = opts_.join.substr(0, opts_.join.rfind(':'));
-    core_->SetLinkKey(LinkKeyBytes(*key), LinkEncryptWanted());
-    core_->SetLinkAddresses(LocalAddressToward(master_host), ResolveIPv4(master_host));
-    if (auto r = links_->Connect(opts_.join, *key); !r) {
-      *error = r.error();
-      return false;
-    }
-    core_->StartJoin(NowNs());
-  } else if (!opts_.listen.empty()) {
-    if (auto r = EnsureListening(opts_.listen); !r) {
-      *error = r.error();
-      return false;
-    }
+  if (opts_.key.empty()) {
+    *error = "--join needs --key FILE: the VM key of the master (its runtime directory's vm.key)";
+    return false;
   }
-  if (!others.empty()) {
-    if (!opts_.join.empty()) {
-      *error =
-          "a member daemon (--join) cannot start the hosts of a host file; give it to the master";
-      return false;
-    }
-    for (const auto& why : core_->StartHosts(others))
-      std::fprintf(stderr, "mpvmd: %s: %s\n", opts_.hostfile.c_str(), why.c_str());
+  auto key = opts_.key == "-" ? ReadVmKeyFromStdin() : LoadVmKey(opts_.key);
+  if (!key) {
+    *error = key.error();
+    return false;
   }
+  // Direct task links: this host's address as the master sees it, and
+  // the master's (members reach the master's tasks there).
+  const std::string master_host = opts_.join.substr(0, opts_.join.rfind(':'));
+  core_->SetLinkKey(LinkKeyBytes(*key), LinkEncryptWanted());
+  core_->SetLinkAddresses(LocalAddressToward(master_host), ResolveIPv4(master_host));
+  if (auto r = links_->Connect(opts_.join, *key); !r) {
+    *error = r.error();
+    return false;
+  }
+  core_->StartJoin(NowNs());
   return true;
 }
 
@@ -290,12 +309,8 @@ std::string ShellQuote(const std::string& s) {
 }  // namespace
 
 mpvm::expected<void, HostStartError> Server::StartHost(const HostSpec& spec) {
-  auto fail = [](Err code, std::string why) {
-    return mpvm::unexpected(HostStartError{code, std::move(why)});
-  };
-  if (!opts_.join.empty()) return fail(Err::kNotImpl, "only the master starts hosts");
-  std::string master, netns_address, stdin_text;
-  std::vector<std::string> argv;
+  if (!opts_.join.empty())
+    return mpvm::unexpected(HostStartError{Err::kNotImpl, "only the master starts hosts"});
   const std::string daemon = spec.daemon.empty() ? SelfExeDir() + "/mpvmd" : spec.daemon;
   std::vector<std::string> common = {"--hostname", spec.name, "--speed",
                                      std::to_string(spec.speed)};
@@ -304,65 +319,80 @@ mpvm::expected<void, HostStartError> Server::StartHost(const HostSpec& spec) {
   // Started hosts keep the master's heartbeat and failure timing.
   common.insert(common.end(), {"--dead-after", std::to_string(opts_.dead_after_s), "--heartbeat",
                                std::to_string(opts_.heartbeat_s), "--ready-fd", "1"});
-  if (spec.local) {
-    std::string why;
-    if (EmulatedNet::Available(&why)) {
-      if (!net_) net_ = std::make_unique<EmulatedNet>();
-      auto gw = net_->Ensure();
-      auto ep = gw ? EnsureListening(*gw + ":0") : mpvm::unexpected(gw.error());
-      if (ep) {
-        master = *ep;
-        netns_address = net_->NextAddress();
-      } else {
-        why = ep.error();
-      }
-    }
-    if (netns_address.empty()) {
-      if (!loopback_noted_) spdlog::info("emulated hosts run on loopback: {}", why);
-      loopback_noted_ = true;
-      auto ep = EnsureListening("127.0.0.1:0");
-      if (!ep) return fail(Err::kCantStart, "cannot accept emulated hosts: " + ep.error());
-      master = *ep;
-    }
-    argv = {
-        daemon, "--join", master, "--key", key_path_, "--rundir", opts_.rundir + ".h-" + spec.name};
-    argv.insert(argv.end(), common.begin(), common.end());
-  } else {
-    // A real host: its daemon is started over the remote shell and reads the
-    // VM key from its standard input, so the key never lands on its disk.
-    const std::string target = spec.ip.empty() ? spec.name : spec.ip;
-    const std::string me = LocalAddressToward(target);
-    if (me.empty())
-      return fail(Err::kNoHost,
-                  fmt::format("cannot resolve {} (give its address with ip=)", target));
-    // A master started with --listen on a specific address is reached there;
-    // otherwise it listens on every interface and names the one facing the host.
-    auto ep = EnsureListening(opts_.listen.empty() ? "0.0.0.0:0" : opts_.listen);
-    if (!ep) return fail(Err::kCantStart, "cannot accept hosts: " + ep.error());
-    master = *ep;
-    if (master.rfind("0.0.0.0:", 0) == 0) master = me + master.substr(7);
-    std::string remote = ShellQuote(daemon) + " --join " + ShellQuote(master) + " --key -";
-    for (const auto& a : common) remote += " " + ShellQuote(a);
-    argv = RemoteShell();
-    if (!spec.login.empty()) argv.insert(argv.end(), {"-l", spec.login});
-    argv.insert(argv.end(), {target, remote});
-    stdin_text = VmKeyText(vm_key_) + "\n";
-  }
-  auto launched = LaunchDaemon(argv, net_.get(), netns_address, stdin_text);
-  if (!launched && !netns_address.empty()) {
+  auto cmd = spec.local ? EmulatedHostCommand(spec, daemon, common)
+                        : RemoteHostCommand(spec, daemon, common);
+  if (!cmd) return mpvm::unexpected(cmd.error());
+  auto launched = LaunchDaemon(cmd->argv, net_.get(), cmd->netns_address, cmd->stdin_text);
+  if (!launched && !cmd->netns_address.empty()) {
     spdlog::warn("emulated host {}: {}; falling back to loopback", spec.name, launched.error());
     auto ep = EnsureListening("127.0.0.1:0");
     if (ep) {
-      argv[2] = *ep;
-      launched = LaunchDaemon(argv, nullptr, "", "");
+      cmd->argv[2] = *ep;
+      launched = LaunchDaemon(cmd->argv, nullptr, "", "");
     }
   }
-  if (!launched) return fail(Err::kCantStart, launched.error());
+  if (!launched) return mpvm::unexpected(HostStartError{Err::kCantStart, launched.error()});
   host_pids_[launched->pid] = LocalHost{spec.name, launched->output_fd, spec.local};
   spdlog::info("starting host {} (pid {}{}{})", spec.name, launched->pid,
-               spec.local ? ", emulated" : ", over " + argv[0],
-               netns_address.empty() ? "" : " at " + netns_address);
+               spec.local ? ", emulated" : ", over " + cmd->argv[0],
+               cmd->netns_address.empty() ? "" : " at " + cmd->netns_address);
   return {};
+}
+
+mpvm::expected<Server::HostCommand, HostStartError> Server::EmulatedHostCommand(
+    const HostSpec& spec, const std::string& daemon, const std::vector<std::string>& common) {
+  HostCommand cmd;
+  std::string master, why;
+  if (EmulatedNet::Available(&why)) {
+    if (!net_) net_ = std::make_unique<EmulatedNet>();
+    auto gw = net_->Ensure();
+    auto ep = gw ? EnsureListening(*gw + ":0") : mpvm::unexpected(gw.error());
+    if (ep) {
+      master = *ep;
+      cmd.netns_address = net_->NextAddress();
+    } else {
+      why = ep.error();
+    }
+  }
+  if (cmd.netns_address.empty()) {
+    if (!loopback_noted_) spdlog::info("emulated hosts run on loopback: {}", why);
+    loopback_noted_ = true;
+    auto ep = EnsureListening("127.0.0.1:0");
+    if (!ep)
+      return mpvm::unexpected(
+          HostStartError{Err::kCantStart, "cannot accept emulated hosts: " + ep.error()});
+    master = *ep;
+  }
+  cmd.argv = {
+      daemon, "--join", master, "--key", key_path_, "--rundir", opts_.rundir + ".h-" + spec.name};
+  cmd.argv.insert(cmd.argv.end(), common.begin(), common.end());
+  return cmd;
+}
+
+mpvm::expected<Server::HostCommand, HostStartError> Server::RemoteHostCommand(
+    const HostSpec& spec, const std::string& daemon, const std::vector<std::string>& common) {
+  // A real host: its daemon is started over the remote shell and reads the
+  // VM key from its standard input, so the key never lands on its disk.
+  const std::string target = spec.ip.empty() ? spec.name : spec.ip;
+  const std::string me = LocalAddressToward(target);
+  if (me.empty())
+    return mpvm::unexpected(HostStartError{
+        Err::kNoHost, fmt::format("cannot resolve {} (give its address with ip=)", target)});
+  // A master started with --listen on a specific address is reached there;
+  // otherwise it listens on every interface and names the one facing the host.
+  auto ep = EnsureListening(opts_.listen.empty() ? "0.0.0.0:0" : opts_.listen);
+  if (!ep)
+    return mpvm::unexpected(HostStartError{Err::kCantStart, "cannot accept hosts: " + ep.error()});
+  std::string master = *ep;
+  if (master.rfind("0.0.0.0:", 0) == 0) master = me + master.substr(7);
+  std::string remote = ShellQuote(daemon) + " --join " + ShellQuote(master) + " --key -";
+  for (const auto& a : common) remote += " " + ShellQuote(a);
+  HostCommand cmd;
+  cmd.argv = RemoteShell();
+  if (!spec.login.empty()) cmd.argv.insert(cmd.argv.end(), {"-l", spec.login});
+  cmd.argv.insert(cmd.argv.end(), {target, remote});
+  cmd.stdin_text = VmKeyText(vm_key_) + "\n";
+  return cmd;
 }
 
 void Server::ReportReady(const std::string& error) {
@@ -406,161 +436,40 @@ int Server::Run() {
   return exit_code_;
 }
 
+namespace {
+constexpr ConnId kListener = ~ConnId{0}, kSignals = ~ConnId{0} - 1, kMigrate = ~ConnId{0} - 2;
+}  // namespace
+
 void Server::Loop() {
-  std::vector<zmq_pollitem_t> fds;
-  constexpr ConnId kListener = ~ConnId{0}, kSignals = ~ConnId{0} - 1;
-  std::vector<ConnId> ids;           // parallel to fds: kListener, kSignals or a connection
-  std::vector<uint64_t> pipe_index;  // parallel to the pipes' part of fds
+  PollSet ps;
   for (;;) {
-    if (shutdown_) {
-      bool alive = !core_->TaskPids().empty() || !host_pids_.empty();
-      int64_t waited = NowNs() - shutdown_started_ns_;
-      if (!alive) break;
-      if (waited > kGraceNs && !killed_hard_) {
-        for (int pid : core_->TaskPids()) kill(pid, SIGKILL);
-        for (const auto& [pid, h] : host_pids_) kill(pid, SIGKILL);
-        killed_hard_ = true;
-      }
-      if (waited > 2 * kGraceNs) break;
-    }
-    fds.clear();
-    ids.clear();
-    pipe_index.clear();
-    fds.push_back({nullptr, listen_fd_, static_cast<short>(shutdown_ ? 0 : ZMQ_POLLIN), 0});
-    ids.push_back(kListener);
-    fds.push_back({nullptr, signal_fd_, ZMQ_POLLIN, 0});
-    ids.push_back(kSignals);
-    for (auto& [id, c] : conns_) {
-      fds.push_back({nullptr, c->fd(),
-                     static_cast<short>(ZMQ_POLLIN | (c->wants_write() ? ZMQ_POLLOUT : 0)), 0});
-      ids.push_back(id);
-    }
-    const size_t first_move = fds.size();
-    constexpr ConnId kMigrate = ~ConnId{0} - 2;
-    if (migrate_fd_ >= 0) {
-      fds.push_back({nullptr, migrate_fd_, ZMQ_POLLIN, 0});
-      ids.push_back(kMigrate);
-    }
-    std::vector<Tid> move_index;
-    for (const auto& [t, m] : moving_)
-      if (m.ms >= 0) {
-        fds.push_back({nullptr, m.ms, ZMQ_POLLIN, 0});
-        ids.push_back(0);
-        move_index.push_back(t);
-      }
-    const size_t first_pipe = fds.size();
-    for (const auto& [id, p] : pipes_) {
-      fds.push_back({nullptr, p.fd, ZMQ_POLLIN, 0});
-      pipe_index.push_back(id);
-    }
-    const size_t first_peer = fds.size();
-    if (links_) links_->AppendPollItems(fds);
+    if (shutdown_ && ShutdownDone()) break;
+    BuildPollSet(ps);
     const long timeout = shutdown_ || links_ ? 100 : -1;
-    int n = zmq_poll(fds.data(), static_cast<int>(fds.size()), timeout);
-    if (links_) {
-      links_->HandleReady();
-      core_->OnTick(NowNs());
-      if (!ready_reported_) {
-        // A master with a host file is ready once those hosts have joined
-        // (or failed; at most 30 s): then pvm_config shows them all.
-        if (core_->joined() &&
-            (!core_->starting_hosts() || NowNs() - started_ns_ > 30'000'000'000)) {
-          ReportReady("");
-        } else if (!core_->join_error().empty() || NowNs() - started_ns_ > 5'000'000'000) {
-          std::string why = core_->join_error().empty()
-                                ? fmt::format(
-                                      "no answer from the master at {} within 5 s (wrong "
-                                      "VM key, or the master is not reachable)",
-                                      opts_.join)
-                                : core_->join_error();
-          spdlog::error("cannot join the virtual machine: {}", why);
-          std::fprintf(stderr, "mpvmd: cannot join the virtual machine: %s\n", why.c_str());
-          ReportReady("cannot join the virtual machine: " + why);
-          exit_code_ = 1;
-          break;
-        }
-      }
-    }
+    int n = zmq_poll(ps.fds.data(), static_cast<int>(ps.fds.size()), timeout);
+    if (links_ && !TickLinks()) break;
     if (n < 0) {
       if (errno == EINTR) continue;
       spdlog::error("poll: {}", std::strerror(errno));
       break;
     }
     std::vector<uint64_t> closed_pipes;
-    for (size_t i = 0; i < first_peer; ++i) {
-      if (fds[i].revents == 0) continue;
-      if (i >= first_pipe) {
-        const uint64_t id = pipe_index[i - first_pipe];
-        auto pit = pipes_.find(id);
-        if (pit == pipes_.end()) continue;  // drained and closed by a commit this round
-        Pipe& p = pit->second;
-        char buf[65536];
-        ssize_t r = read(p.fd, buf, sizeof buf);
-        if (r > 0) {
-          core_->OnOutput(p.tid, std::string_view(buf, static_cast<size_t>(r)), p.is_stderr);
-        } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
-          closed_pipes.push_back(id);
-        }
-        continue;
-      }
-      if (i >= first_move) {
-        if (ids[i] == kMigrate) {
+    for (size_t i = 0; i < ps.first_peer; ++i) {
+      if (ps.fds[i].revents == 0) continue;
+      if (i >= ps.first_pipe) {
+        ReadPipe(ps.pipe_index[i - ps.first_pipe], closed_pipes);
+      } else if (i >= ps.first_move) {
+        if (ps.ids[i] == kMigrate) {
           AcceptMigrate();
         } else {
-          OnMoveReadable(move_index[i - first_move - (migrate_fd_ >= 0 ? 1 : 0)]);
+          OnMoveReadable(ps.move_index[i - ps.first_move - (migrate_fd_ >= 0 ? 1 : 0)]);
         }
-        continue;
-      }
-      if (ids[i] == kListener) {
-        for (;;) {
-          int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-          if (fd < 0) break;
-          ConnId id = next_conn_++;
-          conns_[id] = std::make_unique<Connection>(fd, 256u << 20);
-          core_->OnAccept(id);
-        }
-        continue;
-      }
-      if (ids[i] == kSignals) {
-        signalfd_siginfo si;
-        while (read(signal_fd_, &si, sizeof si) == sizeof si) {
-          if (si.ssi_signo == SIGCHLD) {
-            Reap();
-          } else {
-            spdlog::info("signal {} received; halting", si.ssi_signo);
-            core_->Halt();
-          }
-        }
-        continue;
-      }
-      auto it = conns_.find(ids[i]);
-      if (it == conns_.end()) continue;
-      Connection* c = it->second.get();
-      if (fds[i].revents & ZMQ_POLLOUT) c->Flush();
-      if (!c->open()) continue;
-      if (fds[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR)) {
-        auto rr = c->ReadAvailable();
-        Frame f;
-        bool bad = false;
-        for (;;) {
-          auto st = c->reader().Next(f);
-          if (st == FrameReader::Status::kFrame) {
-            core_->OnFrame(ids[i], std::move(f));
-            if (!c->open()) break;
-            continue;
-          }
-          if (st == FrameReader::Status::kError) bad = true;
-          break;
-        }
-        if (bad) {
-          core_->OnBadStream(ids[i], FrameErrorText(c->reader().error()));
-        } else if (rr != Connection::ReadResult::kOk && c->open()) {
-          if (c->reader().buffered() > 0)
-            spdlog::warn("connection {} closed in the middle of a frame ({} bytes dropped)", ids[i],
-                         c->reader().buffered());
-          c->Close();
-          core_->OnClose(ids[i]);
-        }
+      } else if (ps.ids[i] == kListener) {
+        AcceptTasks();
+      } else if (ps.ids[i] == kSignals) {
+        ReadSignals();
+      } else {
+        ServeConn(ps.ids[i], ps.fds[i].revents);
       }
     }
     for (uint64_t id : closed_pipes) {
@@ -572,6 +481,142 @@ void Server::Loop() {
       core_->OnOutputClosed(t);
     }
     std::erase_if(conns_, [](const auto& kv) { return !kv.second->open(); });
+  }
+}
+
+bool Server::ShutdownDone() {
+  const bool alive = !core_->TaskPids().empty() || !host_pids_.empty();
+  const int64_t waited = NowNs() - shutdown_started_ns_;
+  if (!alive) return true;
+  if (waited > kGraceNs && !killed_hard_) {
+    for (int pid : core_->TaskPids()) kill(pid, SIGKILL);
+    for (const auto& [pid, h] : host_pids_) kill(pid, SIGKILL);
+    killed_hard_ = true;
+  }
+  return waited > 2 * kGraceNs;
+}
+
+void Server::BuildPollSet(PollSet& ps) {
+  ps.fds.clear();
+  ps.ids.clear();
+  ps.pipe_index.clear();
+  ps.move_index.clear();
+  ps.fds.push_back({nullptr, listen_fd_, static_cast<short>(shutdown_ ? 0 : ZMQ_POLLIN), 0});
+  ps.ids.push_back(kListener);
+  ps.fds.push_back({nullptr, signal_fd_, ZMQ_POLLIN, 0});
+  ps.ids.push_back(kSignals);
+  for (auto& [id, c] : conns_) {
+    ps.fds.push_back({nullptr, c->fd(),
+                      static_cast<short>(ZMQ_POLLIN | (c->wants_write() ? ZMQ_POLLOUT : 0)), 0});
+    ps.ids.push_back(id);
+  }
+  ps.first_move = ps.fds.size();
+  if (migrate_fd_ >= 0) {
+    ps.fds.push_back({nullptr, migrate_fd_, ZMQ_POLLIN, 0});
+    ps.ids.push_back(kMigrate);
+  }
+  for (const auto& [t, m] : moving_)
+    if (m.ms >= 0) {
+      ps.fds.push_back({nullptr, m.ms, ZMQ_POLLIN, 0});
+      ps.ids.push_back(0);
+      ps.move_index.push_back(t);
+    }
+  ps.first_pipe = ps.fds.size();
+  for (const auto& [id, p] : pipes_) {
+    ps.fds.push_back({nullptr, p.fd, ZMQ_POLLIN, 0});
+    ps.pipe_index.push_back(id);
+  }
+  ps.first_peer = ps.fds.size();
+  if (links_) links_->AppendPollItems(ps.fds);
+}
+
+bool Server::TickLinks() {
+  links_->HandleReady();
+  core_->OnTick(NowNs());
+  if (ready_reported_) return true;
+  // A master with a host file is ready once those hosts have joined (or
+  // failed; at most 30 s): then pvm_config shows them all.
+  if (core_->joined() && (!core_->starting_hosts() || NowNs() - started_ns_ > 30'000'000'000)) {
+    ReportReady("");
+    return true;
+  }
+  if (core_->join_error().empty() && NowNs() - started_ns_ <= 5'000'000'000) return true;
+  const std::string why =
+      core_->join_error().empty()
+          ? fmt::format(
+                "no answer from the master at {} within 5 s (wrong VM key, or the "
+                "master is not reachable)",
+                opts_.join)
+          : core_->join_error();
+  spdlog::error("cannot join the virtual machine: {}", why);
+  std::fprintf(stderr, "mpvmd: cannot join the virtual machine: %s\n", why.c_str());
+  ReportReady("cannot join the virtual machine: " + why);
+  exit_code_ = 1;
+  return false;
+}
+
+void Server::ReadPipe(uint64_t id, std::vector<uint64_t>& closed) {
+  auto pit = pipes_.find(id);
+  if (pit == pipes_.end()) return;  // drained and closed by a commit this round
+  Pipe& p = pit->second;
+  char buf[65536];
+  ssize_t r = read(p.fd, buf, sizeof buf);
+  if (r > 0) {
+    core_->OnOutput(p.tid, std::string_view(buf, static_cast<size_t>(r)), p.is_stderr);
+  } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
+    closed.push_back(id);
+  }
+}
+
+void Server::AcceptTasks() {
+  for (;;) {
+    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0) break;
+    ConnId id = next_conn_++;
+    conns_[id] = std::make_unique<Connection>(fd, 256u << 20);
+    core_->OnAccept(id);
+  }
+}
+
+void Server::ReadSignals() {
+  signalfd_siginfo si;
+  while (read(signal_fd_, &si, sizeof si) == sizeof si) {
+    if (si.ssi_signo == SIGCHLD) {
+      Reap();
+    } else {
+      spdlog::info("signal {} received; halting", si.ssi_signo);
+      core_->Halt();
+    }
+  }
+}
+
+void Server::ServeConn(ConnId id, short revents) {
+  auto it = conns_.find(id);
+  if (it == conns_.end()) return;
+  Connection* c = it->second.get();
+  if (revents & ZMQ_POLLOUT) c->Flush();
+  if (!c->open() || !(revents & (ZMQ_POLLIN | ZMQ_POLLERR))) return;
+  auto rr = c->ReadAvailable();
+  Frame f;
+  bool bad = false;
+  for (;;) {
+    auto st = c->reader().Next(f);
+    if (st == FrameReader::Status::kFrame) {
+      core_->OnFrame(id, std::move(f));
+      if (!c->open()) break;
+      continue;
+    }
+    if (st == FrameReader::Status::kError) bad = true;
+    break;
+  }
+  if (bad) {
+    core_->OnBadStream(id, FrameErrorText(c->reader().error()));
+  } else if (rr != Connection::ReadResult::kOk && c->open()) {
+    if (c->reader().buffered() > 0)
+      spdlog::warn("connection {} closed in the middle of a frame ({} bytes dropped)", id,
+                   c->reader().buffered());
+    c->Close();
+    core_->OnClose(id);
   }
 }
 
@@ -692,6 +737,45 @@ int OpenStdin(const std::string& path) {
   return fd;
 }
 
+// In the child of fork(): becomes the task. `stdio` are its stdin (-1:
+// /dev/null), stdout and stderr; exec's errno goes to `exec_errno_fd`.
+[[noreturn]] void ExecTask(const SpawnSpec& spec, std::array<int, 3> stdio, int exec_errno_fd,
+                           int keep_fd, std::vector<char*>& argv, std::vector<char*>& envp) {
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  signal(SIGPIPE, SIG_DFL);
+  setpgid(0, 0);
+  // If this daemon dies (even by SIGKILL), its tasks end too: no process
+  // of a dead host is left behind.
+  prctl(PR_SET_PDEATHSIG, SIGTERM);
+  // A fixed address-space layout: a task can then be restored in a fresh
+  // process of the same executable on another host (migration). Set here,
+  // before exec, rather than by a re-exec in the task.
+  if (const int cur = personality(0xffffffff); cur != -1) personality(cur | ADDR_NO_RANDOMIZE);
+  if (stdio[0] >= 0) {
+    dup2(stdio[0], 0);
+  } else if (int devnull = open("/dev/null", O_RDONLY); devnull >= 0) {
+    dup2(devnull, 0);
+  }
+  dup2(stdio[1], 1);
+  dup2(stdio[2], 2);
+  // Descriptors the daemon itself inherited from whoever started it are no
+  // business of the task (and would pin it: a foreign pipe cannot move).
+  if (keep_fd > 3) syscall(SYS_close_range, 3u, static_cast<unsigned>(keep_fd - 1), 4u);
+  syscall(SYS_close_range, static_cast<unsigned>(std::max(keep_fd + 1, 3)), ~0u,
+          4u);                                   // 4: CLOSE_RANGE_CLOEXEC
+  if (keep_fd >= 0) fcntl(keep_fd, F_SETFD, 0);  // a restore process's listener
+  if (!spec.cwd.empty() && chdir(spec.cwd.c_str()) != 0) {
+    const char* home = getenv("HOME");
+    if (home == nullptr || chdir(home) != 0) (void)!chdir("/");
+  }
+  execve(spec.path.c_str(), argv.data(), envp.data());
+  int e = errno;
+  (void)!write(exec_errno_fd, &e, sizeof e);
+  _exit(127);
+}
+
 }  // namespace
 
 Result<int> Server::SpawnProcess(const SpawnSpec& spec, int keep_fd) {
@@ -718,41 +802,7 @@ Result<int> Server::SpawnProcess(const SpawnSpec& spec, int keep_fd) {
     for (int fd : {out[0], out[1], err[0], err[1], ex[0], ex[1], in}) close(fd);
     return Fail(Err::kOutOfRes);
   }
-  if (pid == 0) {
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    signal(SIGPIPE, SIG_DFL);
-    setpgid(0, 0);
-    // If this daemon dies (even by SIGKILL), its tasks end too: no process
-    // of a dead host is left behind.
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    // A fixed address-space layout: a task can then be restored in a fresh
-    // process of the same executable on another host (migration). Set here,
-    // before exec, rather than by a re-exec in the task.
-    if (const int cur = personality(0xffffffff); cur != -1) personality(cur | ADDR_NO_RANDOMIZE);
-    if (in >= 0) {
-      dup2(in, 0);
-    } else if (int devnull = open("/dev/null", O_RDONLY); devnull >= 0) {
-      dup2(devnull, 0);
-    }
-    dup2(out[1], 1);
-    dup2(err[1], 2);
-    // Descriptors the daemon itself inherited from whoever started it are no
-    // business of the task (and would pin it: a foreign pipe cannot move).
-    if (keep_fd > 3) syscall(SYS_close_range, 3u, static_cast<unsigned>(keep_fd - 1), 4u);
-    syscall(SYS_close_range, static_cast<unsigned>(std::max(keep_fd + 1, 3)), ~0u,
-            4u);                                   // 4: CLOSE_RANGE_CLOEXEC
-    if (keep_fd >= 0) fcntl(keep_fd, F_SETFD, 0);  // a restore process's listener
-    if (!spec.cwd.empty() && chdir(spec.cwd.c_str()) != 0) {
-      const char* home = getenv("HOME");
-      if (home == nullptr || chdir(home) != 0) (void)!chdir("/");
-    }
-    execve(spec.path.c_str(), argv.data(), envp.data());
-    int e = errno;
-    (void)!write(ex[1], &e, sizeof e);
-    _exit(127);
-  }
+  if (pid == 0) ExecTask(spec, {in, out[1], err[1]}, ex[1], keep_fd, argv, envp);
   close(out[1]);
   close(err[1]);
   close(ex[1]);

@@ -75,6 +75,8 @@ class Server final : public DaemonEnv {
                                               const std::string& token) override;
   void CancelMove(Tid t) override;
   void FaultPoint(std::string_view step, int task_pid) override;
+  int64_t WallNs() override;
+  std::string RandomBytes(size_t n) override;
 
  private:
   // Starts a task process; `keep_fd` (if >= 0) stays open in it.
@@ -95,6 +97,15 @@ class Server final : public DaemonEnv {
     bool by_signal = false;  // it was computing: its handler captured it
   };
   void AcceptMigrate();
+  // One task's handover on migrate.sock (`ms`): its links, then 'G' and the
+  // stream to the restore process; or a refusal.
+  void TakeHandover(int ms);
+  // At a commit: the old process's output pipes read to their end; its task
+  // links handed to this daemon, which forwards what comes on them.
+  void DrainOutput(Tid t);
+  void ForwardLinks(MoveIo& m);
+  // The handover's link records into `m`; the reason if they are not whole.
+  const char* ReceiveLinks(int ms, const migrate::HandoverHead& head, size_t nfds, MoveIo& m);
   void OnMoveReadable(Tid t);
   void CommitMove(MoveIo& m, const MoveTimes& times);
   void DropMove(Tid t);
@@ -111,7 +122,33 @@ class Server final : public DaemonEnv {
     bool is_stderr = false;
   };
   bool Setup(std::string* error);
+  // Setup's steps: the runtime directory (locked, stale sockets removed),
+  // the Unix listeners, the core's configuration (with the host file's
+  // other hosts), the links to other daemons.
+  bool TakeRunDir(std::string* error);
+  bool OpenListeners(std::string* error);
+  std::optional<DaemonConfig> MakeConfig(std::string* error, std::vector<HostSpec>* others);
+  bool LinkPeers(std::string* error);
   void Loop();
+  // What one round of the loop polls: fds with, in parallel, the connection
+  // each belongs to (or kListener, kSignals, kMigrate); then moves' sockets,
+  // output pipes and the peer links, from the positions noted.
+  struct PollSet {
+    std::vector<zmq_pollitem_t> fds;
+    std::vector<ConnId> ids;
+    std::vector<uint64_t> pipe_index;
+    std::vector<Tid> move_index;
+    size_t first_move = 0, first_pipe = 0, first_peer = 0;
+  };
+  // The loop's steps. ShutdownDone: every process has gone (or the grace
+  // ran out); TickLinks: false when this member could not join.
+  bool ShutdownDone();
+  void BuildPollSet(PollSet& ps);
+  bool TickLinks();
+  void ReadPipe(uint64_t id, std::vector<uint64_t>& closed);
+  void AcceptTasks();
+  void ReadSignals();
+  void ServeConn(ConnId id, short revents);
   void Reap();
   void Cleanup();
 
@@ -135,6 +172,16 @@ class Server final : public DaemonEnv {
   int exit_code_ = 0;
   int64_t started_ns_ = 0;
   void ReportReady(const std::string& error);
+  // How to start a host's daemon: the command, the emulated host's address
+  // in its network namespace (if any), and what goes to its stdin (the key).
+  struct HostCommand {
+    std::vector<std::string> argv;
+    std::string netns_address, stdin_text;
+  };
+  mpvm::expected<HostCommand, HostStartError> EmulatedHostCommand(
+      const HostSpec& spec, const std::string& daemon, const std::vector<std::string>& common);
+  mpvm::expected<HostCommand, HostStartError> RemoteHostCommand(
+      const HostSpec& spec, const std::string& daemon, const std::vector<std::string>& common);
   // Master side of multi-host: listens on `addr` ("IP:PORT", port 0: any)
   // unless already listening there; returns the bound address.
   mpvm::expected<std::string, std::string> EnsureListening(const std::string& addr);

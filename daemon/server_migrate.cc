@@ -8,6 +8,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sodium.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -110,6 +111,18 @@ mpvm::expected<void, std::string> Server::BeginMove(Tid t, int pid, const std::s
   return {};
 }
 
+int64_t Server::WallNs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+std::string Server::RandomBytes(size_t n) {
+  std::string out(n, '\0');
+  randombytes_buf(out.data(), out.size());
+  return out;
+}
+
 void Server::FaultPoint(std::string_view step, int task_pid) {
   if (opts_.fault.empty()) return;
   if (opts_.fault == fmt::format("exit-on-{}", step)) {
@@ -139,122 +152,135 @@ void Server::DropMove(Tid t) {
   moving_.erase(it);
 }
 
+namespace {
+
+// Reads a handover's head and the link descriptors that come with it.
+// Returns the bytes read (sizeof head when whole).
+ssize_t ReceiveHead(int ms, migrate::HandoverHead& head, std::vector<int>& fds) {
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * migrate::kMaxLinks)];
+  iovec iov{&head, sizeof head};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t r = recvmsg(ms, &msg, MSG_CMSG_CLOEXEC | MSG_WAITALL);
+  for (cmsghdr* c = r > 0 ? CMSG_FIRSTHDR(&msg) : nullptr; c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    const size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < n; ++i) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+      fds.push_back(fd);
+    }
+  }
+  return r;
+}
+
+// 'G', the connected stream to the restore process and its token.
+bool SendGo(int ms, int rfd, const std::string& token) {
+  char go = 'G';
+  iovec giov{&go, 1};
+  alignas(cmsghdr) char gcontrol[CMSG_SPACE(sizeof(int))];
+  msghdr gmsg{};
+  gmsg.msg_iov = &giov;
+  gmsg.msg_iovlen = 1;
+  gmsg.msg_control = gcontrol;
+  gmsg.msg_controllen = sizeof gcontrol;
+  cmsghdr* gc = CMSG_FIRSTHDR(&gmsg);
+  gc->cmsg_level = SOL_SOCKET;
+  gc->cmsg_type = SCM_RIGHTS;
+  gc->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(gc), &rfd, sizeof(int));
+  return sendmsg(ms, &gmsg, MSG_NOSIGNAL) == 1 && SendAll(ms, token.data(), token.size());
+}
+
+}  // namespace
+
 void Server::AcceptMigrate() {
   for (;;) {
     int ms = accept4(migrate_fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (ms < 0) return;
     SetTimeout(ms, 5);
-    migrate::HandoverHead head{};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * migrate::kMaxLinks)];
-    iovec iov{&head, sizeof head};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    ssize_t r = recvmsg(ms, &msg, MSG_CMSG_CLOEXEC | MSG_WAITALL);
-    std::vector<int> fds;
-    for (cmsghdr* c = r > 0 ? CMSG_FIRSTHDR(&msg) : nullptr; c != nullptr;
-         c = CMSG_NXTHDR(&msg, c)) {
-      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-      const size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (size_t i = 0; i < n; ++i) {
-        int fd;
-        std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-        fds.push_back(fd);
-      }
-    }
-    auto bail = [&](const std::string& why) {
-      spdlog::warn("migrate.sock: {}", why);
-      for (int fd : fds) close(fd);
-      Refuse(ms, why);
-      close(ms);
-    };
-    if (r != sizeof head) {
-      bail("not a migrating task (short handover header)");
-      continue;
-    }
-    if (const char* bad = migrate::CheckHandoverHead(head)) {
-      bail(bad);  // the links are checked once read
-      continue;
-    }
-    auto it = moving_.find(Tid(head.tid));
-    if (it == moving_.end() || it->second.pid != head.pid || it->second.ms >= 0) {
-      bail(fmt::format("no move of {} (pid {}) was asked for", Tid(head.tid).str(), head.pid));
-      continue;
-    }
-    MoveIo& m = it->second;
-    m.by_signal = (head.flags & migrate::kStoppedBySignal) != 0;
-    if (head.nlinks == migrate::kRefusal) {
-      char why[migrate::kWhySize + 1] = {};
-      RecvAll(ms, why, migrate::kWhySize);
-      for (int fd : fds) close(fd);
-      close(ms);
-      const Tid t = m.tid;
-      DropMove(t);
-      core_->OnMoveFailed(t, why, /*pinned=*/true);
-      continue;
-    }
-    m.descs.resize(head.nlinks);
-    const char* bad = "the handover was cut short";
-    bool ok = RecvAll(ms, m.descs.data(), sizeof(migrate::LinkDesc) * head.nlinks);
-    if (ok) bad = migrate::CheckHandover(head, m.descs.data(), m.descs.size(), fds.size());
-    ok = ok && bad == nullptr;
-    for (uint32_t i = 0; ok && i < head.nlinks; ++i) {
-      const auto& d = m.descs[i];
-      std::vector<uint8_t> in(d.in_len), out(d.out_len);
-      ok = RecvAll(ms, in.data(), in.size()) && RecvAll(ms, out.data(), out.size());
-      std::optional<LinkCipherState> cipher;
-      std::vector<uint8_t> sealed(d.sealed_len);
-      if (ok && (d.flags & migrate::kLinkEncrypted) != 0) {
-        LinkCipherState st{};
-        ok = RecvAll(ms, &st, sizeof st) && RecvAll(ms, sealed.data(), sealed.size());
-        cipher = st;
-      }
-      m.cipher.push_back(cipher);
-      m.sealed.push_back(std::move(sealed));
-      if (!ok) bad = "the handover was cut short";
-      m.in.push_back(std::move(in));
-      m.out.push_back(std::move(out));
-    }
-    m.fds = std::move(fds);
-    // No links at all: a restored copy that has not enrolled here yet.
-    if (!ok) {
-      Refuse(ms, bad);
-      close(ms);
-      const Tid t = m.tid;
-      DropMove(t);
-      core_->OnMoveFailed(t, bad);
-      continue;
-    }
-    // The stream to the restore process, and the token it expects.
-    char go = 'G';
-    iovec giov{&go, 1};
-    alignas(cmsghdr) char gcontrol[CMSG_SPACE(sizeof(int))];
-    msghdr gmsg{};
-    gmsg.msg_iov = &giov;
-    gmsg.msg_iovlen = 1;
-    gmsg.msg_control = gcontrol;
-    gmsg.msg_controllen = sizeof gcontrol;
-    cmsghdr* gc = CMSG_FIRSTHDR(&gmsg);
-    gc->cmsg_level = SOL_SOCKET;
-    gc->cmsg_type = SCM_RIGHTS;
-    gc->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(gc), &m.rfd, sizeof(int));
-    if (sendmsg(ms, &gmsg, MSG_NOSIGNAL) != 1 || !SendAll(ms, m.token.data(), m.token.size())) {
-      close(ms);
-      const Tid t = m.tid;
-      DropMove(t);
-      core_->OnMoveFailed(t, "the task went away during the handover");
-      continue;
-    }
-    // The image now streams from the task to the restore process (minutes
-    // for a huge task): wait for its word without a time-out.
-    SetTimeout(ms, 0);
-    m.ms = ms;
-    core_->OnMoveFrozen(m.tid);
-    FaultPoint("handover", m.pid);
+    TakeHandover(ms);
   }
+}
+
+void Server::TakeHandover(int ms) {
+  migrate::HandoverHead head{};
+  std::vector<int> fds;
+  const ssize_t r = ReceiveHead(ms, head, fds);
+  auto bail = [&](const std::string& why) {
+    spdlog::warn("migrate.sock: {}", why);
+    for (int fd : fds) close(fd);
+    Refuse(ms, why);
+    close(ms);
+  };
+  if (r != sizeof head) return bail("not a migrating task (short handover header)");
+  if (const char* bad = migrate::CheckHandoverHead(head)) return bail(bad);  // links: once read
+  auto it = moving_.find(Tid(head.tid));
+  if (it == moving_.end() || it->second.pid != head.pid || it->second.ms >= 0)
+    return bail(fmt::format("no move of {} (pid {}) was asked for", Tid(head.tid).str(), head.pid));
+  MoveIo& m = it->second;
+  const Tid t = m.tid;
+  m.by_signal = (head.flags & migrate::kStoppedBySignal) != 0;
+  if (head.nlinks == migrate::kRefusal) {
+    char why[migrate::kWhySize + 1] = {};
+    RecvAll(ms, why, migrate::kWhySize);
+    for (int fd : fds) close(fd);
+    close(ms);
+    DropMove(t);
+    core_->OnMoveFailed(t, why, /*pinned=*/true);
+    return;
+  }
+  const char* bad = ReceiveLinks(ms, head, fds.size(), m);
+  m.fds = std::move(fds);
+  if (bad != nullptr) {
+    Refuse(ms, bad);
+    close(ms);
+    DropMove(t);
+    core_->OnMoveFailed(t, bad);
+    return;
+  }
+  if (!SendGo(ms, m.rfd, m.token)) {
+    close(ms);
+    DropMove(t);
+    core_->OnMoveFailed(t, "the task went away during the handover");
+    return;
+  }
+  // The image now streams from the task to the restore process (minutes
+  // for a huge task): wait for its word without a time-out.
+  SetTimeout(ms, 0);
+  m.ms = ms;
+  core_->OnMoveFrozen(t);
+  FaultPoint("handover", m.pid);
+}
+
+const char* Server::ReceiveLinks(int ms, const migrate::HandoverHead& head, size_t nfds,
+                                 MoveIo& m) {
+  m.descs.resize(head.nlinks);
+  if (!RecvAll(ms, m.descs.data(), sizeof(migrate::LinkDesc) * head.nlinks))
+    return "the handover was cut short";
+  if (const char* bad = migrate::CheckHandover(head, m.descs.data(), m.descs.size(), nfds))
+    return bad;
+  for (uint32_t i = 0; i < head.nlinks; ++i) {
+    const auto& d = m.descs[i];
+    std::vector<uint8_t> in(d.in_len), out(d.out_len);
+    bool ok = RecvAll(ms, in.data(), in.size()) && RecvAll(ms, out.data(), out.size());
+    std::optional<LinkCipherState> cipher;
+    std::vector<uint8_t> sealed(d.sealed_len);
+    if (ok && (d.flags & migrate::kLinkEncrypted) != 0) {
+      LinkCipherState st{};
+      ok = RecvAll(ms, &st, sizeof st) && RecvAll(ms, sealed.data(), sealed.size());
+      cipher = st;
+    }
+    m.cipher.push_back(cipher);
+    m.sealed.push_back(std::move(sealed));
+    m.in.push_back(std::move(in));
+    m.out.push_back(std::move(out));
+    if (!ok) return "the handover was cut short";
+  }
+  return nullptr;
 }
 
 void Server::OnMoveReadable(Tid t) {
@@ -283,6 +309,47 @@ void Server::OnMoveReadable(Tid t) {
   core_->OnMoveFailed(t, what == 'R' ? why : "the task broke the protocol", what == 'R');
 }
 
+void Server::DrainOutput(Tid t) {
+  for (auto it = pipes_.begin(); it != pipes_.end();) {
+    if (it->second.tid != t) {
+      ++it;
+      continue;
+    }
+    char buf[65536];
+    ssize_t r;
+    while ((r = read(it->second.fd, buf, sizeof buf)) > 0)
+      core_->OnOutput(t, std::string_view(buf, static_cast<size_t>(r)), it->second.is_stderr);
+    close(it->second.fd);
+    it = pipes_.erase(it);
+  }
+}
+
+void Server::ForwardLinks(MoveIo& m) {
+  // Its task links: read to their end, what comes goes on to it; the peers
+  // are told it moved (kMoved) and then send to it afresh. Its socket name
+  // goes first: a peer here that reads kMoved and connects again must not
+  // reach the listener below, which is closed once drained (frames written
+  // on a connection still queued there would be lost with it).
+  for (const auto& d : m.descs)
+    if (static_cast<migrate::LinkKind>(d.kind) == migrate::LinkKind::kUnixListener)
+      RemoveTaskSocket(m.tid);
+  for (size_t i = 1; i < m.descs.size(); ++i) {
+    const auto kind = static_cast<migrate::LinkKind>(m.descs[i].kind);
+    if (kind == migrate::LinkKind::kPeer) {
+      AddForwardLink(m.fds[i], m.tid, m.out[i], m.in[i], m.descs[i].peer, m.cipher[i], m.sealed[i]);
+    } else if (kind == migrate::LinkKind::kUnixListener) {
+      for (;;) {  // the connections waiting (no new ones: its name is gone)
+        int fd = accept4(m.fds[i], nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) break;
+        AddForwardLink(fd, m.tid, {}, {}, 0);
+      }
+      close(m.fds[i]);
+    } else {
+      close(m.fds[i]);  // callers from other hosts were mid-handshake: they relay instead
+    }
+  }
+}
+
 void Server::CommitMove(MoveIo& m, const MoveTimes& times) {
   const Tid t = m.tid;
   // The commit point: once 'C' is written, the copy runs and this one never
@@ -295,19 +362,7 @@ void Server::CommitMove(MoveIo& m, const MoveTimes& times) {
     core_->OnMoveFailed(t, "the restore process went away before the commit");
     return;
   }
-  // What it printed before it stopped goes out before anything the copy prints.
-  for (auto it = pipes_.begin(); it != pipes_.end();) {
-    if (it->second.tid != t) {
-      ++it;
-      continue;
-    }
-    char buf[65536];
-    ssize_t r;
-    while ((r = read(it->second.fd, buf, sizeof buf)) > 0)
-      core_->OnOutput(t, std::string_view(buf, static_cast<size_t>(r)));
-    close(it->second.fd);
-    it = pipes_.erase(it);
-  }
+  DrainOutput(t);  // what it printed before it stopped goes out first
   // Frames it had sent us (and had not finished sending) are handled as its own.
   const ConnId own = m.descs.empty() ? 0 : core_->TaskConn(t);
   auto sc = conns_.find(own);
@@ -329,29 +384,7 @@ void Server::CommitMove(MoveIo& m, const MoveTimes& times) {
     while (theirs.reader().Next(f) == FrameReader::Status::kFrame) core_->Reroute(t, std::move(f));
   }
   if (sc != conns_.end()) sc->second->Close();  // not OnClose: the task did not leave the VM
-  // Its task links: read to their end, what comes goes on to it; the peers
-  // are told it moved (kMoved) and then send to it afresh. Its socket name
-  // goes first: a peer here that reads kMoved and connects again must not
-  // reach the listener below, which is closed once drained (frames written
-  // on a connection still queued there would be lost with it).
-  for (const auto& d : m.descs)
-    if (static_cast<migrate::LinkKind>(d.kind) == migrate::LinkKind::kUnixListener)
-      RemoveTaskSocket(t);
-  for (size_t i = 1; i < m.descs.size(); ++i) {
-    const auto kind = static_cast<migrate::LinkKind>(m.descs[i].kind);
-    if (kind == migrate::LinkKind::kPeer) {
-      AddForwardLink(m.fds[i], t, m.out[i], m.in[i], m.descs[i].peer, m.cipher[i], m.sealed[i]);
-    } else if (kind == migrate::LinkKind::kUnixListener) {
-      for (;;) {  // the connections waiting (no new ones: its name is gone)
-        int fd = accept4(m.fds[i], nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (fd < 0) break;
-        AddForwardLink(fd, t, {}, {}, 0);
-      }
-      close(m.fds[i]);
-    } else {
-      close(m.fds[i]);  // callers from other hosts were mid-handshake: they relay instead
-    }
-  }
+  ForwardLinks(m);
   m.fds.clear();
   core_->OnCommitDone(t);
   const char x = 'X';

@@ -1,11 +1,13 @@
 // A DaemonEnv that performs nothing, for fuzzing the daemon core.
 #pragma once
 
+#include "core/fake_clock.h"
+#include "core/fake_random.h"
 #include "daemon_core.h"
 
 namespace mpvm {
 
-class NullEnv final : public DaemonEnv {
+class NullEnv final : public DaemonEnv, public FakeClock, public FakeRandom {
  public:
   void Send(ConnId, const FrameHeader&, std::span<const uint8_t>,
             std::span<const uint8_t>) override {}

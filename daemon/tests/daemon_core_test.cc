@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include "core/fake_clock.h"
+#include "core/fake_random.h"
 #include "mpvm/control.h"
 
 namespace mpvm {
@@ -15,7 +17,7 @@ struct Sent {
   std::vector<uint8_t> payload;  // aux + body
 };
 
-class FakeEnv : public DaemonEnv {
+class FakeEnv : public DaemonEnv, public FakeClock, public FakeRandom {
  public:
   void Send(ConnId c, const FrameHeader& h, std::span<const uint8_t> aux,
             std::span<const uint8_t> body) override {
@@ -757,6 +759,50 @@ void DaemonCoreTest::MoveToB(Tid t) {
   core_.OnPeerFrame(100, PeerControl(a));
   core_.OnMoveFrozen(t);
   core_.OnMoveCommitted(t, MoveTimes{});
+}
+
+TEST_F(DaemonCoreTest, TheBalancerMovesATaskWithNoClientBehindTheRequest) {
+  core_.OnTick(1);
+  core_.OnPeerFrame(100, PeerControl(JoinAs("b")));
+  Enrol(1);
+  auto tids = Spawn(1, "w", 1);
+  Enrol(2, tids[0], 1001);
+  const size_t answers = env_.Controls(1).size();
+  core_.RequestBalancerMove(Tid(tids[0]), 2);
+  auto offer = env_.PeerControls(100).back();
+  ASSERT_TRUE(offer.has_migrate_offer());
+  EXPECT_EQ(offer.migrate_offer().tid(), tids[0]);
+  ctl::Envelope a;
+  a.mutable_migrate_accept()->set_id(offer.migrate_offer().id());
+  a.mutable_migrate_accept()->set_tid(tids[0]);
+  a.mutable_migrate_accept()->set_port(40000);
+  a.mutable_migrate_accept()->set_token(std::string(32, 't'));
+  core_.OnPeerFrame(100, PeerControl(a));
+  core_.OnMoveFrozen(Tid(tids[0]));
+  MoveTimes times;
+  times.bytes = 8 << 20;
+  times.freeze_ns = 1'000'000'000;
+  times.restored_ns = 1'004'000'000;
+  core_.OnMoveCommitted(Tid(tids[0]), times);
+  EXPECT_EQ(core_.HostOf(Tid(tids[0])), 2);
+  EXPECT_EQ(env_.Controls(1).size(), answers);  // no client was answered
+  // The registry (this master) learnt what the move cost.
+  EXPECT_NE(core_.load().bandwidth(), 1e9);
+}
+
+TEST_F(DaemonCoreTest, ABalancerRequestForATaskThatIsGoneEndsAtTheMember) {
+  // A member that gets the balancer's request for a task it does not have
+  // ends it there: it never passes it back (that would loop).
+  FakeEnv env;
+  DaemonConfig cfg;
+  cfg.member = true;
+  DaemonCore member(cfg, &env);
+  ctl::Envelope m;
+  m.mutable_migrate()->set_tid(0x40005);
+  m.mutable_migrate()->set_host("c");
+  m.mutable_migrate()->set_by_balancer(true);
+  member.OnPeerFrame(kMasterPeer, PeerControl(m));
+  for (const auto& e : env.PeerControls(kMasterPeer)) EXPECT_FALSE(e.has_migrate());
 }
 
 TEST_F(DaemonCoreTest, MoveOfferAcceptAndFreezeTimeOut) {
