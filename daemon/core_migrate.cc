@@ -60,6 +60,28 @@ int DaemonCore::HostOf(Tid t) const {
   return t.host().value;
 }
 
+void DaemonCore::ExpectMoveAnswer(Tid who, uint64_t rid, const ctl::MigrateRequest& m) {
+  // Only a request that leaves this host: here, this daemon answers itself.
+  const Tid subject(m.tid());
+  if (!LocalTask(who) || LocalTask(subject) || !subject.is_task()) return;
+  asks_.Expect({who, rid, subject, HostOf(subject), now_ns_ + kMoveAnswerNs});
+}
+
+void DaemonCore::AnswerInstead(const PendingAnswer& p, int code, const std::string& why) {
+  env_->Log(
+      fmt::format("answering {}'s request to move {}: {}", p.asker.str(), p.subject.str(), why));
+  ctl::Envelope e = NewEnvelope();
+  e.set_rid(p.rid);
+  e.mutable_status()->set_code(code);
+  e.mutable_status()->set_detail(why);
+  SendControlTo(p.asker, std::move(e));
+}
+
+void DaemonCore::NoteAnswerTo(Tid t, const Frame& f) {
+  if (asks_.empty() || f.header.kind != FrameKind::kControl) return;
+  if (auto env = DecodeControl(f.payload); env && env->has_status()) asks_.Answered(t, env->rid());
+}
+
 void DaemonCore::AnswerAsker(Tid asker, uint64_t rid, int code, const std::string& detail) {
   if (asker.raw() == 0) return;
   ctl::Envelope e = NewEnvelope();
@@ -471,6 +493,7 @@ ConnId DaemonCore::OnMoveCommitted(Tid t, const MoveTimes& times) {
   if (it == moves_.end()) return 0;
   Move& mv = it->second;
   if (!Advance(mv, MoveEvent::kRestored)) return 0;
+  asks_.Forget(t);         // it leaves: what it waits for is answered where it goes
   mv.admin_messages += 2;  // "restored", and the commit to the registry
   where_[t.raw()] = mv.dest;
   ctl::Envelope e = NewEnvelope();

@@ -51,6 +51,8 @@ std::vector<int> DaemonCore::TaskPids() const {
 void DaemonCore::Reply(ConnId c, uint64_t rid, ctl::Envelope&& env) {
   env.set_version(kControlVersion);
   env.set_rid(rid);
+  if (!asks_.empty() && env.has_status())
+    if (auto it = conns_.find(c); it != conns_.end()) asks_.Answered(it->second.tid, rid);
   if (auto it = conns_.find(c); it != conns_.end() && it->second.remote) {
     SendControlTo(it->second.tid, std::move(env));  // through the task's daemon
     return;
@@ -125,6 +127,7 @@ void DaemonCore::DeliverFrame(Task& t, Frame&& f) {
     return;
   }
   if (t.state != State::kEnrolled) return;
+  NoteAnswerTo(t.tid, f);
   std::span<const uint8_t> all(f.payload);
   env_->Send(t.conn, f.header, all.subspan(0, f.header.aux_length),
              all.subspan(f.header.aux_length));
@@ -179,6 +182,7 @@ void DaemonCore::HandleControl(ConnId c, ctl::Envelope&& env) {
     ReplyStatus(c, rid, Code(Err::kSysErr), "the virtual machine is halting");
     return;
   }
+  if (env.has_migrate()) ExpectMoveAnswer(who, rid, env.migrate());
   if (cfg_.member && ServedByMaster(env)) {
     if (!joined_) {
       ReplyStatus(c, rid, Code(Err::kSysErr), "this host has not joined its virtual machine");
@@ -785,6 +789,7 @@ void DaemonCore::TaskLeftVm(Task& t) {
   const int tid = t.tid.raw();
   ForgetOwner(tid);
   notify_.DropWatcher(t.tid);  // notifications it asked for die with it
+  asks_.Forget(t.tid);
   FireNotify(kNotifyTaskExit, tid);
   BroadcastTaskGone(tid, 0);
 }
@@ -1103,6 +1108,11 @@ void DaemonCore::RemoveHost(int index, const std::string& reason) {
                         Tid::DaemonOf(HostIndex{index}).str(), reason));
   load_.OnHostGone(index);
   if (rec->peer != 0) env_->DropPeer(rec->peer);
+  for (const auto& p : asks_.HostGone(index))
+    AnswerInstead(p, Code(Err::kHostFail),
+                  fmt::format("the host running {} ({}) left the virtual machine while it was "
+                              "asked to move ({}); pvm_notify, prun and `mpvm ps` tell its fate",
+                              p.subject.str(), rec->name, reason));
   FireNotify(kNotifyHostDelete, Tid::DaemonOf(HostIndex{index}).raw());
   LoseHostTasks(index);
   if (!cfg_.member) BroadcastTable();
@@ -1126,6 +1136,11 @@ Status DaemonCore::DeleteHost(const std::string& name, const std::string& reason
 void DaemonCore::ApplyTable(const ctl::HostTable& t) {
   const auto changes = hosts_.Apply(t, host_.value);
   for (int index : changes.gone) {
+    for (const auto& p : asks_.HostGone(index))
+      AnswerInstead(p, Code(Err::kHostFail),
+                    fmt::format("the host running {} left the virtual machine while it was "
+                                "asked to move",
+                                p.subject.str()));
     FireNotify(kNotifyHostDelete, Tid::DaemonOf(HostIndex{index}).raw());
     LoseHostTasks(index);
   }
@@ -1318,6 +1333,11 @@ void DaemonCore::OnTick(int64_t now_ns) {
   now_ns_ = now_ns;
   clock_started_ = true;
   CheckMoveTimeouts();
+  for (const auto& p : asks_.Expired(now_ns))
+    AnswerInstead(p, Code(Err::kSysErr),
+                  fmt::format("no answer about moving {} within {} s; `mpvm ps` shows where it "
+                              "runs",
+                              p.subject.str(), kMoveAnswerNs / 1'000'000'000));
   CheckLimbo();
   CheckTaskQueries();
   const bool beat = now_ns - last_beat_sent_ns_ >= cfg_.heartbeat_ns;

@@ -28,6 +28,7 @@
 #include "core/mailbox.h"
 #include "core/move_state.h"
 #include "core/notify.h"
+#include "core/pending_answers.h"
 #include "hostfile.h"
 #include "mpvm/error.h"
 #include "mpvm/frame.h"
@@ -550,6 +551,14 @@ class DaemonCore {
   Mailbox mailbox_;     // master: pvm_putinfo and friends
   GroupServer groups_;  // master: dynamic groups
   LoadService load_;    // master: the cluster's load, from the hosts' reports
+  // Moves this host's tasks asked of other hosts: each is answered once, by
+  // its source or here when that host leaves or kMoveAnswerNs passes.
+  PendingAnswers asks_;
+  static constexpr int64_t kMoveAnswerNs = 120'000'000'000;
+  void ExpectMoveAnswer(Tid who, uint64_t rid, const ctl::MigrateRequest& m);
+  void AnswerInstead(const PendingAnswer& p, int code, const std::string& why);
+  // A control frame on its way to task `t`: an answer it waited for?
+  void NoteAnswerTo(Tid t, const Frame& f);
   std::unique_ptr<balancer::PlacementPolicy> placement_;
   // This host's LoadReport, from its task table.
   ctl::LoadReport LocalLoad() const;

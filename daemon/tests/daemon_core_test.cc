@@ -805,6 +805,66 @@ TEST_F(DaemonCoreTest, ABalancerRequestForATaskThatIsGoneEndsAtTheMember) {
   for (const auto& e : env.PeerControls(kMasterPeer)) EXPECT_FALSE(e.has_migrate());
 }
 
+class MoveAnswerTest : public DaemonCoreTest {
+ protected:
+  Tid Ask() {
+    core_.OnTick(1'000'000'000);
+    core_.OnPeerFrame(100, PeerControl(JoinAs("b")));
+    Tid asker = Enrol(1);
+    Control(1, MigrateTo(0x80001, "node1"), 9);
+    // Passed to b, which runs it; no answer yet.
+    EXPECT_TRUE(env_.PeerControls(100).back().has_migrate());
+    return asker;
+  }
+  std::vector<ctl::Envelope> AnswersTo9() {
+    std::vector<ctl::Envelope> out;
+    for (const auto& e : env_.Controls(1))
+      if (e.rid() == 9) out.push_back(e);
+    return out;
+  }
+};
+
+TEST_F(MoveAnswerTest, WhenTheSubjectsHostLeavesTheAskerIsAnsweredWithTheReason) {
+  Ask();
+  ASSERT_TRUE(core_.DeleteHost("b", "test").has_value());
+  auto answers = AnswersTo9();
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(answers[0].status().code(), -22);  // PvmHostFail
+  EXPECT_NE(answers[0].status().detail().find("left the virtual machine"), std::string::npos);
+}
+
+TEST_F(MoveAnswerTest, WithNoAnswerWithinTheBoundTheAskerHearsSo) {
+  Ask();
+  core_.OnPeerFrame(100, HeartbeatWithLoad(2, 1000, {}));  // b lives on, silent about the move
+  core_.OnTick(60'000'000'000);
+  core_.OnPeerFrame(100, HeartbeatWithLoad(2, 1000, {}));
+  EXPECT_TRUE(AnswersTo9().empty());
+  core_.OnTick(120'000'000'000);
+  core_.OnPeerFrame(100, HeartbeatWithLoad(2, 1000, {}));
+  core_.OnTick(122'000'000'000);
+  auto answers = AnswersTo9();
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_NE(answers[0].status().detail().find("no answer"), std::string::npos);
+}
+
+TEST_F(MoveAnswerTest, TheRealAnswerIsTheOnlyOne) {
+  Tid asker = Ask();
+  ctl::Envelope a;
+  a.set_version(kControlVersion);
+  a.set_rid(9);
+  a.mutable_status()->set_code(0x40000);
+  a.mutable_status()->set_detail("t80001 moved to node1");
+  Frame f;
+  f.header = ControlHeader(Tid::DaemonOf(HostIndex{2}).raw(), asker.raw());
+  f.payload = EncodeControl(a);
+  core_.OnPeerFrame(100, std::move(f));
+  ASSERT_TRUE(core_.DeleteHost("b", "test").has_value());  // no second answer after
+  core_.OnTick(200'000'000'000);
+  auto answers = AnswersTo9();
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(answers[0].status().code(), 0x40000);
+}
+
 TEST_F(DaemonCoreTest, MoveOfferAcceptAndFreezeTimeOut) {
   core_.OnTick(1);
   core_.OnPeerFrame(100, PeerControl(JoinAs("b")));
