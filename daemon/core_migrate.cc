@@ -339,6 +339,20 @@ void DaemonCore::OnTaskMoved(const ctl::TaskMoved& m) {
   const Tid t(m.tid());
   env_->Debug(fmt::format("move {:x}: {} now runs on host {}", m.id(), t.str(), m.host()));
   if (!cfg_.member) {  // the registry
+    if (m.host() != host_.value && !hosts_.contains(m.host())) {
+      // Committed to a host that has left meanwhile: the task is lost with
+      // it, and said so (its watchers and spawner hear it), never silently.
+      env_->Log(
+          fmt::format("{} was committed to host {}, which has left the virtual machine: "
+                      "the task is lost",
+                      t.str(), m.host()));
+      where_.erase(m.tid());
+      in_transit_.erase(m.tid());
+      limbo_.erase(m.tid());
+      LoseTask(m.tid());
+      BroadcastTaskGone(m.tid(), 0);
+      return;
+    }
     if (m.bytes() > 0) load_.OnMoveDone(m.bytes(), m.blackout_ns());
     where_[m.tid()] = m.host();
     in_transit_.erase(m.tid());
@@ -484,6 +498,14 @@ void DaemonCore::OnMoveFailed(Tid t, const std::string& why, bool pinned, MoveEv
   SendControlTo(Tid::DaemonOf(HostIndex{it->second.dest}), std::move(e));
   if (pinned) task->second.pinned_why = why;
   FinishMove(it->first, Code(Err::kSysErr), fmt::format("{} cannot move: {}", t.str(), why));
+}
+
+bool DaemonCore::MayCommit(Tid t) const {
+  auto task = tasks_.find(t);
+  if (task == tasks_.end()) return false;
+  auto it = moves_.find(task->second.move_id);
+  return it != moves_.end() && it->second.state == MoveState::kFrozen &&
+         hosts_.contains(it->second.dest);
 }
 
 ConnId DaemonCore::OnMoveCommitted(Tid t, const MoveTimes& times) {

@@ -242,6 +242,10 @@ class DaemonCore {
   // protocol); the core's own timeouts and host failures say theirs.
   void OnMoveFailed(Tid t, const std::string& why, bool pinned = false,
                     MoveEvent event = MoveEvent::kTaskFailed);
+  // Whether the server may commit `t`'s move now: it is frozen and its
+  // destination is still in the virtual machine. If not, the server tells
+  // the task to carry on here and reports OnMoveFailed (kDestinationDied).
+  bool MayCommit(Tid t) const;
   // The image is restored at the destination and the server wrote the
   // commit: the task is no longer here. Returns its connection (which the
   // server closes without OnClose), or 0.

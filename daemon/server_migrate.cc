@@ -352,6 +352,14 @@ void Server::ForwardLinks(MoveIo& m) {
 
 void Server::CommitMove(MoveIo& m, const MoveTimes& times) {
   const Tid t = m.tid;
+  if (!core_->MayCommit(t)) {  // its destination left: the task carries on here
+    const char a = 'A';
+    SendAll(m.ms, &a, 1);
+    DropMove(t);
+    core_->OnMoveFailed(t, "its destination left the virtual machine before the commit", false,
+                        MoveEvent::kDestinationDied);
+    return;
+  }
   // The commit point: once 'C' is written, the copy runs and this one never
   // runs again. We write it (not the task), so a task killed now is not lost.
   const char c = 'C';

@@ -60,6 +60,7 @@ inline constexpr MoveTransition kMoveTable[] = {
     {MoveState::kAccepted, MoveEvent::kDestinationDied, MoveState::kFailed},
     {MoveState::kFrozen, MoveEvent::kRestored, MoveState::kCommitted},
     {MoveState::kFrozen, MoveEvent::kTaskFailed, MoveState::kFailed},
+    {MoveState::kFrozen, MoveEvent::kDestinationDied, MoveState::kFailed},
     {MoveState::kCommitted, MoveEvent::kReported, MoveState::kDone},
 };
 

@@ -865,6 +865,64 @@ TEST_F(MoveAnswerTest, TheRealAnswerIsTheOnlyOne) {
   EXPECT_EQ(answers[0].status().code(), 0x40000);
 }
 
+TEST_F(DaemonCoreTest, AFrozenTaskWhoseDestinationLeftIsNotCommittedThereAndCarriesOn) {
+  core_.OnTick(1);
+  core_.OnPeerFrame(100, PeerControl(JoinAs("b")));
+  Enrol(1);
+  auto tids = Spawn(1, "w", 1);
+  Enrol(2, tids[0], 1001);
+  const Tid t(tids[0]);
+  Control(1, MigrateTo(tids[0], "b"), 7);
+  ctl::Envelope a;
+  a.mutable_migrate_accept()->set_id(env_.PeerControls(100).back().migrate_offer().id());
+  a.mutable_migrate_accept()->set_tid(tids[0]);
+  a.mutable_migrate_accept()->set_port(40000);
+  a.mutable_migrate_accept()->set_token(std::string(32, 't'));
+  core_.OnPeerFrame(100, PeerControl(a));
+  core_.OnMoveFrozen(t);
+  EXPECT_TRUE(core_.MayCommit(t));
+  ASSERT_TRUE(core_.DeleteHost("b", "test").has_value());  // the image is still streaming
+  EXPECT_FALSE(core_.MayCommit(t));
+  // The server then tells the task to carry on here, and says why.
+  core_.OnMoveFailed(t, "its destination left the virtual machine before the commit", false,
+                     MoveEvent::kDestinationDied);
+  auto answer = Last(1);
+  EXPECT_EQ(answer.rid(), 7u);
+  EXPECT_LT(answer.status().code(), 0);
+  EXPECT_NE(answer.status().detail().find("left the virtual machine"), std::string::npos);
+  EXPECT_EQ(core_.HostOf(t), 1);  // it runs here still
+  EXPECT_EQ(core_.TaskConn(t), 2u);
+}
+
+TEST_F(DaemonCoreTest, ATaskCommittedToAHostThatLeftIsReportedLostNotRecordedThere) {
+  core_.OnTick(1);
+  core_.OnPeerFrame(100, PeerControl(JoinAs("b")));
+  core_.OnPeerFrame(101, PeerControl(JoinAs("c")));
+  Enrol(1);
+  ctl::Envelope n;                  // a watcher of the task, which runs on c
+  n.mutable_notify()->set_what(1);  // PvmTaskExit
+  n.mutable_notify()->set_tag(55);
+  n.mutable_notify()->add_tids(0xc0001);
+  Control(1, n);
+  ASSERT_TRUE(core_.DeleteHost("b", "test").has_value());
+  // c committed a move of the task to b, which the master has just removed.
+  ctl::Envelope m;
+  m.mutable_task_moved()->set_tid(0xc0001);
+  m.mutable_task_moved()->set_host(2);
+  m.mutable_task_moved()->set_from(3);
+  Frame f = PeerControl(m);
+  f.header.src = Tid::DaemonOf(HostIndex{3}).raw();
+  f.header.dst = Tid::DaemonOf(HostIndex{1}).raw();
+  core_.OnPeerFrame(101, std::move(f));
+  EXPECT_NE(core_.HostOf(Tid(0xc0001)), 2);  // not recorded on the dead host
+  auto told = env_.Data(1);
+  ASSERT_FALSE(told.empty());
+  EXPECT_EQ(told.back().h.tag, 55);  // the watcher heard it exited
+  bool gone_to_c = false;
+  for (const auto& e : env_.PeerControls(101)) gone_to_c |= e.has_task_gone();
+  EXPECT_TRUE(gone_to_c);
+}
+
 TEST_F(DaemonCoreTest, MoveOfferAcceptAndFreezeTimeOut) {
   core_.OnTick(1);
   core_.OnPeerFrame(100, PeerControl(JoinAs("b")));
