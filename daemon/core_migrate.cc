@@ -140,8 +140,10 @@ bool DaemonCore::Advance(Move& mv, MoveEvent event) {
                             MoveStateName(mv.state)));
     return false;
   }
-  env_->Debug(fmt::format("move {:x}: {} -> {} ({})", mv.id, MoveStateName(mv.state),
-                          MoveStateName(*next), MoveEventName(event)));
+  // At info: a daemon killed outright leaves its log, and each move's steps
+  // in it explain what happened to the move.
+  env_->Info(fmt::format("move {:x} of {}: {} -> {} ({})", mv.id, mv.tid.str(),
+                         MoveStateName(mv.state), MoveStateName(*next), MoveEventName(event)));
   mv.state = *next;
   return true;
 }
@@ -226,7 +228,7 @@ void DaemonCore::StartMove(Tid t, int dest, Tid asker, uint64_t rid, MoveOrigin 
 
   ctl::Envelope e = NewEnvelope();
   FillOffer(task, id, e.mutable_migrate_offer());
-  env_->Log(fmt::format("moving {} to {} (move {:x})", t.str(), dest_name, id));
+  env_->Info(fmt::format("moving {} to {} (move {:x})", t.str(), dest_name, id));
   SendControlTo(Tid::DaemonOf(HostIndex{dest}), std::move(e));
 }
 
@@ -627,7 +629,7 @@ void DaemonCore::OnCommitDone(Tid t) {
   record["forwarded"] = f.forwarded;        // frames it had not read, or sent us, at the commit
   record["link_updates"] = f.link_updates;  // its task links, told kMoved
   record["encrypted_links"] = f.encrypted_links;  // of which encrypted
-  env_->Log("migration " + record.dump());
+  env_->Info("migration " + record.dump());
   record["ev"] = "migration";
   Trace(f.event_sink, record.dump());
   f.forwarded = 0;                                // from now on: what the links it held bring
@@ -647,7 +649,7 @@ void DaemonCore::EndForwarding(int tid) {
                         {"host", cfg_.hostname},
                         {"forwarded", f.forwarded},
                         {"links", f.link_updates}};
-  env_->Log("forwarding " + record.dump());
+  env_->Info("forwarding " + record.dump());
   if (f.event_sink == 0) return;
   record["ev"] = "forwarding";
   record["ts"] = env_->WallNs();

@@ -23,7 +23,8 @@ int Code(Err e) { return ToPvmCode(e); }
 DaemonCore::DaemonCore(DaemonConfig cfg, DaemonEnv* env)
     : cfg_(std::move(cfg)), env_(env), host_(cfg_.member ? HostIndex{0} : cfg_.host) {
   if (!cfg_.member)
-    hosts_.AddSelf(host_.value, HostRec{cfg_.hostname, cfg_.arch, cfg_.speed, 0, 0, 0, ""});
+    hosts_.AddSelf(host_.value,
+                   HostRec{cfg_.hostname, cfg_.arch, cfg_.speed, 0, 0, 0, "", cfg_.cores});
   placement_ = balancer::MakePlacementPolicy(cfg_.placement);
   if (!placement_) placement_ = std::make_unique<balancer::RoundRobinPlacement>();
 }
@@ -33,7 +34,7 @@ ctl::LoadReport DaemonCore::LocalLoad() const {
   for (const auto& [tid, t] : tasks_)
     if (t.state != State::kLeft && !t.is_tool && !t.restoring)
       tasks.push_back({tid.raw(), t.spawned_ns, t.moved_ns, !t.pinned_why.empty()});
-  return MakeLoadReport(cfg_.speed, tasks, now_ns_);
+  return MakeLoadReport(cfg_.speed, cfg_.cores, tasks, now_ns_);
 }
 
 balancer::ClusterLoad DaemonCore::LoadSnapshot() {
@@ -525,14 +526,16 @@ void DaemonCore::DoSpawn(ConnId c, Tid who, const ctl::Envelope& env) {
     auto got = SpawnHere(s, who, here->second, spans);
     for (size_t k = 0; k < got.size(); ++k) tids[static_cast<size_t>(here->second[k])] = got[k];
   }
+  const Tid job_of = s.end_with_spawner() && tasks_.contains(who) ? who : Tid();
   if (!spans) {
+    NoteJob(job_of, tids);
     ApplySiblings(tids);
     ctl::Envelope r = NewEnvelope();
     for (int t : tids) r.mutable_spawn_reply()->add_tids(t);
     Reply(c, rid, std::move(r));
     return;
   }
-  SpawnElsewhere(PendingSpawn{c, rid, tids, {}, 0}, s, who, ranks_by_host);
+  SpawnElsewhere(PendingSpawn{c, rid, tids, {}, 0, job_of}, s, who, ranks_by_host);
 }
 
 mpvm::expected<std::vector<int>, std::string> DaemonCore::SpawnCandidates(
@@ -675,6 +678,7 @@ void DaemonCore::FinishSpawn(uint64_t id) {
   if (it == spawns_.end()) return;
   PendingSpawn ps = std::move(it->second);
   spawns_.erase(it);
+  NoteJob(ps.job_of, ps.tids);
   for (const auto& [index, ranks] : ps.ranks) {
     if (index == host_.value) {
       ApplySiblings(ps.tids);
@@ -789,6 +793,7 @@ void DaemonCore::TaskLeftVm(Task& t) {
   const int tid = t.tid.raw();
   ForgetOwner(tid);
   notify_.DropWatcher(t.tid);  // notifications it asked for die with it
+  ForgetJobTask(tid);
   asks_.Forget(t.tid);
   FireNotify(kNotifyTaskExit, tid);
   BroadcastTaskGone(tid, 0);
@@ -968,11 +973,51 @@ void DaemonCore::OnClose(ConnId c) {
   auto t = tasks_.find(conn.tid);
   if (conn.tid.raw() == 0 || t == tasks_.end() || t->second.conn != c) return;
   t->second.conn = 0;
+  EndJob(conn.tid);
   TaskLeftVm(t->second);
   if (!t->second.spawned) {
     env_->RemoveTaskSocket(conn.tid);
     tasks_.erase(t);
   }
+}
+
+void DaemonCore::NoteJob(Tid spawner, const std::vector<int>& tids) {
+  if (spawner.raw() == 0) return;
+  auto& job = jobs_[spawner];
+  for (int t : tids)
+    if (t > 0) job.push_back(t);
+}
+
+void DaemonCore::ForgetJobTask(int tid) {
+  for (auto it = jobs_.begin(); it != jobs_.end();) {
+    std::erase(it->second, tid);
+    it = it->second.empty() ? jobs_.erase(it) : std::next(it);
+  }
+}
+
+void DaemonCore::EndJob(Tid spawner) {
+  auto job = jobs_.find(spawner);
+  if (job == jobs_.end()) return;
+  const std::vector<int> tids = std::move(job->second);
+  jobs_.erase(job);
+  int ended = 0;
+  for (int raw : tids) {
+    const Tid t(raw);
+    if (auto it = tasks_.find(t); it != tasks_.end()) {
+      if (it->second.exited || it->second.pid <= 0 || it->second.state == State::kLeft) continue;
+      env_->Signal(it->second.pid, SIGTERM);
+    } else if (const int at = HostOf(t); at != host_.value && hosts_.contains(at)) {
+      ctl::Envelope e = NewEnvelope();
+      e.mutable_kill()->set_tid(raw);
+      SendControlTo(Tid::DaemonOf(HostIndex{at}), std::move(e));
+    } else {
+      continue;
+    }
+    ++ended;
+  }
+  if (ended > 0)
+    env_->Info(fmt::format("{} left without waiting for its job: ending its {} task(s)",
+                           spawner.str(), ended));
 }
 
 void DaemonCore::Halt(Tid caller) {
@@ -1057,7 +1102,7 @@ void DaemonCore::OnHostStartFailed(const std::string& name, const std::string& w
     // for its heartbeats to stop.
     for (const auto& [index, h] : hosts_)
       if (h.name == name && index != host_.value) {
-        RemoveHost(index, "its daemon exited: " + why);
+        RemoveHost(index, why);
         return;
       }
     return;
@@ -1155,6 +1200,7 @@ void DaemonCore::StartJoin(int64_t now_ns) {
   e.mutable_join()->set_arch(cfg_.arch);
   e.mutable_join()->set_speed(cfg_.speed);
   e.mutable_join()->set_addr(cfg_.link_addr);
+  e.mutable_join()->set_cores(cfg_.cores);
   SendPeerControl(kMasterPeer, std::move(e));
 }
 
@@ -1277,8 +1323,8 @@ void DaemonCore::AdmitHost(PeerId p, const ctl::JoinRequest& j) {
   r.mutable_join_reply()->set_host(index);
   *r.mutable_join_reply()->mutable_table() = Table();
   SendPeerControl(p, std::move(r));
-  env_->Log(fmt::format("host {} ({}) joined the virtual machine", j.name(),
-                        Tid::DaemonOf(HostIndex{index}).str()));
+  env_->Info(fmt::format("host {} ({}) joined the virtual machine", j.name(),
+                         Tid::DaemonOf(HostIndex{index}).str()));
   BroadcastTable(p);  // the joiner has the table in its reply
   HostsAdded({index});
   starting_.erase(j.name());
@@ -1562,6 +1608,7 @@ void DaemonCore::HandlePeerControl(PeerId p, const FrameHeader& h, ctl::Envelope
   } else if (env.has_task_gone()) {
     const int tid = env.task_gone().tid();
     remote_children_.erase(tid);
+    ForgetJobTask(tid);
     where_.erase(tid);
     EndForwarding(tid);
     NoteRemoteGone(tid);

@@ -135,7 +135,10 @@ class DaemonEnv : public ConnTransport,
  public:
   // Output of a task nobody collects (PvmOutputTid 0): the daemon's log.
   virtual void LogOutput(Tid t, std::string_view line) = 0;
+  // Something that went wrong (a warning, in the daemon's log).
   virtual void Log(std::string_view line) = 0;
+  // A normal event worth a line in the log (a move, a host joining).
+  virtual void Info(std::string_view line) { Log(line); }
   // Detail for a post-mortem (mpvmd --log-level debug, or MPVM_LOG_LEVEL=debug).
   virtual void Debug(std::string_view /*line*/) {}
   // Halt: stop accepting work; the server kills tasks and exits.
@@ -166,6 +169,7 @@ struct DaemonConfig {
   std::string hostname = "localhost";
   std::string arch = "LINUX64";
   int speed = 1000;
+  int cores = 1;  // hwloc's count of this host's cores (the server reads it)
   std::string rundir;
   std::string libdir;  // put first in spawned tasks' LD_LIBRARY_PATH
   std::vector<std::string> base_env;
@@ -528,7 +532,15 @@ class DaemonCore {
     std::vector<int> tids;                  // by rank
     std::map<int, std::vector<int>> ranks;  // host index -> ranks sent there
     int outstanding = 0;
+    Tid job_of;  // the spawner, when the children end with it (else 0)
   };
+  // Tasks that end when their spawner (here) disconnects: spawner -> tids.
+  std::map<Tid, std::vector<int>> jobs_;
+  void NoteJob(Tid spawner, const std::vector<int>& tids);
+  // The spawner's connection closed: its job's tasks are ended, wherever
+  // they run.
+  void EndJob(Tid spawner);
+  void ForgetJobTask(int tid);  // it ended: no job needs ending it
   std::map<uint64_t, PendingSpawn> spawns_;
   std::map<uint64_t, std::pair<ConnId, uint64_t>> locates_;  // query -> asking task
   uint64_t next_query_ = 1;

@@ -8,7 +8,7 @@
 namespace mpvm {
 namespace {
 
-constexpr uint32_t kMaxPeerFrame = 256u << 20;
+constexpr uint32_t kMaxPeerFrame = kDefaultMaxFrame;  // every message pvm_send can send
 // Messages taken per wake-up, so the loop (and its heartbeats) keeps turning
 // during long bursts; zmq_poll reports the rest at once.
 constexpr int kBatch = 1000;
@@ -44,11 +44,11 @@ void NoHighWaterMark(void* sock) {
 
 }  // namespace
 
-PeerLinks::PeerLinks(FrameHandler on_frame, LogFn log)
-    : on_frame_(std::move(on_frame)), log_(std::move(log)) {}
+PeerLinks::PeerLinks(FrameHandler on_frame, LogFn log, GoneFn on_gone)
+    : on_frame_(std::move(on_frame)), log_(std::move(log)), on_gone_(std::move(on_gone)) {}
 
 PeerLinks::~PeerLinks() {
-  for (void* s : {router_, dealer_, zap_, monitor_})
+  for (void* s : {router_, dealer_, zap_, monitor_, dealer_monitor_})
     if (s != nullptr) {
       // The master's last words (HostLeave) get half a second to go out.
       int linger = s == router_ ? 500 : 0;
@@ -107,6 +107,11 @@ mpvm::expected<void, std::string> PeerLinks::Connect(const std::string& addr, co
   zmq_setsockopt(dealer_, ZMQ_CURVE_SECRETKEY, key.secret_z85.c_str(), 40);
   int zero = 0;
   zmq_setsockopt(dealer_, ZMQ_LINGER, &zero, sizeof zero);
+  // The link closing means the master is gone: known at once, not after a
+  // whole dead-after interval of silence.
+  zmq_socket_monitor(dealer_, "inproc://mpvm.dealer.monitor", ZMQ_EVENT_DISCONNECTED);
+  dealer_monitor_ = zmq_socket(ctx_, ZMQ_PAIR);
+  zmq_connect(dealer_monitor_, "inproc://mpvm.dealer.monitor");
   const std::string ep = "tcp://" + addr;
   if (zmq_connect(dealer_, ep.c_str()) != 0)
     return mpvm::unexpected(
@@ -114,8 +119,18 @@ mpvm::expected<void, std::string> PeerLinks::Connect(const std::string& addr, co
   return {};
 }
 
+void PeerLinks::ReadDealerMonitor() {
+  for (;;) {
+    bool more;
+    std::string ev = Recv(dealer_monitor_, &more);
+    if (ev.size() < 6) return;
+    if (more) Recv(dealer_monitor_, &more);  // the endpoint
+    if (on_gone_) on_gone_(kMasterPeer);
+  }
+}
+
 void PeerLinks::AppendPollItems(std::vector<zmq_pollitem_t>& items) const {
-  for (void* s : {router_, dealer_, zap_, monitor_})
+  for (void* s : {router_, dealer_, zap_, monitor_, dealer_monitor_})
     if (s != nullptr) items.push_back({s, 0, ZMQ_POLLIN, 0});
 }
 
@@ -125,6 +140,7 @@ void PeerLinks::HandleReady() {
   if (monitor_ != nullptr) ReadMonitor();
   if (router_ != nullptr) ReadRouter();
   if (dealer_ != nullptr) ReadDealer();
+  if (dealer_monitor_ != nullptr) ReadDealerMonitor();
 }
 
 void PeerLinks::ServeZap() {

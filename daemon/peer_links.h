@@ -24,8 +24,10 @@ class PeerLinks {
  public:
   using FrameHandler = std::function<void(PeerId, Frame&&)>;
   using LogFn = std::function<void(const std::string&)>;
+  // A member's link to the master closed (the master's process is gone).
+  using GoneFn = std::function<void(PeerId)>;
 
-  PeerLinks(FrameHandler on_frame, LogFn log);
+  PeerLinks(FrameHandler on_frame, LogFn log, GoneFn on_gone = {});
   ~PeerLinks();
 
   // Master: listen on "ADDR:PORT" (port 0: any); returns the bound address.
@@ -49,10 +51,13 @@ class PeerLinks {
   void ReadMonitor();
   void ReadRouter();
   void ReadDealer();
+  void ReadDealerMonitor();
   bool Deliver(PeerId p, const void* data, size_t size);
 
   FrameHandler on_frame_;
   LogFn log_;
+  GoneFn on_gone_;
+  void* dealer_monitor_ = nullptr;  // member: the link to the master closing
   void* ctx_ = nullptr;
   void* router_ = nullptr;
   void* dealer_ = nullptr;

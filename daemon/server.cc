@@ -27,6 +27,7 @@
 #include <sstream>
 
 #include "host_launch.h"
+#include "host_topology.h"
 #include "hostfile.h"
 #include "mpvm/paths.h"
 #include "mpvm/task_link.h"
@@ -38,6 +39,15 @@ namespace {
 
 // Logs once, at info, each PVM host file option that mpvm accepts but does
 // not act on (bx=, id=).
+// How a process ended, from waitpid's status: "exited with status N" or
+// "was killed by signal N (Name)".
+std::string ExitText(int status) {
+  if (WIFSIGNALED(status))
+    return fmt::format("was killed by signal {} ({})", WTERMSIG(status),
+                       strsignal(WTERMSIG(status)));
+  return fmt::format("exited with status {}", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+}
+
 void NoteOptionsWithoutEffect(const std::vector<HostSpec>& hosts, std::string_view origin) {
   bool bx = false, id = false;
   for (const auto& h : hosts) {
@@ -168,9 +178,14 @@ bool Server::TakeRunDir(std::string* error) {
     }
     closedir(d);
   }
+  // So are its address and VM key: a new VM gets a new key, as after a halt.
+  for (const char* file : {"master.addr", "vm.key"}) {
+    const std::string path = opts_.rundir + "/" + file;
+    if ((std::string(file) != "vm.key" || opts_.key.empty()) && unlink(path.c_str()) == 0) ++stale;
+  }
   if (stale > 0)
-    spdlog::warn("removed {} socket file(s) left in {} by a daemon that did not stop cleanly",
-                 stale, opts_.rundir);
+    spdlog::warn("removed {} file(s) left in {} by a daemon that did not stop cleanly", stale,
+                 opts_.rundir);
   if (ftruncate(lock_fd_, 0) == 0) {
     auto pid = std::to_string(getpid()) + "\n";
     (void)!write(lock_fd_, pid.data(), pid.size());
@@ -225,6 +240,9 @@ std::optional<DaemonConfig> Server::MakeConfig(std::string* error, std::vector<H
     cfg.base_env.push_back(kv);
   }
   if (opts_.speed > 0) cfg.speed = opts_.speed;
+  std::string why;
+  cfg.cores = ReadHostTopology(&why).cores;
+  if (!why.empty()) spdlog::warn("cannot read this host's topology ({}); counting one core", why);
   cfg.dead_after_ns = static_cast<int64_t>(opts_.dead_after_s * 1e9);
   cfg.test_moves = opts_.test_moves;
   cfg.placement = opts_.placement;
@@ -237,7 +255,8 @@ bool Server::LinkPeers(std::string* error) {
   if (opts_.join.empty() && opts_.listen.empty()) return true;
   links_ = std::make_unique<PeerLinks>(
       [this](PeerId p, Frame&& f) { core_->OnPeerFrame(p, std::move(f)); },
-      [](const std::string& line) { spdlog::warn("{}", line); });
+      [](const std::string& line) { spdlog::warn("{}", line); },
+      [this](PeerId p) { core_->OnPeerGone(p); });
   if (opts_.join.empty()) {
     auto r = EnsureListening(opts_.listen);
     if (!r) *error = r.error();
@@ -270,7 +289,8 @@ mpvm::expected<std::string, std::string> Server::EnsureListening(const std::stri
   if (!links_)
     links_ = std::make_unique<PeerLinks>(
         [this](PeerId p, Frame&& f) { core_->OnPeerFrame(p, std::move(f)); },
-        [](const std::string& line) { spdlog::warn("{}", line); });
+        [](const std::string& line) { spdlog::warn("{}", line); },
+        [this](PeerId p) { core_->OnPeerGone(p); });
   if (key_path_.empty()) {
     key_path_ = opts_.key.empty() ? opts_.rundir + "/vm.key" : opts_.key;
     auto key = LoadOrCreateVmKey(key_path_);
@@ -573,7 +593,7 @@ void Server::AcceptTasks() {
     int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd < 0) break;
     ConnId id = next_conn_++;
-    conns_[id] = std::make_unique<Connection>(fd, 256u << 20);
+    conns_[id] = std::make_unique<Connection>(fd);  // messages up to 2 GiB - 1 are relayed
     core_->OnAccept(id);
   }
 }
@@ -654,9 +674,8 @@ void Server::Reap() {
         closedir(d);
         rmdir(dir.c_str());
       }
-      core_->OnHostStartFailed(
-          h->second.name,
-          said.empty() ? fmt::format("its daemon exited (status {})", WEXITSTATUS(status)) : said);
+      core_->OnHostStartFailed(h->second.name, said.empty() ? "its daemon " + ExitText(status)
+                                                            : "its daemon exited: " + said);
       host_pids_.erase(h);
       continue;
     }
@@ -869,6 +888,8 @@ void Server::RemoveTaskSocket(Tid t) { unlink(TaskSocketPath(opts_.rundir, t).c_
 void Server::LogOutput(Tid t, std::string_view line) { spdlog::info("[{}] {}", t.str(), line); }
 
 void Server::Log(std::string_view line) { spdlog::warn("{}", line); }
+
+void Server::Info(std::string_view line) { spdlog::info("{}", line); }
 
 void Server::Debug(std::string_view line) { spdlog::debug("{}", line); }
 

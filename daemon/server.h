@@ -65,6 +65,7 @@ class Server final : public DaemonEnv {
   void RemoveTaskSocket(Tid t) override;
   void LogOutput(Tid t, std::string_view line) override;
   void Log(std::string_view line) override;
+  void Info(std::string_view line) override;
   void Debug(std::string_view line) override;
   void RequestShutdown() override;
   void SendToPeer(PeerId p, const FrameHeader& h, std::span<const uint8_t> body) override;

@@ -411,7 +411,7 @@ void Server::AddForwardLink(int fd, Tid t, std::span<const uint8_t> unsent,
                             const std::optional<LinkCipherState>& cipher,
                             std::span<const uint8_t> sealed) {
   const ConnId id = next_conn_++;
-  auto conn = std::make_unique<Connection>(fd, 256u << 20);
+  auto conn = std::make_unique<Connection>(fd);
   SetNonBlocking(fd);
   Connection* c = conn.get();
   if (cipher) {  // an encrypted link: we go on where the task left off

@@ -178,10 +178,11 @@ class Console {
     for (const auto& h : c->hosts()) archs.insert(h.arch());
     std::printf("%d host%s, %zu data format%s\n", c->hosts_size(), c->hosts_size() == 1 ? "" : "s",
                 archs.size(), archs.size() == 1 ? "" : "s");
-    std::printf("%20s %8s %10s %7s %10s %6s\n", "HOST", "DTID", "ARCH", "SPEED", "DSIG", "TASKS");
+    std::printf("%20s %8s %10s %7s %10s %6s %6s\n", "HOST", "DTID", "ARCH", "SPEED", "DSIG",
+                "TASKS", "CORES");
     for (const auto& h : c->hosts())
-      std::printf("%20s %8x %10s %7d 0x%08x %6d\n", h.name().c_str(), h.tid(), h.arch().c_str(),
-                  h.speed(), h.dsig(), h.ntasks());
+      std::printf("%20s %8x %10s %7d 0x%08x %6d %6d\n", h.name().c_str(), h.tid(), h.arch().c_str(),
+                  h.speed(), h.dsig(), h.ntasks(), std::max(1, h.cores()));
   }
 
   void Ps(bool all, int* status) {

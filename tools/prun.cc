@@ -122,6 +122,7 @@ mpvm::SpawnRequestOptions SpawnOptions(const PrunOptions& o, const mpvm::TaskRun
   s.rank_env = true;
   s.orphan = true;
   s.stderr_apart = true;
+  s.end_with_spawner = true;  // a prun killed outright leaves no task of its job
   s.env = std::move(exports);
   for (char** e = environ; *e != nullptr; ++e) s.local_env.emplace_back(*e);
   if (o.stdin_mode == "rank0" && StdinWorthForwarding())

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "mpvm/tid.h"
 
 namespace mpvm {
@@ -14,8 +16,14 @@ mpvm::expected<int, std::string> HostTable::Admit(PeerId p, const ctl::JoinReque
     return mpvm::unexpected(
         fmt::format("a host named '{}' is already in the virtual machine", j.name()));
   const int index = next_host_++;
-  hosts_[index] =
-      HostRec{j.name(), j.arch(), j.speed() > 0 ? j.speed() : 1000, 0, p, now, j.addr()};
+  hosts_[index] = HostRec{j.name(),
+                          j.arch(),
+                          j.speed() > 0 ? j.speed() : 1000,
+                          0,
+                          p,
+                          now,
+                          j.addr(),
+                          std::max(1, j.cores())};
   return index;
 }
 
@@ -56,7 +64,8 @@ HostTable::Changes HostTable::Apply(const ctl::HostTable& t, int self) {
   Changes c;
   for (const auto& e : t.hosts()) {
     const int index = Tid(e.tid()).host().value;
-    next[index] = HostRec{e.name(), e.arch(), e.speed(), e.ntasks(), 0, 0, e.addr()};
+    next[index] =
+        HostRec{e.name(), e.arch(), e.speed(), e.ntasks(), 0, 0, e.addr(), std::max(1, e.cores())};
     if (!hosts_.contains(index) && index != self) c.added.push_back(index);
   }
   for (const auto& [index, h] : hosts_)
@@ -76,6 +85,7 @@ ctl::HostTable HostTable::ToProto(int self, int self_ntasks, int data_signature)
     e->set_dsig(data_signature);
     e->set_ntasks(index == self ? self_ntasks : h.ntasks);
     e->set_addr(h.addr);
+    e->set_cores(h.cores);
   }
   return t;
 }

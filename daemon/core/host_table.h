@@ -29,6 +29,7 @@ struct HostRec {
   PeerId peer = 0;  // master: the member's link
   int64_t last_seen_ns = 0;
   std::string addr;  // where its tasks accept direct links ("": the master)
+  int cores = 1;     // from hwloc on that host
 };
 
 class HostTable {

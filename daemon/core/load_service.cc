@@ -55,10 +55,11 @@ balancer::ClusterLoad LoadService::Snapshot() const {
   return out;
 }
 
-ctl::LoadReport MakeLoadReport(int speed, const std::vector<LocalTaskInfo>& tasks, int64_t now) {
+ctl::LoadReport MakeLoadReport(int speed, int cores, const std::vector<LocalTaskInfo>& tasks,
+                               int64_t now) {
   ctl::LoadReport r;
   r.set_speed(speed);
-  r.set_cores(1);
+  r.set_cores(cores);
   for (const auto& t : tasks) {
     auto* l = r.add_tasks();
     l->set_tid(t.tid);

@@ -42,6 +42,7 @@ struct LocalTaskInfo {
   int64_t spawned_ns = 0, moved_ns = 0;  // monotonic; moved 0: never
   bool pinned = false;
 };
-ctl::LoadReport MakeLoadReport(int speed, const std::vector<LocalTaskInfo>& tasks, int64_t now);
+ctl::LoadReport MakeLoadReport(int speed, int cores, const std::vector<LocalTaskInfo>& tasks,
+                               int64_t now);
 
 }  // namespace mpvm

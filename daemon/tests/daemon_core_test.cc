@@ -400,6 +400,32 @@ TEST_F(DaemonCoreTest, GroupsAndBarrier) {
   EXPECT_EQ(Last(2).group_reply().code(), 1);
 }
 
+TEST_F(DaemonCoreTest, AJobEndsWhenItsSpawnerDisconnectsWithoutWaiting) {
+  Enrol(1, 0, 500, /*tool=*/true);  // prun, on a shared VM
+  ctl::Envelope e;
+  auto* sp = e.mutable_spawn();
+  sp->set_file("w");
+  sp->set_ntask(2);
+  sp->set_end_with_spawner(true);
+  Control(1, e);
+  const auto r = Last(1).spawn_reply();
+  ASSERT_EQ(r.tids_size(), 2);
+  Enrol(2, r.tids(0), 1001);
+  Enrol(3, r.tids(1), 1002);
+  End(Tid(r.tids(1)));  // one ended already: it is not signalled
+  core_.OnClose(1);     // prun was killed outright
+  std::vector<std::pair<int, int>> want = {{1001, SIGTERM}};
+  EXPECT_EQ(env_.signals, want);
+}
+
+TEST_F(DaemonCoreTest, AJobSpawnedWithoutEndWithSpawnerOutlivesItsSpawner) {
+  Enrol(1, 0, 500, /*tool=*/true);
+  auto tids = Spawn(1, "w", 1);
+  Enrol(2, tids[0], 1001);
+  core_.OnClose(1);
+  EXPECT_TRUE(env_.signals.empty());
+}
+
 TEST_F(DaemonCoreTest, HaltSignalsTasksButNotTools) {
   Enrol(1, 0, 500, /*tool=*/true);
   auto tids = Spawn(1, "w", 2);
@@ -749,14 +775,19 @@ void DaemonCoreTest::TaskGoneAtB(int tid) {
   core_.OnPeerFrame(100, std::move(f));
 }
 
-void DaemonCoreTest::MoveToB(Tid t) {
-  Control(1, MigrateTo(t.raw(), "b"), 7);
+// Member b (peer 100) accepts the last move offer it was sent, for task `tid`.
+Frame AcceptLastOffer(FakeEnv& env, int tid) {
   ctl::Envelope a;
-  a.mutable_migrate_accept()->set_id(env_.PeerControls(100).back().migrate_offer().id());
-  a.mutable_migrate_accept()->set_tid(t.raw());
+  a.mutable_migrate_accept()->set_id(env.PeerControls(100).back().migrate_offer().id());
+  a.mutable_migrate_accept()->set_tid(tid);
   a.mutable_migrate_accept()->set_port(40000);
   a.mutable_migrate_accept()->set_token(std::string(32, 't'));
-  core_.OnPeerFrame(100, PeerControl(a));
+  return PeerControl(a);
+}
+
+void DaemonCoreTest::MoveToB(Tid t) {
+  Control(1, MigrateTo(t.raw(), "b"), 7);
+  core_.OnPeerFrame(100, AcceptLastOffer(env_, t.raw()));
   core_.OnMoveFrozen(t);
   core_.OnMoveCommitted(t, MoveTimes{});
 }
@@ -772,12 +803,7 @@ TEST_F(DaemonCoreTest, TheBalancerMovesATaskWithNoClientBehindTheRequest) {
   auto offer = env_.PeerControls(100).back();
   ASSERT_TRUE(offer.has_migrate_offer());
   EXPECT_EQ(offer.migrate_offer().tid(), tids[0]);
-  ctl::Envelope a;
-  a.mutable_migrate_accept()->set_id(offer.migrate_offer().id());
-  a.mutable_migrate_accept()->set_tid(tids[0]);
-  a.mutable_migrate_accept()->set_port(40000);
-  a.mutable_migrate_accept()->set_token(std::string(32, 't'));
-  core_.OnPeerFrame(100, PeerControl(a));
+  core_.OnPeerFrame(100, AcceptLastOffer(env_, tids[0]));
   core_.OnMoveFrozen(Tid(tids[0]));
   MoveTimes times;
   times.bytes = 8 << 20;
@@ -873,12 +899,7 @@ TEST_F(DaemonCoreTest, AFrozenTaskWhoseDestinationLeftIsNotCommittedThereAndCarr
   Enrol(2, tids[0], 1001);
   const Tid t(tids[0]);
   Control(1, MigrateTo(tids[0], "b"), 7);
-  ctl::Envelope a;
-  a.mutable_migrate_accept()->set_id(env_.PeerControls(100).back().migrate_offer().id());
-  a.mutable_migrate_accept()->set_tid(tids[0]);
-  a.mutable_migrate_accept()->set_port(40000);
-  a.mutable_migrate_accept()->set_token(std::string(32, 't'));
-  core_.OnPeerFrame(100, PeerControl(a));
+  core_.OnPeerFrame(100, AcceptLastOffer(env_, tids[0]));
   core_.OnMoveFrozen(t);
   EXPECT_TRUE(core_.MayCommit(t));
   ASSERT_TRUE(core_.DeleteHost("b", "test").has_value());  // the image is still streaming

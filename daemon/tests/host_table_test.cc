@@ -18,7 +18,7 @@ ctl::JoinRequest Join(const std::string& name, int speed = 0) {
 
 TEST(HostTable, MembersJoinWithTheNextIndexAndANameOnlyOnce) {
   HostTable t;
-  t.AddSelf(1, HostRec{"alpha", "LINUX64", 1000, 0, 0, 0, ""});
+  t.AddSelf(1, HostRec{"alpha", "LINUX64", 1000, 0, 0, 0, "", 2});
   EXPECT_EQ(t.Admit(100, Join("beta", 2000), 5).value(), 2);
   EXPECT_EQ(t.Admit(101, Join("gamma"), 5).value(), 3);
   EXPECT_EQ(t.at(3).speed, 1000);  // PVM's default when none is given
@@ -32,7 +32,7 @@ TEST(HostTable, MembersJoinWithTheNextIndexAndANameOnlyOnce) {
 
 TEST(HostTable, SilentMembersAreTheOnesNotHeardFromWithinTheTimeout) {
   HostTable t;
-  t.AddSelf(1, HostRec{"alpha", "LINUX64", 1000, 0, 0, 0, ""});
+  t.AddSelf(1, HostRec{"alpha", "LINUX64", 1000, 0, 0, 0, "", 2});
   t.Admit(100, Join("beta"), 0);
   t.Admit(101, Join("gamma"), 0);
   EXPECT_EQ(t.SawPeer(101, 2'000), 3);
@@ -53,7 +53,7 @@ TEST(HostTable, RemovalGivesTheRecordOnce) {
 
 TEST(HostTable, AMemberAppliesTheMastersTableAndLearnsWhatChanged) {
   HostTable master;
-  master.AddSelf(1, HostRec{"alpha", "LINUX64", 1000, 0, 0, 0, ""});
+  master.AddSelf(1, HostRec{"alpha", "LINUX64", 1000, 0, 0, 0, "", 2});
   master.Admit(100, Join("beta"), 0);
   master.Admit(101, Join("gamma"), 0);
   master.SetTaskCount(3, 4);

@@ -62,9 +62,10 @@ TEST(LoadService, MeasuredMovesSetTheCostModel) {
 }
 
 TEST(MakeLoadReport, AgesAndMovesAreDurationsOnThisHostsClock) {
-  auto r =
-      MakeLoadReport(1500, {{0x40001, 2 * kS, 0, false}, {0x40002, 1 * kS, 3 * kS, true}}, 4 * kS);
+  auto r = MakeLoadReport(1500, 2, {{0x40001, 2 * kS, 0, false}, {0x40002, 1 * kS, 3 * kS, true}},
+                          4 * kS);
   EXPECT_EQ(r.speed(), 1500);
+  EXPECT_EQ(r.cores(), 2);
   ASSERT_EQ(r.tasks_size(), 2);
   EXPECT_EQ(r.tasks(0).age_ns(), 2 * kS);
   EXPECT_EQ(r.tasks(0).since_move_ns(), 0);  // never moved

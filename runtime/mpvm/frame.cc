@@ -1,5 +1,6 @@
 #include "mpvm/frame.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace mpvm {
@@ -83,21 +84,35 @@ mpvm::expected<FrameHeader, FrameError> DecodeFrameHeader(
 
 std::span<uint8_t> FrameReader::WritableSpace(size_t min) {
   if (start_ == end_) start_ = end_ = 0;
-  size_t want = min;
   const size_t buffered = end_ - start_;
-  if (have_header_ && buffered < header_.length) {
-    size_t need = header_.length - buffered;  // the rest of the current frame
-    if (need > want) want = need;
-  }
-  if (buf_.size() - end_ < want) {
-    if (start_ > 0) {  // compact first
-      std::memmove(buf_.data(), buf_.data() + start_, end_ - start_);
-      end_ -= start_;
-      start_ = 0;
+  if (have_header_ && header_.length >= kLargeFrame && buffered < header_.length) {
+    // The rest of a large frame: its room is reserved at once (address space
+    // only: a header that claims 2 GiB costs no memory until the bytes come),
+    // made usable a piece at a time as they arrive, and never read past (so
+    // the whole buffer can be handed over as the frame).
+    const size_t need = header_.length - buffered;
+    if (buf_.capacity() - end_ < need) {
+      Compact();
+      buf_.reserve(end_ + need);
     }
+    const size_t want = std::min(need, kGrowStep);
+    if (buf_.size() < end_ + want) buf_.resize(end_ + want);
+    return {buf_.data() + end_, want};
+  }
+  size_t want = min;
+  if (have_header_ && buffered < header_.length) want = std::max(want, header_.length - buffered);
+  if (buf_.size() - end_ < want) {
+    Compact();
     if (buf_.size() - end_ < want) buf_.resize(end_ + want);
   }
   return {buf_.data() + end_, buf_.size() - end_};
+}
+
+void FrameReader::Compact() {
+  if (start_ == 0) return;
+  std::memmove(buf_.data(), buf_.data() + start_, end_ - start_);
+  end_ -= start_;
+  start_ = 0;
 }
 
 void FrameReader::Feed(std::span<const uint8_t> bytes) {

@@ -110,6 +110,11 @@ class FrameReader {
   std::span<const uint8_t> PendingBody() const { return {buf_.data() + start_, end_ - start_}; }
 
  private:
+  // Moves the unread bytes to the front of the buffer.
+  void Compact();
+  // How much of a large frame's reserved room is made usable at a time.
+  static constexpr size_t kGrowStep = 64u << 20;
+
   std::vector<uint8_t> buf_;
   size_t start_ = 0;
   size_t end_ = 0;

@@ -9,10 +9,13 @@
 //      or 'A' + kWhySize bytes of reason (T carries on)
 //   T ── image ──▶ restore process (the checkpoint engine's stream)
 //   T ── 'K' + ImageDone ──▶ S    or 'R' + kWhySize bytes of reason
+//   S ── 'C' ──▶ restore process (the commit point), then
 //   S ── 'X' (committed: T exits at once) or 'A' (T carries on) ──▶ T
 //
-// A task that cannot hand over (threads, foreign sockets, encrypted links)
-// sends HandoverHead with nlinks == kRefusal followed by kWhySize bytes.
+// Encrypted links hand over their cipher state and unopened sealed bytes
+// (LinkDesc, kLinkEncrypted). A task that cannot hand over (threads, foreign
+// sockets) sends HandoverHead with nlinks == kRefusal followed by kWhySize
+// bytes.
 #pragma once
 
 #include <sys/socket.h>

@@ -293,6 +293,7 @@ Result<std::vector<int>> TaskRuntime::Spawn(const SpawnRequestOptions& o) {
   for (const auto& kv : o.local_env) s->add_local_env(kv);
   s->set_stderr_apart(o.stderr_apart);
   s->set_rank0_stdin(o.rank0_stdin);
+  s->set_end_with_spawner(o.end_with_spawner);
   s->set_output_tid(out_tid_);
   s->set_output_code(out_code_);
   s->set_event_sink(o.event_sink);

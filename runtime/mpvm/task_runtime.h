@@ -51,6 +51,7 @@ struct SpawnRequestOptions {
   std::vector<std::string> env;        // NAME=value for children on every host (prun -x)
   std::vector<std::string> local_env;  // NAME=value for children on this host only
   std::string rank0_stdin;             // a path rank 0 reads as its stdin (prun)
+  bool end_with_spawner = false;       // the children end when this runtime disconnects
 };
 
 struct TaskEndedEvent {

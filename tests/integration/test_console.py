@@ -19,6 +19,14 @@ class ConsoleTest(VmTestCase):
         self.assertRegex(r.stdout, r"1 host, 1 data format")
         self.assertRegex(r.stdout, r"40000 +LINUX64 +1000 0x00408c41")
 
+    def test_conf_shows_each_hosts_cores_from_hwloc(self):
+        r = self.mpvm("conf")
+        header, row = r.stdout.splitlines()[1].split(), r.stdout.splitlines()[2].split()
+        self.assertEqual(header[-1], "CORES")
+        cores = int(row[header.index("CORES")])
+        # hwloc's count of physical cores: at least one, at most the CPUs.
+        self.assertTrue(1 <= cores <= os.cpu_count(), r.stdout)
+
     def test_spawn_ps_kill_halt(self):
         r = self.mpvm("spawn", "-2", CHILD, "hold")
         self.assertEqual(r.returncode, 0, r.stderr)

@@ -65,8 +65,22 @@ class DaemonTest(VmTestCase):
 
     def test_oversized_frame_is_refused_before_allocation(self):
         self.start_vm()
-        self.send_raw(frame(2, length=0x7fffffff))
+        self.send_raw(frame(2, length=0xffffffff))  # past the 2 GiB - 1 a message can hold
         self.assertIn("larger than the configured maximum", self.log())
+        self.still_serves()
+
+    def test_a_frame_that_claims_2_gib_costs_only_what_arrives(self):
+        self.start_vm()
+        [daemon] = mpvm_processes(self.rundir)
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(os.path.join(self.rundir, "mpvmd.sock"))
+        # 8 MiB of it: sendall returns once the daemon has read most of it.
+        s.sendall(frame(2, length=0x7fffffff) + b"x" * (8 << 20))
+        self.still_serves()
+        with open(f"/proc/{daemon}/status") as f:
+            rss_kib = int(next(l for l in f if l.startswith("VmRSS")).split()[1])
+        self.assertLess(rss_kib, 300 << 10, "the daemon allocated what the header claimed")
+        s.close()
         self.still_serves()
 
     def test_truncated_frame_is_dropped_with_a_warning(self):
@@ -114,18 +128,37 @@ class DaemonTest(VmTestCase):
         self.assertRegex(out, r"\] debugger: \S*mpvm_test_child env X")
         self.assertRegex(out, r"\] X=\(unset\)")
 
-    def start_with_hostfile(self, text):
+    def start_with_hostfile(self, text, env=None):
         path = os.path.join(self.tmp, "hosts")
         with open(path, "w") as f:
             f.write(text)
         r, w = os.pipe()
         d = subprocess.Popen([MPVMD, "--rundir", self.rundir, "--ready-fd", str(w), path],
                              pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             text=True)
+                             text=True, env=env)
         os.close(w)
         said = os.read(r, 4096).decode()
         os.close(r)
         return d, said
+
+    def test_a_hostfile_with_every_pvm_option_expands_its_paths_and_uses_them(self):
+        home = os.path.join(self.tmp, "home")
+        bindir = os.path.join(home, "apps", "LINUX64")
+        os.makedirs(bindir)
+        shutil.copy(CHILD, os.path.join(bindir, "only_in_hostfile_ep"))
+        env = dict(self.env, HOME=home)
+        env.pop("PVM_ARCH", None)
+        d, said = self.start_with_hostfile(
+            "* so=pw\n"
+            "localhost sp=1200 ep=$HOME/apps/$PVM_ARCH wd=${HOME} lo=me dx=/opt/pvm3/lib/pvmd "
+            "bx=/usr/bin/gdb ip=127.0.0.1 id=vm1 so=ms\n"
+            "&later ip=10.0.0.7 so=ms\n", env)
+        self.assertEqual(said, "ok\n", d.stderr.read() if d.poll() is not None else "")
+        out = subprocess.run([CONSOLE, "spawn", "->", "only_in_hostfile_ep", "env", "PWD"],
+                             env=self.env, capture_output=True, text=True, timeout=30).stdout
+        self.assertRegex(out, r"\[t4[0-9a-f]{4}\] PWD=")  # found through the expanded ep=
+        subprocess.run([CONSOLE, "halt"], env=self.env, capture_output=True, timeout=30)
+        d.wait(timeout=30)
 
     def test_hostfile_sets_this_hosts_speed(self):
         d, said = self.start_with_hostfile("# test\n* sp=1500\nlocalhost sp=2500 wd=/tmp\n")

@@ -137,6 +137,28 @@ class MultiHostTest(VmTestCase):
         self.assertEqual(member.wait(timeout=10), 0)
         self.assertFalse(os.path.exists(member_dir), "the member left files behind")
 
+    def test_a_member_notices_its_masters_death_at_once_not_after_dead_after(self):
+        # With a 12 s failure timeout, only the closed link can end the member
+        # (and its tasks) within the 10 s waited here.
+        rundir = os.path.join(self.tmp, "run12")
+        master, said = self.daemon(rundir, "--listen", "127.0.0.1:0", "--dead-after", "12")
+        self.assertEqual(said, "ok\n")
+        with open(os.path.join(rundir, "master.addr")) as f:
+            addr = f.read().strip()
+        member_dir = os.path.join(self.tmp, "run12-beta")
+        member, _ = self.daemon(member_dir, "--join", addr, "--key", os.path.join(rundir, "vm.key"),
+                                "--hostname", "beta", "--dead-after", "12")
+        task = subprocess.Popen([PRUN, "-n", "1", "--host", "beta", "--tag-output", "none", CHILD,
+                                 "hold"], env=dict(self.env, MPVM_RUNDIR=rundir),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                stdin=subprocess.DEVNULL)
+        self.procs.append(task)
+        wait_for_line(task.stdout, lambda l: l.startswith("ready"))
+        self.assertEqual(len(mpvm_processes(member_dir, names=(b"mpvm_test_child",))), 1)
+        master.kill()
+        self.assertEqual(member.wait(timeout=10), 0)
+        self.assertEqual(mpvm_processes(member_dir), [], "a process of the VM outlived it")
+
     def test_halting_the_master_stops_the_members(self):
         member, _ = self.member("beta")
         subprocess.run([CONSOLE, "halt"], env=self.env, capture_output=True, timeout=30)

@@ -1,5 +1,6 @@
 """prun: launching, output, exit status, interrupts, and cleaning up."""
 import os
+import select
 import signal
 import subprocess
 import time
@@ -92,6 +93,25 @@ class PrunTest(VmTestCase):
         while mpvm_processes(self.rundir) and time.monotonic() < deadline:
             os.sched_yield()
         self.assertNothingLeft()
+
+    def test_killed_prun_on_a_shared_vm_takes_its_tasks_with_it(self):
+        subprocess.run([os.path.join(os.path.dirname(PRUN), "mpvm"), "conf"], env=self.env,
+                       check=True, capture_output=True)
+        p = self.start_holding(3)
+        tasks = [pid for pid in mpvm_processes(self.rundir, names=(b"mpvm_test_child",))]
+        self.assertEqual(len(tasks), 3)
+        p.kill()
+        p.wait()
+        # The daemon sees prun's connection close and ends its job; the VM stays.
+        for pid in tasks:
+            try:
+                fd = os.pidfd_open(pid)
+            except OSError:
+                continue  # gone already
+            ready, _, _ = select.select([fd], [], [], 30)
+            os.close(fd)
+            self.assertTrue(ready, f"task {pid} outlived its prun")
+        self.assertTrue(os.path.exists(os.path.join(self.rundir, "mpvmd.sock")))
 
     def test_uses_a_running_vm_and_leaves_it_running(self):
         subprocess.run([os.path.join(os.path.dirname(PRUN), "mpvm"), "conf"], env=self.env,
