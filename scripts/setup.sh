@@ -6,7 +6,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake ninja-build pkg-config git
-  libzmq3-dev cppzmq-dev libsodium-dev
+  libzmq3-dev libsodium-dev
   libboost-serialization-dev libhwloc-dev
   libprotobuf-dev protobuf-compiler
   libcli11-dev libspdlog-dev libfmt-dev libexpected-dev nlohmann-json3-dev python3
