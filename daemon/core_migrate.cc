@@ -502,6 +502,25 @@ void DaemonCore::OnMoveFailed(Tid t, const std::string& why, bool pinned, MoveEv
   FinishMove(it->first, Code(Err::kSysErr), fmt::format("{} cannot move: {}", t.str(), why));
 }
 
+void DaemonCore::FillTaskMoved(Tid t, const Move& mv, const MoveTimes& times, ctl::TaskMoved* m) {
+  m->set_tid(t.raw());
+  m->set_host(mv.dest);
+  m->set_id(mv.id);
+  m->set_from(host_.value);
+  m->set_bytes(times.bytes);
+  m->set_blackout_ns(times.restored_ns - times.freeze_ns);
+  // What it asked to be told goes with it: its new host watches from now on
+  // (and this one may not live as long as the task).
+  for (const NotifyReg& r : notify_.TakeWatcher(t)) {
+    auto* n = m->add_notifies();
+    n->set_what(r.what);
+    n->set_tag(r.tag);
+    n->set_ctx(r.ctx);
+    n->set_target(r.target);
+    n->set_count(r.count);
+  }
+}
+
 bool DaemonCore::MayCommit(Tid t) const {
   auto task = tasks_.find(t);
   if (task == tasks_.end()) return false;
@@ -522,22 +541,7 @@ ConnId DaemonCore::OnMoveCommitted(Tid t, const MoveTimes& times) {
   where_[t.raw()] = mv.dest;
   ctl::Envelope e = NewEnvelope();
   auto* m = e.mutable_task_moved();
-  m->set_tid(t.raw());
-  m->set_host(mv.dest);
-  m->set_id(mv.id);
-  m->set_from(host_.value);
-  m->set_bytes(times.bytes);
-  m->set_blackout_ns(times.restored_ns - times.freeze_ns);
-  // What it asked to be told goes with it: its new host watches from now on
-  // (and this one may not live as long as the task).
-  for (const NotifyReg& r : notify_.TakeWatcher(t)) {
-    auto* n = m->add_notifies();
-    n->set_what(r.what);
-    n->set_tag(r.tag);
-    n->set_ctx(r.ctx);
-    n->set_target(r.target);
-    n->set_count(r.count);
-  }
+  FillTaskMoved(t, mv, times, m);
   if (cfg_.member) {
     SendControlTo(Tid::DaemonOf(HostIndex{1}), std::move(e));
   } else {

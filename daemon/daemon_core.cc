@@ -583,6 +583,30 @@ void DaemonCore::SpawnElsewhere(PendingSpawn ps, const ctl::SpawnRequest& s, Tid
   spawns_[id] = std::move(ps);
 }
 
+DaemonCore::Task DaemonCore::SpawnedTask(const ctl::SpawnRequest& s, Tid who, const SpawnSpec& spec,
+                                         int pid, bool await_siblings) const {
+  Task task;
+  task.tid = spec.tid;
+  task.pid = pid;
+  task.spawned = true;
+  task.ptid = s.orphan() ? 0 : (s.flags() & kNoSpawnParent) ? Code(Err::kParentNotSet) : who.raw();
+  task.a_out = s.file();
+  task.out_tid = s.output_tid();
+  task.out_code = s.output_code();
+  task.out_ctx = s.output_ctx();
+  task.stderr_apart = s.stderr_apart();
+  task.trace_tid = s.trace_tid();
+  task.trace_code = s.trace_code();
+  task.event_sink = s.event_sink();
+  task.report_to = s.report_exit() ? who.raw() : 0;
+  task.ctx = s.ctx();
+  task.open_streams = 2;
+  task.awaiting_siblings = await_siblings;
+  task.spec = spec;
+  task.spawned_ns = now_ns_;
+  return task;
+}
+
 std::vector<int> DaemonCore::SpawnHere(const ctl::SpawnRequest& s, Tid who,
                                        const std::vector<int>& ranks, bool await_siblings) {
   std::vector<int> out;
@@ -621,28 +645,7 @@ std::vector<int> DaemonCore::SpawnHere(const ctl::SpawnRequest& s, Tid who,
       out.push_back(Code(pid.error()));
       continue;
     }
-    Task task;
-    task.tid = t;
-    task.pid = *pid;
-    task.spawned = true;
-    task.ptid = s.orphan()                     ? 0
-                : (s.flags() & kNoSpawnParent) ? Code(Err::kParentNotSet)
-                                               : who.raw();
-    task.a_out = s.file();
-    task.out_tid = s.output_tid();
-    task.out_code = s.output_code();
-    task.out_ctx = s.output_ctx();
-    task.stderr_apart = s.stderr_apart();
-    task.trace_tid = s.trace_tid();
-    task.trace_code = s.trace_code();
-    task.event_sink = s.event_sink();
-    task.report_to = s.report_exit() ? who.raw() : 0;
-    task.ctx = s.ctx();
-    task.open_streams = 2;
-    task.awaiting_siblings = await_siblings;
-    task.spec = spec;
-    task.spawned_ns = now_ns_;
-    tasks_.emplace(t, std::move(task));
+    tasks_.emplace(t, SpawnedTask(s, who, spec, *pid, await_siblings));
     if (s.output_tid() != 0) SendOutputRecord(tasks_[t], -1, {});
     if (s.event_sink() != 0)
       Trace(s.event_sink(), nlohmann::json{{"ev", "start"},

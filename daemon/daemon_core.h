@@ -462,9 +462,15 @@ class DaemonCore {
   void LoseTask(int tid);
   void StartMove(Tid t, int dest, Tid asker, uint64_t asker_rid,
                  MoveOrigin origin = MoveOrigin::kClient);
+  // The task record of a child this host started as process `pid`.
+  Task SpawnedTask(const ctl::SpawnRequest& s, Tid who, const SpawnSpec& spec, int pid,
+                   bool await_siblings) const;
   // Destination: the task record of a copy being restored by process `pid`,
   // coming from host `from`.
   Task RestoringTask(const ctl::MigrateOffer& o, const SpawnSpec& spec, int pid, int from) const;
+  // The commit's news for the registry; what `t` asked to be told goes with
+  // it (taken from this host's notify registry).
+  void FillTaskMoved(Tid t, const Move& mv, const MoveTimes& times, ctl::TaskMoved* m);
   // Why `task` cannot move now, or "".
   std::string WhyCannotMove(const Task& task) const;
   // The offer to the destination: what it needs to restart the task.
