@@ -4,99 +4,11 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
-#include "core/fake_clock.h"
-#include "core/fake_random.h"
+#include "fake_env.h"
 #include "mpvm/control.h"
 
 namespace mpvm {
 namespace {
-
-struct Sent {
-  ConnId conn;
-  FrameHeader h;
-  std::vector<uint8_t> payload;  // aux + body
-};
-
-class FakeEnv : public DaemonEnv, public FakeClock, public FakeRandom {
- public:
-  void Send(ConnId c, const FrameHeader& h, std::span<const uint8_t> aux,
-            std::span<const uint8_t> body) override {
-    Sent s{c, h, {aux.begin(), aux.end()}};
-    s.payload.insert(s.payload.end(), body.begin(), body.end());
-    s.h.aux_length = static_cast<uint32_t>(aux.size());
-    sent.push_back(std::move(s));
-  }
-  void CloseConn(ConnId c) override { closed.push_back(c); }
-  Result<int> Spawn(const SpawnSpec& spec) override {
-    spawned.push_back(spec);
-    if (fail_spawn) return Fail(Err::kOutOfRes);
-    return 1000 + static_cast<int>(spawned.size());
-  }
-  void Signal(int pid, int sig) override { signals.emplace_back(pid, sig); }
-  std::string Resolve(const std::string& file, const std::string&, const std::string&) override {
-    return file == "missing" ? "" : "/bin/" + file;
-  }
-  void RemoveTaskSocket(Tid t) override { removed.push_back(t); }
-  void LogOutput(Tid, std::string_view line) override { logged.emplace_back(line); }
-  void Log(std::string_view line) override { logs.emplace_back(line); }
-  void RequestShutdown() override { shutdown = true; }
-  void SendToPeer(PeerId p, const FrameHeader& h, std::span<const uint8_t> body) override {
-    peer_sent.push_back({p, h, {body.begin(), body.end()}});
-  }
-  void DropPeer(PeerId p) override { dropped.push_back(p); }
-  mpvm::expected<void, HostStartError> StartHost(const HostSpec& spec) override {
-    if (spec.name.starts_with("unreachable"))
-      return mpvm::unexpected(HostStartError{Err::kNoHost, "cannot resolve " + spec.name});
-    started_hosts.push_back(spec.name);
-    return {};
-  }
-  std::vector<std::string> started_hosts;
-  Result<RestoreStart> SpawnRestore(const SpawnSpec& spec, const std::string&) override {
-    restores.push_back(spec);
-    return RestoreStart{5000 + static_cast<int>(restores.size()), 40000};
-  }
-  mpvm::expected<void, std::string> BeginMove(Tid t, int, const std::string& addr, int port,
-                                              const std::string&) override {
-    begun.push_back({t, addr + ":" + std::to_string(port)});
-    return {};
-  }
-  void CancelMove(Tid t) override { cancelled.push_back(t); }
-  std::vector<SpawnSpec> restores;
-  std::vector<std::pair<Tid, std::string>> begun;
-  std::vector<Tid> cancelled;
-
-  std::vector<ctl::Envelope> PeerControls(PeerId p) {
-    std::vector<ctl::Envelope> out;
-    for (const auto& s : peer_sent)
-      if (s.conn == p) out.push_back(*DecodeControl(s.payload));
-    return out;
-  }
-  std::vector<Sent> peer_sent;
-  std::vector<PeerId> dropped;
-
-  // Control replies sent to `c`, decoded.
-  std::vector<ctl::Envelope> Controls(ConnId c) {
-    std::vector<ctl::Envelope> out;
-    for (const auto& s : sent)
-      if (s.conn == c && s.h.kind == FrameKind::kControl) out.push_back(*DecodeControl(s.payload));
-    return out;
-  }
-  std::vector<Sent> Data(ConnId c) {
-    std::vector<Sent> out;
-    for (const auto& s : sent)
-      if (s.conn == c && s.h.kind == FrameKind::kData) out.push_back(s);
-    return out;
-  }
-
-  std::vector<Sent> sent;
-  std::vector<ConnId> closed;
-  std::vector<SpawnSpec> spawned;
-  std::vector<std::pair<int, int>> signals;
-  std::vector<Tid> removed;
-  std::vector<std::string> logged, logs;
-  bool fail_spawn = false;
-  bool shutdown = false;
-};
 
 class DaemonCoreTest : public ::testing::Test {
  protected:
