@@ -14,6 +14,7 @@ DaemonCore::DaemonCore(DaemonConfig cfg, DaemonEnv* env)
       tasks_(cx_),
       spawner_(cx_),
       members_(cx_),
+      services_(cx_),
       queries_(cx_),
       forwarder_(cx_),
       source_(cx_, forwarder_),
@@ -251,7 +252,7 @@ void DaemonCore::HandleControl(ConnId c, ctl::Envelope&& env) {
                         bytes);
     return;  // the answer comes back addressed to the task
   }
-  if (!HandleVmService(c, who, env) && !HandleTaskRequest(c, who, env)) {
+  if (!services_.Handle(c, who, env) && !HandleTaskRequest(c, who, env)) {
     ++cx_.bad_frames;
     cx_.env->Log(fmt::format("{} sent an unexpected control message (case {}); answered BadParam",
                              who.str(), static_cast<int>(env.body_case())));
@@ -268,38 +269,6 @@ bool DaemonCore::ServedByMaster(const ctl::Envelope& env) const {
                           !cx_.LocalTask(Tid(env.tasks().where())));
   return env.has_mbox_put() || env.has_mbox_get() || env.has_mbox_del() || env.has_mbox_info() ||
          env.has_group() || env.has_new_context() || elsewhere;
-}
-
-bool DaemonCore::HandleVmService(ConnId c, Tid who, const ctl::Envelope& env) {
-  const uint64_t rid = env.rid();
-  switch (env.body_case()) {
-    case ctl::Envelope::kMboxPut:
-      cx_.mailbox.Put(c, rid, who, env.mbox_put());
-      break;
-    case ctl::Envelope::kMboxGet:
-      cx_.mailbox.Get(c, rid, who, env.mbox_get());
-      break;
-    case ctl::Envelope::kMboxDel:
-      cx_.mailbox.Del(c, rid, who, env.mbox_del());
-      break;
-    case ctl::Envelope::kMboxInfo:
-      cx_.mailbox.Info(c, rid, env.mbox_info());
-      break;
-    case ctl::Envelope::kGroup:
-      cx_.groups.Handle(c, rid, who, env.group());
-      cx_.DrainReplies(cx_.groups.Replies());
-      return true;
-    case ctl::Envelope::kNotify:
-      DoNotify(c, who, env);
-      return true;
-    case ctl::Envelope::kNewContext:
-      cx_.ReplyStatus(c, rid, (cx_.host_tid().raw() | next_ctx_++) & 0x7fffffff);
-      return true;
-    default:
-      return false;
-  }
-  cx_.DrainReplies(cx_.mailbox.Replies());
-  return true;
 }
 
 bool DaemonCore::HandleTaskRequest(ConnId c, Tid who, ctl::Envelope& env) {
@@ -343,7 +312,7 @@ bool DaemonCore::HandleVmRequest(ConnId c, Tid who, ctl::Envelope& env) {
       source_.DoMigrate(who, std::move(env));
       return true;
     case ctl::Envelope::kLocation:
-      DoLocation(c, env);
+      queries_.DoLocation(c, env);
       return true;
     case ctl::Envelope::kAddHost:
       members_.DoAddHost(c, env);
@@ -358,23 +327,6 @@ bool DaemonCore::HandleVmRequest(ConnId c, Tid who, ctl::Envelope& env) {
     default:
       return false;
   }
-}
-
-void DaemonCore::DoNotify(ConnId c, Tid who, const ctl::Envelope& env) {
-  const auto& n = env.notify();
-  if (n.what() == kNotifyHostAdd) {
-    cx_.notify.WatchHostAdds(who, n.tag(), n.ctx(), n.count(), n.cancel());
-  } else {
-    for (int target : n.tids()) {
-      if (n.cancel()) {  // delivers the message now, as if the event had happened
-        cx_.notify.Cancel(who, n.what(), target, n.tag());
-      } else {
-        cx_.AddNotify(NotifyReg{who, n.what(), n.tag(), n.ctx(), target, 1});
-      }
-    }
-  }
-  cx_.DrainNotices();
-  cx_.ReplyStatus(c, env.rid(), 0);
 }
 
 // ---- Peers: dispatch by kind ------------------------------------------------
@@ -460,13 +412,6 @@ void DaemonCore::HandlePeerControl(PeerId p, const FrameHeader& h, ctl::Envelope
   } else {
     tasks_.OnPeerSignal(std::move(env));
   }
-}
-
-void DaemonCore::DoLocation(ConnId c, const ctl::Envelope& env) {
-  const Tid t(env.location().tid());
-  const int at = cx_.HostOf(t);
-  const bool known = cx_.LocalTask(t) || (at != cx_.host.value && cx_.hosts.contains(at));
-  cx_.ReplyStatus(c, env.rid(), known ? Tid::DaemonOf(HostIndex{at}).raw() : PvmCode(Err::kNoTask));
 }
 
 void DaemonCore::OnTaskGone(PeerId p, int tid) {

@@ -7,6 +7,7 @@
 //   TaskService      this host's tasks: enrolment, output, signals, exits
 //   Spawner          pvm_spawn, placement (balancer::PlacementPolicy), jobs
 //   Membership       hosts joining, heartbeats, failures, host events
+//   VmServices       the mailbox, groups, notify and contexts, as requests
 //   TaskQueries      pvm_tasks across hosts, where a task accepts links
 //   MoveSource       a move at its source (the MoveState machine)
 //   MoveDestination  a move at its destination, and the master's registry
@@ -35,6 +36,7 @@
 #include "core/spawner.h"
 #include "core/task_queries.h"
 #include "core/task_service.h"
+#include "core/vm_services.h"
 #include "hostfile.h"
 #include "mpvm/error.h"
 #include "mpvm/frame.h"
@@ -153,13 +155,9 @@ class DaemonCore : private CoreEvents {
   // Whether a member passes `env` to the master (VM-wide services).
   bool ServedByMaster(const ctl::Envelope& env) const;
   // Each handles the requests of its kind and returns true, or false for
-  // others: the mailbox, groups, notify, contexts; a task's own requests;
-  // the VM's (hosts, tasks, moves, halt).
-  bool HandleVmService(ConnId c, Tid who, const ctl::Envelope& env);
+  // others: a task's own requests; the VM's (hosts, tasks, moves, halt).
   bool HandleTaskRequest(ConnId c, Tid who, ctl::Envelope& env);
   bool HandleVmRequest(ConnId c, Tid who, ctl::Envelope& env);
-  void DoNotify(ConnId c, Tid who, const ctl::Envelope& env);
-  void DoLocation(ConnId c, const ctl::Envelope& env);
   // Peers: a frame for a task here, a control message by kind.
   void PeerFrameForTask(Frame&& f);
   void OnPeerControl(PeerId p, const FrameHeader& h, ctl::Envelope&& env);
@@ -182,11 +180,11 @@ class DaemonCore : private CoreEvents {
   TaskService tasks_;
   Spawner spawner_;
   Membership members_;
+  VmServices services_;
   TaskQueries queries_;
   Forwarder forwarder_;
   MoveSource source_;
   MoveDestination dest_;
-  int next_ctx_ = 1;
 };
 
 }  // namespace mpvm

@@ -7,7 +7,7 @@
 #include <cstdlib>
 
 #include "mpvm/paths.h"
-#include "server.h"
+#include "server/server.h"
 
 namespace {
 

@@ -150,4 +150,11 @@ void TaskQueries::OnLocateReply(Tid from, ctl::Envelope&& env) {
   cx_.Reply(conn, rid, std::move(env));
 }
 
+void TaskQueries::DoLocation(ConnId c, const ctl::Envelope& env) {
+  const Tid t(env.location().tid());
+  const int at = cx_.HostOf(t);
+  const bool known = cx_.LocalTask(t) || (at != cx_.host.value && cx_.hosts.contains(at));
+  cx_.ReplyStatus(c, env.rid(), known ? Tid::DaemonOf(HostIndex{at}).raw() : PvmCode(Err::kNoTask));
+}
+
 }  // namespace mpvm

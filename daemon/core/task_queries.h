@@ -24,6 +24,8 @@ class TaskQueries {
   // Queries whose time is up are answered with what came.
   void CheckTaskQueries();
 
+  // pvm_tasks' cousin: the daemon of the host where a task runs now.
+  void DoLocation(ConnId c, const ctl::Envelope& env);
   void DoLocate(ConnId c, const ctl::Envelope& env);
   void OnLocateQuery(const FrameHeader& h, const ctl::Envelope& env);
   void OnLocateReply(Tid from, ctl::Envelope&& env);

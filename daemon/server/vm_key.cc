@@ -1,4 +1,4 @@
-#include "vm_key.h"
+#include "server/vm_key.h"
 
 #include <fcntl.h>
 #include <fmt/format.h>

@@ -1,4 +1,4 @@
-#include "host_launch.h"
+#include "server/host_launch.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>

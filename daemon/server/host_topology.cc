@@ -1,4 +1,4 @@
-#include "host_topology.h"
+#include "server/host_topology.h"
 
 #include <hwloc.h>
 

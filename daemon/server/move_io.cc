@@ -1,6 +1,9 @@
-// server_migrate.cc — mpvmd's I/O for task migration (the source's part and
-// the destination's restore process). The decisions are in core_migrate.cc;
-// the exchange with the task is described in mpvm/migrate_wire.h.
+// move_io.cc — mpvmd's I/O for task migration (the source's part and the
+// destination's restore process). The decisions are in core/move_source.cc
+// and core/move_destination.cc; the exchange with the task is described in
+// mpvm/migrate_wire.h.
+#include "server/move_io.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -8,7 +11,6 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
-#include <sodium.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -18,7 +20,7 @@
 
 #include "mpvm/paths.h"
 #include "mpvm/task_runtime.h"
-#include "server.h"
+#include "server/clock.h"
 
 namespace mpvm {
 
@@ -52,7 +54,7 @@ void Refuse(int ms, const std::string& why) {
 
 }  // namespace
 
-Result<RestoreStart> Server::SpawnRestore(const SpawnSpec& spec, const std::string& token) {
+Result<RestoreStart> MoveIo::SpawnRestore(const SpawnSpec& spec, const std::string& token) {
   int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (lfd < 0) return Fail(Err::kOutOfRes);
   sockaddr_in a{};
@@ -67,16 +69,16 @@ Result<RestoreStart> Server::SpawnRestore(const SpawnSpec& spec, const std::stri
   SpawnSpec s = spec;
   s.env.push_back("MPVM_RESTORE_LISTEN_FD=" + std::to_string(lfd));
   s.env.push_back("MPVM_RESTORE_TOKEN=" + Hex(token));
-  auto pid = SpawnProcess(s, lfd);
+  auto pid = procs_.Spawn(s, lfd);
   close(lfd);
   if (!pid) return mpvm::unexpected(pid.error());
   return RestoreStart{*pid, ntohs(a.sin_port)};
 }
 
-mpvm::expected<void, std::string> Server::BeginMove(Tid t, int pid, const std::string& addr,
+mpvm::expected<void, std::string> MoveIo::BeginMove(Tid t, int pid, const std::string& addr,
                                                     int port, const std::string& token) {
   if (moving_.contains(t)) return mpvm::unexpected(std::string("it is moving already"));
-  if (migrate_fd_ < 0) return mpvm::unexpected(std::string("this daemon has no migrate.sock"));
+  if (listen_fd_ < 0) return mpvm::unexpected(std::string("this daemon has no migrate.sock"));
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons(static_cast<uint16_t>(port));
@@ -101,7 +103,7 @@ mpvm::expected<void, std::string> Server::BeginMove(Tid t, int pid, const std::s
     return mpvm::unexpected(why);
   }
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);  // the task streams with blocking writes
-  MoveIo m;
+  Moving m;
   m.tid = t;
   m.pid = pid;
   m.rfd = fd;
@@ -111,39 +113,27 @@ mpvm::expected<void, std::string> Server::BeginMove(Tid t, int pid, const std::s
   return {};
 }
 
-int64_t Server::WallNs() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-}
-
-std::string Server::RandomBytes(size_t n) {
-  std::string out(n, '\0');
-  randombytes_buf(out.data(), out.size());
-  return out;
-}
-
-void Server::FaultPoint(std::string_view step, int task_pid) {
-  if (opts_.fault.empty()) return;
-  if (opts_.fault == fmt::format("exit-on-{}", step)) {
+void MoveIo::FaultPoint(std::string_view step, int task_pid) {
+  if (fault_.empty()) return;
+  if (fault_ == fmt::format("exit-on-{}", step)) {
     spdlog::warn("fault injection: exiting at migration step '{}'", step);
     spdlog::default_logger()->flush();
     _exit(70);  // as a crash: no clean-up, no goodbye to the peers
   }
-  if (opts_.fault == fmt::format("kill-task-on-{}", step) && task_pid > 0) {
+  if (fault_ == fmt::format("kill-task-on-{}", step) && task_pid > 0) {
     spdlog::warn("fault injection: killing the moving task (pid {}) at step '{}'", task_pid, step);
     kill(task_pid, SIGKILL);
   }
 }
 
-void Server::CancelMove(Tid t) {
+void MoveIo::CancelMove(Tid t) {
   auto it = moving_.find(t);
   // Once the task has handed over it waits for our verdict: never drop it then.
   if (it == moving_.end() || it->second.ms >= 0) return;
   DropMove(t);
 }
 
-void Server::DropMove(Tid t) {
+void MoveIo::DropMove(Tid t) {
   auto it = moving_.find(t);
   if (it == moving_.end()) return;
   for (int fd : it->second.fds) close(fd);
@@ -197,16 +187,16 @@ bool SendGo(int ms, int rfd, const std::string& token) {
 
 }  // namespace
 
-void Server::AcceptMigrate() {
+void MoveIo::AcceptMigrate() {
   for (;;) {
-    int ms = accept4(migrate_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    int ms = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (ms < 0) return;
     SetTimeout(ms, 5);
     TakeHandover(ms);
   }
 }
 
-void Server::TakeHandover(int ms) {
+void MoveIo::TakeHandover(int ms) {
   migrate::HandoverHead head{};
   std::vector<int> fds;
   const ssize_t r = ReceiveHead(ms, head, fds);
@@ -221,7 +211,7 @@ void Server::TakeHandover(int ms) {
   auto it = moving_.find(Tid(head.tid));
   if (it == moving_.end() || it->second.pid != head.pid || it->second.ms >= 0)
     return bail(fmt::format("no move of {} (pid {}) was asked for", Tid(head.tid).str(), head.pid));
-  MoveIo& m = it->second;
+  Moving& m = it->second;
   const Tid t = m.tid;
   m.by_signal = (head.flags & migrate::kStoppedBySignal) != 0;
   if (head.nlinks == migrate::kRefusal) {
@@ -230,7 +220,7 @@ void Server::TakeHandover(int ms) {
     for (int fd : fds) close(fd);
     close(ms);
     DropMove(t);
-    core_->OnMoveFailed(t, why, /*pinned=*/true);
+    core_.OnMoveFailed(t, why, /*pinned=*/true);
     return;
   }
   const char* bad = ReceiveLinks(ms, head, fds.size(), m);
@@ -239,25 +229,25 @@ void Server::TakeHandover(int ms) {
     Refuse(ms, bad);
     close(ms);
     DropMove(t);
-    core_->OnMoveFailed(t, bad);
+    core_.OnMoveFailed(t, bad);
     return;
   }
   if (!SendGo(ms, m.rfd, m.token)) {
     close(ms);
     DropMove(t);
-    core_->OnMoveFailed(t, "the task went away during the handover");
+    core_.OnMoveFailed(t, "the task went away during the handover");
     return;
   }
   // The image now streams from the task to the restore process (minutes
   // for a huge task): wait for its word without a time-out.
   SetTimeout(ms, 0);
   m.ms = ms;
-  core_->OnMoveFrozen(t);
+  core_.OnMoveFrozen(t);
   FaultPoint("handover", m.pid);
 }
 
-const char* Server::ReceiveLinks(int ms, const migrate::HandoverHead& head, size_t nfds,
-                                 MoveIo& m) {
+const char* MoveIo::ReceiveLinks(int ms, const migrate::HandoverHead& head, size_t nfds,
+                                 Moving& m) {
   m.descs.resize(head.nlinks);
   if (!RecvAll(ms, m.descs.data(), sizeof(migrate::LinkDesc) * head.nlinks))
     return "the handover was cut short";
@@ -283,15 +273,15 @@ const char* Server::ReceiveLinks(int ms, const migrate::HandoverHead& head, size
   return nullptr;
 }
 
-void Server::OnMoveReadable(Tid t) {
+void MoveIo::OnMoveReadable(Tid t) {
   auto it = moving_.find(t);
   if (it == moving_.end()) return;
-  MoveIo& m = it->second;
+  Moving& m = it->second;
   SetTimeout(m.ms, 5);
   char what = 0;
   if (!RecvAll(m.ms, &what, 1)) {
     DropMove(t);
-    core_->OnMoveFailed(t, "the task died while it was being moved");
+    core_.OnMoveFailed(t, "the task died while it was being moved");
     return;
   }
   if (what == 'K') {
@@ -306,25 +296,10 @@ void Server::OnMoveReadable(Tid t) {
   char why[migrate::kWhySize + 1] = {};
   if (what == 'R') RecvAll(m.ms, why, migrate::kWhySize);
   DropMove(t);
-  core_->OnMoveFailed(t, what == 'R' ? why : "the task broke the protocol", what == 'R');
+  core_.OnMoveFailed(t, what == 'R' ? why : "the task broke the protocol", what == 'R');
 }
 
-void Server::DrainOutput(Tid t) {
-  for (auto it = pipes_.begin(); it != pipes_.end();) {
-    if (it->second.tid != t) {
-      ++it;
-      continue;
-    }
-    char buf[65536];
-    ssize_t r;
-    while ((r = read(it->second.fd, buf, sizeof buf)) > 0)
-      core_->OnOutput(t, std::string_view(buf, static_cast<size_t>(r)), it->second.is_stderr);
-    close(it->second.fd);
-    it = pipes_.erase(it);
-  }
-}
-
-void Server::ForwardLinks(MoveIo& m) {
+void MoveIo::ForwardLinks(Moving& m) {
   // Its task links: read to their end, what comes goes on to it; the peers
   // are told it moved (kMoved) and then send to it afresh. Its socket name
   // goes first: a peer here that reads kMoved and connects again must not
@@ -332,7 +307,7 @@ void Server::ForwardLinks(MoveIo& m) {
   // on a connection still queued there would be lost with it).
   for (const auto& d : m.descs)
     if (static_cast<migrate::LinkKind>(d.kind) == migrate::LinkKind::kUnixListener)
-      RemoveTaskSocket(m.tid);
+      procs_.RemoveTaskSocket(m.tid);
   for (size_t i = 1; i < m.descs.size(); ++i) {
     const auto kind = static_cast<migrate::LinkKind>(m.descs[i].kind);
     if (kind == migrate::LinkKind::kPeer) {
@@ -350,14 +325,14 @@ void Server::ForwardLinks(MoveIo& m) {
   }
 }
 
-void Server::CommitMove(MoveIo& m, const MoveTimes& times) {
+void MoveIo::CommitMove(Moving& m, const MoveTimes& times) {
   const Tid t = m.tid;
-  if (!core_->MayCommit(t)) {  // its destination left: the task carries on here
+  if (!core_.MayCommit(t)) {  // its destination left: the task carries on here
     const char a = 'A';
     SendAll(m.ms, &a, 1);
     DropMove(t);
-    core_->OnMoveFailed(t, "its destination left the virtual machine before the commit", false,
-                        MoveEvent::kDestinationDied);
+    core_.OnMoveFailed(t, "its destination left the virtual machine before the commit", false,
+                       MoveEvent::kDestinationDied);
     return;
   }
   // The commit point: once 'C' is written, the copy runs and this one never
@@ -367,59 +342,55 @@ void Server::CommitMove(MoveIo& m, const MoveTimes& times) {
     const char a = 'A';
     SendAll(m.ms, &a, 1);  // the task carries on here
     DropMove(t);
-    core_->OnMoveFailed(t, "the restore process went away before the commit");
+    core_.OnMoveFailed(t, "the restore process went away before the commit");
     return;
   }
-  DrainOutput(t);  // what it printed before it stopped goes out first
+  procs_.Drain(t, [this](Tid from, std::string_view bytes, bool is_stderr) {
+    core_.OnOutput(from, bytes, is_stderr);
+  });  // what it printed before it stopped goes out first
   // Frames it had sent us (and had not finished sending) are handled as its own.
-  const ConnId own = m.descs.empty() ? 0 : core_->TaskConn(t);
-  auto sc = conns_.find(own);
-  if (sc != conns_.end()) {
-    Connection* conn = sc->second.get();
+  const ConnId own = m.descs.empty() ? 0 : core_.TaskConn(t);
+  Connection* sc = conns_.Find(own);
+  if (sc != nullptr) {
+    Connection* conn = sc;
     conn->ReadAvailable();
     conn->reader().Feed(m.out[0]);
     Frame f;
-    while (conn->reader().Next(f) == FrameReader::Status::kFrame) core_->OnFrame(own, std::move(f));
+    while (conn->reader().Next(f) == FrameReader::Status::kFrame) core_.OnFrame(own, std::move(f));
   }
-  core_->OnMoveCommitted(t, times);
+  core_.OnMoveCommitted(t, times);
   // Frames we had written to it and it had not read: on to where it is now.
   if (!m.descs.empty()) {
     Connection theirs(m.fds[0]);  // closes our copy of its end when done
     theirs.reader().Feed(m.in[0]);
     theirs.ReadAvailable();
-    if (sc != conns_.end()) theirs.reader().Feed(sc->second->TakeUnsent());
+    if (sc != nullptr) theirs.reader().Feed(sc->TakeUnsent());
     Frame f;
-    while (theirs.reader().Next(f) == FrameReader::Status::kFrame) core_->Reroute(t, std::move(f));
+    while (theirs.reader().Next(f) == FrameReader::Status::kFrame) core_.Reroute(t, std::move(f));
   }
-  if (sc != conns_.end()) sc->second->Close();  // not OnClose: the task did not leave the VM
+  if (sc != nullptr) sc->Close();  // not OnClose: the task did not leave the VM
   ForwardLinks(m);
   m.fds.clear();
-  core_->OnCommitDone(t);
+  core_.OnCommitDone(t);
   const char x = 'X';
   SendAll(m.ms, &x, 1);
   kill(m.pid, SIGKILL);  // it exits by itself; this makes sure it never runs on
-  for (auto p = pids_.begin(); p != pids_.end(); ++p)
-    if (p->second == t && p->first == m.pid) {
-      pids_.erase(p);
-      break;
-    }
+  procs_.Forget(m.pid, t);
   DropMove(t);
 }
 
-void Server::AddForwardLink(int fd, Tid t, std::span<const uint8_t> unsent,
+void MoveIo::AddForwardLink(int fd, Tid t, std::span<const uint8_t> unsent,
                             std::span<const uint8_t> unread, int32_t peer,
                             const std::optional<LinkCipherState>& cipher,
                             std::span<const uint8_t> sealed) {
-  const ConnId id = next_conn_++;
-  auto conn = std::make_unique<Connection>(fd);
   SetNonBlocking(fd);
-  Connection* c = conn.get();
+  const ConnId id = conns_.Add(fd);
+  Connection* c = conns_.Find(id);
   if (cipher) {  // an encrypted link: we go on where the task left off
     c->EnableCipher(std::make_unique<LinkCipher>(*cipher));
     c->FeedSealed(sealed);
   }
-  conns_[id] = std::move(conn);
-  core_->OnForwardLink(id, t, cipher.has_value());
+  core_.OnForwardLink(id, t, cipher.has_value());
   // First take in what the peer has sent already: it may have sent its last
   // message and gone, and a write to it (below) would fail and close the link.
   c->reader().Feed(unread);
@@ -435,11 +406,46 @@ void Server::AddForwardLink(int fd, Tid t, std::span<const uint8_t> unsent,
     c->Send(h, {});
   }
   Frame f;
-  while (c->reader().Next(f) == FrameReader::Status::kFrame) core_->OnFrame(id, std::move(f));
+  while (c->reader().Next(f) == FrameReader::Status::kFrame) core_.OnFrame(id, std::move(f));
   if (rr != Connection::ReadResult::kOk || !c->open()) {
     c->Close();
-    core_->OnClose(id);
+    core_.OnClose(id);
   }
+}
+
+MoveIo::~MoveIo() { Close(); }
+
+void MoveIo::Listen(const std::string& rundir) {
+  // Tasks asked to move connect here to hand over their links.
+  listen_fd_ = ListenUnix(rundir + "/" + migrate::kSocketName);
+  if (listen_fd_ < 0)
+    spdlog::warn("cannot listen on {}/{}: {}; tasks here cannot move", rundir, migrate::kSocketName,
+                 std::strerror(-listen_fd_));
+}
+
+void MoveIo::AppendPollItems(std::vector<zmq_pollitem_t>& items, std::vector<Tid>& index) const {
+  if (listen_fd_ >= 0) {
+    items.push_back({nullptr, listen_fd_, ZMQ_POLLIN, 0});
+    index.push_back(Tid());
+  }
+  for (const auto& [t, m] : moving_)
+    if (m.ms >= 0) {
+      items.push_back({nullptr, m.ms, ZMQ_POLLIN, 0});
+      index.push_back(t);
+    }
+}
+
+void MoveIo::OnReady(Tid t) {
+  if (t.raw() == 0) {
+    AcceptMigrate();
+  } else {
+    OnMoveReadable(t);
+  }
+}
+
+void MoveIo::Close() {
+  if (listen_fd_ >= 0) close(listen_fd_);
+  listen_fd_ = -1;
 }
 
 }  // namespace mpvm

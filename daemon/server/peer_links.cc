@@ -1,4 +1,4 @@
-#include "peer_links.h"
+#include "server/peer_links.h"
 
 #include <fmt/format.h>
 

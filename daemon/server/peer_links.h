@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "daemon_core.h"
-#include "vm_key.h"
+#include "server/vm_key.h"
 
 namespace mpvm {
 

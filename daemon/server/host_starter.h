@@ -1,0 +1,65 @@
+// host_starter.h — the master starting the daemons of other hosts: emulated
+// hosts on this machine (in network namespaces when it can, else on
+// loopback) and real hosts over the remote shell, each told to join this
+// master. A daemon that ends before it joined (or later) is reaped here:
+// what it said, and the directory an emulated host left, are taken care of.
+#pragma once
+
+#include <sys/types.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/env.h"
+#include "hostfile.h"
+#include "server/host_launch.h"
+#include "server/options.h"
+#include "server/vm_links.h"
+
+namespace mpvm {
+
+class HostStarter {
+ public:
+  HostStarter(const ServerOptions& opts, VmLinks& links) : opts_(opts), links_(links) {}
+
+  mpvm::expected<void, HostStartError> Start(const HostSpec& spec);
+  // A host daemon started here ended: its host's name and why.
+  std::optional<std::pair<std::string, std::string>> Reaped(pid_t pid, int status);
+  std::vector<pid_t> Pids() const;
+  // The daemons' output pipes and the emulated hosts' bridge.
+  void Close();
+
+ private:
+  // How to start a host's daemon: the command, the emulated host's address
+  // in its network namespace (if any), and what goes to its stdin (the key).
+  struct HostCommand {
+    std::vector<std::string> argv;
+    std::string netns_address, stdin_text;
+  };
+  mpvm::expected<HostCommand, HostStartError> EmulatedHostCommand(
+      const HostSpec& spec, const std::string& daemon, const std::vector<std::string>& common);
+  mpvm::expected<HostCommand, HostStartError> RemoteHostCommand(
+      const HostSpec& spec, const std::string& daemon, const std::vector<std::string>& common);
+  // What a daemon's starter printed last: "" for "ok", else why it failed.
+  static std::string LastWords(int fd);
+  // A daemon killed outright cannot tidy up: what it left is removed.
+  void RemoveHostDir(const std::string& name) const;
+
+  const ServerOptions& opts_;
+  VmLinks& links_;
+  std::unique_ptr<EmulatedNet> net_;  // emulated hosts' network, if namespaces are used
+  bool loopback_noted_ = false;
+  struct LocalHost {
+    std::string name;
+    int output_fd;
+    bool local;  // an emulated host (else started over the remote shell)
+  };
+  std::map<pid_t, LocalHost> host_pids_;
+};
+
+}  // namespace mpvm

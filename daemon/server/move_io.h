@@ -1,0 +1,88 @@
+// move_io.h — mpvmd's I/O for task migration. At the source: the stream to
+// the destination's restore process, the task's handover on migrate.sock
+// (its links, then 'G'), the image's end, the commit ('C' to the restore
+// process), and the task's links taken over and forwarded. At the
+// destination: the restore process and the port it waits on. Each step is
+// reported to the core (OnMoveFrozen, MayCommit, OnMoveCommitted, ...).
+#pragma once
+
+#include <zmq.h>
+
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "daemon_core.h"
+#include "mpvm/migrate_wire.h"
+#include "mpvm/task_link.h"
+#include "server/connections.h"
+#include "server/processes.h"
+
+namespace mpvm {
+
+class MoveIo {
+ public:
+  // `fault`: MPVM_FAULT, a step where this daemon or the moving task ends.
+  MoveIo(std::string fault, DaemonCore& core, Connections& conns, TaskProcesses& procs)
+      : fault_(std::move(fault)), core_(core), conns_(conns), procs_(procs) {}
+  ~MoveIo();
+  MoveIo(const MoveIo&) = delete;
+  MoveIo& operator=(const MoveIo&) = delete;
+
+  // Listens on migrate.sock in `rundir` (without it, tasks here cannot move).
+  void Listen(const std::string& rundir);
+  // DaemonEnv's migration operations.
+  Result<RestoreStart> SpawnRestore(const SpawnSpec& spec, const std::string& token);
+  mpvm::expected<void, std::string> BeginMove(Tid t, int pid, const std::string& addr, int port,
+                                              const std::string& token);
+  void CancelMove(Tid t);
+  void FaultPoint(std::string_view step, int task_pid);
+
+  // Poll items: migrate.sock (Tid() in `index`), then each handed-over
+  // move's socket (its task). OnReady: one of them is readable.
+  void AppendPollItems(std::vector<zmq_pollitem_t>& items, std::vector<Tid>& index) const;
+  void OnReady(Tid t);
+  void Close();
+
+ private:
+  struct Moving {
+    Tid tid;
+    int pid = 0;
+    int rfd = -1;  // our copy of the stream to the restore process
+    std::string token;
+    int ms = -1;  // the task's connection to migrate.sock, once it has handed over
+    std::vector<int> fds;
+    std::vector<migrate::LinkDesc> descs;
+    std::vector<std::vector<uint8_t>> in, out;
+    std::vector<std::optional<LinkCipherState>> cipher;  // per link: encrypted ones
+    std::vector<std::vector<uint8_t>> sealed;
+    bool by_signal = false;  // it was computing: its handler captured it
+  };
+  void AcceptMigrate();
+  // One task's handover on migrate.sock (`ms`): its links, then 'G' and the
+  // stream to the restore process; or a refusal.
+  void TakeHandover(int ms);
+  // The handover's link records into `m`; the reason if they are not whole.
+  const char* ReceiveLinks(int ms, const migrate::HandoverHead& head, size_t nfds, Moving& m);
+  void OnMoveReadable(Tid t);
+  void CommitMove(Moving& m, const MoveTimes& times);
+  // At a commit: its task links handed to this daemon, which forwards what comes.
+  void ForwardLinks(Moving& m);
+  void AddForwardLink(int fd, Tid t, std::span<const uint8_t> unsent,
+                      std::span<const uint8_t> unread, int32_t peer,
+                      const std::optional<LinkCipherState>& cipher = std::nullopt,
+                      std::span<const uint8_t> sealed = {});
+  void DropMove(Tid t);
+
+  std::string fault_;
+  DaemonCore& core_;
+  Connections& conns_;
+  TaskProcesses& procs_;
+  int listen_fd_ = -1;
+  std::map<Tid, Moving> moving_;
+};
+
+}  // namespace mpvm

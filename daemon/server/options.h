@@ -1,0 +1,35 @@
+// options.h — how mpvmd was asked to run (its command line, main.cc).
+#pragma once
+
+#include <string>
+
+namespace mpvm {
+
+struct ServerOptions {
+  std::string rundir;
+  int ready_fd = -1;
+  bool embedded = false;
+  std::string hostname;
+  // PVM's ep= host option: directories searched for spawned programs after
+  // $HOME/pvm3/bin/LINUX64 and before the spawner's PATH.
+  std::string ep;
+  std::string hostfile;  // PVM host file; this host's line sets sp=, ep=, wd=
+  std::string wd;        // working directory of spawned tasks (PVM's wd=)
+  // Multi-host. A master listens ("ADDR:PORT", port 0: any free one); a
+  // member joins a master. Both use the VM key file (created by the master
+  // in its runtime directory when none is given).
+  std::string listen;
+  std::string join;
+  std::string key;
+  int speed = 0;              // 0: 1000 or the host file's sp=
+  double dead_after_s = 3.0;  // a host silent this long is declared dead
+  double heartbeat_s = 0.5;
+  // Fault injection for tests (env MPVM_FAULT): "exit-on-STEP" ends this
+  // daemon at once, as a crash would; "kill-task-on-STEP" kills the moving
+  // task. STEP: offer, accept, handover, image (docs/design/migration.md).
+  std::string fault;
+  int test_moves = 0;                     // env MPVM_TEST_MOVES: see DaemonConfig::test_moves
+  std::string placement = "round-robin";  // see DaemonConfig::placement
+};
+
+}  // namespace mpvm

@@ -1,0 +1,231 @@
+#include "server/processes.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/personality.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+
+#include "mpvm/connection.h"
+#include "mpvm/paths.h"
+
+namespace mpvm {
+namespace {
+
+bool IsExecutableFile(const std::string& p) {
+  struct stat st;
+  return stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && access(p.c_str(), X_OK) == 0;
+}
+
+// The task's stdin: `path` (prun's standard input, as /proc/PID/fd/0), or -1
+// for /dev/null. Opened without blocking (a pipe whose writer has gone would
+// block), then made blocking as a program expects.
+int OpenStdin(const std::string& path) {
+  if (path.empty()) return -1;
+  int fd = open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    spdlog::warn("cannot open {} as a task's stdin ({}); it reads /dev/null", path,
+                 std::strerror(errno));
+    return -1;
+  }
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  return fd;
+}
+
+// In the child of fork(): becomes the task. `stdio` are its stdin (-1:
+// /dev/null), stdout and stderr; exec's errno goes to `exec_errno_fd`.
+[[noreturn]] void ExecTask(const SpawnSpec& spec, std::array<int, 3> stdio, int exec_errno_fd,
+                           int keep_fd, std::vector<char*>& argv, std::vector<char*>& envp) {
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  signal(SIGPIPE, SIG_DFL);
+  setpgid(0, 0);
+  // If this daemon dies (even by SIGKILL), its tasks end too: no process
+  // of a dead host is left behind.
+  prctl(PR_SET_PDEATHSIG, SIGTERM);
+  // A fixed address-space layout: a task can then be restored in a fresh
+  // process of the same executable on another host (migration). Set here,
+  // before exec, rather than by a re-exec in the task.
+  if (const int cur = personality(0xffffffff); cur != -1) personality(cur | ADDR_NO_RANDOMIZE);
+  if (stdio[0] >= 0) {
+    dup2(stdio[0], 0);
+  } else if (int devnull = open("/dev/null", O_RDONLY); devnull >= 0) {
+    dup2(devnull, 0);
+  }
+  dup2(stdio[1], 1);
+  dup2(stdio[2], 2);
+  // Descriptors the daemon itself inherited from whoever started it are no
+  // business of the task (and would pin it: a foreign pipe cannot move).
+  if (keep_fd > 3) syscall(SYS_close_range, 3u, static_cast<unsigned>(keep_fd - 1), 4u);
+  syscall(SYS_close_range, static_cast<unsigned>(std::max(keep_fd + 1, 3)), ~0u,
+          4u);                                   // 4: CLOSE_RANGE_CLOEXEC
+  if (keep_fd >= 0) fcntl(keep_fd, F_SETFD, 0);  // a restore process's listener
+  if (!spec.cwd.empty() && chdir(spec.cwd.c_str()) != 0) {
+    const char* home = getenv("HOME");
+    if (home == nullptr || chdir(home) != 0) (void)!chdir("/");
+  }
+  execve(spec.path.c_str(), argv.data(), envp.data());
+  int e = errno;
+  (void)!write(exec_errno_fd, &e, sizeof e);
+  _exit(127);
+}
+
+}  // namespace
+
+Result<int> TaskProcesses::Spawn(const SpawnSpec& spec, int keep_fd) {
+  int out[2], err[2], ex[2];
+  if (pipe2(out, O_CLOEXEC) != 0) return Fail(Err::kOutOfRes);
+  if (pipe2(err, O_CLOEXEC) != 0) {
+    close(out[0]);
+    close(out[1]);
+    return Fail(Err::kOutOfRes);
+  }
+  if (pipe2(ex, O_CLOEXEC) != 0) {
+    for (int fd : {out[0], out[1], err[0], err[1]}) close(fd);
+    return Fail(Err::kOutOfRes);
+  }
+  std::vector<char*> argv, envp;
+  for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  for (const auto& e : spec.env) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+
+  const int in = OpenStdin(spec.stdin_path);
+  pid_t pid = fork();
+  if (pid < 0) {
+    for (int fd : {out[0], out[1], err[0], err[1], ex[0], ex[1], in}) close(fd);
+    return Fail(Err::kOutOfRes);
+  }
+  if (pid == 0) ExecTask(spec, {in, out[1], err[1]}, ex[1], keep_fd, argv, envp);
+  close(out[1]);
+  close(err[1]);
+  close(ex[1]);
+  if (in >= 0) close(in);
+  int child_errno = 0;
+  ssize_t r;
+  do {
+    r = read(ex[0], &child_errno, sizeof child_errno);
+  } while (r < 0 && errno == EINTR);
+  close(ex[0]);
+  if (r == sizeof child_errno) {
+    close(out[0]);
+    close(err[0]);
+    waitpid(pid, nullptr, 0);
+    spdlog::warn("cannot execute {}: {}", spec.path, std::strerror(child_errno));
+    return Fail(child_errno == ENOENT                             ? Err::kNoFile
+                : child_errno == EACCES || child_errno == ENOEXEC ? Err::kDenied
+                                                                  : Err::kOutOfRes);
+  }
+  SetNonBlocking(out[0]);
+  SetNonBlocking(err[0]);
+  pipes_[next_pipe_++] = {spec.tid, out[0]};
+  pipes_[next_pipe_++] = {spec.tid, err[0], true};
+  pids_[pid] = spec.tid;
+  return pid;
+}
+
+std::string TaskProcesses::Resolve(const std::string& file, const std::string& path_env,
+                                   const std::string& cwd) const {
+  if (file.find('/') != std::string::npos) {
+    std::string p = file[0] == '/' ? file : cwd + "/" + file;
+    return IsExecutableFile(p) ? p : "";
+  }
+  std::vector<std::string> dirs;
+  if (const char* home = getenv("HOME"); home != nullptr)
+    dirs.push_back(std::string(home) + "/pvm3/bin/" + kArch);
+  for (size_t from = 0; from < ep_.size();) {
+    size_t end = ep_.find(':', from);
+    if (end == std::string::npos) end = ep_.size();
+    if (end > from) dirs.push_back(ep_.substr(from, end - from));
+    from = end + 1;
+  }
+  size_t pos = 0;
+  while (pos <= path_env.size()) {
+    size_t end = path_env.find(':', pos);
+    if (end == std::string::npos) end = path_env.size();
+    std::string d = path_env.substr(pos, end - pos);
+    dirs.push_back(d.empty() ? cwd : (d[0] == '/' ? d : cwd + "/" + d));
+    pos = end + 1;
+  }
+  for (const auto& d : dirs) {
+    std::string p = d + "/" + file;
+    if (IsExecutableFile(p)) return p;
+  }
+  return "";
+}
+
+void TaskProcesses::RemoveTaskSocket(Tid t) const { unlink(TaskSocketPath(rundir_, t).c_str()); }
+
+void TaskProcesses::AppendPollItems(std::vector<zmq_pollitem_t>& items,
+                                    std::vector<uint64_t>& ids) const {
+  for (const auto& [id, p] : pipes_) {
+    items.push_back({nullptr, p.fd, ZMQ_POLLIN, 0});
+    ids.push_back(id);
+  }
+}
+
+bool TaskProcesses::ReadPipe(uint64_t id, const OutputFn& out) {
+  auto pit = pipes_.find(id);
+  if (pit == pipes_.end()) return true;  // drained and closed by a commit this round
+  const Pipe p = pit->second;
+  char buf[65536];
+  ssize_t r = read(p.fd, buf, sizeof buf);
+  if (r > 0) {
+    out(p.tid, std::string_view(buf, static_cast<size_t>(r)), p.is_stderr);
+    return true;
+  }
+  return !(r == 0 || (errno != EAGAIN && errno != EINTR));
+}
+
+std::optional<Tid> TaskProcesses::ClosePipe(uint64_t id) {
+  auto pit = pipes_.find(id);
+  if (pit == pipes_.end()) return std::nullopt;
+  const Tid t = pit->second.tid;
+  close(pit->second.fd);
+  pipes_.erase(pit);
+  return t;
+}
+
+void TaskProcesses::Drain(Tid t, const OutputFn& out) {
+  for (auto it = pipes_.begin(); it != pipes_.end();) {
+    if (it->second.tid != t) {
+      ++it;
+      continue;
+    }
+    char buf[65536];
+    ssize_t r;
+    while ((r = read(it->second.fd, buf, sizeof buf)) > 0)
+      out(t, std::string_view(buf, static_cast<size_t>(r)), it->second.is_stderr);
+    close(it->second.fd);
+    it = pipes_.erase(it);
+  }
+}
+
+std::optional<Tid> TaskProcesses::Reaped(pid_t pid) {
+  auto it = pids_.find(pid);
+  if (it == pids_.end()) return std::nullopt;
+  const Tid t = it->second;
+  pids_.erase(it);
+  return t;
+}
+
+void TaskProcesses::Forget(pid_t pid, Tid t) {
+  if (auto it = pids_.find(pid); it != pids_.end() && it->second == t) pids_.erase(it);
+}
+
+void TaskProcesses::CloseAll() {
+  for (auto& [id, p] : pipes_) close(p.fd);
+  pipes_.clear();
+}
+
+}  // namespace mpvm
