@@ -2,7 +2,7 @@
 // only when the test moves it.
 #pragma once
 
-#include "daemon_core.h"
+#include "core/env.h"
 
 namespace mpvm {
 

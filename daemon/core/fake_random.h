@@ -2,7 +2,7 @@
 // every run sees the same "random" tokens.
 #pragma once
 
-#include "daemon_core.h"
+#include "core/env.h"
 
 namespace mpvm {
 
