@@ -219,9 +219,11 @@ void DaemonCore::HandleData(ConnId c, Frame&& f) {
     cx_.DeliverFrame(cx_.tasks.find(dst)->second, std::move(f));
     return;
   }
-  if (dst.host() != cx_.host || cx_.where.contains(dst.raw()))  // on another host, or moved there
+  if (dst.host() != cx_.host || cx_.where.contains(dst.raw())) {  // on another host, or moved
     cx_.RouteFrame(f.header, f.payload);
-  // else: no such task here, dropped
+    return;
+  }
+  cx_.TellGone(f.header);  // no such task here: dropped
 }
 
 void DaemonCore::HandleControl(ConnId c, ctl::Envelope&& env) {
@@ -369,7 +371,9 @@ void DaemonCore::PeerFrameForTask(Frame&& f) {
     forwarder_.Forwarded(dst.raw());
     AddFrameHop(f.header);
     cx_.RouteFrame(f.header, f.payload);
+    return;
   }
+  cx_.TellGone(f.header);  // no such task here: dropped
 }
 
 void DaemonCore::OnPeerControl(PeerId p, const FrameHeader& h, ctl::Envelope&& env) {

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "mpvm/control.h"
+#include "mpvm/retransmit.h"
 
 namespace mpvm {
 namespace {
@@ -82,11 +83,30 @@ void CoreContext::DeliverFrame(Task& t, Frame&& f) {
     t.held.push_back(std::move(f));
     return;
   }
-  if (t.state != TaskState::kEnrolled) return;
+  if (t.state != TaskState::kEnrolled) {
+    TellGone(f.header);  // it left the VM
+    return;
+  }
   NoteAnswerTo(t.tid, f);
   std::span<const uint8_t> all(f.payload);
   env->Send(t.conn, f.header, all.subspan(0, f.header.aux_length),
             all.subspan(f.header.aux_length));
+}
+
+void CoreContext::TellGone(const FrameHeader& h) {
+  const bool data = h.kind == FrameKind::kData && h.seq != 0;
+  const bool probe = h.kind == FrameKind::kAck && h.tag == kAckTagProbe;
+  if ((!data && !probe) || !Tid(h.src).is_task()) return;
+  Frame f;
+  f.header.kind = FrameKind::kAck;
+  f.header.src = h.dst;
+  f.header.dst = h.src;
+  f.header.tag = kAckTagGone;
+  if (Task* sender = tasks.Here(Tid(h.src))) {
+    DeliverFrame(*sender, std::move(f));
+    return;
+  }
+  RouteFrame(f.header, f.payload);
 }
 
 void CoreContext::SendControlTo(Tid dst, ctl::Envelope&& env) {

@@ -82,6 +82,10 @@ class CoreContext {
   // A message from this daemon to task `dst`, wherever it runs (held until it enrols).
   void SendToTask(Tid dst, int tag, int ctx, Message& m);
   void DeliverFrame(Task& t, Frame&& f);
+  // A data frame (or a probe) for a task that does not exist (any more) is
+  // dropped: its sender is told, so that it keeps nothing for it
+  // (mpvm/retransmit.h).
+  void TellGone(const FrameHeader& h);
   void SendControlTo(Tid dst, ctl::Envelope&& env);
   void RouteFrame(const FrameHeader& h, std::span<const uint8_t> payload);
   void SendPeerControl(PeerId p, ctl::Envelope&& env);

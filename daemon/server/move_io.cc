@@ -18,9 +18,9 @@
 #include <cerrno>
 #include <cstring>
 
+#include "mpvm/clock.h"
 #include "mpvm/paths.h"
 #include "mpvm/task_runtime.h"
-#include "server/clock.h"
 
 namespace mpvm {
 

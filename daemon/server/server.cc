@@ -14,8 +14,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "mpvm/clock.h"
 #include "mpvm/paths.h"
-#include "server/clock.h"
 #include "server/daemon_config.h"
 
 namespace mpvm {

@@ -5,8 +5,8 @@
 #include <cstdlib>
 #include <fstream>
 
+#include "mpvm/clock.h"
 #include "mpvm/task_link.h"
-#include "server/clock.h"
 #include "server/host_launch.h"
 
 namespace mpvm {

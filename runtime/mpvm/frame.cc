@@ -65,7 +65,8 @@ mpvm::expected<FrameHeader, FrameError> DecodeFrameHeader(
   FrameHeader h;
   if (b[5] != static_cast<uint8_t>(FrameKind::kData) &&
       b[5] != static_cast<uint8_t>(FrameKind::kControl) &&
-      b[5] != static_cast<uint8_t>(FrameKind::kMoved))
+      b[5] != static_cast<uint8_t>(FrameKind::kMoved) &&
+      b[5] != static_cast<uint8_t>(FrameKind::kAck))
     return mpvm::unexpected(FrameError::kBadKind);
   h.kind = static_cast<FrameKind>(b[5]);
   h.encoding = b[6];

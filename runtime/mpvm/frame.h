@@ -26,7 +26,9 @@ namespace mpvm {
 // kMoved: written by a daemon on a task link it took over from a task that
 // migrated (src: that task). The receiver stops using the link and sends to
 // the task afresh, where it is now (lazy link update).
-enum class FrameKind : uint8_t { kData = 1, kControl = 2, kMoved = 3 };
+// kAck: from a task to a task that sent it data frames: every frame of src's
+// to it up to `seq` is here (mpvm/retransmit.h). No payload.
+enum class FrameKind : uint8_t { kData = 1, kControl = 2, kMoved = 3, kAck = 4 };
 
 struct FrameHeader {
   FrameKind kind = FrameKind::kData;

@@ -358,6 +358,7 @@ void TaskRuntime::AfterResume() {
   listen_fd_ = ListenUnix(listen_path_);
   if (listen_fd_ < 0) listen_path_.clear();
   if (link_key_) StartLinkListener();
+  ResumeDelivery();
 }
 
 }  // namespace mpvm

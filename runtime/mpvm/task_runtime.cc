@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "mpvm/clock.h"
 #include "mpvm/control.h"
 #include "mpvm/paths.h"
 
@@ -50,11 +51,7 @@ constexpr int kRouteDont = 1;
 constexpr int kNotifyTaskExit = 1, kNotifyHostDelete = 2, kNotifyHostAdd = 3;
 constexpr int kNotifyCancel = 256;
 
-int64_t NowNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
-}
+int64_t NowNs() { return MonotonicNs(); }
 
 Status FromCode(int code) {
   if (code < 0) return Fail(FromPvmCode(code));
@@ -190,6 +187,7 @@ Status TaskRuntime::Exit() {
   // Wait for the output of children we collect (pvm_catchout), as PVM does.
   while (catch_file_ != nullptr && !open_outputs_.empty() && enrolled()) Progress(-1);
   if (catch_file_ != nullptr) fflush(catch_file_);
+  SendDueAcks(true);  // its senders need keep nothing for it
   FlushAll();
   ctl::Envelope req = NewEnvelope();
   req.mutable_exit();
@@ -214,6 +212,8 @@ void TaskRuntime::ResetState() {
   link_key_.reset();
   send_seq_.clear();
   recv_state_.clear();
+  sent_ = SendLedger();
+  acks_ = AckLedger();
   for (int id : queue_) bufs_.erase(id);
   queue_.clear();
   replies_.clear();
@@ -788,6 +788,7 @@ Status TaskRuntime::SendData(Tid dst, int tag, Message& m) {
     return {};
   }
   h.seq = ++send_seq_[dst.raw()];
+  if (dst.is_task()) sent_.Keep(h, aux, m.body(), NowNs());  // until dst acknowledges it
   Connection* c = RouteTo(dst);
   if (c != daemon_.get() && c->Send(h, aux, m.body())) {
     ++c->sends_unlooked;
@@ -873,6 +874,9 @@ bool TaskRuntime::Progress(int timeout_ms) {
   // A copy that resumed there took in frames as it re-enrolled (what was
   // held for it): its caller must see them before anything more comes.
   if (frames_handled_ != handled) timeout_ms = 0;
+  ProbeDue();
+  SendDueAcks(false);
+  timeout_ms = CapWait(timeout_ms);
   std::vector<pollfd> fds;
   std::vector<Connection*> who;  // parallel to fds; nullptr = listener
   fds.reserve(conns_.size() + 2);
@@ -991,11 +995,16 @@ bool TaskRuntime::Progress(int timeout_ms) {
         if (c == daemon_.get()) {
           LostDaemon();
         } else {
+          // What went on it and is not acknowledged may be lost: ask.
+          for (const auto& [peer, p] : peers_)
+            if (p.conn == c) sent_.ProbeNow(peer, NowNs());
+          if (c->peer_tid != 0) sent_.ProbeNow(c->peer_tid, NowNs());
           c->Close();
         }
       }
     }
   }
+  SendDueAcks(false);
   SweepClosed();
   return true;
 }
@@ -1023,6 +1032,10 @@ void TaskRuntime::HandleFrame(Connection* from, Frame&& f) {
         stderr, "libpvm [%s]: dropped a link that sent %s\n", mytid_.str().c_str(),
         f.header.kind == FrameKind::kControl ? "a control frame" : "a frame for another sender");
     from->Close();
+    return;
+  }
+  if (f.header.kind == FrameKind::kAck) {
+    OnAck(f.header);
     return;
   }
   if (f.header.kind == FrameKind::kMoved) {
@@ -1075,6 +1088,7 @@ void TaskRuntime::HandleFrame(Connection* from, Frame&& f) {
     rs.held.erase(rs.held.begin());
     ++rs.expected;
   }
+  acks_.Received(h.src, rs.expected - 1, NowNs());
 }
 
 void TaskRuntime::Deliver(Message&& m) {

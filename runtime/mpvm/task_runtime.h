@@ -32,6 +32,7 @@
 #include "mpvm/control.h"
 #include "mpvm/error.h"
 #include "mpvm/message.h"
+#include "mpvm/retransmit.h"
 #include "mpvm/task_link.h"
 #include "mpvm/tid.h"
 
@@ -224,6 +225,19 @@ class TaskRuntime {
   // Waits up to timeout_ms for I/O and handles it. Returns false on EINTR.
   bool Progress(int timeout_ms);
   void HandleFrame(Connection* from, Frame&& f);
+  // Delivery guarantees (mpvm/retransmit.h): acknowledgements in and out,
+  // frames sent again, and how long a wait may last so that both happen.
+  void OnAck(const FrameHeader& h);
+  void SendAck(int32_t peer, uint64_t seq, int32_t tag);
+  void SendDueAcks(bool all);
+  void ProbeDue();
+  void Resend(int32_t peer);
+  int CapWait(int timeout_ms) const;
+  // The open direct link to `peer` that is not being retired, or nullptr.
+  Connection* LinkTo(int32_t peer);
+  // After a move: every sender is asked for what it sent since, and every
+  // receiver what arrived of this task's (the links they went on are gone).
+  void ResumeDelivery();
   void Deliver(Message&& m);
   void HandleOutput(Message& m);
   void RunHandlers();
@@ -259,6 +273,8 @@ class TaskRuntime {
   std::unordered_map<int32_t, Peer> peers_;         // route by destination tid
   std::unordered_map<int32_t, uint64_t> send_seq_;
   std::unordered_map<int32_t, RecvState> recv_state_;
+  SendLedger sent_;  // data frames sent, kept until their receiver acknowledges them
+  AckLedger acks_;   // acknowledgements owed to senders
   std::array<uint64_t, kFrameMaxHops + 1> hop_counts_{};
   std::array<uint64_t, 16> stale_sends_{};
   uint64_t frames_handled_ = 0;  // so a wait knows whether a move brought any

@@ -146,5 +146,31 @@ class MigrateFaultTest(MigrateBase):
         self.assertEqual(strip_tids(first) + strip_tids(out), want)
 
 
+    # ---- messages between living tasks ----------------------------------------------
+
+    STREAM = "4000"
+
+    def stream_through_a_source_that_dies(self, env=None):
+        """A streams messages with its partner on alpha in lock step; it is
+        moved beta -> gamma and beta's daemon dies as the image streams. What
+        was in flight (on the links beta's daemon held, or inside it) is sent
+        again by its sender: both get every message, once and in order (the
+        tasks check each one's number and contents)."""
+        self.start_vm("alpha", "beta", "gamma", faults={"beta": "exit-on-handover"}, env=env)
+        p = self.start("stream", self.STREAM, "alpha", host="beta")
+        _, tid = self.first_line(p)
+        asker = self.asker(tid, "gamma")
+        out, err = p.communicate(timeout=180)
+        self.assert_answered_with_the_hosts_loss(asker)
+        self.assertEqual(p.returncode, 0, out + err)
+        self.assertIn("mover got all " + self.STREAM, out)
+        self.assertIn("partner got all " + self.STREAM, out)
+
+    def test_no_message_is_lost_when_the_source_dies_mid_move(self):
+        self.stream_through_a_source_that_dies()
+
+    def test_no_relayed_message_is_lost_when_the_source_dies_mid_move(self):
+        self.stream_through_a_source_that_dies(env={"MPVM_DIRECT_LINKS": "0"})
+
 if __name__ == "__main__":
     unittest.main()

@@ -10,6 +10,10 @@
  *   mig_task ring K N     the parent spawns K-1 more; a token of N rounds
  *                         goes around with checksummed, sequence-numbered
  *                         messages of varying size; each prints its result
+ *   mig_task stream N H   the parent spawns a partner on host H; both send
+ *                         each other N sequence-numbered, checksummed
+ *                         messages in lock step, with a little computing
+ *                         between, and check every one they receive
  */
 #include <signal.h>
 #include <stdint.h>
@@ -126,6 +130,67 @@ static int ring(int k, int rounds) {
   return 0;
 }
 
+enum { kTagStream = 10, kStreamWords = 128 };
+
+/* Sends message `i` to `to`: its number, then words derived from it. */
+static void stream_send(int to, int i) {
+  uint64_t w[kStreamWords];
+  for (int k = 0; k < kStreamWords; ++k) w[k] = mix((uint64_t)i * 7919 + (uint64_t)k);
+  pvm_initsend(PvmDataDefault);
+  pvm_pkint(&i, 1, 1);
+  pvm_pkbyte((char*)w, sizeof w, 1);
+  pvm_send(to, kTagStream);
+}
+
+/* Receives message `i` from `from`; 0 if it is message i and intact. */
+static int stream_check(int from, int i) {
+  uint64_t w[kStreamWords];
+  int got = -1;
+  if (pvm_recv(from, kTagStream) < 0 || pvm_upkint(&got, 1, 1) < 0 ||
+      pvm_upkbyte((char*)w, sizeof w, 1) < 0)
+    return 1;
+  if (got != i) {
+    printf("expected message %d, got %d\n", i, got);
+    return 1;
+  }
+  for (int k = 0; k < kStreamWords; ++k)
+    if (w[k] != mix((uint64_t)i * 7919 + (uint64_t)k)) {
+      printf("message %d is damaged at word %d\n", i, k);
+      return 1;
+    }
+  return 0;
+}
+
+static int stream(int n, const char* host) {
+  int me = pvm_mytid();
+  int parent = pvm_parent();
+  int partner = parent;
+  if (me <= 0) return 1;
+  if (parent == PvmNoParent || parent <= 0) {
+    printf("start stream\n");
+    fflush(stdout);
+    char ns[16], self[4096];
+    snprintf(ns, sizeof ns, "%d", n);
+    char* args[] = {"stream", ns, (char*)host, NULL};
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    self[len > 0 ? len : 0] = '\0';
+    if (pvm_spawn(self, args, PvmTaskHost, (char*)host, 1, &partner) != 1) {
+      fprintf(stderr, "cannot spawn the partner on %s: %d\n", host, partner);
+      return 1;
+    }
+  }
+  uint64_t sum = 0;
+  for (int i = 1; i <= n; ++i) {
+    stream_send(partner, i);
+    if (stream_check(partner, i) != 0) return 1;
+    for (int k = 0; k < 100000; ++k) sum = mix(sum + (uint64_t)k);
+  }
+  printf("%s got all %d (%llx)\n", parent > 0 ? "partner" : "mover", n,
+         (unsigned long long)(sum & 0xf));
+  pvm_exit();
+  return 0;
+}
+
 static volatile sig_atomic_t g_usr1;
 static void on_usr1(int sig) {
   (void)sig;
@@ -165,6 +230,7 @@ int main(int argc, char** argv) {
     return spin(atol(argv[2]));
   }
   if (argc >= 4 && strcmp(argv[1], "ring") == 0) return ring(atoi(argv[2]), atoi(argv[3]));
-  fprintf(stderr, "usage: mig_task spin N | hold MIB | pipe N | ring K N\n");
+  if (argc >= 4 && strcmp(argv[1], "stream") == 0) return stream(atoi(argv[2]), argv[3]);
+  fprintf(stderr, "usage: mig_task spin N | hold MIB | pipe N | ring K N | stream N HOST\n");
   return 2;
 }

@@ -1,5 +1,5 @@
-// clock.h — the server's clocks: monotonic time for the core's timing, and
-// wall-clock time for trace records compared across hosts.
+// clock.h — monotonic time (timeouts, the daemon core's timing) and
+// wall-clock time (trace records compared across hosts).
 #pragma once
 
 #include <time.h>
