@@ -12,19 +12,52 @@ void SendLedger::Keep(const FrameHeader& h, std::span<const uint8_t> aux,
     p.due_ns = now + p.wait_ns;
     p.last_progress_ns = now;
   }
-  Kept k{h, {}};
+  Kept k{h, TakeBuffer(aux.size() + body.size())};
   k.header.aux_length = static_cast<uint32_t>(aux.size());
   k.header.length = static_cast<uint32_t>(aux.size() + body.size());
-  k.payload.reserve(aux.size() + body.size());
-  k.payload.insert(k.payload.end(), aux.begin(), aux.end());
-  k.payload.insert(k.payload.end(), body.begin(), body.end());
+  std::copy(aux.begin(), aux.end(), k.payload.begin());
+  std::copy(body.begin(), body.end(), k.payload.begin() + static_cast<ptrdiff_t>(aux.size()));
   bytes_ += k.payload.size();
   p.kept.push_back(std::move(k));
+}
+
+void SendLedger::Pool(std::vector<uint8_t>&& buf) {
+  // Small buffers come cheaply from malloc; large ones are worth keeping,
+  // the largest first.
+  if (buf.capacity() < kPoolMinBytes || buf.capacity() > kPoolBytes) return;
+  while (!pool_.empty() &&
+         (pool_.size() >= kPoolBuffers || pool_bytes_ + buf.capacity() > kPoolBytes)) {
+    auto smallest = std::min_element(pool_.begin(), pool_.end(), [](const auto& a, const auto& b) {
+      return a.capacity() < b.capacity();
+    });
+    if (smallest->capacity() >= buf.capacity()) return;
+    pool_bytes_ -= smallest->capacity();
+    pool_.erase(smallest);
+  }
+  pool_bytes_ += buf.capacity();
+  pool_.push_back(std::move(buf));
+}
+
+std::vector<uint8_t> SendLedger::TakeBuffer(size_t size) {
+  // The smallest pooled buffer that is large enough, else a new one.
+  auto best = pool_.end();
+  for (auto it = pool_.begin(); it != pool_.end(); ++it)
+    if (it->capacity() >= size && (best == pool_.end() || it->capacity() < best->capacity()))
+      best = it;
+  std::vector<uint8_t> buf;
+  if (best != pool_.end()) {
+    pool_bytes_ -= best->capacity();
+    buf = std::move(*best);
+    pool_.erase(best);
+  }
+  buf.resize(size);
+  return buf;
 }
 
 void SendLedger::Drop(Peer& p, size_t n) {
   for (size_t i = 0; i < n; ++i) {
     bytes_ -= p.kept.front().payload.size();
+    Pool(std::move(p.kept.front().payload));
     p.kept.pop_front();
   }
 }
@@ -99,20 +132,22 @@ size_t SendLedger::frames() const {
   return n;
 }
 
-void AckLedger::Received(int32_t peer, uint64_t seq, int64_t now) {
+void AckLedger::Received(int32_t peer, uint64_t seq, int64_t now, size_t bytes) {
   Pending& p = pending_[peer];
   if (seq <= p.upto) return;
   if (p.upto == p.acked) p.since_ns = now;
   p.upto = seq;
+  p.now = p.now || bytes >= kAckAtOnceBytes;
 }
 
 std::vector<std::pair<int32_t, uint64_t>> AckLedger::Due(int64_t now, bool all) {
   std::vector<std::pair<int32_t, uint64_t>> out;
   for (auto& [peer, p] : pending_) {
     if (p.upto == p.acked) continue;
-    if (all || p.upto - p.acked >= kAckEvery || now - p.since_ns >= kAckDelayNs) {
+    if (all || p.now || p.upto - p.acked >= kAckEvery || now - p.since_ns >= kAckDelayNs) {
       out.emplace_back(peer, p.upto);
       p.acked = p.upto;
+      p.now = false;
     }
   }
   return out;

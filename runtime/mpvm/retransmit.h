@@ -38,6 +38,8 @@
 namespace mpvm {
 
 inline constexpr int32_t kAckTagPlain = 0, kAckTagResend = 1, kAckTagGone = 2, kAckTagProbe = 3;
+// A receiver acknowledges at least every this many frames from one sender.
+inline constexpr uint64_t kAckBatch = 16;
 
 class SendLedger {
  public:
@@ -84,6 +86,15 @@ class SendLedger {
     int64_t last_progress_ns = 0;
   };
   void Drop(Peer& p, size_t n);
+  // Buffers of acknowledged frames, reused: a fresh buffer costs a page
+  // fault per 4 KiB written, which at 1 MiB is most of a round trip.
+  std::vector<uint8_t> TakeBuffer(size_t size);
+  void Pool(std::vector<uint8_t>&& buf);
+  static constexpr size_t kPoolMinBytes = 16u << 10;
+  static constexpr size_t kPoolBuffers = 2 * kAckBatch;
+  static constexpr size_t kPoolBytes = 64u << 20;
+  std::vector<std::vector<uint8_t>> pool_;
+  size_t pool_bytes_ = 0;
   std::unordered_map<int32_t, Peer> peers_;
   size_t bytes_ = 0;
   uint64_t abandoned_ = 0;
@@ -93,11 +104,14 @@ class AckLedger {
  public:
   // Acknowledge after this many frames from one sender, or this long after
   // the first one not yet acknowledged, whichever comes first.
-  static constexpr uint64_t kAckEvery = 16;
+  static constexpr uint64_t kAckEvery = kAckBatch;
   static constexpr int64_t kAckDelayNs = 20'000'000;
 
-  // Frames from `peer` up to `seq` are all here (in order).
-  void Received(int32_t peer, uint64_t seq, int64_t now);
+  // Frames from `peer` up to `seq` are all here (in order); `bytes` is the
+  // size of the last. A large frame is acknowledged at once: its sender
+  // keeps a copy of it until then.
+  void Received(int32_t peer, uint64_t seq, int64_t now, size_t bytes = 0);
+  static constexpr size_t kAckAtOnceBytes = 64u << 10;
   // Acknowledgements to send now: (peer, seq); `all` takes every pending one.
   std::vector<std::pair<int32_t, uint64_t>> Due(int64_t now, bool all = false);
   // When Due next has something (INT64_MAX: nothing pending).
@@ -108,6 +122,7 @@ class AckLedger {
     uint64_t upto = 0;   // received in order up to here
     uint64_t acked = 0;  // acknowledged up to here
     int64_t since_ns = 0;
+    bool now = false;  // a large frame is among them
   };
   std::map<int32_t, Pending> pending_;
 };

@@ -189,6 +189,9 @@ Status TaskRuntime::Exit() {
   if (catch_file_ != nullptr) fflush(catch_file_);
   SendDueAcks(true);  // its senders need keep nothing for it
   FlushAll();
+  if (debugmask_ != 0 || std::getenv("MPVM_DEBUG") != nullptr)
+    std::fprintf(stderr, "libpvm [%s]: exits with %zu frame(s), %zu bytes unacknowledged\n",
+                 mytid_.str().c_str(), sent_.frames(), sent_.bytes());
   ctl::Envelope req = NewEnvelope();
   req.mutable_exit();
   auto rep = Call(std::move(req));
@@ -1088,7 +1091,7 @@ void TaskRuntime::HandleFrame(Connection* from, Frame&& f) {
     rs.held.erase(rs.held.begin());
     ++rs.expected;
   }
-  acks_.Received(h.src, rs.expected - 1, NowNs());
+  acks_.Received(h.src, rs.expected - 1, NowNs(), h.length);
 }
 
 void TaskRuntime::Deliver(Message&& m) {

@@ -110,6 +110,12 @@ TEST(AckLedger, AcknowledgesInBatchesOrAfterAShortDelay) {
   EXPECT_EQ(due[0].second, AckLedger::kAckEvery + 1);
 }
 
+TEST(AckLedger, ALargeFrameIsAcknowledgedAtOnce) {
+  AckLedger a;
+  a.Received(7, 1, 0, AckLedger::kAckAtOnceBytes);
+  EXPECT_EQ(a.Due(0).size(), 1u);
+}
+
 TEST(AckLedger, AllTakesEveryPendingAcknowledgement) {
   AckLedger a;
   a.Received(7, 3, 0);
