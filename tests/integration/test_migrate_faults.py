@@ -5,11 +5,13 @@ step of the protocol (MPVM_FAULT makes a daemon do it at exactly that step)
 and checks the rule: the task is never lost by the move and never runs
 twice. Before the commit it stays at its source; after it, at its
 destination, even if the source daemon dies."""
+import random
 import re
 import subprocess
 import time
 import unittest
 
+import move_faults
 from harness import CONSOLE
 from test_migrate import SPIN, MigrateBase, strip_tids
 
@@ -171,6 +173,21 @@ class MigrateFaultTest(MigrateBase):
 
     def test_no_relayed_message_is_lost_when_the_source_dies_mid_move(self):
         self.stream_through_a_source_that_dies(env={"MPVM_DIRECT_LINKS": "0"})
+
+    # ---- faults at a random moment -------------------------------------------------
+
+    def test_a_fault_at_a_random_moment_of_a_move_loses_nothing_silently(self):
+        # One trial of each fault (bench/move_faults.py runs many and
+        # docs/design/migration.md has their table).
+        seed = int(time.time())
+        rng = random.Random(seed)
+        for fault in move_faults.FAULTS:
+            with self.subTest(fault=fault, seed=seed):
+                delay = rng.uniform(0.0, 0.8)
+                what, ok, _ = move_faults.trial(self, fault, delay)
+                self.assertTrue(ok, "%s after %.2f s: %s" % (fault, delay, what))
+            self.tearDown()  # a fresh VM for the next trial
+            self.setUp()
 
 if __name__ == "__main__":
     unittest.main()

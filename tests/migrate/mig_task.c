@@ -10,10 +10,15 @@
  *   mig_task ring K N     the parent spawns K-1 more; a token of N rounds
  *                         goes around with checksummed, sequence-numbered
  *                         messages of varying size; each prints its result
- *   mig_task stream N H   the parent spawns a partner on host H; both send
+ *   mig_task stream N H [MIB]
+ *                         the parent (holding MIB MiB of data, so that a
+ *                         move of it takes a while) spawns a partner on
+ *                         host H; both send
  *                         each other N sequence-numbered, checksummed
  *                         messages in lock step, with a little computing
- *                         between, and check every one they receive
+ *                         between, and check every one they receive; each
+ *                         watches the other (pvm_notify) and says so and
+ *                         exits 3 if it is lost
  */
 #include <signal.h>
 #include <stdint.h>
@@ -130,7 +135,7 @@ static int ring(int k, int rounds) {
   return 0;
 }
 
-enum { kTagStream = 10, kStreamWords = 128 };
+enum { kTagStream = 10, kTagLost = 11, kStreamWords = 128 };
 
 /* Sends message `i` to `to`: its number, then words derived from it. */
 static void stream_send(int to, int i) {
@@ -142,13 +147,18 @@ static void stream_send(int to, int i) {
   pvm_send(to, kTagStream);
 }
 
-/* Receives message `i` from `from`; 0 if it is message i and intact. */
+/* Receives message `i` from `from`; 0 if it is message i and intact, 3 if
+ * `from` was lost (its PvmTaskExit notification came instead). */
 static int stream_check(int from, int i) {
   uint64_t w[kStreamWords];
-  int got = -1;
-  if (pvm_recv(from, kTagStream) < 0 || pvm_upkint(&got, 1, 1) < 0 ||
-      pvm_upkbyte((char*)w, sizeof w, 1) < 0)
-    return 1;
+  int got = -1, bytes, tag, src;
+  int bufid = pvm_recv(-1, -1);
+  if (bufid < 0 || pvm_bufinfo(bufid, &bytes, &tag, &src) < 0) return 1;
+  if (tag == kTagLost) {
+    printf("partner t%x lost before message %d\n", from, i);
+    return 3;
+  }
+  if (pvm_upkint(&got, 1, 1) < 0 || pvm_upkbyte((char*)w, sizeof w, 1) < 0) return 1;
   if (got != i) {
     printf("expected message %d, got %d\n", i, got);
     return 1;
@@ -161,12 +171,15 @@ static int stream_check(int from, int i) {
   return 0;
 }
 
-static int stream(int n, const char* host) {
+static int stream(int n, const char* host, long mib) {
   int me = pvm_mytid();
   int parent = pvm_parent();
   int partner = parent;
   if (me <= 0) return 1;
   if (parent == PvmNoParent || parent <= 0) {
+    size_t words = (size_t)mib << 17;
+    uint64_t* ballast = words > 0 ? malloc(words * sizeof *ballast) : NULL;
+    for (size_t k = 0; k < words && ballast != NULL; ++k) ballast[k] = mix(k);
     printf("start stream\n");
     fflush(stdout);
     char ns[16], self[4096];
@@ -180,9 +193,11 @@ static int stream(int n, const char* host) {
     }
   }
   uint64_t sum = 0;
+  pvm_notify(PvmTaskExit, kTagLost, 1, &partner);
   for (int i = 1; i <= n; ++i) {
     stream_send(partner, i);
-    if (stream_check(partner, i) != 0) return 1;
+    int rc = stream_check(partner, i);
+    if (rc != 0) return rc;
     for (int k = 0; k < 100000; ++k) sum = mix(sum + (uint64_t)k);
   }
   printf("%s got all %d (%llx)\n", parent > 0 ? "partner" : "mover", n,
@@ -230,7 +245,8 @@ int main(int argc, char** argv) {
     return spin(atol(argv[2]));
   }
   if (argc >= 4 && strcmp(argv[1], "ring") == 0) return ring(atoi(argv[2]), atoi(argv[3]));
-  if (argc >= 4 && strcmp(argv[1], "stream") == 0) return stream(atoi(argv[2]), argv[3]);
-  fprintf(stderr, "usage: mig_task spin N | hold MIB | pipe N | ring K N | stream N HOST\n");
+  if (argc >= 4 && strcmp(argv[1], "stream") == 0)
+    return stream(atoi(argv[2]), argv[3], argc >= 5 ? atol(argv[4]) : 0);
+  fprintf(stderr, "usage: mig_task spin N | hold MIB | pipe N | ring K N | stream N HOST [MIB]\n");
   return 2;
 }
