@@ -378,7 +378,7 @@ void DaemonCore::PeerFrameForTask(Frame&& f) {
 
 void DaemonCore::OnPeerControl(PeerId p, const FrameHeader& h, ctl::Envelope&& env) {
   if (env.has_migrate() || env.has_migrate_offer() || env.has_migrate_accept() ||
-      env.has_task_moved() || env.has_migrate_abort()) {
+      env.has_task_moved() || env.has_migrate_abort() || env.has_move_outcome()) {
     HandleMoveControl(h, std::move(env));
   } else if (cx_.cfg.member && env.has_tasks()) {  // the master lists the VM's tasks
     queries_.OnPeerTasks(env);
@@ -441,6 +441,8 @@ void DaemonCore::HandleMoveControl(const FrameHeader& h, ctl::Envelope&& env) {
     dest_.OnTaskMoved(env.task_moved());
   } else if (env.has_migrate_abort()) {
     dest_.OnAbort(env.migrate_abort());
+  } else if (env.has_move_outcome() && !cx_.cfg.member) {
+    cx_.load.OnMoveFailed(env.move_outcome().to(), cx_.now_ns);
   }
 }
 

@@ -30,9 +30,26 @@ void LoadService::OnReport(int host, int speed, const ctl::LoadReport& r, int64_
   }
 }
 
+void LoadService::OnMoveFailed(int to, int64_t now) {
+  Failures& f = failures_[to];
+  ++f.count;
+  f.last_ns = now;
+}
+
+int LoadService::failures_to(int host) const {
+  auto it = failures_.find(host);
+  return it == failures_.end() ? 0 : it->second.count;
+}
+
+int64_t LoadService::last_failure_ns(int host) const {
+  auto it = failures_.find(host);
+  return it == failures_.end() ? 0 : it->second.last_ns;
+}
+
 void LoadService::OnHostGone(int host) {
   hosts_.erase(host);
   tasks_.erase(host);
+  failures_.erase(host);
 }
 
 void LoadService::OnMoveDone(uint64_t bytes, int64_t blackout_ns) {

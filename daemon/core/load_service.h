@@ -23,6 +23,11 @@ class LoadService {
   void OnHostGone(int host);
   // A move of `bytes` finished at a cost of `blackout_ns` (the task stopped).
   void OnMoveDone(uint64_t bytes, int64_t blackout_ns);
+  // A move to host `to` failed or was refused at `now`.
+  void OnMoveFailed(int to, int64_t now);
+  // Moves to `host` that failed, and when the last one did (0: none).
+  int failures_to(int host) const;
+  int64_t last_failure_ns(int host) const;
 
   balancer::ClusterLoad Snapshot() const;
   // Measured costs for the migration policy (defaults until moves are seen).
@@ -32,8 +37,13 @@ class LoadService {
  private:
   std::map<int, balancer::HostLoad> hosts_;
   std::map<int, std::vector<balancer::TaskLoad>> tasks_;  // by host
-  double bandwidth_ = 1e9;                                // bytes/s
-  int64_t overhead_ns_ = 20'000'000;                      // fixed part of a move
+  struct Failures {
+    int count = 0;
+    int64_t last_ns = 0;
+  };
+  std::map<int, Failures> failures_;  // by destination host
+  double bandwidth_ = 1e9;            // bytes/s
+  int64_t overhead_ns_ = 20'000'000;  // fixed part of a move
 };
 
 // This host's LoadReport from what the daemon knows of its tasks.

@@ -4,6 +4,8 @@
 #include <fmt/format.h>
 #include <signal.h>
 
+#include <nlohmann/json.hpp>
+
 #include "mpvm/control.h"
 
 namespace mpvm {
@@ -148,8 +150,40 @@ void MoveSource::FinishMove(uint64_t id, int code, const std::string& detail) {
   moves_.erase(it);
   if (auto t = cx_.tasks.find(mv.tid); t != cx_.tasks.end() && t->second.move_id == id)
     t->second.move_id = 0;
-  if (code < 0) cx_.env->Log(fmt::format("move {:x} of {}: {}", id, mv.tid.str(), detail));
+  if (code < 0) {
+    cx_.env->Log(fmt::format("move {:x} of {}: {}", id, mv.tid.str(), detail));
+    ReportFailure(mv, code, detail);
+  }
   cx_.AnswerAsker(mv.asker, mv.asker_rid, code, detail);
+}
+
+void MoveSource::ReportFailure(const Move& mv, int code, const std::string& why) {
+  ctl::Envelope e = NewEnvelope();
+  auto* o = e.mutable_move_outcome();
+  o->set_tid(mv.tid.raw());
+  o->set_id(mv.id);
+  o->set_from(cx_.host.value);
+  o->set_to(mv.dest);
+  o->set_code(code);
+  o->set_why(why);
+  o->set_elapsed_ns(cx_.now_ns - mv.requested_ns);
+  o->set_by_balancer(mv.origin == MoveOrigin::kBalancer);
+  if (auto t = cx_.tasks.find(mv.tid); t != cx_.tasks.end() && t->second.event_sink != 0)
+    cx_.Trace(t->second.event_sink, nlohmann::json{{"ev", "move-failed"},
+                                                   {"tid", mv.tid.str()},
+                                                   {"id", fmt::format("{:x}", mv.id)},
+                                                   {"from", cx_.cfg.hostname},
+                                                   {"to_host", mv.dest},
+                                                   {"code", code},
+                                                   {"why", why},
+                                                   {"elapsed_ms", o->elapsed_ns() / 1e6},
+                                                   {"ts", cx_.env->WallNs()}}
+                                        .dump());
+  if (cx_.cfg.member) {
+    cx_.SendControlTo(Tid::DaemonOf(HostIndex{1}), std::move(e));
+  } else {
+    cx_.load.OnMoveFailed(mv.dest, cx_.now_ns);
+  }
 }
 
 void MoveSource::OnAccept(const ctl::MigrateAccept& a) {

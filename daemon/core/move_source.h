@@ -57,6 +57,9 @@ class MoveSource {
   void StartMove(Tid t, int dest, Tid asker, uint64_t asker_rid,
                  MoveOrigin origin = MoveOrigin::kClient);
   void FinishMove(uint64_t id, int code, const std::string& detail);
+  // A move that did not happen: a "move-failed" trace event, and its
+  // outcome to the master's load service.
+  void ReportFailure(const Move& mv, int code, const std::string& why);
   // The commit's news for the registry; what `t` asked to be told goes with
   // it (taken from this host's notify registry).
   void FillTaskMoved(Tid t, const Move& mv, const MoveTimes& times, ctl::TaskMoved* m);

@@ -122,15 +122,8 @@ Task Spawner::SpawnedTask(const ctl::SpawnRequest& s, Tid who, const SpawnSpec& 
               : (s.flags() & kNoSpawnParent) ? PvmCode(Err::kParentNotSet)
                                              : who.raw();
   task.a_out = s.file();
-  task.out_tid = s.output_tid();
-  task.out_code = s.output_code();
-  task.out_ctx = s.output_ctx();
-  task.stderr_apart = s.stderr_apart();
-  task.trace_tid = s.trace_tid();
-  task.trace_code = s.trace_code();
-  task.event_sink = s.event_sink();
+  TakeOutputSettings(s, &task);
   task.report_to = s.report_exit() ? who.raw() : 0;
-  task.ctx = s.ctx();
   task.open_streams = 2;
   task.awaiting_siblings = await_siblings;
   task.spec = spec;
@@ -318,6 +311,9 @@ void Spawner::EndJob(Tid spawner) {
 void Spawner::OnRemoteSpawn(Tid from, const ctl::RemoteSpawn& rs) {
   std::vector<int> ranks(rs.ranks().begin(), rs.ranks().end());
   auto tids = SpawnHere(rs.request(), Tid(rs.spawner()), ranks, /*await_siblings=*/true);
+  for (int t : tids)
+    if (auto it = cx_.tasks.find(Tid(t)); t > 0 && it != cx_.tasks.end())
+      it->second.siblings_from = from.host().value;
   ctl::Envelope r = NewEnvelope();
   r.mutable_remote_spawn_reply()->set_spawn_id(rs.spawn_id());
   for (int t : tids) r.mutable_remote_spawn_reply()->add_tids(t);
@@ -341,6 +337,12 @@ std::vector<int> Spawner::RemoteChildren() const {
 }
 
 void Spawner::HostGone(int index) {
+  // Children here of a spawn that host was completing will never hear of
+  // their siblings: each goes on knowing only itself (its spawner is gone).
+  std::vector<int> orphans;
+  for (const auto& [tid, t] : cx_.tasks)
+    if (t.awaiting_siblings && t.siblings_from == index) orphans.push_back(tid.raw());
+  for (int t : orphans) ApplySiblings({t});
   // Spawns waiting on it fail there.
   std::vector<uint64_t> done;
   for (auto& [id, ps] : spawns_) {

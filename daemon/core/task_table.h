@@ -40,6 +40,7 @@ struct Task {
   std::vector<Tid> siblings;
   std::deque<Frame> held;          // frames for it before it enrolled
   bool awaiting_siblings = false;  // part of a spawn across hosts not yet complete
+  int siblings_from = 0;           // the host that completes that spawn
   ConnId enrol_conn = 0;           // an enrolment waiting for the siblings
   uint64_t enrol_rid = 0;
   int open_streams = 0;  // output pipes still open
@@ -67,6 +68,20 @@ struct Task {
   // Running and signalable.
   bool alive() const { return !exited && pid > 0; }
 };
+
+// The output and trace settings a task starts with, from its spawn request
+// or its migration offer (both name them alike).
+template <class Request>
+void TakeOutputSettings(const Request& r, Task* t) {
+  t->out_tid = r.output_tid();
+  t->out_code = r.output_code();
+  t->out_ctx = r.output_ctx();
+  t->stderr_apart = r.stderr_apart();
+  t->trace_tid = r.trace_tid();
+  t->trace_code = r.trace_code();
+  t->event_sink = r.event_sink();
+  t->ctx = r.ctx();
+}
 
 struct Conn {
   Tid tid;

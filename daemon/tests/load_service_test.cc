@@ -61,6 +61,17 @@ TEST(LoadService, MeasuredMovesSetTheCostModel) {
   EXPECT_NEAR(static_cast<double>(s.move_overhead_ns()), 3e6, 0.05e6);
 }
 
+TEST(LoadService, CountsFailedMovesByDestinationUntilItLeaves) {
+  LoadService s;
+  s.OnMoveFailed(3, 5 * kS);
+  s.OnMoveFailed(3, 7 * kS);
+  EXPECT_EQ(s.failures_to(3), 2);
+  EXPECT_EQ(s.last_failure_ns(3), 7 * kS);
+  EXPECT_EQ(s.failures_to(2), 0);
+  s.OnHostGone(3);
+  EXPECT_EQ(s.failures_to(3), 0);
+}
+
 TEST(MakeLoadReport, AgesAndMovesAreDurationsOnThisHostsClock) {
   auto r = MakeLoadReport(1500, 2, {{0x40001, 2 * kS, 0, false}, {0x40002, 1 * kS, 3 * kS, true}},
                           4 * kS);

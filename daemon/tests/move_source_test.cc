@@ -73,6 +73,12 @@ TEST_F(MoveSourceTest, ARefusedOfferEndsTheMoveAndTheTaskMayMoveAgain) {
   EXPECT_NE(again, 0u);
 }
 
+TEST_F(MoveSourceTest, AMoveThatDoesNotHappenReachesTheLoadService) {
+  Accept(Offered(), PvmCode(Err::kNoFile));
+  EXPECT_EQ(m_.cx.load.failures_to(2), 1);
+  EXPECT_EQ(m_.cx.load.failures_to(1), 0);
+}
+
 TEST_F(MoveSourceTest, AnOfferUnansweredInTimeFailsAndTheDestinationIsToldToDropIt) {
   Offered();
   m_.cx.now_ns += 10'000'000'001;

@@ -94,6 +94,26 @@ TEST_F(SpawnerTest, AHostThatDiesFailsTheRanksItWasAskedFor) {
   EXPECT_EQ(reply[0].spawn_reply().tids(1), PvmCode(Err::kHostFail));
 }
 
+TEST_F(SpawnerTest, AChildWaitingForItsSiblingsFromAHostThatDiesIsAnswered) {
+  m_.Admit(7, "node2");
+  ctl::RemoteSpawn rs;
+  *rs.mutable_request() = Request("worker", 1);
+  rs.set_spawner(Tid::Make(HostIndex{2}, 1).raw());
+  rs.set_spawn_id(1);
+  rs.add_ranks(0);
+  spawner_.OnRemoteSpawn(Tid::DaemonOf(HostIndex{2}), rs);
+  ASSERT_EQ(m_.cx.tasks.size(), 1u);
+  Task& child = m_.cx.tasks.begin()->second;
+  child.state = TaskState::kEnrolled;
+  child.enrol_conn = 4;  // its pvm_mytid waits for the siblings
+  child.enrol_rid = 9;
+  spawner_.HostGone(2);
+  EXPECT_FALSE(child.awaiting_siblings);
+  auto replies = m_.env.Controls(4);
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(replies[0].enrol_reply().siblings_size(), 1);  // only itself
+}
+
 TEST_F(SpawnerTest, AJobEndsWithItsSpawner) {
   const Tid prun = Tid::Make(HostIndex{1}, 99);
   Task spawner_task;
