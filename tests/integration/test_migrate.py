@@ -167,6 +167,25 @@ class MigrateTest(MigrateBase):
         # Every line still came from the same tid.
         self.assertEqual(set(re.findall(r"^\[(t[0-9a-f]+)\]", out, re.M)), {tid})
 
+    def test_ps_shows_a_moved_task_as_it_was_started(self):
+        # The restore sets the kernel's argument range (PR_SET_MM), which
+        # needs CAP_SYS_RESOURCE.
+        with open("/proc/self/status") as f:
+            caps = int(re.search(r"^CapEff:\s*([0-9a-f]+)", f.read(), re.M).group(1), 16)
+        if not caps & (1 << 24):
+            self.skipTest("no CAP_SYS_RESOURCE here: a restored task's /proc/PID/cmdline keeps "
+                          "the restore process's argument range")
+        p = self.start("spin", SPIN)
+        _, tid = self.first_line(p)
+        self.assertIn("moved to beta", self.migrate(tid, "beta"))
+        m = re.search(r"^\s*beta\s+%s\s+\S+\s+(\d+)" % tid[1:], self.console("ps").stdout, re.M)
+        self.assertIsNotNone(m)
+        with open("/proc/%s/cmdline" % m.group(1), "rb") as f:
+            argv = f.read().split(b"\0")
+        self.assertEqual(argv[1:3], [b"spin", SPIN.encode()])
+        self.assertTrue(argv[0].endswith(b"mig_task"), argv)
+        p.communicate(timeout=120)
+
     def test_prun_trace_shows_the_task_on_each_host_and_its_migration(self):
         trace = os.path.join(self.tmp, "run.json")
         p = subprocess.Popen([PRUN, *MOVABLE, "--trace", trace, MIG_TASK, "spin", SPIN], env=self.env,

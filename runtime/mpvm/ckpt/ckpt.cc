@@ -508,6 +508,10 @@ bool Prepare(const CaptureOptions& o, uint64_t sigmask, char* why, size_t len) {
   raw::CopyStr(h.kernel_version, sizeof h.kernel_version, u.version);
   CpuFeatures(h);
   h.start_brk = StatField(47);
+  h.arg_start = StatField(48);
+  h.arg_end = StatField(49);
+  h.env_start = StatField(50);
+  h.env_end = StatField(51);
   h.brk = static_cast<uint64_t>(Sys(SYS_brk, 0));
   Sys(SYS_arch_prctl, ARCH_GET_FS, reinterpret_cast<long>(&h.fs_base));
   Sys(SYS_prctl, PR_GET_TID_ADDRESS, reinterpret_cast<long>(&h.tid_address));
@@ -662,6 +666,16 @@ void Check(int fd) {
   }
 }
 
+// Sets one of the kernel's [start, end) ranges of this process. The kernel
+// checks start <= end after each call, so the order that keeps that true
+// depends on where the new range lies: try start, end, then start again.
+void SetMmRange(int start_opt, int end_opt, uint64_t start, uint64_t end) {
+  if (start == 0 || end < start) return;
+  const bool first = Sys(SYS_prctl, PR_SET_MM, start_opt, static_cast<long>(start), 0, 0) == 0;
+  Sys(SYS_prctl, PR_SET_MM, end_opt, static_cast<long>(end), 0, 0);
+  if (!first) Sys(SYS_prctl, PR_SET_MM, start_opt, static_cast<long>(start), 0, 0);
+}
+
 void Fail(const char* what, long err) {
   char num[24] = "";
   raw::AppendNum(num, sizeof num, err);
@@ -774,6 +788,11 @@ long MaybeMoveSpecial(const Region& r) {
         break;
     }
   }
+  // ps and /proc/PID/cmdline show the task's arguments, not what the
+  // restore process's stack had there (needs CAP_SYS_RESOURCE; without it
+  // they stay the restore process's ranges).
+  SetMmRange(PR_SET_MM_ARG_START, PR_SET_MM_ARG_END, h.arg_start, h.arg_end);
+  SetMmRange(PR_SET_MM_ENV_START, PR_SET_MM_ENV_END, h.env_start, h.env_end);
   // The thread's kernel registrations, pointed at the restored TCB.
   Sys(SYS_arch_prctl, ARCH_SET_FS, h.fs_base);
   long tid = Sys(SYS_set_tid_address, h.tid_address);

@@ -13,7 +13,7 @@
 namespace mpvm::ckpt {
 
 inline constexpr uint64_t kMagic = 0x31474d4943564d50ull;  // "PMVCIMG1"
-inline constexpr uint32_t kVersion = 1;
+inline constexpr uint32_t kVersion = 2;
 inline constexpr int kMaxRegions = 2048;
 inline constexpr int kMaxFiles = 64;
 inline constexpr int kPathMax = 480;
@@ -66,6 +66,9 @@ struct Header {
   uint64_t personality;
   uint64_t start_brk, brk;
   uint64_t stack_size;  // bytes of [stack] in use; RLIMIT_STACK must allow it
+  // Where the kernel finds the arguments and environment (/proc/PID/cmdline,
+  // ps): inside the restored stack.
+  uint64_t arg_start, arg_end, env_start, env_end;
   // Kernel-side registrations that point into the TCB.
   uint64_t fs_base, tid_address, robust_head, robust_len;
   uint64_t rseq_area;
