@@ -1074,6 +1074,10 @@ void TaskRuntime::HandleFrame(Connection* from, Frame&& f) {
     Peer& p = peers_[h.src];  // reuse an inbound link for replies
     if (p.conn == nullptr) p.conn = from;
   }
+  DeliverInOrder(h, std::move(m));
+}
+
+void TaskRuntime::DeliverInOrder(const FrameHeader& h, Message&& m) {
   if (h.seq == 0) {
     Deliver(std::move(m));
     return;

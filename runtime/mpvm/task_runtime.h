@@ -238,6 +238,9 @@ class TaskRuntime {
   // After a move: every sender is asked for what it sent since, and every
   // receiver what arrived of this task's (the links they went on are gone).
   void ResumeDelivery();
+  // By the frame's sequence number: held back if it overtook earlier ones,
+  // dropped if it came before; acknowledged (mpvm/retransmit.h).
+  void DeliverInOrder(const FrameHeader& h, Message&& m);
   void Deliver(Message&& m);
   void HandleOutput(Message& m);
   void RunHandlers();
