@@ -676,6 +676,33 @@ void SetMmRange(int start_opt, int end_opt, uint64_t start, uint64_t end) {
   if (!first) Sys(SYS_prctl, PR_SET_MM, start_opt, static_cast<long>(start), 0, 0);
 }
 
+// Points the kernel's argument and environment ranges at the task's own, so
+// ps and /proc/PID/cmdline show the program as it was started. PR_SET_MM_MAP
+// sets every range at once and needs no capability (it was made for
+// unprivileged checkpoint/restore); the other ranges keep their current
+// values. Where the kernel lacks it, the single-field calls need
+// CAP_SYS_RESOURCE.
+void SetArgEnvRanges(const Header& h) {
+  if (h.arg_start == 0 || h.arg_end < h.arg_start || h.env_end < h.env_start) return;
+  struct prctl_mm_map m {};
+  m.start_code = StatField(26);
+  m.end_code = StatField(27);
+  m.start_stack = StatField(28);
+  m.start_data = StatField(45);
+  m.end_data = StatField(46);
+  m.start_brk = StatField(47);
+  m.brk = static_cast<uint64_t>(Sys(SYS_brk, 0));
+  m.arg_start = h.arg_start;
+  m.arg_end = h.arg_end;
+  m.env_start = h.env_start;
+  m.env_end = h.env_end;
+  m.exe_fd = static_cast<uint32_t>(-1);
+  if (Sys(SYS_prctl, PR_SET_MM, PR_SET_MM_MAP, reinterpret_cast<long>(&m), sizeof m, 0) == 0)
+    return;
+  SetMmRange(PR_SET_MM_ARG_START, PR_SET_MM_ARG_END, h.arg_start, h.arg_end);
+  SetMmRange(PR_SET_MM_ENV_START, PR_SET_MM_ENV_END, h.env_start, h.env_end);
+}
+
 void Fail(const char* what, long err) {
   char num[24] = "";
   raw::AppendNum(num, sizeof num, err);
@@ -788,11 +815,7 @@ long MaybeMoveSpecial(const Region& r) {
         break;
     }
   }
-  // ps and /proc/PID/cmdline show the task's arguments, not what the
-  // restore process's stack had there (needs CAP_SYS_RESOURCE; without it
-  // they stay the restore process's ranges).
-  SetMmRange(PR_SET_MM_ARG_START, PR_SET_MM_ARG_END, h.arg_start, h.arg_end);
-  SetMmRange(PR_SET_MM_ENV_START, PR_SET_MM_ENV_END, h.env_start, h.env_end);
+  SetArgEnvRanges(h);
   // The thread's kernel registrations, pointed at the restored TCB.
   Sys(SYS_arch_prctl, ARCH_SET_FS, h.fs_base);
   long tid = Sys(SYS_set_tid_address, h.tid_address);
