@@ -47,6 +47,7 @@ std::string ApplySpeed(HostSpec& h, std::string_view val) {
   if (ec != std::errc() || p != val.data() + val.size() || v <= 0 || v > 1000000)
     return fmt::format("sp= needs a positive integer (1..1000000), got '{}'", val);
   h.speed = v;
+  h.speed_given = true;
   return "";
 }
 

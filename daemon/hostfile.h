@@ -37,18 +37,19 @@ namespace mpvm {
 
 struct HostSpec {
   std::string name;
-  int line = 0;           // where it was declared (1-based)
-  bool deferred = false;  // `&name`
-  int speed = 1000;       // sp=
-  std::string ep;         // ep=
-  std::string wd;         // wd=
-  std::string login;      // lo=
-  std::string startup;    // so=
-  std::string daemon;     // dx=
-  std::string ip;         // ip=
-  std::string debugger;   // bx= (accepted, no effect)
-  std::string vmid;       // id= (accepted, no effect)
-  bool local = false;     // local=
+  int line = 0;              // where it was declared (1-based)
+  bool deferred = false;     // `&name`
+  int speed = 1000;          // sp=
+  bool speed_given = false;  // sp= was written (for an emulated host: enforced)
+  std::string ep;            // ep=
+  std::string wd;            // wd=
+  std::string login;         // lo=
+  std::string startup;       // so=
+  std::string daemon;        // dx=
+  std::string ip;            // ip=
+  std::string debugger;      // bx= (accepted, no effect)
+  std::string vmid;          // id= (accepted, no effect)
+  bool local = false;        // local=
 };
 
 // The value of a variable named in a host file, or nullopt if it is not set.

@@ -18,6 +18,7 @@ void Describe(CLI::App& app, mpvm::ServerOptions& opts, std::string& level) {
   if (const char* d = std::getenv("MPVM_DEAD_AFTER"); d != nullptr && std::atof(d) > 0)
     opts.dead_after_s = std::atof(d);
   if (const char* f = std::getenv("MPVM_FAULT"); f != nullptr) opts.fault = f;
+  if (const char* c = std::getenv("MPVM_CPU_LIMIT"); c != nullptr) opts.cpu_limit_mode = c;
   if (const char* m = std::getenv("MPVM_TEST_MOVES"); m != nullptr) opts.test_moves = std::atoi(m);
   if (const char* l = std::getenv("MPVM_LOG_LEVEL"); l != nullptr && *l != '\0') level = l;
   app.add_option("--rundir", opts.rundir, "runtime directory of this virtual machine")
@@ -35,6 +36,9 @@ void Describe(CLI::App& app, mpvm::ServerOptions& opts, std::string& level) {
   app.add_option("--wd", opts.wd, "working directory of spawned tasks (PVM's wd=)");
   app.add_option("--speed", opts.speed, "this host's relative speed (default 1000)")
       ->check(CLI::Range(1, 1000000));
+  app.add_flag("--emulate-speed", opts.emulate_speed,
+               "an emulated host: give this host's tasks together speed/1000 of one CPU of this "
+               "machine (a cgroup CPU quota, else SIGSTOP/SIGCONT duty cycling)");
   app.add_option(
          "--placement", opts.placement,
          "where spawned tasks go: round-robin (PVM's) or speed-aware (by speed / (load + 1))")

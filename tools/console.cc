@@ -147,15 +147,25 @@ class Console {
   }
 
  private:
-  // add NAME [--local] [host-file options...]
+  // add NAME [--local] [--speed S] [host-file options...]
   void Add(const std::vector<std::string>& w, int* status) {
     if (w.size() < 2) {
-      std::fprintf(stderr, "add: usage: add NAME [--local] [sp=N ep=PATH ...]\n");
+      std::fprintf(stderr, "add: usage: add NAME [--local] [--speed S] [sp=N ep=PATH ...]\n");
       *status = 2;
       return;
     }
+    // Host file options as they are, and the console's spellings of two.
     std::string line = w[1];
-    for (size_t i = 2; i < w.size(); ++i) line += " " + (w[i] == "--local" ? "local=1" : w[i]);
+    for (size_t i = 2; i < w.size(); ++i) {
+      if (w[i] == "--local")
+        line += " local=1";
+      else if (w[i] == "--speed" && i + 1 < w.size())
+        line += " sp=" + w[++i];
+      else if (w[i].rfind("--speed=", 0) == 0)
+        line += " sp=" + w[i].substr(8);
+      else
+        line += " " + w[i];
+    }
     auto r = rt_.AddHost(line);
     if (!r) {
       std::fprintf(

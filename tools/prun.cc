@@ -16,6 +16,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -25,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "emulated_speed.h"
 #include "mpvm/daemon_starter.h"
 #include "mpvm/paths.h"
 #include "mpvm/task_runtime.h"
@@ -65,20 +68,50 @@ struct Vm {
   pid_t embedded_pid = 0;
 };
 
+// --hosts as a PVM host file of emulated hosts (local=1, enforced sp=).
+// The first is the embedded daemon's own host (enforced by --emulate-speed).
+// Returns the file's path, or "".
+std::string WriteHostList(const std::vector<mpvm::prun::EmulatedHost>& hosts) {
+  char path[] = "/tmp/prun-hosts.XXXXXX";
+  const int fd = mkstemp(path);
+  if (fd < 0) return "";
+  std::string text = "# prun --hosts\n";
+  int total = 0;
+  for (const auto& h : hosts) {
+    text += fmt::format("{}{} sp={}\n", h.name, &h == &hosts[0] ? "" : " local=1", h.speed);
+    total += h.speed;
+  }
+  const bool ok = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  close(fd);
+  std::string warning;
+  if (!mpvm::balancer::EmulatedSpeedsFit(
+          total, static_cast<int>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN))), &warning))
+    std::fprintf(stderr, "prun: warning: %s\n", warning.c_str());
+  return ok ? std::string(path) : "";
+}
+
 std::optional<Vm> FindOrStartVm(const PrunOptions& o) {
   Vm vm{mpvm::RunDir()};
-  if (o.hostfile.empty() && mpvm::DaemonRunning(vm.rundir)) {
+  if (o.hostfile.empty() && o.hosts.empty() && mpvm::DaemonRunning(vm.rundir)) {
     setenv("MPVM_RUNDIR", vm.rundir.c_str(), 1);
     return vm;
   }
   vm.rundir = fmt::format("{}.p{}", vm.rundir, getpid());
   setenv("MPVM_RUNDIR", vm.rundir.c_str(), 1);
   std::vector<std::string> args;
+  const std::string list = o.hosts.empty() ? "" : WriteHostList(o.hosts);
+  if (!o.hosts.empty() && list.empty()) {
+    std::fprintf(stderr, "prun: cannot write the host list to /tmp: %s\n", std::strerror(errno));
+    return std::nullopt;
+  }
   if (!o.hostfile.empty()) args = {"--hostfile", o.hostfile};
+  if (!list.empty()) args = {"--hostfile", list, "--hostname", o.hosts[0].name, "--emulate-speed"};
   auto pid = mpvm::StartDaemon(vm.rundir, args, /*embedded=*/true);
+  if (!list.empty()) unlink(list.c_str());
   if (!pid) {
     std::fprintf(stderr, "prun: cannot start an embedded virtual machine%s\n",
-                 o.hostfile.empty() ? "" : (" with the hosts of " + o.hostfile).c_str());
+                 o.hostfile.empty() ? (list.empty() ? "" : " of emulated hosts")
+                                    : (" with the hosts of " + o.hostfile).c_str());
     return std::nullopt;
   }
   vm.embedded_pid = *pid;

@@ -2,14 +2,17 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
+#include <cstdlib>
+#include <sstream>
 
 namespace mpvm::prun {
 namespace {
 
 constexpr const char* kUsage = "prun [OPTIONS] PROGRAM [ARGS...]";
 
-void Describe(CLI::App& app, PrunOptions& o) {
+void Describe(CLI::App& app, PrunOptions& o, std::string& hosts) {
   app.footer(
       "Everything after PROGRAM (or after --) is passed to it unchanged. Tasks get this "
       "environment on this host; -x exports a variable to every host.");
@@ -22,8 +25,13 @@ void Describe(CLI::App& app, PrunOptions& o) {
       ->capture_default_str();
   app.add_flag("--verbose", o.verbose, "say what prun does (VM start, spawn, exits)");
   app.add_option("--host", o.where, "run on this host only (PvmTaskHost)");
-  app.add_option("--hostfile", o.hostfile,
-                 "start a virtual machine of the hosts in this PVM host file for this job");
+  auto* file =
+      app.add_option("--hostfile", o.hostfile,
+                     "start a virtual machine of the hosts in this PVM host file for this job");
+  app.add_option("--hosts", hosts,
+                 "start emulated hosts of these speeds on this machine for this job, e.g. "
+                 "'a:600,b:600,c:200' (1000 is one CPU here, enforced; the first host is prun's)")
+      ->excludes(file);
   app.add_option("-x", o.exports, "export VAR (or VAR=VALUE) to the tasks on every host")
       ->allow_extra_args(false);
   app.add_option("--stdin", o.stdin_mode,
@@ -73,8 +81,9 @@ std::string Split(CLI::App& app, int argc, const char* const* argv, std::vector<
 
 ParsedArgs ParsePrunArgs(int argc, const char* const* argv) {
   PrunOptions o;
+  std::string hosts;
   CLI::App app{"prun: run N instances of a PVM program on the mpvm virtual machine", "prun"};
-  Describe(app, o);
+  Describe(app, o, hosts);
   std::vector<std::string> own;
   if (std::string bad = Split(app, argc, argv, own, o.command); !bad.empty()) {
     std::fprintf(stderr, "prun: unknown option '%s' (prun --help lists prun's options)\n",
@@ -94,11 +103,56 @@ ParsedArgs ParsePrunArgs(int argc, const char* const* argv) {
     std::fprintf(stderr, "prun: %s\n", e.what());
     return 2;
   }
+  if (!hosts.empty()) {
+    std::string error;
+    auto list = ParseHostList(hosts, &error);
+    if (!list) {
+      std::fprintf(stderr, "prun: --hosts: %s\n", error.c_str());
+      return 2;
+    }
+    o.hosts = std::move(*list);
+  }
   if (o.command.empty()) {
     std::fprintf(stderr, "prun: no program given (usage: %s)\n", kUsage);
     return 2;
   }
   return o;
+}
+
+std::optional<std::vector<EmulatedHost>> ParseHostList(const std::string& text,
+                                                       std::string* error) {
+  std::vector<EmulatedHost> out;
+  std::stringstream s(text);
+  for (std::string item; std::getline(s, item, ',');) {
+    EmulatedHost h;
+    const auto colon = item.find(':');
+    h.name = item.substr(0, colon);
+    const bool name_ok = !h.name.empty() && std::all_of(h.name.begin(), h.name.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
+    });
+    if (!name_ok) {
+      *error = "'" + item + "': a host is NAME or NAME:SPEED (letters, digits, - and _)";
+      return std::nullopt;
+    }
+    if (colon != std::string::npos) {
+      const std::string sp = item.substr(colon + 1);
+      char* end = nullptr;
+      const long v = std::strtol(sp.c_str(), &end, 10);
+      if (sp.empty() || *end != '\0' || v < 1 || v > 1000000) {
+        *error = "'" + item + "': the speed must be an integer from 1 to 1000000 (1000: one CPU)";
+        return std::nullopt;
+      }
+      h.speed = static_cast<int>(v);
+    }
+    for (const auto& other : out)
+      if (other.name == h.name) {
+        *error = "host '" + h.name + "' is named twice";
+        return std::nullopt;
+      }
+    out.push_back(h);
+  }
+  if (out.empty()) *error = "no hosts given (e.g. --hosts 'a:600,b:200')";
+  return out.empty() ? std::nullopt : std::optional(out);
 }
 
 }  // namespace mpvm::prun

@@ -13,11 +13,19 @@
 // usage errors.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
 
 namespace mpvm::prun {
+
+// An emulated host of `--hosts`: its name and speed (sp= units; 1000 is one
+// CPU of this machine, enforced).
+struct EmulatedHost {
+  std::string name;
+  int speed = 1000;
+};
 
 struct PrunOptions {
   int ntask = 1;
@@ -26,6 +34,7 @@ struct PrunOptions {
   bool verbose = false;
   std::string trace_file;            // --trace FILE
   std::string hostfile;              // --hostfile FILE: a VM of these hosts for this job
+  std::vector<EmulatedHost> hosts;   // --hosts 'a:S,b:S': emulated hosts for this job
   std::vector<std::string> exports;  // -x VAR or -x VAR=VALUE, as given
   std::string stdin_mode = "rank0";  // --stdin: rank0 (as mpirun) or none
   std::vector<std::string> command;  // the program and its arguments
@@ -36,5 +45,9 @@ struct PrunOptions {
 using ParsedArgs = std::variant<PrunOptions, int>;
 
 ParsedArgs ParsePrunArgs(int argc, const char* const* argv);
+
+// "a:400,b:1000,c" (a speed defaults to 1000) as hosts; on a bad list,
+// nothing and `*error` says what is wrong.
+std::optional<std::vector<EmulatedHost>> ParseHostList(const std::string& text, std::string* error);
 
 }  // namespace mpvm::prun

@@ -114,8 +114,13 @@ void Membership::RemoveHost(int index, const std::string& reason) {
   if (index == cx_.host.value) return;
   auto rec = cx_.hosts.Remove(index);
   if (!rec) return;
-  cx_.env->Log(fmt::format("host {} ({}) removed from the virtual machine: {}", rec->name,
-                           Tid::DaemonOf(HostIndex{index}).str(), reason));
+  // Hosts leaving a halting VM are expected: not a warning.
+  const std::string what = fmt::format("host {} ({}) removed from the virtual machine: {}",
+                                       rec->name, Tid::DaemonOf(HostIndex{index}).str(), reason);
+  if (cx_.halting)
+    cx_.env->Info(what);
+  else
+    cx_.env->Log(what);
   cx_.load.OnHostGone(index);
   if (rec->peer != 0) cx_.env->DropPeer(rec->peer);
   for (const auto& p : cx_.asks.HostGone(index))

@@ -10,7 +10,9 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "emulated_speed.h"
 #include "mpvm/paths.h"
+#include "server/cpu_limit.h"
 
 namespace mpvm {
 namespace {
@@ -38,6 +40,10 @@ mpvm::expected<void, HostStartError> HostStarter::Start(const HostSpec& spec) {
   const std::string daemon = spec.daemon.empty() ? SelfExeDir() + "/mpvmd" : spec.daemon;
   std::vector<std::string> common = {"--hostname", spec.name, "--speed",
                                      std::to_string(spec.speed)};
+  if (spec.local && spec.speed_given) {
+    common.push_back("--emulate-speed");
+    NoteEmulatedSpeed(spec.speed);
+  }
   if (!spec.ep.empty()) common.insert(common.end(), {"--ep", spec.ep});
   if (!spec.wd.empty()) common.insert(common.end(), {"--wd", spec.wd});
   // Started hosts keep the master's heartbeat and failure timing.
@@ -61,6 +67,15 @@ mpvm::expected<void, HostStartError> HostStarter::Start(const HostSpec& spec) {
                spec.local ? ", emulated" : ", over " + cmd->argv[0],
                cmd->netns_address.empty() ? "" : " at " + cmd->netns_address);
   return {};
+}
+
+void HostStarter::NoteEmulatedSpeed(int speed) {
+  emulated_speed_ += speed;
+  std::string warning;
+  if (!speed_warned_ && !balancer::EmulatedSpeedsFit(emulated_speed_, MachineCpus(), &warning)) {
+    spdlog::warn("{}", warning);
+    speed_warned_ = true;
+  }
 }
 
 mpvm::expected<HostStarter::HostCommand, HostStartError> HostStarter::EmulatedHostCommand(

@@ -47,6 +47,9 @@ class HostStarter {
       const HostSpec& spec, const std::string& daemon, const std::vector<std::string>& common);
   // What a daemon's starter printed last: "" for "ok", else why it failed.
   static std::string LastWords(int fd);
+  // Sums the speeds of the emulated hosts started; warns once past what
+  // this machine can give (server/cpu_limit.h).
+  void NoteEmulatedSpeed(int speed);
   // A daemon killed outright cannot tidy up: what it left is removed.
   void RemoveHostDir(const std::string& name) const;
 
@@ -54,6 +57,8 @@ class HostStarter {
   VmLinks& links_;
   std::unique_ptr<EmulatedNet> net_;  // emulated hosts' network, if namespaces are used
   bool loopback_noted_ = false;
+  int emulated_speed_ = 0;  // of the emulated hosts with enforced speeds
+  bool speed_warned_ = false;
   struct LocalHost {
     std::string name;
     int output_fd;

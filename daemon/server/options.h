@@ -21,7 +21,14 @@ struct ServerOptions {
   std::string listen;
   std::string join;
   std::string key;
-  int speed = 0;              // 0: 1000 or the host file's sp=
+  int speed = 0;  // 0: 1000 or the host file's sp=
+  // An emulated host: its tasks together get speed/1000 of one CPU here
+  // (server/cpu_limit.h). The master gives it to the emulated hosts it
+  // starts with an sp= (local=1 in a host file; `mpvm add --local`).
+  bool emulate_speed = false;
+  // How (env MPVM_CPU_LIMIT): "" picks the first that works; "duty" forces
+  // SIGSTOP/SIGCONT duty cycling (to test it, or where cgroups misbehave).
+  std::string cpu_limit_mode;
   double dead_after_s = 3.0;  // a host silent this long is declared dead
   double heartbeat_s = 0.5;
   // Fault injection for tests (env MPVM_FAULT): "exit-on-STEP" ends this

@@ -131,6 +131,7 @@ Result<int> TaskProcesses::Spawn(const SpawnSpec& spec, int keep_fd) {
   pipes_[next_pipe_++] = {spec.tid, out[0]};
   pipes_[next_pipe_++] = {spec.tid, err[0], true};
   pids_[pid] = spec.tid;
+  if (limit_ != nullptr) limit_->Add(pid);
   return pid;
 }
 
@@ -212,6 +213,7 @@ void TaskProcesses::Drain(Tid t, const OutputFn& out) {
 }
 
 std::optional<Tid> TaskProcesses::Reaped(pid_t pid) {
+  if (limit_ != nullptr) limit_->Remove(pid);
   auto it = pids_.find(pid);
   if (it == pids_.end()) return std::nullopt;
   const Tid t = it->second;
@@ -220,6 +222,7 @@ std::optional<Tid> TaskProcesses::Reaped(pid_t pid) {
 }
 
 void TaskProcesses::Forget(pid_t pid, Tid t) {
+  if (limit_ != nullptr) limit_->Remove(pid);
   if (auto it = pids_.find(pid); it != pids_.end() && it->second == t) pids_.erase(it);
 }
 

@@ -15,6 +15,7 @@
 
 #include "core/env.h"
 #include "mpvm/tid.h"
+#include "server/cpu_limit.h"
 
 namespace mpvm {
 
@@ -26,6 +27,8 @@ class TaskProcesses {
   explicit TaskProcesses(std::string rundir) : rundir_(std::move(rundir)) {}
   // PVM's ep=: directories searched after $HOME/pvm3/bin/LINUX64.
   void set_ep(std::string ep) { ep_ = std::move(ep); }
+  // An emulated host's speed: every process started here joins `limit`.
+  void set_cpu_limit(CpuLimit* limit) { limit_ = limit; }
 
   // Starts a task process; `keep_fd` (if >= 0) stays open in it.
   Result<int> Spawn(const SpawnSpec& spec, int keep_fd);
@@ -62,6 +65,7 @@ class TaskProcesses {
   std::map<uint64_t, Pipe> pipes_;
   uint64_t next_pipe_ = 1;
   std::map<pid_t, Tid> pids_;
+  CpuLimit* limit_ = nullptr;
 };
 
 }  // namespace mpvm

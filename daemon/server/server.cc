@@ -42,6 +42,7 @@ bool Server::Setup(std::string* error) {
   auto cfg = MakeDaemonConfig(opts_, error, &others);
   if (!cfg) return false;
   procs_.set_ep(opts_.ep);
+  if (opts_.emulate_speed) LimitCpu(*cfg);
   core_ = std::make_unique<DaemonCore>(std::move(*cfg), this);
   links_ = std::make_unique<VmLinks>(opts_, *core_);
   hosts_ = std::make_unique<HostStarter>(opts_, *links_);
@@ -55,6 +56,21 @@ bool Server::Setup(std::string* error) {
   }
   StartOtherHosts(others);
   return true;
+}
+
+void Server::LimitCpu(const DaemonConfig& cfg) {
+  std::string why;
+  cpu_limit_ = MakeCpuLimit(cfg.hostname, cfg.speed, MachineCpus(), opts_.cpu_limit_mode, &why);
+  if (!cpu_limit_) {
+    spdlog::info("emulated speed {}: no less than this machine's {} CPUs, nothing to limit",
+                 cfg.speed, MachineCpus());
+    return;
+  }
+  if (!why.empty() && opts_.cpu_limit_mode.empty())
+    spdlog::warn("emulated speed: no cgroup to use ({})", why);
+  spdlog::info("emulated speed {}: tasks get {:.2f} CPU through {}", cfg.speed, cfg.speed / 1000.0,
+               cpu_limit_->How());
+  procs_.set_cpu_limit(cpu_limit_.get());
 }
 
 bool Server::OpenListener(std::string* error) {
@@ -128,7 +144,11 @@ void Server::Loop() {
     if (shutdown_ && ShutdownDone()) break;
     BuildPollSet(ps);
     PeerLinks* peers = links_->links();
-    const long timeout = shutdown_ || peers != nullptr ? 100 : -1;
+    long timeout = shutdown_ || peers != nullptr ? 100 : -1;
+    if (cpu_limit_) {
+      const int64_t due = cpu_limit_->Tick(MonotonicNs());
+      if (due >= 0) timeout = std::min<long>(timeout < 0 ? 1000 : timeout, due / 1'000'000 + 1);
+    }
     int n = zmq_poll(ps.fds.data(), static_cast<int>(ps.fds.size()), timeout);
     if (peers != nullptr && !TickLinks()) break;
     if (n < 0) {

@@ -64,6 +64,8 @@ class Server final : public DaemonEnv {
   // (with the host file's other hosts), the links to other daemons.
   bool Setup(std::string* error);
   bool OpenListener(std::string* error);
+  // An emulated host's speed, enforced on its tasks (--emulate-speed).
+  void LimitCpu(const DaemonConfig& cfg);
   void BlockSignals();
   void StartOtherHosts(const std::vector<HostSpec>& others);
   void ReportReady(const std::string& error);
@@ -98,6 +100,7 @@ class Server final : public DaemonEnv {
   std::unique_ptr<VmLinks> links_;
   std::unique_ptr<HostStarter> hosts_;
   std::unique_ptr<MoveIo> moves_;
+  std::unique_ptr<CpuLimit> cpu_limit_;  // an emulated host's speed, if enforced
   int listen_fd_ = -1;
   int signal_fd_ = -1;
   bool shutdown_ = false;

@@ -19,12 +19,17 @@
  *                         between, and check every one they receive; each
  *                         watches the other (pvm_notify) and says so and
  *                         exits 3 if it is lost
+ *   mig_task share S      compute for S seconds of wall time; print the
+ *                         share of a CPU it got in each second ("second 1
+ *                         share 0.400"), then over all ("share 0.400"): an
+ *                         emulated host's enforced speed, seen from a task
  */
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pvm3.h"
@@ -49,6 +54,34 @@ static int spin(long n) {
     }
   }
   printf("done sum %016llx\n", (unsigned long long)sum);
+  pvm_exit();
+  return 0;
+}
+
+static double seconds(clockid_t clock) {
+  struct timespec t;
+  clock_gettime(clock, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static int share(double wall) {
+  pvm_mytid();
+  const double cpu0 = seconds(CLOCK_PROCESS_CPUTIME_ID), t0 = seconds(CLOCK_MONOTONIC);
+  double cpu_mark = cpu0, mark = t0, now = t0;
+  volatile uint64_t sum = 0;
+  int second = 0;
+  while (now - t0 < wall) {
+    for (int i = 0; i < 100000; ++i) sum = mix(sum + (uint64_t)i);
+    now = seconds(CLOCK_MONOTONIC);
+    if (now - mark >= 1.0) {
+      const double cpu = seconds(CLOCK_PROCESS_CPUTIME_ID);
+      printf("second %d share %.3f\n", ++second, (cpu - cpu_mark) / (now - mark));
+      fflush(stdout);
+      cpu_mark = cpu;
+      mark = now;
+    }
+  }
+  printf("share %.3f\n", (seconds(CLOCK_PROCESS_CPUTIME_ID) - cpu0) / (now - t0));
   pvm_exit();
   return 0;
 }
@@ -239,6 +272,7 @@ static int hold(long mib) {
 int main(int argc, char** argv) {
   if (argc >= 3 && strcmp(argv[1], "spin") == 0) return spin(atol(argv[2]));
   if (argc >= 3 && strcmp(argv[1], "hold") == 0) return hold(atol(argv[2]));
+  if (argc >= 3 && strcmp(argv[1], "share") == 0) return share(atof(argv[2]));
   if (argc >= 3 && strcmp(argv[1], "pipe") == 0) {
     int fds[2];
     if (pipe(fds) != 0) return 1;
@@ -247,6 +281,8 @@ int main(int argc, char** argv) {
   if (argc >= 4 && strcmp(argv[1], "ring") == 0) return ring(atoi(argv[2]), atoi(argv[3]));
   if (argc >= 4 && strcmp(argv[1], "stream") == 0)
     return stream(atoi(argv[2]), argv[3], argc >= 5 ? atol(argv[4]) : 0);
-  fprintf(stderr, "usage: mig_task spin N | hold MIB | pipe N | ring K N | stream N HOST [MIB]\n");
+  fprintf(
+      stderr,
+      "usage: mig_task spin N | hold MIB | share S | pipe N | ring K N | stream N HOST [MIB]\n");
   return 2;
 }
