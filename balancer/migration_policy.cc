@@ -78,11 +78,11 @@ std::vector<MoveOrder> Decide(const ClusterLoad& load, const Limits& lim, Time n
       ++budget;  // try the next most loaded host
       continue;
     }
-    out.push_back({p.task->tid, src->host, dst->host,
-                   fmt::format("host {} has {:.1f} tasks at speed {}, host {} {:.1f} at {}: "
-                               "{:.0f}% less time per task",
-                               src->host, work[src->host], src->speed, dst->host, work[dst->host],
-                               dst->speed, gain * 100)});
+    out.push_back(
+        {p.task->tid, src->host, dst->host,
+         fmt::format("{:.1f} tasks at speed {} there, {:.1f} at {} here: "
+                     "{:.0f}% less time per task",
+                     work[src->host], src->speed, work[dst->host], dst->speed, gain * 100)});
     work[src->host] -= 1;
     work[dst->host] += 1;
     host_of[p.task->tid] = dst->host;

@@ -18,7 +18,8 @@ DaemonCore::DaemonCore(DaemonConfig cfg, DaemonEnv* env)
       queries_(cx_),
       forwarder_(cx_),
       source_(cx_, forwarder_),
-      dest_(cx_) {
+      dest_(cx_),
+      balance_(cx_) {
   cx_.events = this;
 }
 
@@ -89,7 +90,9 @@ void DaemonCore::OnTick(int64_t now_ns) {
                                   p.subject.str(), MoveSource::kMoveAnswerNs / 1'000'000'000));
   dest_.CheckLimbo();
   queries_.CheckTaskQueries();
+  cx_.SampleTasks();
   members_.Beat(now_ns);
+  Balance();
 }
 
 void DaemonCore::Halt(Tid caller) {
@@ -130,7 +133,32 @@ DaemonCore::Retained DaemonCore::RetainedForMoved() const {
 
 balancer::ClusterLoad DaemonCore::LoadSnapshot() { return cx_.LoadSnapshot(); }
 
-void DaemonCore::RequestBalancerMove(Tid t, int dest) { source_.RequestBalancerMove(t, dest); }
+void DaemonCore::RequestBalancerMove(Tid t, int dest, const std::string& reason) {
+  source_.RequestBalancerMove(t, dest, reason);
+}
+
+void DaemonCore::Balance() {
+  for (const auto& o : balance_.Tick()) {
+    const auto name = [this](int h) {
+      return cx_.hosts.contains(h) ? cx_.hosts.at(h).name : std::to_string(h);
+    };
+    const std::string reason = fmt::format("{} -> {}: {}", name(o.from), name(o.to), o.reason);
+    cx_.env->Info(fmt::format("balancer: moving {} {}", Tid(o.tid).str(), reason));
+    source_.RequestBalancerMove(Tid(o.tid), o.to, reason);
+  }
+}
+
+void DaemonCore::DoBalance(ConnId c, const ctl::Envelope& env) {
+  const auto set = env.balance().set();
+  if (set != ctl::BalanceRequest::ASK) {
+    balance_.Switch(set == ctl::BalanceRequest::ON);
+    cx_.env->Info(fmt::format("balancer switched {}", balance_.on() ? "on" : "off"));
+  }
+  cx_.ReplyStatus(
+      c, env.rid(), balance_.on() ? 1 : 0,
+      fmt::format("balancer {}: {} moves ordered, {} in flight", balance_.on() ? "on" : "off",
+                  balance_.ordered_total(), balance_.in_flight()));
+}
 
 int DaemonCore::HostOf(Tid t) const { return cx_.HostOf(t); }
 
@@ -270,7 +298,7 @@ bool DaemonCore::ServedByMaster(const ctl::Envelope& env) const {
                          (env.has_tasks() && env.tasks().where() != cx_.host_tid().raw() &&
                           !cx_.LocalTask(Tid(env.tasks().where())));
   return env.has_mbox_put() || env.has_mbox_get() || env.has_mbox_del() || env.has_mbox_info() ||
-         env.has_group() || env.has_new_context() || elsewhere;
+         env.has_group() || env.has_new_context() || env.has_balance() || elsewhere;
 }
 
 bool DaemonCore::HandleTaskRequest(ConnId c, Tid who, ctl::Envelope& env) {
@@ -321,6 +349,9 @@ bool DaemonCore::HandleVmRequest(ConnId c, Tid who, ctl::Envelope& env) {
       return true;
     case ctl::Envelope::kDelHost:
       members_.DoDelHost(c, who, env);
+      return true;
+    case ctl::Envelope::kBalance:
+      DoBalance(c, env);
       return true;
     case ctl::Envelope::kHalt:
       cx_.ReplyStatus(c, rid, 0);
@@ -442,7 +473,7 @@ void DaemonCore::HandleMoveControl(const FrameHeader& h, ctl::Envelope&& env) {
   } else if (env.has_migrate_abort()) {
     dest_.OnAbort(env.migrate_abort());
   } else if (env.has_move_outcome() && !cx_.cfg.member) {
-    cx_.load.OnMoveFailed(env.move_outcome().to(), cx_.now_ns);
+    cx_.load.OnMoveFailed(env.move_outcome().tid(), env.move_outcome().to(), cx_.now_ns);
   }
 }
 

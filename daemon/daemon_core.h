@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "control.pb.h"
+#include "core/balance_loop.h"
 #include "core/core_context.h"
 #include "core/env.h"
 #include "core/forwarding.h"
@@ -128,7 +129,8 @@ class DaemonCore : private CoreEvents {
   const LoadService& load() const { return cx_.load; }
   // The balancer's seam: move task `t` to host `dest` (an index), wherever
   // it runs, with no client behind the request (MoveOrigin::kBalancer).
-  void RequestBalancerMove(Tid t, int dest);
+  void RequestBalancerMove(Tid t, int dest, const std::string& reason = "");
+  const BalanceLoop& balancer() const { return balance_; }
   // Where a task runs now (host index), as far as this daemon knows.
   int HostOf(Tid t) const;
   // The connection of a task here (0 if none).
@@ -140,6 +142,10 @@ class DaemonCore : private CoreEvents {
   // SIGTERM to the daemon, or halt from a client. Every task but tools and
   // `caller` (who asked, and gets the answer) is sent SIGTERM.
   void Halt(Tid caller = Tid());
+  // Master: the balancer's orders of this tick, carried out as moves.
+  void Balance();
+  // `mpvm balance [on|off]`.
+  void DoBalance(ConnId c, const ctl::Envelope& env);
 
   Tid host_tid() const { return cx_.host_tid(); }
   bool halting() const { return cx_.halting; }
@@ -185,6 +191,7 @@ class DaemonCore : private CoreEvents {
   Forwarder forwarder_;
   MoveSource source_;
   MoveDestination dest_;
+  BalanceLoop balance_;
 };
 
 }  // namespace mpvm

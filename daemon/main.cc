@@ -44,6 +44,18 @@ void Describe(CLI::App& app, mpvm::ServerOptions& opts, std::string& level) {
          "where spawned tasks go: round-robin (PVM's) or speed-aware (by speed / (load + 1))")
       ->check(CLI::IsMember({"round-robin", "speed-aware"}))
       ->capture_default_str();
+  app.add_option("--balance", opts.balance,
+                 "the balancer: move running tasks to hosts where they finish sooner (on/off; "
+                 "`mpvm balance on|off` switches it on a running VM)")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
+  app.add_option("--balance-period", opts.balance_period_s, "seconds between balancer decisions")
+      ->check(CLI::Range(0.05, 3600.0))
+      ->capture_default_str();
+  app.add_option("--balance-residency", opts.balance_residency_s,
+                 "seconds a task runs after its spawn or last move before the balancer may move it")
+      ->check(CLI::Range(0.0, 3600.0))
+      ->capture_default_str();
   app.add_option("--log-level", level, "trace, debug, info, warn, error")->capture_default_str();
 }
 

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "mpvm/control.h"
 #include "mpvm/daemon_starter.h"
 #include "mpvm/paths.h"
 #include "mpvm/task_runtime.h"
@@ -30,15 +31,20 @@ const char* kHelp =
     "                       with -> wait and show their output\n"
     "  kill TID...          kill tasks (tids as shown by ps, e.g. t40003)\n"
     "  migrate TID HOST     move a running task to another host (it keeps its tid)\n"
-    "  add NAME --local [sp=N]  add an emulated host on this machine\n"
+    "  add NAME --local [--speed S]\n"
+    "                       add an emulated host on this machine; with a speed, its\n"
+    "                       tasks together get S/1000 of one CPU here\n"
+    "  balance [on|off]     switch the balancer (moves tasks to where they finish\n"
+    "                       sooner), or say what it does\n"
     "  delete NAME...       remove hosts (their tasks end)\n"
     "  halt                 stop every task and the virtual machine\n"
     "  quit                 leave the console; the virtual machine keeps running\n"
     "  version              print the PVM API version mpvm implements\n"
     "  help                 this text\n";
 
-constexpr std::string_view kCommands[] = {"conf",   "ps",   "spawn", "kill", "migrate", "add",
-                                          "delete", "halt", "quit",  "exit", "version", "help"};
+constexpr std::string_view kCommands[] = {"conf",    "ps",     "spawn",  "kill", "migrate",
+                                          "add",     "delete", "halt",   "quit", "exit",
+                                          "version", "help",   "balance"};
 
 bool KnownCommand(std::string_view cmd) {
   return std::find(std::begin(kCommands), std::end(kCommands), cmd) != std::end(kCommands);
@@ -125,6 +131,8 @@ class Console {
       return false;
     } else if (cmd == "add") {
       Add(w, status);
+    } else if (cmd == "balance") {
+      Balance(w, status);
     } else if (cmd == "delete") {
       if (w.size() < 2) {
         std::fprintf(stderr, "delete: give one or more host names (see conf)\n");
@@ -147,6 +155,28 @@ class Console {
   }
 
  private:
+  // balance [on|off]
+  void Balance(const std::vector<std::string>& w, int* status) {
+    if (w.size() > 2 || (w.size() == 2 && w[1] != "on" && w[1] != "off")) {
+      std::fprintf(stderr, "balance: usage: balance [on|off]\n");
+      *status = 2;
+      return;
+    }
+    namespace ctl = mpvm::ctl;
+    ctl::Envelope req = mpvm::NewEnvelope();
+    req.mutable_balance()->set_set(w.size() == 1  ? ctl::BalanceRequest::ASK
+                                   : w[1] == "on" ? ctl::BalanceRequest::ON
+                                                  : ctl::BalanceRequest::OFF);
+    auto rep = rt_.ToolRequest(std::move(req));
+    if (!rep || !rep->has_status()) {
+      std::fprintf(stderr, "balance: %s\n",
+                   rep ? "the daemon did not answer" : ErrText(rep.error()).c_str());
+      *status = 1;
+      return;
+    }
+    std::printf("%s\n", rep->status().detail().c_str());
+  }
+
   // add NAME [--local] [--speed S] [host-file options...]
   void Add(const std::vector<std::string>& w, int* status) {
     if (w.size() < 2) {

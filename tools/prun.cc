@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "emulated_speed.h"
+#include "mpvm/control.h"
 #include "mpvm/daemon_starter.h"
 #include "mpvm/paths.h"
 #include "mpvm/task_runtime.h"
@@ -90,6 +91,22 @@ std::string WriteHostList(const std::vector<mpvm::prun::EmulatedHost>& hosts) {
   return ok ? std::string(path) : "";
 }
 
+// --balance on a VM prun did not start: switches its balancer (for every
+// job on it, as `mpvm balance` does) and says so.
+bool SwitchBalancer(mpvm::TaskRuntime& rt, bool on) {
+  mpvm::ctl::Envelope req = mpvm::NewEnvelope();
+  req.mutable_balance()->set_set(on ? mpvm::ctl::BalanceRequest::ON
+                                    : mpvm::ctl::BalanceRequest::OFF);
+  auto rep = rt.ToolRequest(std::move(req));
+  if (!rep || !rep->has_status()) {
+    std::fprintf(stderr, "prun: --balance: the daemon did not answer\n");
+    return false;
+  }
+  std::fprintf(stderr, "prun: %s (for the whole virtual machine)\n",
+               rep->status().detail().c_str());
+  return true;
+}
+
 std::optional<Vm> FindOrStartVm(const PrunOptions& o) {
   Vm vm{mpvm::RunDir()};
   if (o.hostfile.empty() && o.hosts.empty() && mpvm::DaemonRunning(vm.rundir)) {
@@ -106,6 +123,7 @@ std::optional<Vm> FindOrStartVm(const PrunOptions& o) {
   }
   if (!o.hostfile.empty()) args = {"--hostfile", o.hostfile};
   if (!list.empty()) args = {"--hostfile", list, "--hostname", o.hosts[0].name, "--emulate-speed"};
+  if (!o.balance.empty()) args.insert(args.end(), {"--balance", o.balance});
   auto pid = mpvm::StartDaemon(vm.rundir, args, /*embedded=*/true);
   if (!list.empty()) unlink(list.c_str());
   if (!pid) {
@@ -423,5 +441,7 @@ int main(int argc, char** argv) {
     }
     return 1;
   }
+  if (vm->embedded_pid == 0 && !o.balance.empty() && !SwitchBalancer(rt, o.balance == "on"))
+    return 1;
   return RunJob(rt, o, *vm, wait_mask, std::move(*exports));
 }

@@ -32,6 +32,10 @@ void Describe(CLI::App& app, PrunOptions& o, std::string& hosts) {
                  "start emulated hosts of these speeds on this machine for this job, e.g. "
                  "'a:600,b:600,c:200' (1000 is one CPU here, enforced; the first host is prun's)")
       ->excludes(file);
+  app.add_option("--balance", o.balance,
+                 "the balancer (on/off): move running tasks to hosts where they finish sooner. "
+                 "A VM prun starts has it off unless given; on a running VM it switches it")
+      ->check(CLI::IsMember({"on", "off"}));
   app.add_option("-x", o.exports, "export VAR (or VAR=VALUE) to the tasks on every host")
       ->allow_extra_args(false);
   app.add_option("--stdin", o.stdin_mode,

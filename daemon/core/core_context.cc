@@ -277,9 +277,21 @@ ctl::HostTable CoreContext::Table() const {
 ctl::LoadReport CoreContext::LocalLoad() const {
   std::vector<LocalTaskInfo> mine;
   for (const auto& [tid, t] : tasks)
-    if (t.state != TaskState::kLeft && !t.is_tool && !t.restoring)
-      mine.push_back({tid.raw(), t.spawned_ns, t.moved_ns, !t.pinned_why.empty()});
+    if (t.state != TaskState::kLeft && !t.is_tool && !t.restoring) {
+      const LoadSampler::Sampled s = samples.Get(tid.raw());
+      // Pinned: a move of it was refused, or it reads prun's stdin.
+      const bool pinned = !t.pinned_why.empty() || !t.spec.stdin_path.empty();
+      mine.push_back(
+          {tid.raw(), t.spawned_ns, t.moved_ns, pinned, s.runnable >= 0.5, s.cpu_ns, s.rss_bytes});
+    }
   return MakeLoadReport(cfg.speed, cfg.cores, mine, now_ns);
+}
+
+void CoreContext::SampleTasks() {
+  for (const auto& [tid, t] : tasks)
+    if (t.pid > 0 && !t.is_tool && t.state != TaskState::kLeft)
+      samples.Add(tid.raw(), env->Sample(t.pid), now_ns);
+  samples.Prune(now_ns - 5'000'000'000);
 }
 
 balancer::ClusterLoad CoreContext::LoadSnapshot() {

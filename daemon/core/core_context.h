@@ -113,6 +113,8 @@ class CoreContext {
   ctl::LoadReport LocalLoad() const;
   // Master: the cluster's load (its own report refreshed first).
   balancer::ClusterLoad LoadSnapshot();
+  // Samples every task's process for the load reports (at each tick).
+  void SampleTasks();
 
   DaemonConfig cfg;
   DaemonEnv* env;
@@ -130,6 +132,7 @@ class CoreContext {
   Mailbox mailbox;      // master: pvm_putinfo and friends
   GroupServer groups;   // master: dynamic groups
   LoadService load;     // master: the cluster's load, from the hosts' reports
+  LoadSampler samples;  // this host's tasks, sampled at each tick
   PendingAnswers asks;  // moves this host's tasks asked of other hosts
 
  private:

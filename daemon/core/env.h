@@ -80,6 +80,14 @@ class PeerTransport {
 };
 
 // Processes: tasks, restore processes and their sockets.
+// What the kernel says of a task's process at one moment.
+struct ProcessSample {
+  bool ok = false;        // false: no such process (or nothing known)
+  bool runnable = false;  // running or ready to run (not waiting)
+  int64_t cpu_ns = 0;     // CPU it has used
+  uint64_t rss_bytes = 0;
+};
+
 class ProcessLauncher {
  public:
   virtual ~ProcessLauncher() = default;
@@ -92,6 +100,8 @@ class ProcessLauncher {
   virtual void RemoveTaskSocket(Tid t) = 0;
   // Destination of a move: start the restore process of a task moving here.
   virtual Result<RestoreStart> SpawnRestore(const SpawnSpec& spec, const std::string& token) = 0;
+  // Process `pid` as the kernel sees it now (the load reports).
+  virtual ProcessSample Sample(int pid) = 0;
 };
 
 // Wall-clock time (CLOCK_REALTIME ns) for trace events, comparable across
@@ -173,6 +183,13 @@ struct DaemonConfig {
   // Where spawned tasks go: "round-robin" (PVM's) or "speed-aware"
   // (balancer/placement_policy.h).
   std::string placement = "round-robin";
+  // The balancer (core/balance_loop.h): on or off at start, how often it
+  // decides, and the policy's limits (balancer/migration_policy.h).
+  bool balance = false;
+  int64_t balance_period_ns = 1'000'000'000;
+  int64_t balance_min_age_ns = 1'000'000'000;        // young tasks often end soon
+  int64_t balance_min_residency_ns = 1'000'000'000;  // after a spawn or a move (MOSIX: 1 s)
+  int balance_max_in_flight = 2;
 };
 
 }  // namespace mpvm

@@ -54,6 +54,7 @@ void Forwarder::OnCommitDone(Tid t) {
                         {"blackout_ms", (times.restored_ns - times.freeze_ns) / 1e6},
                         {"total_ms", (f.commit_ns - mv.requested_ns) / 1e6},
                         {"admin_messages", mv.admin_messages}};
+  if (mv.origin == MoveOrigin::kBalancer) record["reason"] = "balancer: " + mv.reason;
   record["forwarded"] = f.forwarded;        // frames it had not read, or sent us, at the commit
   record["link_updates"] = f.link_updates;  // its task links, told kMoved
   record["encrypted_links"] = f.encrypted_links;  // of which encrypted

@@ -3,6 +3,13 @@
 #include <algorithm>
 
 namespace mpvm {
+namespace {
+
+// How long after a move a report from elsewhere that lists the task is
+// taken to predate it (a few heartbeats).
+constexpr int64_t kStaleNs = 2'000'000'000;
+
+}  // namespace
 
 void LoadService::OnReport(int host, int speed, const ctl::LoadReport& r, int64_t now) {
   balancer::HostLoad& h = hosts_[host];
@@ -15,6 +22,10 @@ void LoadService::OnReport(int host, int speed, const ctl::LoadReport& r, int64_
   auto& tasks = tasks_[host];
   tasks.clear();
   for (const auto& t : r.tasks()) {
+    // A report written before a move it crossed still shows the task here.
+    if (auto m = task_moves_.find(t.tid());
+        m != task_moves_.end() && m->second.to != host && now - m->second.moved_ns < kStaleNs)
+      continue;
     balancer::TaskLoad l;
     l.tid = t.tid();
     l.host = host;
@@ -30,10 +41,41 @@ void LoadService::OnReport(int host, int speed, const ctl::LoadReport& r, int64_
   }
 }
 
-void LoadService::OnMoveFailed(int to, int64_t now) {
+void LoadService::OnMoveFailed(int tid, int to, int64_t now) {
   Failures& f = failures_[to];
   ++f.count;
   f.last_ns = now;
+  task_moves_[tid].failed_ns = now;
+}
+
+void LoadService::OnMoved(int tid, int to, int64_t now) {
+  task_moves_[tid].moved_ns = now;
+  task_moves_[tid].to = to;
+  // Until `to` reports again, the snapshot shows the task there already.
+  for (auto& [host, tasks] : tasks_)
+    for (auto it = tasks.begin(); it != tasks.end(); ++it)
+      if (it->tid == tid && host != to) {
+        balancer::TaskLoad moved = *it;
+        tasks.erase(it);
+        moved.host = to;
+        moved.last_move = now;
+        if (hosts_.contains(host)) hosts_[host].runnable -= moved.runnable;
+        if (hosts_.contains(to)) {
+          hosts_[to].runnable += moved.runnable;
+          tasks_[to].push_back(std::move(moved));
+        }
+        return;
+      }
+}
+
+int64_t LoadService::moved_at(int tid) const {
+  auto it = task_moves_.find(tid);
+  return it == task_moves_.end() ? 0 : it->second.moved_ns;
+}
+
+int64_t LoadService::failed_at(int tid) const {
+  auto it = task_moves_.find(tid);
+  return it == task_moves_.end() ? 0 : it->second.failed_ns;
 }
 
 int LoadService::failures_to(int host) const {
@@ -82,10 +124,33 @@ ctl::LoadReport MakeLoadReport(int speed, int cores, const std::vector<LocalTask
     l->set_tid(t.tid);
     l->set_age_ns(std::max<int64_t>(0, now - t.spawned_ns));
     if (t.moved_ns > 0) l->set_since_move_ns(std::max<int64_t>(1, now - t.moved_ns));
-    l->set_runnable(true);  // what the daemon cannot see it counts as runnable
+    l->set_runnable(t.runnable);
     l->set_pinned(t.pinned);
+    l->set_cpu_ns(t.cpu_ns);
+    l->set_image_bytes(t.image_bytes);
   }
   return r;
+}
+
+void LoadSampler::Add(int tid, const ProcessSample& s, int64_t now) {
+  if (!s.ok) return;
+  auto [it, fresh] = by_tid_.try_emplace(tid);
+  Sampled& m = it->second;
+  // An average over about the last 8 samples (0.8 s at the daemon's tick).
+  const double now_runnable = s.runnable ? 1.0 : 0.0;
+  m.runnable = fresh ? now_runnable : 0.875 * m.runnable + 0.125 * now_runnable;
+  m.cpu_ns = s.cpu_ns;
+  m.rss_bytes = s.rss_bytes;
+  m.at_ns = now;
+}
+
+void LoadSampler::Prune(int64_t before) {
+  std::erase_if(by_tid_, [before](const auto& kv) { return kv.second.at_ns < before; });
+}
+
+LoadSampler::Sampled LoadSampler::Get(int tid) const {
+  auto it = by_tid_.find(tid);
+  return it == by_tid_.end() ? Sampled{} : it->second;
 }
 
 }  // namespace mpvm

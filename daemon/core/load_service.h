@@ -12,6 +12,7 @@
 
 #include "cluster_load.h"
 #include "control.pb.h"
+#include "core/env.h"
 
 namespace mpvm {
 
@@ -23,8 +24,13 @@ class LoadService {
   void OnHostGone(int host);
   // A move of `bytes` finished at a cost of `blackout_ns` (the task stopped).
   void OnMoveDone(uint64_t bytes, int64_t blackout_ns);
-  // A move to host `to` failed or was refused at `now`.
-  void OnMoveFailed(int to, int64_t now);
+  // Task `tid` now runs on host `to` (a move's commit reached the master).
+  void OnMoved(int tid, int to, int64_t now);
+  // A move of task `tid` to host `to` failed or was refused at `now`.
+  void OnMoveFailed(int tid, int to, int64_t now);
+  // When task `tid` last landed somewhere, or last failed to move (0: never).
+  int64_t moved_at(int tid) const;
+  int64_t failed_at(int tid) const;
   // Moves to `host` that failed, and when the last one did (0: none).
   int failures_to(int host) const;
   int64_t last_failure_ns(int host) const;
@@ -42,8 +48,13 @@ class LoadService {
     int64_t last_ns = 0;
   };
   std::map<int, Failures> failures_;  // by destination host
-  double bandwidth_ = 1e9;            // bytes/s
-  int64_t overhead_ns_ = 20'000'000;  // fixed part of a move
+  struct TaskMoves {
+    int64_t moved_ns = 0, failed_ns = 0;
+    int to = 0;  // where it last landed
+  };
+  std::map<int, TaskMoves> task_moves_;  // by tid
+  double bandwidth_ = 1e9;               // bytes/s
+  int64_t overhead_ns_ = 20'000'000;     // fixed part of a move
 };
 
 // This host's LoadReport from what the daemon knows of its tasks.
@@ -51,6 +62,30 @@ struct LocalTaskInfo {
   int tid = 0;
   int64_t spawned_ns = 0, moved_ns = 0;  // monotonic; moved 0: never
   bool pinned = false;
+  bool runnable = true;  // what the daemon cannot see it counts as runnable
+  int64_t cpu_ns = 0;
+  uint64_t image_bytes = 0;
+};
+
+// Each task's process, sampled at every tick: whether it is ready to run
+// (an average over the last samples, so that a task that computes between
+// messages counts for the time it computes), its CPU time and memory.
+class LoadSampler {
+ public:
+  struct Sampled {
+    double runnable = 1;  // fraction of recent samples it was ready to run
+    int64_t cpu_ns = 0;
+    uint64_t rss_bytes = 0;
+    int64_t at_ns = 0;
+  };
+  void Add(int tid, const ProcessSample& s, int64_t now);
+  // Forgets the tasks not sampled since `before`.
+  void Prune(int64_t before);
+  // What is known of `tid` (defaults: runnable, nothing used).
+  Sampled Get(int tid) const;
+
+ private:
+  std::map<int, Sampled> by_tid_;
 };
 ctl::LoadReport MakeLoadReport(int speed, int cores, const std::vector<LocalTaskInfo>& tasks,
                                int64_t now);

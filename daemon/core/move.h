@@ -17,6 +17,7 @@ struct Move {
   Tid asker;  // 0: no one waits for the answer (the balancer, the test driver)
   uint64_t asker_rid = 0;
   MoveOrigin origin = MoveOrigin::kClient;
+  std::string reason;  // the balancer's, for the log and the trace
   MoveState state = MoveState::kOffered;
   int64_t requested_ns = 0, accepted_ns = 0, frozen_ns = 0;  // monotonic
   int64_t requested_wall_ns = 0;

@@ -106,6 +106,7 @@ void MoveDestination::OnTaskMoved(const ctl::TaskMoved& m) {
       return;
     }
     if (m.bytes() > 0) cx_.load.OnMoveDone(m.bytes(), m.blackout_ns());
+    cx_.load.OnMoved(m.tid(), m.host(), cx_.now_ns);
     cx_.where.Set(m.tid(), m.host());
     cx_.where.Settle(m.tid());
     if (m.host() != cx_.host.value) {

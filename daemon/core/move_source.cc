@@ -42,7 +42,7 @@ void MoveSource::DoMigrate(Tid who, ctl::Envelope&& env) {
     return;
   }
   if (cx_.LocalTask(t)) {
-    StartMove(t, dest, asker, rid, origin);
+    StartMove(t, dest, asker, rid, origin, m->reason());
     return;
   }
   // Not here: the master knows where it is. A member passes a request on
@@ -58,13 +58,14 @@ void MoveSource::DoMigrate(Tid who, ctl::Envelope&& env) {
   cx_.SendControlTo(Tid::DaemonOf(HostIndex{at}), std::move(env));
 }
 
-void MoveSource::RequestBalancerMove(Tid t, int dest) {
+void MoveSource::RequestBalancerMove(Tid t, int dest, const std::string& reason) {
   if (!cx_.hosts.contains(dest)) return;
   ctl::Envelope e = NewEnvelope();
   auto* m = e.mutable_migrate();
   m->set_tid(t.raw());
   m->set_host(cx_.hosts.at(dest).name);
   m->set_by_balancer(true);
+  m->set_reason(reason);
   DoMigrate(Tid(), std::move(e));
 }
 
@@ -110,7 +111,8 @@ void MoveSource::FillOffer(const Task& task, uint64_t id, ctl::MigrateOffer* o) 
   o->set_age_ns(cx_.now_ns - task.spawned_ns);
 }
 
-void MoveSource::StartMove(Tid t, int dest, Tid asker, uint64_t rid, MoveOrigin origin) {
+void MoveSource::StartMove(Tid t, int dest, Tid asker, uint64_t rid, MoveOrigin origin,
+                           const std::string& reason) {
   Task& task = cx_.tasks[t];
   const std::string& dest_name = cx_.hosts.at(dest).name;
   if (dest == cx_.host.value) {
@@ -122,6 +124,15 @@ void MoveSource::StartMove(Tid t, int dest, Tid asker, uint64_t rid, MoveOrigin 
   if (!why.empty()) {
     cx_.AnswerAsker(asker, rid, PvmCode(Err::kDenied),
                     fmt::format("{} cannot move: {}", t.str(), why));
+    if (origin == MoveOrigin::kBalancer) {  // it will not be asked again
+      task.pinned_why = why;
+      Move refused;
+      refused.tid = t;
+      refused.dest = dest;
+      refused.origin = origin;
+      refused.requested_ns = cx_.now_ns;
+      ReportFailure(refused, PvmCode(Err::kDenied), why);
+    }
     return;
   }
   const uint64_t id = (uint64_t(uint32_t(cx_.host.value)) << 40) | next_move_++;
@@ -132,6 +143,7 @@ void MoveSource::StartMove(Tid t, int dest, Tid asker, uint64_t rid, MoveOrigin 
   mv.asker = asker;
   mv.asker_rid = rid;
   mv.origin = origin;
+  mv.reason = reason;
   mv.requested_ns = cx_.now_ns;
   mv.requested_wall_ns = cx_.env->WallNs();
   mv.admin_messages = 1;  // the offer
@@ -182,7 +194,7 @@ void MoveSource::ReportFailure(const Move& mv, int code, const std::string& why)
   if (cx_.cfg.member) {
     cx_.SendControlTo(Tid::DaemonOf(HostIndex{1}), std::move(e));
   } else {
-    cx_.load.OnMoveFailed(mv.dest, cx_.now_ns);
+    cx_.load.OnMoveFailed(mv.tid.raw(), mv.dest, cx_.now_ns);
   }
 }
 

@@ -6,7 +6,7 @@
 // OnMoveCommitted, OnMoveFailed).
 //
 // Example:
-//   source.RequestBalancerMove(tid, dest);   // no one waits for the answer
+//   source.RequestBalancerMove(tid, dest, reason);   // no one waits for the answer
 //   ... the server reports OnMoveFrozen(tid), then OnMoveCommitted(tid, times)
 #pragma once
 
@@ -31,7 +31,7 @@ class MoveSource {
   // pvm_migrate / mpvm migrate / the balancer: run the move here if the task
   // is here, else pass the request to where it is.
   void DoMigrate(Tid who, ctl::Envelope&& env);
-  void RequestBalancerMove(Tid t, int dest);
+  void RequestBalancerMove(Tid t, int dest, const std::string& reason = "");
   // A task that enrolled or arrived: the test driver (MPVM_TEST_MOVES) moves it on.
   void MaybeTestMove(const Task& task);
   // A request from this host's task `who` that leaves this host: it is
@@ -55,7 +55,7 @@ class MoveSource {
   // The offer to the destination: what it needs to restart the task.
   void FillOffer(const Task& task, uint64_t id, ctl::MigrateOffer* o) const;
   void StartMove(Tid t, int dest, Tid asker, uint64_t asker_rid,
-                 MoveOrigin origin = MoveOrigin::kClient);
+                 MoveOrigin origin = MoveOrigin::kClient, const std::string& reason = "");
   void FinishMove(uint64_t id, int code, const std::string& detail);
   // A move that did not happen: a "move-failed" trace event, and its
   // outcome to the master's load service.

@@ -99,6 +99,10 @@ std::optional<DaemonConfig> MakeDaemonConfig(ServerOptions& opts, std::string* e
   cfg.dead_after_ns = static_cast<int64_t>(opts.dead_after_s * 1e9);
   cfg.test_moves = opts.test_moves;
   cfg.placement = opts.placement;
+  cfg.balance = opts.balance == "on";
+  cfg.balance_period_ns = static_cast<int64_t>(opts.balance_period_s * 1e9);
+  cfg.balance_min_age_ns = static_cast<int64_t>(opts.balance_residency_s * 1e9);
+  cfg.balance_min_residency_ns = cfg.balance_min_age_ns;
   cfg.heartbeat_ns = static_cast<int64_t>(opts.heartbeat_s * 1e9);
   cfg.member = !opts.join.empty();
   return cfg;

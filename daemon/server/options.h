@@ -37,6 +37,9 @@ struct ServerOptions {
   std::string fault;
   int test_moves = 0;                     // env MPVM_TEST_MOVES: see DaemonConfig::test_moves
   std::string placement = "round-robin";  // see DaemonConfig::placement
+  std::string balance = "off";            // on/off: see DaemonConfig::balance
+  double balance_period_s = 1.0;
+  double balance_residency_s = 1.0;  // minimum age and residency before a move
 };
 
 }  // namespace mpvm

@@ -258,7 +258,10 @@ void PeerLinks::Send(PeerId p, const FrameHeader& h, std::span<const uint8_t> bo
   }
   auto it = routing_of_.find(p);
   if (router_ == nullptr || it == routing_of_.end()) return;
-  if (!SendPart(router_, it->second, true) || !SendPart(router_, msg, false))
+  // A peer whose link is gone (EHOSTUNREACH: its daemon ended, as all do
+  // when a VM halts) is not worth a warning: heartbeats tell a dead host.
+  if ((!SendPart(router_, it->second, true) || !SendPart(router_, msg, false)) &&
+      zmq_errno() != EHOSTUNREACH)
     log_(fmt::format("cannot send to peer link {}: {}", p, zmq_strerror(zmq_errno())));
 }
 

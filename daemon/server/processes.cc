@@ -1,6 +1,7 @@
 #include "server/processes.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/personality.h>
@@ -13,7 +14,10 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "mpvm/connection.h"
 #include "mpvm/paths.h"
@@ -210,6 +214,35 @@ void TaskProcesses::Drain(Tid t, const OutputFn& out) {
     close(it->second.fd);
     it = pipes_.erase(it);
   }
+}
+
+ProcessSample TaskProcesses::Sample(int pid) {
+  ProcessSample s;
+  std::ifstream f(fmt::format("/proc/{}/stat", pid));
+  std::string text;
+  if (!std::getline(f, text)) return s;
+  // The command name, in parentheses, may hold spaces: fields count from
+  // the last ')'. Field 3 is the state, 14 and 15 utime and stime (clock
+  // ticks), 24 the resident pages.
+  const auto close = text.rfind(')');
+  if (close == std::string::npos) return s;
+  std::istringstream in(text.substr(close + 2));
+  std::vector<std::string> fields{"pid", "comm"};
+  for (std::string w; in >> w;) fields.push_back(w);
+  if (fields.size() < 24) return s;
+  const char state = fields[2][0];
+  static const double tick_ns = 1e9 / static_cast<double>(sysconf(_SC_CLK_TCK));
+  static const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  s.ok = state != 'Z' && state != 'X';
+  // Stopped ('T') counts as runnable: an emulated host's duty cycle stops
+  // its tasks while they still have work.
+  s.runnable = state == 'R' || state == 'T';
+  s.cpu_ns =
+      static_cast<int64_t>(static_cast<double>(std::strtoll(fields[13].c_str(), nullptr, 10) +
+                                               std::strtoll(fields[14].c_str(), nullptr, 10)) *
+                           tick_ns);
+  s.rss_bytes = std::strtoull(fields[23].c_str(), nullptr, 10) * page;
+  return s;
 }
 
 std::optional<Tid> TaskProcesses::Reaped(pid_t pid) {

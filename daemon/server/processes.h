@@ -51,6 +51,8 @@ class TaskProcesses {
   // Process `pid` of task `t` is no longer ours to report.
   void Forget(pid_t pid, Tid t);
   void CloseAll();
+  // Process `pid` as /proc/PID/stat shows it now.
+  static ProcessSample Sample(int pid);
 
  private:
   struct Pipe {

@@ -42,7 +42,10 @@ bool Server::Setup(std::string* error) {
   auto cfg = MakeDaemonConfig(opts_, error, &others);
   if (!cfg) return false;
   procs_.set_ep(opts_.ep);
-  if (opts_.emulate_speed) LimitCpu(*cfg);
+  if (opts_.emulate_speed) {
+    LimitCpu(*cfg);
+    cfg->cores = 1;  // an emulated host's speed is its whole capacity
+  }
   core_ = std::make_unique<DaemonCore>(std::move(*cfg), this);
   links_ = std::make_unique<VmLinks>(opts_, *core_);
   hosts_ = std::make_unique<HostStarter>(opts_, *links_);

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -67,6 +68,11 @@ class FakeEnv : public DaemonEnv, public FakeClock, public FakeRandom {
     return {};
   }
   void CancelMove(Tid t) override { cancelled.push_back(t); }
+  ProcessSample Sample(int pid) override {
+    auto it = samples.find(pid);
+    return it == samples.end() ? ProcessSample{} : it->second;
+  }
+  std::map<int, ProcessSample> samples;  // by pid
   std::vector<SpawnSpec> restores;
   std::vector<std::pair<Tid, std::string>> begun;
   std::vector<Tid> cancelled;

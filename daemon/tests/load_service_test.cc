@@ -63,8 +63,8 @@ TEST(LoadService, MeasuredMovesSetTheCostModel) {
 
 TEST(LoadService, CountsFailedMovesByDestinationUntilItLeaves) {
   LoadService s;
-  s.OnMoveFailed(3, 5 * kS);
-  s.OnMoveFailed(3, 7 * kS);
+  s.OnMoveFailed(0x40001, 3, 5 * kS);
+  s.OnMoveFailed(0x40002, 3, 7 * kS);
   EXPECT_EQ(s.failures_to(3), 2);
   EXPECT_EQ(s.last_failure_ns(3), 7 * kS);
   EXPECT_EQ(s.failures_to(2), 0);

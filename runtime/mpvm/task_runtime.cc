@@ -443,6 +443,11 @@ Status TaskRuntime::DelHost(const std::string& name) {
   return StatusOf(rep);
 }
 
+Result<ctl::Envelope> TaskRuntime::ToolRequest(ctl::Envelope req) {
+  if (auto st = EnsureEnrolled(); !st) return mpvm::unexpected(st.error());
+  return Call(std::move(req));
+}
+
 Result<int> TaskRuntime::NewContext() {
   if (auto st = EnsureEnrolled(); !st) return mpvm::unexpected(st.error());
   ctl::Envelope req = NewEnvelope();

@@ -103,6 +103,9 @@ class TaskRuntime {
   Result<int> AddHost(const std::string& line);
   Status DelHost(const std::string& name);
   Result<int> NewContext();
+  // Tools: one control request and its reply, for what the PVM API has no
+  // call for (`mpvm balance`).
+  Result<ctl::Envelope> ToolRequest(ctl::Envelope req);
 
   // --- Options -------------------------------------------------------------
   Result<int> SetOpt(int what, int val);

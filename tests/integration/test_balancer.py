@@ -1,0 +1,79 @@
+"""The balancer: on a cluster of emulated hosts of mixed speed, plain PVM
+tasks (no migration calls) are moved from slow hosts to fast ones while they
+run, each move with its reason in the trace, and every result stays right
+(docs/design/balancer.md). With the balancer off nothing moves.
+
+The tasks compute for a fixed amount of work (mig_task spin) and print a
+checksum; the hosts' speeds are enforced (test_emulated.py), so these tests
+run alone."""
+import json
+import os
+import re
+import subprocess
+import unittest
+
+from harness import BIN, CONSOLE, PRUN, VmTestCase
+
+MIG_TASK = os.path.join(BIN, "mig_task")
+HOSTS = "a:600,b:600,c:200,d:200"
+SPIN = "300000000"  # about 0.75 s at full speed: 7.5 s for two tasks on a 200 host
+
+
+def migrations(trace_path):
+    with open(trace_path) as f:
+        events = json.load(f)["traceEvents"]
+    return [e["args"] for e in events if e.get("cat") == "migration" and "args" in e]
+
+
+class BalancerTest(VmTestCase):
+    @classmethod
+    def setUpClass(cls):
+        libs = subprocess.run(["ldd", MIG_TASK], capture_output=True, text=True).stdout
+        if "libasan" in libs or "libubsan" in libs:
+            raise unittest.SkipTest("sanitizer builds cannot migrate; the dev build runs these")
+
+    def run_job(self, balance):
+        trace = os.path.join(self.tmp, "trace-%s.json" % balance)
+        r = subprocess.run([PRUN, "--balance", balance, "--trace", trace, "--tag-output", "tid",
+                            "--stdin", "none", "--hosts", HOSTS, "-n", "8", MIG_TASK, "spin",
+                            SPIN], env=self.env, capture_output=True, text=True, timeout=180)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        sums = re.findall(r"^\[t[0-9a-f]+\] done sum ([0-9a-f]+)$", r.stdout, re.M)
+        self.assertEqual(len(sums), 8, r.stdout)
+        self.assertEqual(len(set(sums)), 1, "a task computed something else")
+        return migrations(trace)
+
+    def test_tasks_move_from_slow_hosts_to_fast_ones_and_results_stay_right(self):
+        moves = self.run_job("on")
+        self.assertTrue(any(m["from"] in "cd" and m["to"] in "ab" for m in moves), moves)
+        for m in moves:
+            self.assertTrue(m["reason"].startswith("balancer: "), m)
+            self.assertIn("less time per task", m["reason"])
+        # Stable speeds: no task goes back to a host it left.
+        left = {}
+        for m in moves:
+            self.assertNotIn(m["to"], left.get(m["tid"], set()), moves)
+            left.setdefault(m["tid"], set()).add(m["from"])
+
+    def test_with_the_balancer_off_nothing_moves(self):
+        self.assertEqual(self.run_job("off"), [])
+
+    def test_the_console_switches_the_balancer_of_a_running_vm(self):
+        def balance(*words):
+            r = subprocess.run([CONSOLE, "balance", *words], env=self.env, capture_output=True,
+                               text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            return r.stdout
+
+        self.assertIn("balancer off: 0 moves ordered", balance())
+        self.assertIn("balancer on", balance("on"))
+        self.assertIn("balancer on", balance())
+        self.assertIn("balancer off", balance("off"))
+        r = subprocess.run([CONSOLE, "balance", "sideways"], env=self.env, capture_output=True,
+                           text=True, timeout=60)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("usage: balance [on|off]", r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
