@@ -12,7 +12,14 @@ const HostLoad* ClusterLoad::Host(int host) const {
 
 double ClusterLoad::Work(int host) const {
   const HostLoad* h = Host(host);
-  return h == nullptr ? 0 : h->runnable + h->background;
+  return h == nullptr ? 0 : h->runnable + h->pending + h->background;
+}
+
+void ClusterLoad::Recount() {
+  for (HostLoad& h : hosts) h.runnable = 0;
+  for (const TaskLoad& t : tasks)
+    for (HostLoad& h : hosts)
+      if (h.host == t.host) h.runnable += t.runnable;
 }
 
 }  // namespace mpvm::balancer

@@ -21,6 +21,7 @@ struct HostLoad {
   int cores = 1;          // from hwloc where known
   int runnable = 0;       // our tasks ready to run (not blocked in a receive)
   double background = 0;  // runnable work that is not ours, in tasks
+  int pending = 0;        // tasks spawned there that its reports do not show yet
   Time reported = 0;      // when its last LoadReport arrived
 };
 
@@ -42,8 +43,12 @@ struct ClusterLoad {
 
   // The host with index `host`, or nullptr.
   const HostLoad* Host(int host) const;
-  // Runnable work on `host`: our runnable tasks plus background load.
+  // Runnable work on `host`: our runnable tasks, those spawned there and not
+  // reported yet, and background load.
   double Work(int host) const;
+  // Sets each host's runnable count from the tasks (after tasks were moved
+  // in the snapshot).
+  void Recount();
 };
 
 }  // namespace mpvm::balancer

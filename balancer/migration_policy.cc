@@ -53,7 +53,7 @@ double TimePerWork(const HostLoad& h, double n) {
 std::vector<MoveOrder> Decide(const ClusterLoad& load, const Limits& lim, Time now) {
   std::vector<MoveOrder> out;
   std::map<int, double> work;
-  for (const HostLoad& h : load.hosts) work[h.host] = h.runnable + h.background;
+  for (const HostLoad& h : load.hosts) work[h.host] = load.Work(h.host);
   std::map<int, int> host_of;
   for (const TaskLoad& t : load.tasks) host_of[t.tid] = t.host;
   std::map<int, bool> exhausted;  // sources with nothing left worth moving

@@ -51,6 +51,7 @@ void Print(const OracleInput& in) {
 int main(int argc, char** argv) {
   CLI::App app{"The balancer's oracle: finish times of CPU-bound tasks started together"};
   std::string speeds_text, work_list;
+  bool json = false;
   int tasks = 0;
   double work = 0;
   app.add_option("--speeds", speeds_text,
@@ -63,6 +64,7 @@ int main(int argc, char** argv) {
                        ->check(CLI::NonNegativeNumber);
   auto* list_opt = app.add_option("--work-list", work_list,
                                   "each task's seconds of work at speed 1000, e.g. 300x10,120,60");
+  app.add_flag("--json", json, "print the three times as one JSON object (for scripts)");
   tasks_opt->needs(work_opt);
   work_opt->needs(tasks_opt);
   list_opt->excludes(tasks_opt)->excludes(work_opt);
@@ -86,6 +88,12 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "oracle: every work must be finite and at least 0\n");
     return 2;
   }
-  Print(in);
+  if (json) {
+    const auto t = mpvm::balancer::AllTimes(in);
+    fmt::print("{{\"round_robin\": {}, \"staircase\": {}, \"fluid\": {}}}\n", t.round_robin,
+               t.staircase, t.fluid);
+  } else {
+    Print(in);
+  }
   return 0;
 }

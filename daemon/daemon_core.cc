@@ -91,6 +91,7 @@ void DaemonCore::OnTick(int64_t now_ns) {
   dest_.CheckLimbo();
   queries_.CheckTaskQueries();
   cx_.SampleTasks();
+  cx_.PublishWork();  // tasks that ended or left while working
   members_.Beat(now_ns);
   Balance();
 }
@@ -311,6 +312,7 @@ bool DaemonCore::HandleTaskRequest(ConnId c, Tid who, ctl::Envelope& env) {
       tasks_.DoSignal(c, std::move(env));
       return true;
     case ctl::Envelope::kPstat:
+    case ctl::Envelope::kWork:
     case ctl::Envelope::kLinkPort:
     case ctl::Envelope::kExit:
       tasks_.OnTaskRequest(c, who, env);

@@ -66,6 +66,8 @@ class DaemonCore : private CoreEvents {
   // Member: send the join request (the server calls this once linked).
   void StartJoin(int64_t now_ns);
   bool joined() const { return !cx_.cfg.member || cx_.joined; }
+  // A load report or a balancing decision is waiting: tick again soon.
+  bool TickSoon() const { return cx_.load_changed || (cx_.load_news && balance_.on()); }
   // Master: hosts of the host file still starting (neither joined nor failed).
   bool starting_hosts() const { return members_.starting_hosts(); }
   // Why the join failed ("" while pending or done).

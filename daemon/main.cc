@@ -12,9 +12,15 @@
 namespace {
 
 // The command line's options, with defaults from the environment (a flag
-// overrides): MPVM_DEAD_AFTER lets a whole VM, started by the console or
+// overrides): MPVM_BALANCE_PERIOD and MPVM_BALANCE_RESIDENCY (seconds) scale
+// the balancer's clock for a VM prun starts (the benchmarks), and
+// MPVM_DEAD_AFTER lets a whole VM, started by the console or
 // prun, use a longer failure timeout.
 void Describe(CLI::App& app, mpvm::ServerOptions& opts, std::string& level) {
+  if (const char* b = std::getenv("MPVM_BALANCE_PERIOD"); b != nullptr && std::atof(b) > 0)
+    opts.balance_period_s = std::atof(b);
+  if (const char* r = std::getenv("MPVM_BALANCE_RESIDENCY"); r != nullptr && std::atof(r) >= 0)
+    opts.balance_residency_s = std::atof(r);
   if (const char* d = std::getenv("MPVM_DEAD_AFTER"); d != nullptr && std::atof(d) > 0)
     opts.dead_after_s = std::atof(d);
   if (const char* f = std::getenv("MPVM_FAULT"); f != nullptr) opts.fault = f;
@@ -36,6 +42,9 @@ void Describe(CLI::App& app, mpvm::ServerOptions& opts, std::string& level) {
   app.add_option("--wd", opts.wd, "working directory of spawned tasks (PVM's wd=)");
   app.add_option("--speed", opts.speed, "this host's relative speed (default 1000)")
       ->check(CLI::Range(1, 1000000));
+  app.add_flag("--virtual-work", opts.virtual_work,
+               "an emulated host in virtual-work mode: mpvm_work advances at speed / (tasks "
+               "working) and uses no CPU (emulated hosts this master starts get it too)");
   app.add_flag("--emulate-speed", opts.emulate_speed,
                "an emulated host: give this host's tasks together speed/1000 of one CPU of this "
                "machine (a cgroup CPU quota, else SIGSTOP/SIGCONT duty cycling)");

@@ -9,19 +9,23 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <string>
 #include <vector>
 
 #include "mpvm/ckpt/ckpt.h"
+#include "mpvm/clock.h"
 #include "mpvm/daemon_starter.h"
 #include "mpvm/error.h"
 #include "mpvm/paths.h"
 #include "mpvm/task_runtime.h"
+#include "mpvm/work.h"
 #include "pvm3.h"
 #include "rt_call.h"
 
@@ -866,6 +870,38 @@ int pvm_migrate(int tid, const char* host) {
   return RetVal("pvm_migrate", r);
 }
 int pvm_location(int tid) { return RetVal("pvm_location", Rt()->Location(tid)); }
+
+int mpvm_work(double units) {
+  if (!(units >= 0) || !std::isfinite(units)) return Report("mpvm_work", Err::kBadParam);
+  (void)Rt()->SetWorking(true);  // a task outside a VM just computes
+  double left = units;
+  int64_t last = mpvm::MonotonicNs();
+  while (left > 0) {
+    std::string rundir;
+    {
+      auto rt = Rt();  // a boundary: a pending move happens here
+      rundir = rt->rundir();
+    }
+    const auto v = mpvm::ReadVirtualCpu(rundir);
+    if (!v) {  // a real host, or one with a CPU limit: compute
+      const double slice = std::min(left, 10.0);
+      mpvm::Spin(slice);
+      left -= slice;
+      continue;
+    }
+    const int64_t now = mpvm::MonotonicNs();
+    // A quantum longer than two (a move's blackout, a stall) counts as two.
+    left -= mpvm::VirtualProgress(*v, std::min(now - last, 2 * mpvm::kWorkQuantumNs));
+    last = now;
+    if (left <= 0) break;
+    const double per_ns = mpvm::VirtualProgress(*v, 1'000'000'000) / 1e9;
+    const int64_t ns = std::min(mpvm::kWorkQuantumNs, static_cast<int64_t>(left / per_ns) + 1);
+    const timespec ts{ns / 1'000'000'000, ns % 1'000'000'000};
+    nanosleep(&ts, nullptr);
+  }
+  (void)Rt()->SetWorking(false);
+  return 0;
+}
 
 int mpvm_forward_hops(unsigned long* counts, int n) {
   return Histogram(Rt()->hop_counts(), counts, n);

@@ -72,7 +72,7 @@ struct Vm {
 // --hosts as a PVM host file of emulated hosts (local=1, enforced sp=).
 // The first is the embedded daemon's own host (enforced by --emulate-speed).
 // Returns the file's path, or "".
-std::string WriteHostList(const std::vector<mpvm::prun::EmulatedHost>& hosts) {
+std::string WriteHostList(const std::vector<mpvm::prun::EmulatedHost>& hosts, bool real_cpu) {
   char path[] = "/tmp/prun-hosts.XXXXXX";
   const int fd = mkstemp(path);
   if (fd < 0) return "";
@@ -85,7 +85,8 @@ std::string WriteHostList(const std::vector<mpvm::prun::EmulatedHost>& hosts) {
   const bool ok = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
   close(fd);
   std::string warning;
-  if (!mpvm::balancer::EmulatedSpeedsFit(
+  if (real_cpu &&
+      !mpvm::balancer::EmulatedSpeedsFit(
           total, static_cast<int>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN))), &warning))
     std::fprintf(stderr, "prun: warning: %s\n", warning.c_str());
   return ok ? std::string(path) : "";
@@ -116,13 +117,16 @@ std::optional<Vm> FindOrStartVm(const PrunOptions& o) {
   vm.rundir = fmt::format("{}.p{}", vm.rundir, getpid());
   setenv("MPVM_RUNDIR", vm.rundir.c_str(), 1);
   std::vector<std::string> args;
-  const std::string list = o.hosts.empty() ? "" : WriteHostList(o.hosts);
+  const bool real_cpu = o.cpu == "real";
+  const std::string list = o.hosts.empty() ? "" : WriteHostList(o.hosts, real_cpu);
   if (!o.hosts.empty() && list.empty()) {
     std::fprintf(stderr, "prun: cannot write the host list to /tmp: %s\n", std::strerror(errno));
     return std::nullopt;
   }
   if (!o.hostfile.empty()) args = {"--hostfile", o.hostfile};
-  if (!list.empty()) args = {"--hostfile", list, "--hostname", o.hosts[0].name, "--emulate-speed"};
+  if (!list.empty())
+    args = {"--hostfile", list, "--hostname", o.hosts[0].name,
+            real_cpu ? "--emulate-speed" : "--virtual-work"};
   if (!o.balance.empty()) args.insert(args.end(), {"--balance", o.balance});
   auto pid = mpvm::StartDaemon(vm.rundir, args, /*embedded=*/true);
   if (!list.empty()) unlink(list.c_str());

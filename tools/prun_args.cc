@@ -32,6 +32,11 @@ void Describe(CLI::App& app, PrunOptions& o, std::string& hosts) {
                  "start emulated hosts of these speeds on this machine for this job, e.g. "
                  "'a:600,b:600,c:200' (1000 is one CPU here, enforced; the first host is prun's)")
       ->excludes(file);
+  app.add_option("--cpu", o.cpu,
+                 "how --hosts give their speeds: real (a CPU limit) or virtual (mpvm_work "
+                 "advances at speed / tasks working, using no CPU: for many hosts)")
+      ->check(CLI::IsMember({"real", "virtual"}))
+      ->capture_default_str();
   app.add_option("--balance", o.balance,
                  "the balancer (on/off): move running tasks to hosts where they finish sooner. "
                  "A VM prun starts has it off unless given; on a running VM it switches it")

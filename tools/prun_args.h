@@ -36,6 +36,7 @@ struct PrunOptions {
   std::string hostfile;              // --hostfile FILE: a VM of these hosts for this job
   std::vector<EmulatedHost> hosts;   // --hosts 'a:S,b:S': emulated hosts for this job
   std::string balance;               // --balance on|off ("": as the VM has it)
+  std::string cpu = "real";          // --cpu real|virtual: how --hosts enforce speed
   std::vector<std::string> exports;  // -x VAR or -x VAR=VALUE, as given
   std::string stdin_mode = "rank0";  // --stdin: rank0 (as mpirun) or none
   std::vector<std::string> command;  // the program and its arguments

@@ -1,5 +1,7 @@
 #include "core/balance_loop.h"
 
+#include <algorithm>
+
 namespace mpvm {
 namespace {
 
@@ -11,12 +13,22 @@ constexpr int64_t kOrderExpiryNs = 60'000'000'000;
 
 std::vector<balancer::MoveOrder> BalanceLoop::Tick() {
   const int64_t now = cx_.now_ns;
-  if (!on_ || cx_.cfg.member || now < next_ns_) return {};
+  // Due once a period, or sooner after a host reported a change of its load
+  // (a task ended or arrived), though not more often than 5 times a period.
+  const bool news = cx_.load_news && now >= last_ns_ + cx_.cfg.balance_period_ns / 5;
+  if (!on_ || cx_.cfg.member || (now < next_ns_ && !news)) return {};
+  cx_.load_news = false;
+  last_ns_ = now;
   next_ns_ = now + cx_.cfg.balance_period_ns;
   Settle();
   balancer::ClusterLoad load = cx_.LoadSnapshot();
+  // A task in flight counts where it goes, and does not move again.
   for (auto& t : load.tasks)
-    if (ordered_.contains(t.tid)) t.pinned = true;  // in flight
+    if (auto o = ordered_.find(t.tid); o != ordered_.end()) {
+      t.pinned = true;
+      t.host = o->second.to;
+    }
+  load.Recount();
   auto orders = balancer::Decide(load, LimitsNow(), now);
   for (const auto& o : orders) {
     ordered_[o.tid] = {now, o.to};
@@ -29,7 +41,11 @@ balancer::Limits BalanceLoop::LimitsNow() const {
   balancer::Limits lim;
   lim.min_age = cx_.cfg.balance_min_age_ns;
   lim.min_residency = cx_.cfg.balance_min_residency_ns;
-  lim.max_in_flight = cx_.cfg.balance_max_in_flight;
+  // Each move occupies two hosts: by default as many at once as half the
+  // hosts (MOSIX balances pairwise, each pair on its own), at least 2.
+  lim.max_in_flight = cx_.cfg.balance_max_in_flight > 0
+                          ? cx_.cfg.balance_max_in_flight
+                          : std::max(2, static_cast<int>(cx_.hosts.size()) / 2);
   lim.moves_in_flight = in_flight();
   lim.bandwidth = cx_.load.bandwidth();
   lim.move_overhead = cx_.load.move_overhead_ns();

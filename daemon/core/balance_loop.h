@@ -37,6 +37,7 @@ class BalanceLoop {
   CoreContext& cx_;
   bool on_;
   int64_t next_ns_ = 0;
+  int64_t last_ns_ = 0;  // the last decision
   struct Ordered {
     int64_t at_ns = 0;
     int to = 0;

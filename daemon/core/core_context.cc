@@ -277,14 +277,29 @@ ctl::HostTable CoreContext::Table() const {
 ctl::LoadReport CoreContext::LocalLoad() const {
   std::vector<LocalTaskInfo> mine;
   for (const auto& [tid, t] : tasks)
-    if (t.state != TaskState::kLeft && !t.is_tool && !t.restoring) {
-      const LoadSampler::Sampled s = samples.Get(tid.raw());
+    // A task arriving here (restoring) counts here already.
+    if (t.state != TaskState::kLeft && !t.is_tool) {
+      LoadSampler::Sampled s = samples.Get(tid.raw());
+      // Virtual work sleeps: a task counts while it works, and, until it
+      // first works, while its process is ready to run (it is starting).
+      if (cfg.virtual_work && (t.worked || t.working)) s.runnable = t.working ? 1 : 0;
       // Pinned: a move of it was refused, or it reads prun's stdin.
       const bool pinned = !t.pinned_why.empty() || !t.spec.stdin_path.empty();
       mine.push_back(
           {tid.raw(), t.spawned_ns, t.moved_ns, pinned, s.runnable >= 0.5, s.cpu_ns, s.rss_bytes});
     }
   return MakeLoadReport(cfg.speed, cfg.cores, mine, now_ns);
+}
+
+void CoreContext::PublishWork() {
+  if (!cfg.virtual_work) return;
+  int working = 0;
+  for (const auto& [tid, t] : tasks)
+    working += t.working && t.state != TaskState::kLeft && !t.exited && !t.restoring;
+  if (working == published_working) return;
+  published_working = working;
+  load_changed = true;
+  env->PublishVirtualCpu(cfg.speed, working);
 }
 
 void CoreContext::SampleTasks() {

@@ -115,6 +115,8 @@ class CoreContext {
   balancer::ClusterLoad LoadSnapshot();
   // Samples every task's process for the load reports (at each tick).
   void SampleTasks();
+  // Virtual-work mode: publishes how many tasks work here, if it changed.
+  void PublishWork();
 
   DaemonConfig cfg;
   DaemonEnv* env;
@@ -129,11 +131,14 @@ class CoreContext {
   HostTable hosts;  // by host index, this host included
   LocationRegistry where;
   NotifyRegistry notify;
-  Mailbox mailbox;      // master: pvm_putinfo and friends
-  GroupServer groups;   // master: dynamic groups
-  LoadService load;     // master: the cluster's load, from the hosts' reports
-  LoadSampler samples;  // this host's tasks, sampled at each tick
-  PendingAnswers asks;  // moves this host's tasks asked of other hosts
+  Mailbox mailbox;             // master: pvm_putinfo and friends
+  GroupServer groups;          // master: dynamic groups
+  LoadService load;            // master: the cluster's load, from the hosts' reports
+  LoadSampler samples;         // this host's tasks, sampled at each tick
+  int published_working = -1;  // virtual-work mode: the count the tasks see
+  bool load_changed = false;   // since the last LoadReport: report early
+  bool load_news = false;      // master: a host reported a change: balance soon
+  PendingAnswers asks;         // moves this host's tasks asked of other hosts
 
  private:
   bool NotifyTargetExists(int what, int target) const;

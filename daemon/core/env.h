@@ -102,6 +102,9 @@ class ProcessLauncher {
   virtual Result<RestoreStart> SpawnRestore(const SpawnSpec& spec, const std::string& token) = 0;
   // Process `pid` as the kernel sees it now (the load reports).
   virtual ProcessSample Sample(int pid) = 0;
+  // Virtual-work mode: tells this host's tasks in mpvm_work the host's speed
+  // and how many of them work (<rundir>/vcpu).
+  virtual void PublishVirtualCpu(int speed, int working) = 0;
 };
 
 // Wall-clock time (CLOCK_REALTIME ns) for trace events, comparable across
@@ -189,7 +192,10 @@ struct DaemonConfig {
   int64_t balance_period_ns = 1'000'000'000;
   int64_t balance_min_age_ns = 1'000'000'000;        // young tasks often end soon
   int64_t balance_min_residency_ns = 1'000'000'000;  // after a spawn or a move (MOSIX: 1 s)
-  int balance_max_in_flight = 2;
+  int balance_max_in_flight = 0;                     // 0: half the hosts, at least 2
+  // An emulated host in virtual-work mode: its tasks' mpvm_work advances at
+  // speed / (tasks working) instead of burning CPU (docs/design/balancer.md).
+  bool virtual_work = false;
 };
 
 }  // namespace mpvm

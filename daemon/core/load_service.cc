@@ -8,6 +8,7 @@ namespace {
 // How long after a move a report from elsewhere that lists the task is
 // taken to predate it (a few heartbeats).
 constexpr int64_t kStaleNs = 2'000'000'000;
+constexpr int64_t kPlacedForgetNs = 5'000'000'000;
 
 }  // namespace
 
@@ -21,6 +22,7 @@ void LoadService::OnReport(int host, int speed, const ctl::LoadReport& r, int64_
   h.runnable = 0;
   auto& tasks = tasks_[host];
   tasks.clear();
+  CountPlaced(host, r, now);
   for (const auto& t : r.tasks()) {
     // A report written before a move it crossed still shows the task here.
     if (auto m = task_moves_.find(t.tid());
@@ -39,6 +41,27 @@ void LoadService::OnReport(int host, int speed, const ctl::LoadReport& r, int64_
     h.runnable += l.runnable;
     tasks.push_back(std::move(l));
   }
+}
+
+void LoadService::OnPlaced(int host, int n, int64_t now) {
+  Placed& p = placed_[host];
+  p.count += n;
+  p.at_ns = now;
+}
+
+void LoadService::CountPlaced(int host, const ctl::LoadReport& r, int64_t now) {
+  std::set<int> listed;
+  int fresh = 0;
+  for (const auto& t : r.tasks()) {
+    listed.insert(t.tid());
+    fresh += !reported_[host].contains(t.tid());
+  }
+  reported_[host] = std::move(listed);
+  auto p = placed_.find(host);
+  if (p == placed_.end()) return;
+  p->second.count -= fresh;
+  // Spawns that never showed up (they failed) are forgotten after a while.
+  if (p->second.count <= 0 || now - p->second.at_ns > kPlacedForgetNs) placed_.erase(p);
 }
 
 void LoadService::OnMoveFailed(int tid, int to, int64_t now) {
@@ -60,6 +83,7 @@ void LoadService::OnMoved(int tid, int to, int64_t now) {
         moved.host = to;
         moved.last_move = now;
         if (hosts_.contains(host)) hosts_[host].runnable -= moved.runnable;
+        reported_[to].insert(tid);  // its next report lists it: not a spawn
         if (hosts_.contains(to)) {
           hosts_[to].runnable += moved.runnable;
           tasks_[to].push_back(std::move(moved));
@@ -90,6 +114,8 @@ int64_t LoadService::last_failure_ns(int host) const {
 
 void LoadService::OnHostGone(int host) {
   hosts_.erase(host);
+  placed_.erase(host);
+  reported_.erase(host);
   tasks_.erase(host);
   failures_.erase(host);
 }
@@ -108,7 +134,11 @@ void LoadService::OnMoveDone(uint64_t bytes, int64_t blackout_ns) {
 
 balancer::ClusterLoad LoadService::Snapshot() const {
   balancer::ClusterLoad out;
-  for (const auto& [index, h] : hosts_) out.hosts.push_back(h);
+  for (const auto& [index, h] : hosts_) {
+    out.hosts.push_back(h);
+    if (auto p = placed_.find(index); p != placed_.end())
+      out.hosts.back().pending = p->second.count;
+  }
   for (const auto& [index, tasks] : tasks_)
     out.tasks.insert(out.tasks.end(), tasks.begin(), tasks.end());
   return out;

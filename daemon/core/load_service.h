@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 
 #include "cluster_load.h"
 #include "control.pb.h"
@@ -20,6 +21,9 @@ class LoadService {
  public:
   // Host `host` (speed from the host table) reported `r` at `now`.
   void OnReport(int host, int speed, const ctl::LoadReport& r, int64_t now);
+  // `n` tasks were just spawned on host `host`: they count there until its
+  // reports show them (a report may predate them).
+  void OnPlaced(int host, int n, int64_t now);
   // The host left the virtual machine: it and its tasks are forgotten.
   void OnHostGone(int host);
   // A move of `bytes` finished at a cost of `blackout_ns` (the task stopped).
@@ -41,6 +45,9 @@ class LoadService {
   int64_t move_overhead_ns() const { return overhead_ns_; }
 
  private:
+  // Takes the spawned tasks that a report from `host` shows off its count.
+  void CountPlaced(int host, const ctl::LoadReport& r, int64_t now);
+
   std::map<int, balancer::HostLoad> hosts_;
   std::map<int, std::vector<balancer::TaskLoad>> tasks_;  // by host
   struct Failures {
@@ -48,6 +55,12 @@ class LoadService {
     int64_t last_ns = 0;
   };
   std::map<int, Failures> failures_;  // by destination host
+  struct Placed {
+    int count = 0;
+    int64_t at_ns = 0;
+  };
+  std::map<int, Placed> placed_;           // by host: spawned, not reported yet
+  std::map<int, std::set<int>> reported_;  // by host: the tids its last report listed
   struct TaskMoves {
     int64_t moved_ns = 0, failed_ns = 0;
     int to = 0;  // where it last landed

@@ -189,6 +189,7 @@ void Membership::OnMemberControl(PeerId p, const ctl::Envelope& env) {
   if (env.has_heartbeat()) {
     cx_.hosts.SetTaskCount(*index, env.heartbeat().load().tasks_size());
     cx_.load.OnReport(*index, cx_.hosts.at(*index).speed, env.heartbeat().load(), cx_.now_ns);
+    if (env.heartbeat().load().changed()) cx_.load_news = true;
   }
 }
 
@@ -275,7 +276,13 @@ void Membership::ClockCheck(int64_t now_ns) {
 }
 
 void Membership::Beat(int64_t now_ns) {
-  const bool beat = now_ns - last_beat_sent_ns_ >= cx_.cfg.heartbeat_ns;
+  // A change of this host's load (a task ended or arrived, one started or
+  // stopped working) is reported at once, at most every 50 ms, so that the
+  // balancer need not wait for the next heartbeat.
+  const int64_t since = now_ns - last_beat_sent_ns_;
+  const bool early = cx_.cfg.member && cx_.load_changed && since >= 50'000'000;
+  const bool beat = since >= cx_.cfg.heartbeat_ns || early;
+  if (beat) cx_.load_changed = false;
   if (beat) last_beat_sent_ns_ = now_ns;
   if (cx_.cfg.member) {
     if (!cx_.joined || cx_.halting) return;
@@ -291,6 +298,7 @@ void Membership::Beat(int64_t now_ns) {
       ctl::Envelope e = NewEnvelope();
       e.mutable_heartbeat()->set_host(cx_.host.value);
       *e.mutable_heartbeat()->mutable_load() = cx_.LocalLoad();
+      e.mutable_heartbeat()->mutable_load()->set_changed(early);
       cx_.SendPeerControl(kMasterPeer, std::move(e));
     }
     return;

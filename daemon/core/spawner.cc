@@ -105,6 +105,7 @@ void Spawner::SpawnElsewhere(PendingSpawn ps, const ctl::SpawnRequest& s, Tid wh
     rs->set_spawn_id(id);
     for (int r : ranks) rs->add_ranks(r);
     cx_.SendControlTo(Tid::DaemonOf(HostIndex{index}), std::move(e));
+    if (!cx_.cfg.member) cx_.load.OnPlaced(index, static_cast<int>(ranks.size()), cx_.now_ns);
     ps.ranks[index] = ranks;
     ++ps.outstanding;
   }

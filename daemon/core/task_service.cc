@@ -50,6 +50,10 @@ void TaskService::DoEnrol(ConnId c, const ctl::Envelope& env) {
     task->committed = true;
     if (!cx_.hosts.contains(task->from_host)) cx_.events->ClaimArrival(task->tid);
   }
+  task->working = r.working();
+  task->worked = task->worked || r.working() || r.restored();
+  cx_.load_changed = true;
+  if (r.working()) cx_.PublishWork();
   if (r.restored() && task->event_sink != 0)  // a moved task runs again, here
     cx_.Trace(task->event_sink, nlohmann::json{{"ev", "resumed"},
                                                {"tid", task->tid.str()},
@@ -147,6 +151,7 @@ void TaskService::TaskLeftVm(Task& t) {
   if (t.exit_notified) return;
   t.exit_notified = true;
   t.state = TaskState::kLeft;
+  cx_.load_changed = true;
   t.held.clear();
   const int tid = t.tid.raw();
   cx_.ForgetOwner(tid);
@@ -227,6 +232,12 @@ void TaskService::OnTaskRequest(ConnId c, Tid who, const ctl::Envelope& env) {
     auto t = cx_.tasks.find(who);
     if (t != cx_.tasks.end()) TaskLeftVm(t->second);
     cx_.ReplyStatus(c, rid, 0);
+  } else if (env.has_work()) {
+    if (auto t = cx_.tasks.find(who); t != cx_.tasks.end()) {
+      t->second.working = env.work().working();
+      t->second.worked = true;
+    }
+    cx_.PublishWork();
   }
 }
 

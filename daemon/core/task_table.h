@@ -46,6 +46,8 @@ struct Task {
   int open_streams = 0;  // output pipes still open
   int link_port = 0;     // TCP port of its direct links across hosts (0: none)
   bool exited = false;   // process is gone
+  bool working = false;  // inside mpvm_work (virtual-work mode counts it)
+  bool worked = false;   // has called mpvm_work (or arrived working)
   int exit_code = 0, term_signal = 0;
   bool exit_notified = false;
   std::string partial_log;

@@ -40,7 +40,9 @@ mpvm::expected<void, HostStartError> HostStarter::Start(const HostSpec& spec) {
   const std::string daemon = spec.daemon.empty() ? SelfExeDir() + "/mpvmd" : spec.daemon;
   std::vector<std::string> common = {"--hostname", spec.name, "--speed",
                                      std::to_string(spec.speed)};
-  if (spec.local && spec.speed_given) {
+  if (spec.local && opts_.virtual_work) {
+    common.push_back("--virtual-work");
+  } else if (spec.local && spec.speed_given) {
     common.push_back("--emulate-speed");
     NoteEmulatedSpeed(spec.speed);
   }
@@ -163,7 +165,7 @@ void HostStarter::RemoveHostDir(const std::string& name) const {
       rename((dir + "/" + file).c_str(),  // kept beside the master's log
              fmt::format("{}/mpvmd.{}.log", opts_.rundir, name).c_str());
     else if (file.ends_with(".sock") || file == "mpvmd.lock" || file == "mpvmd.log" ||
-             file == "hash-cache")
+             file == "hash-cache" || file == "vcpu")
       unlink((dir + "/" + file).c_str());
   }
   closedir(d);

@@ -26,6 +26,10 @@ struct ServerOptions {
   // (server/cpu_limit.h). The master gives it to the emulated hosts it
   // starts with an sp= (local=1 in a host file; `mpvm add --local`).
   bool emulate_speed = false;
+  // An emulated host in virtual-work mode (DaemonConfig::virtual_work): no
+  // CPU limit; its tasks' mpvm_work advances at speed / (tasks working).
+  // The master passes it on to the emulated hosts it starts.
+  bool virtual_work = false;
   // How (env MPVM_CPU_LIMIT): "" picks the first that works; "duty" forces
   // SIGSTOP/SIGCONT duty cycling (to test it, or where cgroups misbehave).
   std::string cpu_limit_mode;

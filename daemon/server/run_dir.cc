@@ -70,7 +70,7 @@ void RunDirLock::RemoveLeftovers() {
     closedir(d);
   }
   // Its address and VM key too: a new VM gets a new key, as after a halt.
-  for (const char* file : {"master.addr", "vm.key"}) {
+  for (const char* file : {"master.addr", "vm.key", "vcpu"}) {
     const std::string path = path_ + "/" + file;
     if ((std::string(file) != "vm.key" || !keep_key_) && unlink(path.c_str()) == 0) ++stale;
   }
@@ -90,6 +90,7 @@ void RunDirLock::Release() {
   }
   if (std::getenv("MPVM_KEEP_LOG") == nullptr) unlink(DaemonLogPath(path_).c_str());
   unlink((path_ + "/master.addr").c_str());
+  unlink(VirtualCpuPath(path_).c_str());
   unlink((path_ + "/hash-cache").c_str());              // tasks' file hashes (ckpt.cc)
   if (!keep_key_) unlink((path_ + "/vm.key").c_str());  // the VM's key ends with it
   unlink(DaemonLockPath(path_).c_str());

@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 
 #include "mpvm/clock.h"
 #include "mpvm/paths.h"
@@ -42,7 +43,11 @@ bool Server::Setup(std::string* error) {
   auto cfg = MakeDaemonConfig(opts_, error, &others);
   if (!cfg) return false;
   procs_.set_ep(opts_.ep);
-  if (opts_.emulate_speed) {
+  if (opts_.virtual_work) {
+    cfg->virtual_work = true;
+    cfg->cores = 1;
+    PublishVirtualCpu(cfg->speed, 0);
+  } else if (opts_.emulate_speed) {
     LimitCpu(*cfg);
     cfg->cores = 1;  // an emulated host's speed is its whole capacity
   }
@@ -147,7 +152,7 @@ void Server::Loop() {
     if (shutdown_ && ShutdownDone()) break;
     BuildPollSet(ps);
     PeerLinks* peers = links_->links();
-    long timeout = shutdown_ || peers != nullptr ? 100 : -1;
+    long timeout = shutdown_ || peers != nullptr ? (core_->TickSoon() ? 10 : 100) : -1;
     if (cpu_limit_) {
       const int64_t due = cpu_limit_->Tick(MonotonicNs());
       if (due >= 0) timeout = std::min<long>(timeout < 0 ? 1000 : timeout, due / 1'000'000 + 1);
@@ -226,8 +231,8 @@ bool Server::TickLinks() {
   // A master with a host file is ready once those hosts have joined (or
   // failed; at most 30 s): then pvm_config shows them all.
   const int64_t up = MonotonicNs() - started_ns_;
-  if (core_->joined() && (!core_->starting_hosts() || up > 30'000'000'000)) {
-    ReportReady("");
+  if (core_->joined()) {  // a master waits for its hosts (at most 30 s)
+    if (!core_->starting_hosts() || up > 30'000'000'000) ReportReady("");
     return true;
   }
   if (core_->join_error().empty() && up <= 5'000'000'000) return true;
@@ -328,6 +333,16 @@ void Server::Send(ConnId c, const FrameHeader& h, std::span<const uint8_t> aux,
 }
 
 void Server::CloseConn(ConnId c) { conns_.Close(c); }
+
+void Server::PublishVirtualCpu(int speed, int working) {
+  // Written aside and renamed: a task reading it sees the old or the new.
+  const std::string path = VirtualCpuPath(opts_.rundir), tmp = path + ".new";
+  std::ofstream f(tmp, std::ios::trunc);
+  f << speed << ' ' << working << '\n';
+  f.close();
+  if (!f || rename(tmp.c_str(), path.c_str()) != 0)
+    spdlog::warn("cannot write {}: {}", path, std::strerror(errno));
+}
 
 Result<int> Server::Spawn(const SpawnSpec& spec) { return procs_.Spawn(spec, -1); }
 

@@ -28,6 +28,7 @@ class BalanceLoopTest : public ::testing::Test {
  protected:
   BalanceLoopTest() {
     m.cx.cfg.balance = true;
+    m.cx.cfg.balance_max_in_flight = 2;
     two = m.Admit(2, "node2");
     three = m.Admit(3, "node3");
     m.cx.now_ns = 100 * kS;
@@ -64,6 +65,18 @@ TEST_F(BalanceLoopTest, DecidesOncePerPeriodAndNeverReordersATaskInFlight) {
   m.cx.load.OnReport(two, 1000, Busy(1000, {0x80001, 0x80002, 0x80003}), m.cx.now_ns);
   for (const auto& o : loop.Tick())
     for (const auto& f : first) EXPECT_NE(o.tid, f.tid);
+}
+
+TEST_F(BalanceLoopTest, AMoveInFlightCountsAtItsDestination) {
+  m.cx.cfg.balance_max_in_flight = 4;
+  m.cx.load.OnReport(two, 1000, Busy(1000, {0x80001, 0x80002}), m.cx.now_ns);
+  m.cx.load.OnReport(three, 1000, Busy(1000, {0x80003}), m.cx.now_ns);
+  BalanceLoop loop(m.cx);
+  ASSERT_EQ(loop.Tick().size(), 1u);  // node2's second task to node1, the idle master
+  m.cx.now_ns += 2 * kS;
+  // The reports still show it on node2: it is not moved again, nor another.
+  m.cx.load.OnReport(two, 1000, Busy(1000, {0x80001, 0x80002}), m.cx.now_ns);
+  EXPECT_TRUE(loop.Tick().empty());
 }
 
 TEST_F(BalanceLoopTest, ABalancedClusterIsLeftAloneOnceTheMovesLand) {
@@ -125,6 +138,23 @@ TEST(LoadService, AReportWrittenBeforeAMoveDoesNotBringTheTaskBack) {
   EXPECT_EQ(load.Host(2)->runnable, 1);
   EXPECT_EQ(load.Host(3)->runnable, 1);
   EXPECT_EQ(load.tasks.size(), 2u);
+}
+
+TEST(LoadService, SpawnedTasksCountWhereTheyGoUntilTheHostReportsThem) {
+  LoadService s;
+  s.OnReport(2, 1000, Busy(1000, {}), 10 * kS);
+  s.OnPlaced(2, 2, 10 * kS);
+  EXPECT_EQ(s.Snapshot().Work(2), 2);
+  s.OnReport(2, 1000, Busy(1000, {}), 10 * kS + 1);  // written before they started
+  EXPECT_EQ(s.Snapshot().Work(2), 2);
+  s.OnReport(2, 1000, Busy(1000, {0x80001}), 11 * kS);
+  EXPECT_EQ(s.Snapshot().Work(2), 2);  // one reported, one still pending
+  s.OnReport(2, 1000, Busy(1000, {0x80001, 0x80002}), 12 * kS);
+  EXPECT_EQ(s.Snapshot().Work(2), 2);
+  EXPECT_EQ(s.Snapshot().Host(2)->pending, 0);
+  s.OnPlaced(2, 1, 13 * kS);  // a spawn that never shows up is forgotten
+  s.OnReport(2, 1000, Busy(1000, {0x80001, 0x80002}), 19 * kS);
+  EXPECT_EQ(s.Snapshot().Host(2)->pending, 0);
 }
 
 }  // namespace

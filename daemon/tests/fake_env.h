@@ -73,6 +73,8 @@ class FakeEnv : public DaemonEnv, public FakeClock, public FakeRandom {
     return it == samples.end() ? ProcessSample{} : it->second;
   }
   std::map<int, ProcessSample> samples;  // by pid
+  void PublishVirtualCpu(int speed, int working) override { vcpu.push_back({speed, working}); }
+  std::vector<std::pair<int, int>> vcpu;
   std::vector<SpawnSpec> restores;
   std::vector<std::pair<Tid, std::string>> begun;
   std::vector<Tid> cancelled;

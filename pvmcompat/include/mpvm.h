@@ -47,6 +47,15 @@ int mpvm_forward_hops(unsigned long* counts, int n);
  * on one link, or PvmBadParam. */
 int mpvm_stale_sends(unsigned long* counts, int n);
 
+/* Computes `units` of work, one unit being one millisecond of one CPU of
+ * this machine (speed 1000), the work unit of the balancer's benchmarks. On
+ * an emulated host in virtual-work mode (`prun --cpu virtual`) the task uses
+ * no CPU: its work advances at the host's speed divided by the tasks working
+ * there, checked every 10 ms, and it may move between quanta. Elsewhere it
+ * computes for that much CPU time, which an emulated host's speed limit
+ * stretches. Returns 0, or PvmBadParam for a negative or non-finite amount. */
+int mpvm_work(double units);
+
 #ifdef __cplusplus
 }
 #endif

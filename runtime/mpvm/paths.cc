@@ -39,6 +39,7 @@ mpvm::expected<void, std::string> EnsureRunDir(const std::string& dir) {
 std::string DaemonSocketPath(const std::string& dir) { return dir + "/mpvmd.sock"; }
 std::string DaemonLockPath(const std::string& dir) { return dir + "/mpvmd.lock"; }
 std::string DaemonLogPath(const std::string& dir) { return dir + "/mpvmd.log"; }
+std::string VirtualCpuPath(const std::string& dir) { return dir + "/vcpu"; }
 std::string TaskSocketPath(const std::string& dir, Tid tid) {
   return fmt::format("{}/{}.sock", dir, tid.str());
 }

@@ -21,6 +21,8 @@ mpvm::expected<void, std::string> EnsureRunDir(const std::string& dir);
 std::string DaemonSocketPath(const std::string& dir);
 std::string DaemonLockPath(const std::string& dir);
 std::string DaemonLogPath(const std::string& dir);
+// Virtual-work mode: the host's speed and how many tasks work ("600 3\n").
+std::string VirtualCpuPath(const std::string& dir);
 std::string TaskSocketPath(const std::string& dir, Tid tid);
 
 // PVM's architecture name for this host.

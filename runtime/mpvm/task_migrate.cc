@@ -344,6 +344,7 @@ void TaskRuntime::AfterResume() {
   e->set_pid(getpid());
   e->set_name(program_invocation_short_name);
   e->set_restored(true);
+  e->set_working(in_work_);
   auto rep = Call(std::move(req));
   if (!rep || !rep->has_enrol_reply() || rep->enrol_reply().code() < 0) {
     std::fprintf(stderr, "libpvm [%s]: moved, but the new host's daemon refused it: %s\n",

@@ -443,6 +443,16 @@ Status TaskRuntime::DelHost(const std::string& name) {
   return StatusOf(rep);
 }
 
+Status TaskRuntime::SetWorking(bool working) {
+  if (auto st = EnsureEnrolled(); !st) return st;
+  in_work_ = working;
+  if (!daemon_ || daemon_lost_) return Fail(Err::kSysErr);
+  ctl::Envelope note = NewEnvelope();
+  note.mutable_work()->set_working(working);
+  daemon_->Send(ControlHeader(mytid_.raw(), host_tid_.raw()), EncodeControl(note));
+  return {};
+}
+
 Result<ctl::Envelope> TaskRuntime::ToolRequest(ctl::Envelope req) {
   if (auto st = EnsureEnrolled(); !st) return mpvm::unexpected(st.error());
   return Call(std::move(req));

@@ -106,6 +106,9 @@ class TaskRuntime {
   // Tools: one control request and its reply, for what the PVM API has no
   // call for (`mpvm balance`).
   Result<ctl::Envelope> ToolRequest(ctl::Envelope req);
+  // mpvm_work: tells the daemon this task enters (or leaves) its work, so
+  // that a virtual-work host counts it (mpvm/work.h).
+  Status SetWorking(bool working);
 
   // --- Options -------------------------------------------------------------
   Result<int> SetOpt(int what, int val);
@@ -260,6 +263,7 @@ class TaskRuntime {
   std::string last_detail_;
   std::unique_ptr<Connection> daemon_;
   bool daemon_lost_ = false;
+  bool in_work_ = false;  // inside mpvm_work: re-announced to a new host after a move
   int listen_fd_ = -1;
   std::string listen_path_;
   Tid mytid_;

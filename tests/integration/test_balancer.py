@@ -15,6 +15,9 @@ import unittest
 from harness import BIN, CONSOLE, PRUN, VmTestCase
 
 MIG_TASK = os.path.join(BIN, "mig_task")
+WORK_TASK = os.path.join(BIN, "work_task")
+# The balancer's clock scaled to these short jobs (as bench/balance.py does).
+SCALED = {"MPVM_BALANCE_PERIOD": "0.1", "MPVM_BALANCE_RESIDENCY": "0.1"}
 HOSTS = "a:600,b:600,c:200,d:200"
 SPIN = "300000000"  # about 0.75 s at full speed: 7.5 s for two tasks on a 200 host
 
@@ -54,6 +57,20 @@ class BalancerTest(VmTestCase):
         for m in moves:
             self.assertNotIn(m["to"], left.get(m["tid"], set()), moves)
             left.setdefault(m["tid"], set()).add(m["from"])
+
+    def test_virtual_work_is_balanced_too(self):
+        # Four tasks on three equal hosts: one host runs two until the others
+        # finish, then one of its two moves to an idle host.
+        trace = os.path.join(self.tmp, "trace-virtual.json")
+        r = subprocess.run([PRUN, "--balance", "on", "--cpu", "virtual", "--trace", trace,
+                            "--stdin", "none", "--hosts", "a:1000,b:1000,c:1000", "-n", "4",
+                            WORK_TASK, "1500"], env=dict(self.env, **SCALED), capture_output=True,
+                           text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(re.findall(r"work 1500 took", r.stdout)), 4, r.stdout)
+        moves = migrations(trace)
+        self.assertGreaterEqual(len(moves), 1)
+        self.assertTrue(all(m["reason"].startswith("balancer: ") for m in moves), moves)
 
     def test_with_the_balancer_off_nothing_moves(self):
         self.assertEqual(self.run_job("off"), [])

@@ -109,5 +109,37 @@ class EmulatedSpeedTest(VmTestCase):
         self.assertAlmostEqual(seconds[-1], 0.70, delta=TOLERANCE)
 
 
+WORK_TASK = os.path.join(BIN, "work_task")
+
+
+class VirtualWorkTest(VmTestCase):
+    """mpvm_work on hosts in virtual-work mode (prun --cpu virtual) against
+    the same work on real CPU."""
+
+    def took(self, cpu, hosts, n, units):
+        r = subprocess.run([PRUN, "--cpu", cpu, "--hosts", hosts, "--stdin", "none", "-n", str(n),
+                            WORK_TASK, str(units)], env=self.env, capture_output=True, text=True,
+                           timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        times = [float(t) for t in re.findall(r"took ([0-9.]+) s", r.stdout)]
+        self.assertEqual(len(times), n, r.stdout)
+        return times
+
+    def test_virtual_work_agrees_with_real_cpu_within_5_percent(self):
+        real = self.took("real", "a:500", 1, 1000)[0]
+        virtual = self.took("virtual", "a:500", 1, 1000)[0]
+        self.assertAlmostEqual(virtual, 2.0, delta=0.1)  # 1000 units at half a CPU
+        self.assertAlmostEqual(virtual / real, 1.0, delta=0.05)
+
+    def test_tasks_working_on_one_host_share_its_speed(self):
+        for t in self.took("virtual", "a:1000", 3, 500):
+            self.assertAlmostEqual(t, 1.5, delta=0.1)  # three tasks at a third each
+
+    def test_a_task_outside_any_vm_just_computes(self):
+        r = subprocess.run([WORK_TASK, "100"], env=dict(self.env, MPVM_RUNDIR=self.tmp + "/none"),
+                           capture_output=True, text=True, timeout=60)
+        self.assertIn("work 100 took", r.stdout, r.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""The balancer's experiments, scaled to this machine (issue 14 section 5;
+../shared/seed-digest.md sections 2.5-2.6): plain PVM tasks (bench/work_task,
+which computes with mpvm_work) on emulated hosts of given speeds, with the
+balancer off (PVM's round-robin: "rr") and on ("bal"), against the oracle
+(balancer/oracle.h: round-robin, the staircase optimum, the fluid bound).
+
+  python3 bench/balance.py BUILD [--reps 3] [--only E1,E2V,...] [--out DIR]
+
+Experiments:
+  E1   16 hosts at 1000, N identical tasks of W = 3 s (MOSIX Table 1, 300 s
+       scaled by 1/100), virtual-work mode
+  E1R  4 hosts at 400, N = 5 and 6, W = 1 s, real CPU (cgroup quota)
+  E2V  16 hosts at 1000 and 4 at 333 (fast ones first), virtual
+  E2R  a:600,b:600,c:200,d:200, N = 8, W = 2 s, real CPU
+  E3   16 hosts at 1000, random works uniform in [0, 2W), 5 seeds, virtual
+
+The balancer's clock is scaled with the tasks: it decides every 0.1 s and a
+task may move 0.1 s after its spawn or last move (MOSIX: 1 s against 300 s
+tasks; 1/100 of it would be below the daemons' 100 ms tick).
+
+Prints one table per experiment (medians of --reps runs) and writes
+results.json and completion-time plots (SVG) into --out.
+"""
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from svgplot import line_plot  # noqa: E402
+
+E1_N = [1, 2, 4, 8, 16, 17, 20, 24, 25, 27, 31, 32, 33, 36, 38, 40, 43, 47, 48]
+SCALED = {"MPVM_BALANCE_PERIOD": "0.1", "MPVM_BALANCE_RESIDENCY": "0.1"}
+
+
+def hosts_spec(speeds):
+    return ",".join("h%d:%d" % (i, s) for i, s in enumerate(speeds))
+
+
+class Runner:
+    def __init__(self, build):
+        self.bin = os.path.join(build, "bin")
+        self.tmp = tempfile.mkdtemp(prefix="mpvm-balance-")
+
+    def job(self, speeds, n, work_ms, cpu, balance, seed=None):
+        """One prun job: its completion time (first start to last end), the
+        moves and each task's work (ms)."""
+        trace = os.path.join(self.tmp, "trace.json")
+        cmd = [os.path.join(self.bin, "prun"), "--cpu", cpu, "--hosts", hosts_spec(speeds),
+               "--balance", balance, "--stdin", "none", "--trace", trace, "-n", str(n),
+               os.path.join(self.bin, "work_task"), str(work_ms)]
+        if seed is not None:
+            cmd.append(str(seed))
+        env = dict(os.environ, MPVM_RUNDIR=os.path.join(self.tmp, "run"), **SCALED)
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+        rows = re.findall(r"^rank \d+ work ([0-9.]+) took [0-9.]+ s start ([0-9.]+) end ([0-9.]+)$",
+                          r.stdout, re.M)
+        if r.returncode != 0 or len(rows) != n:
+            raise RuntimeError("job failed (%d of %d tasks): %s" % (len(rows), n, r.stderr[-2000:]))
+        with open(trace) as f:
+            moves = [e["args"] for e in json.load(f)["traceEvents"]
+                     if e.get("cat") == "migration" and "args" in e]
+        starts = [float(s) for _, s, _ in rows]
+        ends = [float(e) for _, _, e in rows]
+        return {"time": max(ends) - min(starts), "moves": moves,
+                "works": sorted(float(w) for w, _, _ in rows)}
+
+    def oracle(self, speeds, works_ms):
+        speeds_arg = ",".join(str(s) for s in speeds)
+        works = ",".join("%g" % (w / 1000) for w in works_ms)
+        r = subprocess.run([os.path.join(self.bin, "oracle"), "--speeds", speeds_arg,
+                            "--work-list", works, "--json"], capture_output=True, text=True,
+                           check=True)
+        return json.loads(r.stdout)
+
+
+def back_and_forth(moves):
+    """Tasks that went back to a host they had left (A -> B -> A)."""
+    left, bad = {}, set()
+    for m in moves:
+        if m["to"] in left.get(m["tid"], set()):
+            bad.add(m["tid"])
+        left.setdefault(m["tid"], set()).add(m["from"])
+    return len(bad)
+
+
+def point(runner, speeds, n, work_ms, cpu, reps, seed=None):
+    """Both arms, `reps` runs each, and the oracle for the same works."""
+    out = {"n": n}
+    for arm, balance in (("rr", "off"), ("bal", "on")):
+        runs = [runner.job(speeds, n, work_ms, cpu, balance, seed) for _ in range(reps)]
+        out[arm] = statistics.median(r["time"] for r in runs)
+        out[arm + "_moves"] = statistics.median(len(r["moves"]) for r in runs)
+        out[arm + "_back_and_forth"] = max(back_and_forth(r["moves"]) for r in runs)
+        works = runs[0]["works"]
+    out.update(runner.oracle(speeds, works))
+    ideal = out["round_robin"] - out["staircase"]
+    out["bal_over_stair"] = out["bal"] / out["staircase"] - 1
+    out["rr_over_oracle_rr"] = out["rr"] / out["round_robin"] - 1
+    out["gain_captured"] = (out["rr"] - out["bal"]) / ideal if ideal > 1e-9 else None
+    return out
+
+
+def table(name, rows):
+    print("\n%s" % name)
+    print("| N | oracle RR | staircase | RR | balanced | balanced vs staircase | gain captured "
+          "| moves/task | A->B->A |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        gain = "-" if r["gain_captured"] is None else "%.0f%%" % (100 * r["gain_captured"])
+        print("| %d | %.2f | %.2f | %.2f | %.2f | %+.1f%% | %s | %.2f | %d |" % (
+            r["n"], r["round_robin"], r["staircase"], r["rr"], r["bal"],
+            100 * r["bal_over_stair"], gain, r["bal_moves"] / r["n"], r["bal_back_and_forth"]))
+    sys.stdout.flush()
+
+
+def summary(rows):
+    over = [r["bal_over_stair"] for r in rows]
+    gains = [r["gain_captured"] for r in rows if r["gain_captured"] is not None]
+    rr = [r["rr_over_oracle_rr"] for r in rows]
+    print("balanced vs staircase: mean %+.1f%%, worst %+.1f%%; RR vs oracle RR: worst %+.1f%%%s"
+          % (100 * statistics.mean(over), 100 * max(over), 100 * max(rr, key=abs),
+             "; gain captured: median %.0f%%" % (100 * statistics.median(gains)) if gains else ""))
+
+
+def plot(name, rows, out):
+    series = [("oracle round-robin", [(r["n"], r["round_robin"]) for r in rows]),
+              ("staircase optimum", [(r["n"], r["staircase"]) for r in rows]),
+              ("round-robin (measured)", [(r["n"], r["rr"]) for r in rows]),
+              ("balanced (measured)", [(r["n"], r["bal"]) for r in rows])]
+    path = os.path.join(out, "%s.svg" % name.lower())
+    with open(path, "w") as f:
+        f.write(line_plot(series, "tasks (N)", "completion time (s)", name))
+    print("plot:", path)
+
+
+def experiments(reps):
+    fast16 = [1000] * 16
+    return {
+        "E1": [(fast16, n, 3000, "virtual", None) for n in E1_N],
+        "E1R": [([400] * 4, n, 1000, "real", None) for n in (5, 6)],
+        "E2V": [(fast16 + [333] * 4, n, 3000, "virtual", None)
+                for n in (16, 17, 20, 24, 32, 36, 40)],
+        "E2R": [([600, 600, 200, 200], 8, 2000, "real", None)],
+        "E3": [(fast16, n, 3000, "virtual", seed) for n in (17, 24, 36) for seed in range(1, 6)],
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("build")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--only", default="E1,E1R,E2V,E2R,E3")
+    ap.add_argument("--n", default="", help="only these N (comma-separated), for a quick look")
+    ap.add_argument("--out", default=".")
+    args = ap.parse_args()
+    runner = Runner(args.build)
+    results = {}
+    for name, points in experiments(args.reps).items():
+        if name not in args.only.split(","):
+            continue
+        if args.n:
+            points = [p for p in points if str(p[1]) in args.n.split(",")]
+        rows = [point(runner, sp, n, w, cpu, args.reps, seed) for sp, n, w, cpu, seed in points]
+        if name == "E3":  # one row per N: the medians over the seeds
+            rows = [merge_seeds([r for r, p in zip(rows, points) if p[1] == n])
+                    for n in sorted({p[1] for p in points})]
+        results[name] = rows
+        table(name, rows)
+        summary(rows)
+        if len(rows) > 2:
+            plot(name, rows, args.out)
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+
+
+def merge_seeds(rows):
+    out = {"n": rows[0]["n"]}
+    for k, v in rows[0].items():
+        if k != "n" and all(isinstance(r[k], (int, float)) for r in rows):
+            out[k] = statistics.median(r[k] for r in rows)
+    out["gain_captured"] = statistics.median(
+        r["gain_captured"] for r in rows if r["gain_captured"] is not None)
+    out["bal_back_and_forth"] = max(r["bal_back_and_forth"] for r in rows)
+    return out
+
+
+if __name__ == "__main__":
+    main()
