@@ -58,17 +58,18 @@ class Runner:
             cmd.append(str(seed))
         env = dict(os.environ, MPVM_RUNDIR=os.path.join(self.tmp, "run"), **SCALED)
         r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-        rows = re.findall(r"^rank \d+ work ([0-9.]+) took [0-9.]+ s start ([0-9.]+) end ([0-9.]+)$",
-                          r.stdout, re.M)
+        rows = re.findall(r"^rank (\d+) work ([0-9.]+) took [0-9.]+ s start ([0-9.]+) "
+                          r"end ([0-9.]+)$", r.stdout, re.M)
         if r.returncode != 0 or len(rows) != n:
             raise RuntimeError("job failed (%d of %d tasks): %s" % (len(rows), n, r.stderr[-2000:]))
         with open(trace) as f:
             moves = [e["args"] for e in json.load(f)["traceEvents"]
                      if e.get("cat") == "migration" and "args" in e]
-        starts = [float(s) for _, s, _ in rows]
-        ends = [float(e) for _, _, e in rows]
+        starts = [float(s) for _, _, s, _ in rows]
+        ends = [float(e) for _, _, _, e in rows]
+        # By rank: round-robin placed rank r on host r mod H, as the oracle does.
         return {"time": max(ends) - min(starts), "moves": moves,
-                "works": sorted(float(w) for w, _, _ in rows)}
+                "works": [float(w) for _, w, _, _ in sorted(rows, key=lambda r: int(r[0]))]}
 
     def oracle(self, speeds, works_ms):
         speeds_arg = ",".join(str(s) for s in speeds)
@@ -166,7 +167,9 @@ def main():
             continue
         if args.n:
             points = [p for p in points if str(p[1]) in args.n.split(",")]
-        rows = [point(runner, sp, n, w, cpu, args.reps, seed) for sp, n, w, cpu, seed in points]
+        # E3's five seeds are its repetitions: one run of each.
+        reps = 1 if name == "E3" else args.reps
+        rows = [point(runner, sp, n, w, cpu, reps, seed) for sp, n, w, cpu, seed in points]
         if name == "E3":  # one row per N: the medians over the seeds
             rows = [merge_seeds([r for r, p in zip(rows, points) if p[1] == n])
                     for n in sorted({p[1] for p in points})]

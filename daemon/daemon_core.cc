@@ -299,7 +299,8 @@ bool DaemonCore::ServedByMaster(const ctl::Envelope& env) const {
                          (env.has_tasks() && env.tasks().where() != cx_.host_tid().raw() &&
                           !cx_.LocalTask(Tid(env.tasks().where())));
   return env.has_mbox_put() || env.has_mbox_get() || env.has_mbox_del() || env.has_mbox_info() ||
-         env.has_group() || env.has_new_context() || env.has_balance() || elsewhere;
+         env.has_group() || env.has_new_context() || env.has_balance() || env.has_load_query() ||
+         elsewhere;
 }
 
 bool DaemonCore::HandleTaskRequest(ConnId c, Tid who, ctl::Envelope& env) {
@@ -355,6 +356,13 @@ bool DaemonCore::HandleVmRequest(ConnId c, Tid who, ctl::Envelope& env) {
     case ctl::Envelope::kBalance:
       DoBalance(c, env);
       return true;
+    case ctl::Envelope::kLoadQuery: {
+      cx_.load.OnReport(cx_.host.value, cx_.cfg.speed, cx_.LocalLoad(), cx_.now_ns);
+      ctl::Envelope e = NewEnvelope();
+      *e.mutable_load_view() = balance_.View();
+      cx_.Reply(c, rid, std::move(e));
+      return true;
+    }
     case ctl::Envelope::kHalt:
       cx_.ReplyStatus(c, rid, 0);
       Halt(who);

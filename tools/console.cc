@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -13,6 +14,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "mpvm/control.h"
@@ -36,15 +38,17 @@ const char* kHelp =
     "                       tasks together get S/1000 of one CPU here\n"
     "  balance [on|off]     switch the balancer (moves tasks to where they finish\n"
     "                       sooner), or say what it does\n"
+    "  top [-n N]           each host's speed and load, and the balancer's latest\n"
+    "                       moves, refreshed each second (N times; default: until ^C)\n"
     "  delete NAME...       remove hosts (their tasks end)\n"
     "  halt                 stop every task and the virtual machine\n"
     "  quit                 leave the console; the virtual machine keeps running\n"
     "  version              print the PVM API version mpvm implements\n"
     "  help                 this text\n";
 
-constexpr std::string_view kCommands[] = {"conf",    "ps",     "spawn",  "kill", "migrate",
-                                          "add",     "delete", "halt",   "quit", "exit",
-                                          "version", "help",   "balance"};
+constexpr std::string_view kCommands[] = {"conf",    "ps",     "spawn",   "kill", "migrate",
+                                          "add",     "delete", "halt",    "quit", "exit",
+                                          "version", "help",   "balance", "top"};
 
 bool KnownCommand(std::string_view cmd) {
   return std::find(std::begin(kCommands), std::end(kCommands), cmd) != std::end(kCommands);
@@ -133,6 +137,8 @@ class Console {
       Add(w, status);
     } else if (cmd == "balance") {
       Balance(w, status);
+    } else if (cmd == "top") {
+      Top(w, status);
     } else if (cmd == "delete") {
       if (w.size() < 2) {
         std::fprintf(stderr, "delete: give one or more host names (see conf)\n");
@@ -155,6 +161,49 @@ class Console {
   }
 
  private:
+  // top [-n N]: frames of the load view, one a second.
+  void Top(const std::vector<std::string>& w, int* status) {
+    long frames = -1;
+    if (w.size() == 3 && w[1] == "-n") frames = std::strtol(w[2].c_str(), nullptr, 10);
+    if (w.size() != 1 && (w.size() != 3 || w[1] != "-n" || frames <= 0)) {
+      std::fprintf(stderr, "top: usage: top [-n FRAMES]\n");
+      *status = 2;
+      return;
+    }
+    for (long i = 0; frames < 0 || i < frames; ++i) {
+      if (i > 0) std::this_thread::sleep_for(std::chrono::seconds(1));
+      mpvm::ctl::Envelope req = mpvm::NewEnvelope();
+      req.mutable_load_query();
+      auto rep = rt_.ToolRequest(std::move(req));
+      if (!rep || !rep->has_load_view()) {
+        std::fprintf(stderr, "top: %s\n",
+                     rep ? "the daemon did not answer" : ErrText(rep.error()).c_str());
+        *status = 1;
+        return;
+      }
+      ShowTop(rep->load_view(), isatty(1));
+    }
+  }
+
+  static void ShowTop(const mpvm::ctl::LoadView& v, bool clear) {
+    if (clear) std::printf("\033[H\033[2J");
+    std::printf("mpvm top: %d hosts, balancer %s\n\n", v.hosts_size(),
+                v.balancing() ? "on" : "off");
+    std::printf("%20s %7s %6s %9s %10s\n", "HOST", "SPEED", "TASKS", "RUNNABLE", "TIME/TASK");
+    for (const auto& h : v.hosts()) {
+      // A task's expected time per unit of work here, as the balancer sees it.
+      const double per =
+          std::max(1.0, h.runnable() / std::max(1, h.cores())) * 1000 / std::max(1, h.speed());
+      std::printf("%20s %7d %6d %9.1f %9.2fx\n", h.name().c_str(), h.speed(), h.tasks(),
+                  h.runnable(), per);
+    }
+    std::printf("\nlatest moves by the balancer:%s\n", v.moves().empty() ? " none" : "");
+    for (const auto& m : v.moves())
+      std::printf("%7.1f s ago  t%x %s -> %s  %-9s  %s\n", m.age_ms() / 1000.0, m.tid(),
+                  m.from().c_str(), m.to().c_str(), m.state().c_str(), m.reason().c_str());
+    std::fflush(stdout);
+  }
+
   // balance [on|off]
   void Balance(const std::vector<std::string>& w, int* status) {
     if (w.size() > 2 || (w.size() == 2 && w[1] != "on" && w[1] != "off")) {
@@ -236,18 +285,15 @@ class Console {
     std::map<int, std::string> host_names;
     if (conf)
       for (const auto& h : conf->hosts()) host_names[h.tid()] = h.name();
-    std::printf("%20s %8s %8s %8s %s\n", "HOST", "TID", "PTID", "PID", "COMMAND");
+    std::printf("%20s %8s %8s %8s %5s %s\n", "HOST", "TID", "PTID", "PID", "MOVES", "COMMAND");
     std::vector<std::string> notes;
     for (const auto& e : t->tasks()) {
       bool tool = (e.flag() & 0x100) != 0;
       if (tool && !all) continue;
-      std::printf("%20s %8x %8x %8d %s\n", host_names[e.host()].c_str(), e.tid(), e.ptid(), e.pid(),
-                  tool ? "(tool)" : e.a_out().c_str());
+      std::printf("%20s %8x %8x %8d %5d %s\n", host_names[e.host()].c_str(), e.tid(), e.ptid(),
+                  e.pid(), e.moves(), tool ? "(tool)" : e.a_out().c_str());
       if (!e.pinned().empty())
         notes.push_back(fmt::format("t{:x} is pinned: {}", e.tid(), e.pinned()));
-      else if (e.moves() > 0)
-        notes.push_back(fmt::format("t{:x} has moved {} time{}", e.tid(), e.moves(),
-                                    e.moves() == 1 ? "" : "s"));
     }
     for (const auto& n : notes) std::printf("%s\n", n.c_str());
   }

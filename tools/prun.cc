@@ -182,7 +182,7 @@ mpvm::SpawnRequestOptions SpawnOptions(const PrunOptions& o, const mpvm::TaskRun
   for (char** e = environ; *e != nullptr; ++e) s.local_env.emplace_back(*e);
   if (o.stdin_mode == "rank0" && StdinWorthForwarding())
     s.rank0_stdin = fmt::format("/proc/{}/fd/0", getpid());
-  if (!o.trace_file.empty()) s.event_sink = rt.tid().raw();
+  if (!o.trace_file.empty() || o.progress) s.event_sink = rt.tid().raw();
   if (!o.where.empty()) {
     s.flags = 1;  // PvmTaskHost
     s.where = o.where;
@@ -329,18 +329,48 @@ void TakeTrace(mpvm::TaskRuntime& rt, std::vector<json>& trace) {
   }
 }
 
+// --progress: "prun: 6 running, 2 done, 3 moves, 12.4 s", rewritten in place
+// on a terminal, a line each time otherwise; `last` ends it.
+class Progress {
+ public:
+  explicit Progress(bool on) : on_(on), tty_(isatty(2)), start_(std::chrono::steady_clock::now()) {}
+  void Show(const Job& job, const std::vector<json>& trace, bool last = false) {
+    if (!on_) return;
+    int moves = 0;
+    for (const auto& e : trace) moves += e.value("ev", "") == "migration";
+    const double s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    std::fprintf(stderr, "%sprun: %d running, %d done, %d move%s, %.1f s%s", tty_ ? "\r" : "",
+                 job.started - job.ended, job.ended, moves, moves == 1 ? "" : "s", s,
+                 tty_ && !last ? "" : "\n");
+  }
+
+ private:
+  bool on_, tty_;
+  std::chrono::steady_clock::time_point start_;
+};
+
 // Runs until every task has ended and its output is in, or a stop signal
 // came (returned), or the daemon was lost.
 int Supervise(mpvm::TaskRuntime& rt, Job& job, const PrunOptions& o, const sigset_t& wait_mask,
               std::vector<json>& trace, std::vector<std::string>& failures) {
   OutputPump out(o.tag_mode, job.rank_of);
+  Progress progress(o.progress);
+  auto next = std::chrono::steady_clock::now();
   for (;;) {
     out.Drain(rt);
     TakeTrace(rt, trace);
     TakeEnded(rt, job, out, failures, o.verbose);
-    if (job.ended >= job.started && !out.open()) return 0;
+    if (job.ended >= job.started && !out.open()) {
+      progress.Show(job, trace, /*last=*/true);
+      return 0;
+    }
     if (g_signal != 0) return g_signal;
-    if (!rt.WaitActivity(-1, &wait_mask)) {
+    if (o.progress && std::chrono::steady_clock::now() >= next) {
+      progress.Show(job, trace);
+      next += std::chrono::seconds(1);
+    }
+    if (!rt.WaitActivity(o.progress ? 200 : -1, &wait_mask)) {
       if (g_signal != 0) return g_signal;
       if (rt.daemon_lost()) {
         std::fprintf(stderr, "prun: lost contact with the mpvm daemon\n");

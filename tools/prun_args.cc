@@ -48,6 +48,9 @@ void Describe(CLI::App& app, PrunOptions& o, std::string& hosts) {
                  "then cannot move) or none")
       ->check(CLI::IsMember({"rank0", "none"}))
       ->capture_default_str();
+  app.add_flag("--progress", o.progress,
+               "a one-line status on stderr, refreshed each second: tasks running and done, "
+               "moves, time elapsed");
   app.add_option("--trace", o.trace_file,
                  "write the run's events (tasks per host, migrations) to FILE as a "
                  "Chrome/Perfetto trace (open it in ui.perfetto.dev or chrome://tracing)");
@@ -56,7 +59,7 @@ void Describe(CLI::App& app, PrunOptions& o, std::string& hosts) {
 // Whether `opt` (as written, e.g. "-n", "--np=3", "-n3") takes the next word
 // as its value.
 bool TakesNextWord(const CLI::Option& o, const std::string& word) {
-  if (o.get_type_size() == 0) return false;  // a flag
+  if (o.get_expected_max() == 0) return false;  // a flag
   if (word.find('=') != std::string::npos) return false;
   return word.rfind("--", 0) == 0 || word.size() == 2;  // "-n3" holds its value
 }

@@ -33,6 +33,7 @@ struct PrunOptions {
   std::string where;              // --host: run on this host only
   bool verbose = false;
   std::string trace_file;            // --trace FILE
+  bool progress = false;             // --progress: a status line on stderr each second
   std::string hostfile;              // --hostfile FILE: a VM of these hosts for this job
   std::vector<EmulatedHost> hosts;   // --hosts 'a:S,b:S': emulated hosts for this job
   std::string balance;               // --balance on|off ("": as the VM has it)

@@ -8,6 +8,7 @@ namespace {
 // An order neither landed nor failed after this long is forgotten (the
 // move's own timeouts end it well before).
 constexpr int64_t kOrderExpiryNs = 60'000'000'000;
+constexpr size_t kRecent = 10;  // decisions `mpvm top` shows
 
 }  // namespace
 
@@ -33,6 +34,12 @@ std::vector<balancer::MoveOrder> BalanceLoop::Tick() {
   for (const auto& o : orders) {
     ordered_[o.tid] = {now, o.to};
     ++ordered_total_;
+    recent_.push_front(o);
+    recent_at_.push_front(now);
+    if (recent_.size() > kRecent) {
+      recent_.pop_back();
+      recent_at_.pop_back();
+    }
   }
   return orders;
 }
@@ -50,6 +57,38 @@ balancer::Limits BalanceLoop::LimitsNow() const {
   lim.bandwidth = cx_.load.bandwidth();
   lim.move_overhead = cx_.load.move_overhead_ns();
   return lim;
+}
+
+ctl::LoadView BalanceLoop::View() const {
+  ctl::LoadView v;
+  v.set_balancing(on_);
+  const auto name = [this](int h) {
+    return cx_.hosts.contains(h) ? cx_.hosts.at(h).name : std::to_string(h);
+  };
+  const balancer::ClusterLoad load = cx_.load.Snapshot();
+  for (const auto& [index, rec] : cx_.hosts) {  // a host not reported yet shows idle
+    const balancer::HostLoad* h = load.Host(index);
+    auto* out = v.add_hosts();
+    out->set_name(rec.name);
+    out->set_speed(h != nullptr ? h->speed : rec.speed);
+    out->set_cores(h != nullptr ? h->cores : 1);
+    out->set_runnable(load.Work(index));
+    for (const auto& t : load.tasks) out->set_tasks(out->tasks() + (t.host == index));
+  }
+  for (size_t i = 0; i < recent_.size(); ++i) {
+    const auto& o = recent_[i];
+    const int64_t at = recent_at_[i];
+    auto* m = v.add_moves();
+    m->set_tid(o.tid);
+    m->set_from(name(o.from));
+    m->set_to(name(o.to));
+    m->set_reason(o.reason);
+    m->set_state(cx_.load.moved_at(o.tid) >= at    ? "done"
+                 : cx_.load.failed_at(o.tid) >= at ? "failed"
+                                                   : "in flight");
+    m->set_age_ms((cx_.now_ns - at) / 1'000'000);
+  }
+  return v;
 }
 
 void BalanceLoop::Settle() {

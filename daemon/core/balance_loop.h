@@ -9,6 +9,7 @@
 // flight stays within the policy's cap.
 #pragma once
 
+#include <deque>
 #include <map>
 #include <vector>
 
@@ -28,6 +29,8 @@ class BalanceLoop {
   int in_flight() const { return static_cast<int>(ordered_.size()); }
   // Orders given so far, for the console's status line.
   int ordered_total() const { return ordered_total_; }
+  // `mpvm top`: the hosts' load and the latest decisions.
+  ctl::LoadView View() const;
 
  private:
   balancer::Limits LimitsNow() const;
@@ -44,6 +47,8 @@ class BalanceLoop {
   };
   std::map<int, Ordered> ordered_;  // by tid
   int ordered_total_ = 0;
+  std::deque<balancer::MoveOrder> recent_;  // the latest orders, newest first
+  std::deque<int64_t> recent_at_;           // when each was given
 };
 
 }  // namespace mpvm

@@ -75,6 +75,33 @@ class BalancerTest(VmTestCase):
     def test_with_the_balancer_off_nothing_moves(self):
         self.assertEqual(self.run_job("off"), [])
 
+    def test_progress_and_top_show_the_job_and_the_moves(self):
+        r = subprocess.run([PRUN, "--balance", "on", "--progress", "--stdin", "none", "--hosts",
+                            HOSTS, "-n", "8", MIG_TASK, "spin", SPIN],
+                           env=self.env, capture_output=True, text=True, timeout=180)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = re.findall(r"prun: (\d+) running, (\d+) done, (\d+) moves?, [0-9.]+ s", r.stderr)
+        self.assertGreaterEqual(len(lines), 2, r.stderr)
+        self.assertEqual(lines[-1][:2], ("0", "8"))  # the last line: every task done
+        self.assertGreater(int(lines[-1][2]), 0)  # and the moves counted
+        self.assertTrue(all(int(a) + int(b) == 8 for a, b, _ in lines), lines)
+
+    def test_top_shows_each_hosts_speed_and_load(self):
+        subprocess.run([CONSOLE, "conf"], env=self.env, check=True, capture_output=True)
+        for name, speed in (("slow", "300"), ("fast", "700")):
+            subprocess.run([CONSOLE, "add", name, "--local", "--speed", speed], env=self.env,
+                           check=True, capture_output=True, timeout=60)
+        r = subprocess.run([CONSOLE, "top", "-n", "1"], env=self.env, capture_output=True,
+                           text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("mpvm top: 3 hosts, balancer off", r.stdout)
+        self.assertRegex(r.stdout, r"\n\s+slow\s+300\s+0\s")
+        self.assertRegex(r.stdout, r"\n\s+fast\s+700\s+0\s")
+        self.assertIn("latest moves by the balancer: none", r.stdout)
+        bad = subprocess.run([CONSOLE, "top", "-n", "x"], env=self.env, capture_output=True,
+                             text=True, timeout=60)
+        self.assertEqual(bad.returncode, 2)
+
     def test_the_console_switches_the_balancer_of_a_running_vm(self):
         def balance(*words):
             r = subprocess.run([CONSOLE, "balance", *words], env=self.env, capture_output=True,

@@ -34,6 +34,11 @@ class PrunCommandLineTest(VmTestCase):
         self.assertEqual(r.stdout, alone * 2)
         self.assertNotIn("prun", r.stdout)
 
+    def test_a_flag_before_an_option_with_a_value_leaves_it_its_value(self):
+        r = self.run_prun("--verbose", "--stdin", "none", "-n", "2", "/bin/echo", "x")
+        self.assertEqual((r.returncode, r.stdout), (0, "x\nx\n"), r.stderr)
+        self.assertIn("exited normally", r.stderr)
+
     def test_double_dash_ends_prun_options_and_is_not_passed_on(self):
         r = self.run_prun("-n", "2", "--", "/bin/echo", "x")
         self.assertEqual(r.stdout, "x\nx\n", r.stderr)
