@@ -32,6 +32,8 @@ class NullEnv final : public DaemonEnv, public FakeClock, public FakeRandom {
     return {};
   }
   void CancelMove(Tid) override {}
+  ProcessSample Sample(int) override { return {}; }
+  void PublishVirtualCpu(int, int) override {}
 
  private:
   int pid_ = 1000;
