@@ -109,19 +109,7 @@ class Console {
     } else if (cmd == "spawn") {
       Spawn(w, status);
     } else if (cmd == "kill") {
-      if (w.size() < 2) {
-        std::fprintf(stderr, "kill: give one or more task ids (see ps)\n");
-        *status = 2;
-      }
-      for (size_t i = 1; i < w.size(); ++i) {
-        int t = ParseTid(w[i]);
-        auto st =
-            t > 0 ? rt_.Kill(mpvm::Tid(t)) : mpvm::Status(mpvm::unexpected(mpvm::Err::kBadParam));
-        if (!st) {
-          std::fprintf(stderr, "kill %s: %s\n", w[i].c_str(), ErrText(st.error()).c_str());
-          *status = 1;
-        }
-      }
+      Kill(w, status);
     } else if (cmd == "migrate") {
       Migrate(w, status);
     } else if (cmd == "halt") {
@@ -161,6 +149,23 @@ class Console {
   }
 
  private:
+  // kill TID...
+  void Kill(const std::vector<std::string>& w, int* status) {
+    if (w.size() < 2) {
+      std::fprintf(stderr, "kill: give one or more task ids (see ps)\n");
+      *status = 2;
+    }
+    for (size_t i = 1; i < w.size(); ++i) {
+      int t = ParseTid(w[i]);
+      auto st =
+          t > 0 ? rt_.Kill(mpvm::Tid(t)) : mpvm::Status(mpvm::unexpected(mpvm::Err::kBadParam));
+      if (!st) {
+        std::fprintf(stderr, "kill %s: %s\n", w[i].c_str(), ErrText(st.error()).c_str());
+        *status = 1;
+      }
+    }
+  }
+
   // top [-n N]: frames of the load view, one a second.
   void Top(const std::vector<std::string>& w, int* status) {
     long frames = -1;

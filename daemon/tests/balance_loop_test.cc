@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "fake_env.h"
+#include "load_reports.h"
 
 namespace mpvm {
 namespace {
@@ -12,16 +13,7 @@ namespace {
 constexpr int64_t kS = 1'000'000'000;
 
 ctl::LoadReport Busy(int speed, std::vector<int> tids) {
-  ctl::LoadReport r;
-  r.set_speed(speed);
-  r.set_cores(1);
-  for (int t : tids) {
-    auto* l = r.add_tasks();
-    l->set_tid(t);
-    l->set_age_ns(10 * kS);
-    l->set_runnable(true);
-  }
-  return r;
+  return RunnableReport(speed, tids, 10 * kS);
 }
 
 class BalanceLoopTest : public ::testing::Test {

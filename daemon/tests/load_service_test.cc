@@ -3,22 +3,15 @@
 
 #include <gtest/gtest.h>
 
+#include "load_reports.h"
+
 namespace mpvm {
 namespace {
 
 constexpr int64_t kS = 1'000'000'000;
 
 ctl::LoadReport Report(int speed, std::vector<int> tids, int64_t age = 5 * kS) {
-  ctl::LoadReport r;
-  r.set_speed(speed);
-  r.set_cores(1);
-  for (int t : tids) {
-    auto* l = r.add_tasks();
-    l->set_tid(t);
-    l->set_age_ns(age);
-    l->set_runnable(true);
-  }
-  return r;
+  return RunnableReport(speed, tids, age);
 }
 
 TEST(LoadService, ASnapshotHoldsEveryHostsLatestReportOnTheMastersClock) {
