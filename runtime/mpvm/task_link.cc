@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -66,7 +67,7 @@ std::array<uint8_t, 32> SessionKey(const LinkKey& key, const char* dir,
   return out;
 }
 
-// Blocking-with-deadline I/O on a non-blocking socket.
+// Waits until `fd` is ready for `ev` (or has an error); false at the deadline.
 bool WaitFd(int fd, short ev, int64_t deadline) {
   for (;;) {
     const int64_t left = deadline - Now();
@@ -76,34 +77,6 @@ bool WaitFd(int fd, short ev, int64_t deadline) {
     if (n > 0) return true;
     if (n < 0 && errno != EINTR) return false;
   }
-}
-bool WriteAll(int fd, const uint8_t* p, size_t n, int64_t deadline) {
-  while (n > 0) {
-    ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-    if (w > 0) {
-      p += w;
-      n -= static_cast<size_t>(w);
-    } else if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
-      if (!WaitFd(fd, POLLOUT, deadline)) return false;
-    } else {
-      return false;
-    }
-  }
-  return true;
-}
-bool ReadAll(int fd, uint8_t* p, size_t n, int64_t deadline) {
-  while (n > 0) {
-    ssize_t r = read(fd, p, n);
-    if (r > 0) {
-      p += r;
-      n -= static_cast<size_t>(r);
-    } else if (r < 0 && (errno == EAGAIN || errno == EINTR)) {
-      if (!WaitFd(fd, POLLIN, deadline)) return false;
-    } else {
-      return false;
-    }
-  }
-  return true;
 }
 
 }  // namespace
@@ -151,66 +124,103 @@ bool LinkCipher::Open(std::span<const uint8_t> cipher, std::vector<uint8_t>& pla
   return true;
 }
 
-LinkResult ConnectHandshake(int fd, const LinkKey& key, int32_t src, int32_t dst, bool encrypt,
-                            int timeout_ms) {
-  Init();
-  LinkResult res;
-  const int64_t deadline = Now() + int64_t{timeout_ms} * 1000000;
-  std::array<uint8_t, kHelloSize> hello;
-  std::memcpy(hello.data(), kMagic, 8);
-  Put32(hello.data() + 8, encrypt ? kLinkEncrypt : 0);
-  Put32(hello.data() + 12, static_cast<uint32_t>(src));
-  Put32(hello.data() + 16, static_cast<uint32_t>(dst));
-  randombytes_buf(hello.data() + 20, 32);
-  if (!WriteAll(fd, hello.data(), hello.size(), deadline)) {
-    res.error = "the peer closed the link or did not answer";
-    return res;
-  }
-  std::array<uint8_t, kReplySize> reply;
-  if (!ReadAll(fd, reply.data(), reply.size(), deadline)) {
-    res.error = "the peer refused the link (wrong VM key, or not the task asked for)";
-    return res;
-  }
-  std::span<const uint8_t> nonce_a(reply.data(), 32);
-  auto expect = Mac(key, 'A', hello, nonce_a);
-  if (sodium_memcmp(expect.data(), reply.data() + 32, 32) != 0) {
-    res.error = "the peer does not hold this VM's key";
-    return res;
-  }
-  auto confirm = Mac(key, 'C', hello, nonce_a);
-  if (!WriteAll(fd, confirm.data(), confirm.size(), deadline)) {
-    res.error = "the peer closed the link during the handshake";
-    return res;
-  }
-  if (encrypt)
-    res.cipher = std::make_unique<LinkCipher>(SessionKey(key, "c2a", hello, nonce_a),
-                                              SessionKey(key, "a2c", hello, nonce_a));
-  res.ok = true;
-  return res;
-}
-
-AcceptHandshake::AcceptHandshake(int fd, const LinkKey& key, int32_t me, bool require_encrypt)
-    : fd_(fd), key_(key), me_(me), require_encrypt_(require_encrypt) {
+LinkHandshake::LinkHandshake(int fd, const LinkKey& key, int32_t peer)
+    : fd_(fd), key_(key), peer_(peer) {
   Init();
 }
 
-AcceptHandshake::State AcceptHandshake::Fail(std::string why) {
+LinkHandshake::State LinkHandshake::Fail(std::string why) {
   error_ = std::move(why);
   return State::kFailed;
 }
 
-AcceptHandshake::State AcceptHandshake::Step() {
-  const size_t want = replied_ ? kConfirmSize : kHelloSize;
+bool LinkHandshake::ReadUpTo(size_t want, State& st) {
   while (in_.size() < want) {
     uint8_t buf[64];
-    ssize_t n = read(fd_, buf, want - in_.size());
+    ssize_t n = read(fd_, buf, std::min(sizeof buf, want - in_.size()));
     if (n > 0) {
       in_.insert(in_.end(), buf, buf + n);
       continue;
     }
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return State::kPending;
-    return Fail("closed during the handshake");
+    st = n < 0 && (errno == EAGAIN || errno == EINTR) ? State::kPending
+                                                      : Fail("closed during the handshake");
+    return false;
   }
+  return true;
+}
+
+ConnectingHandshake::ConnectingHandshake(int fd, const LinkKey& key, int32_t src, int32_t dst,
+                                         bool encrypt)
+    : LinkHandshake(fd, key, dst), encrypt_(encrypt) {
+  std::memcpy(hello_.data(), kMagic, 8);
+  Put32(hello_.data() + 8, encrypt ? kLinkEncrypt : 0);
+  Put32(hello_.data() + 12, static_cast<uint32_t>(src));
+  Put32(hello_.data() + 16, static_cast<uint32_t>(dst));
+  randombytes_buf(hello_.data() + 20, 32);
+}
+
+LinkHandshake::State ConnectingHandshake::Step() {
+  if (!said_hello_) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+    if (err != 0) return Fail(std::string("cannot connect: ") + std::strerror(err));
+    // The first bytes on a fresh connection: they fit in its buffer.
+    if (send(fd_, hello_.data(), hello_.size(), MSG_NOSIGNAL) !=
+        static_cast<ssize_t>(hello_.size()))
+      return Fail("the peer closed the link or did not answer");
+    said_hello_ = true;
+    return State::kPending;
+  }
+  State st = State::kPending;
+  if (!ReadUpTo(kReplySize, st)) {
+    if (st == State::kFailed)
+      error_ = "the peer refused the link (wrong VM key, or not the task asked for)";
+    return st;
+  }
+  std::span<const uint8_t> nonce_a(in_.data(), 32);
+  auto expect = Mac(key_, 'A', hello_, nonce_a);
+  if (sodium_memcmp(expect.data(), in_.data() + 32, 32) != 0)
+    return Fail("the peer does not hold this VM's key");
+  auto confirm = Mac(key_, 'C', hello_, nonce_a);
+  if (send(fd_, confirm.data(), confirm.size(), MSG_NOSIGNAL) !=
+      static_cast<ssize_t>(confirm.size()))
+    return Fail("the peer closed the link during the handshake");
+  if (encrypt_)
+    cipher_ = std::make_unique<LinkCipher>(SessionKey(key_, "c2a", hello_, nonce_a),
+                                           SessionKey(key_, "a2c", hello_, nonce_a));
+  return State::kDone;
+}
+
+LinkResult ConnectHandshake(int fd, const LinkKey& key, int32_t src, int32_t dst, bool encrypt,
+                            int timeout_ms) {
+  const int64_t deadline = Now() + int64_t{timeout_ms} * 1000000;
+  ConnectingHandshake hs(fd, key, src, dst, encrypt);
+  LinkResult res;
+  for (;;) {
+    if (!WaitFd(fd, hs.events(), deadline)) {
+      res.error = "the peer did not answer in time";
+      return res;
+    }
+    const auto st = hs.Step();
+    if (st == LinkHandshake::State::kFailed) {
+      res.error = hs.error();
+      return res;
+    }
+    if (st == LinkHandshake::State::kDone) {
+      res.ok = true;
+      res.cipher = hs.TakeCipher();
+      return res;
+    }
+  }
+}
+
+AcceptHandshake::AcceptHandshake(int fd, const LinkKey& key, int32_t me, bool require_encrypt)
+    : LinkHandshake(fd, key, 0), me_(me), require_encrypt_(require_encrypt) {}
+
+LinkHandshake::State AcceptHandshake::Step() {
+  State st = State::kPending;
+  if (!ReadUpTo(replied_ ? kConfirmSize : kHelloSize, st)) return st;
   if (!replied_) {
     std::memcpy(hello_.data(), in_.data(), kHelloSize);
     in_.clear();
@@ -258,7 +268,7 @@ int ListenTcpAny(uint16_t* port) {
   return fd;
 }
 
-int ConnectTcp(const std::string& ip, uint16_t port, int timeout_ms) {
+int StartConnectTcp(const std::string& ip, uint16_t port) {
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons(port);
@@ -267,23 +277,27 @@ int ConnectTcp(const std::string& ip, uint16_t port, int timeout_ms) {
   if (fd < 0) return -errno;
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    if (errno != EINPROGRESS) {
-      int e = errno;
-      close(fd);
-      return -e;
-    }
-    if (!WaitFd(fd, POLLOUT, Now() + int64_t{timeout_ms} * 1000000)) {
-      close(fd);
-      return -ETIMEDOUT;
-    }
-    int err = 0;
-    socklen_t len = sizeof err;
-    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
-    if (err != 0) {
-      close(fd);
-      return -err;
-    }
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 && errno != EINPROGRESS) {
+    int e = errno;
+    close(fd);
+    return -e;
+  }
+  return fd;
+}
+
+int ConnectTcp(const std::string& ip, uint16_t port, int timeout_ms) {
+  int fd = StartConnectTcp(ip, port);
+  if (fd < 0) return fd;
+  if (!WaitFd(fd, POLLOUT, Now() + int64_t{timeout_ms} * 1000000)) {
+    close(fd);
+    return -ETIMEDOUT;
+  }
+  int err = 0;
+  socklen_t len = sizeof err;
+  getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+  if (err != 0) {
+    close(fd);
+    return -err;
   }
   return fd;
 }

@@ -17,6 +17,8 @@
 // altered, dropped or replayed unnoticed.
 #pragma once
 
+#include <poll.h>
+
 #include <array>
 #include <cstdint>
 #include <memory>
@@ -62,47 +64,83 @@ class LinkCipher {
   uint64_t send_n_ = 0, recv_n_ = 0;
 };
 
-// The connector's side, run to completion on a connected blocking-capable
-// socket (the task is inside pvm_send; bounded by `timeout_ms`).
 struct LinkResult {
   bool ok = false;
   std::string error;                   // why not
   std::unique_ptr<LinkCipher> cipher;  // when encrypted
 };
-LinkResult ConnectHandshake(int fd, const LinkKey& key, int32_t src, int32_t dst, bool encrypt,
-                            int timeout_ms);
 
-// The acceptor's side, driven by the task's poll loop without blocking.
-class AcceptHandshake {
+// One side of a link being set up, driven by the task's poll loop without
+// blocking: a task never waits on a peer that may be waiting on it.
+class LinkHandshake {
  public:
-  AcceptHandshake(int fd, const LinkKey& key, int32_t me, bool require_encrypt);
   enum class State { kPending, kDone, kFailed };
-  // Reads what the socket has and answers; call when fd is readable.
-  State Step();
+  virtual ~LinkHandshake() = default;
+  // Reads and writes what the socket allows; call when poll says fd() is
+  // ready for events() (or has an error).
+  virtual State Step() = 0;
+  virtual short events() const = 0;
+  virtual bool outgoing() const = 0;
   int fd() const { return fd_; }
   int32_t peer() const { return peer_; }
   const std::string& error() const { return error_; }
   std::unique_ptr<LinkCipher> TakeCipher() { return std::move(cipher_); }
   int64_t deadline_ns = 0;
 
- private:
+ protected:
+  LinkHandshake(int fd, const LinkKey& key, int32_t peer);
   State Fail(std::string why);
+  // Reads into in_ until it holds `want` bytes; false while the socket has
+  // no more (kPending) or on failure (error() set).
+  bool ReadUpTo(size_t want, State& st);
   int fd_;
   LinkKey key_;
-  int32_t me_;
-  bool require_encrypt_;
+  int32_t peer_;
   std::vector<uint8_t> in_;
-  std::array<uint8_t, kHelloSize> hello_{};
-  std::array<uint8_t, 32> nonce_a_{};
-  bool replied_ = false;
-  int32_t peer_ = 0;
   std::string error_;
   std::unique_ptr<LinkCipher> cipher_;
 };
 
-// TCP helpers: a listener on every interface (port chosen by the kernel),
-// and a connect bounded by `timeout_ms`. Both return an fd or -errno.
+// The acceptor's side.
+class AcceptHandshake final : public LinkHandshake {
+ public:
+  AcceptHandshake(int fd, const LinkKey& key, int32_t me, bool require_encrypt);
+  State Step() override;
+  short events() const override { return POLLIN; }
+  bool outgoing() const override { return false; }
+
+ private:
+  int32_t me_;
+  bool require_encrypt_;
+  std::array<uint8_t, kHelloSize> hello_{};
+  std::array<uint8_t, 32> nonce_a_{};
+  bool replied_ = false;
+};
+
+// The connector's side, on a socket whose non-blocking connect is under way
+// (StartConnectTcp) or done.
+class ConnectingHandshake final : public LinkHandshake {
+ public:
+  ConnectingHandshake(int fd, const LinkKey& key, int32_t src, int32_t dst, bool encrypt);
+  State Step() override;
+  short events() const override { return said_hello_ ? POLLIN : POLLOUT; }
+  bool outgoing() const override { return true; }
+
+ private:
+  std::array<uint8_t, kHelloSize> hello_{};
+  bool encrypt_;
+  bool said_hello_ = false;
+};
+
+// The connector's side run to completion (bounded by `timeout_ms`).
+LinkResult ConnectHandshake(int fd, const LinkKey& key, int32_t src, int32_t dst, bool encrypt,
+                            int timeout_ms);
+
+// TCP helpers: a listener on every interface (port chosen by the kernel), a
+// connect started without waiting, and one bounded by `timeout_ms`. Each
+// returns an fd or -errno.
 int ListenTcpAny(uint16_t* port);
+int StartConnectTcp(const std::string& ip, uint16_t port);
 int ConnectTcp(const std::string& ip, uint16_t port, int timeout_ms);
 
 }  // namespace mpvm

@@ -135,7 +135,7 @@ int TaskRuntime::MigrateOnce() {
     g_pending = 1;  // not enrolled yet: once it is
     return 0;
   }
-  if (!handshakes_.empty() || (calls_in_flight_ > 0 && !migrate_call_)) {
+  if (!SettleLinkHandshakes() || (calls_in_flight_ > 0 && !migrate_call_)) {
     g_pending = 1;  // a link being set up or a request in flight: at the next boundary
     return 0;
   }

@@ -1,5 +1,6 @@
 #include "mpvm/task_runtime.h"
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -694,18 +695,12 @@ Connection* TaskRuntime::RouteTo(Tid dst) {
   if (route_ != kRouteDont && dst.is_task() && dst.host() != here && link_key_) {
     Peer& p = peers_[dst.raw()];
     if (p.conn != nullptr && p.conn->open()) return p.conn;
-    if (NowNs() >= p.retry_after_ns) {
-      if (Connection* c = ConnectAcross(dst)) {
-        Peer& q = peers_[dst.raw()];  // (the map may have grown meanwhile)
-        q.conn = c;
-        q.backoff_ns = 0;
-        return c;
-      }
-      Peer& q = peers_[dst.raw()];
+    if (!p.connecting && NowNs() >= p.retry_after_ns && !StartLinkAcross(dst)) {
+      Peer& q = peers_[dst.raw()];  // (the map may have grown meanwhile)
       q.backoff_ns = std::clamp<int64_t>(q.backoff_ns * 2, 20'000'000, 2'000'000'000);
       q.retry_after_ns = NowNs() + q.backoff_ns;
     }
-    return daemon_.get();
+    return daemon_.get();  // the sequence numbers keep order when the link takes over
   }
   if (route_ != kRouteDont && dst.is_task() && dst.host() == here) {
     Peer& p = peers_[dst.raw()];
@@ -724,7 +719,7 @@ Connection* TaskRuntime::RouteTo(Tid dst) {
   return daemon_.get();
 }
 
-Connection* TaskRuntime::ConnectAcross(Tid dst) {
+bool TaskRuntime::StartLinkAcross(Tid dst) {
   const bool debug = debugmask_ != 0 || std::getenv("MPVM_DEBUG") != nullptr;
   ctl::Envelope req = NewEnvelope();
   req.mutable_locate()->set_tid(dst.raw());
@@ -735,40 +730,104 @@ Connection* TaskRuntime::ConnectAcross(Tid dst) {
           stderr, "libpvm [%s]: no direct link to %s yet (%s); relaying\n", mytid_.str().c_str(),
           dst.str().c_str(),
           rep && rep->has_locate_reply() ? rep->locate_reply().detail().c_str() : "no answer");
-    return nullptr;
+    return false;
   }
   const auto& where = rep->locate_reply();
-  int fd = ConnectTcp(where.addr(), static_cast<uint16_t>(where.port()), 2000);
+  int fd = StartConnectTcp(where.addr(), static_cast<uint16_t>(where.port()));
   if (fd < 0) {
     if (debug)
       std::fprintf(stderr, "libpvm [%s]: cannot connect to %s at %s:%d: %s; relaying\n",
                    mytid_.str().c_str(), dst.str().c_str(), where.addr().c_str(), where.port(),
                    std::strerror(-fd));
-    return nullptr;
+    return false;
   }
-  auto res = ConnectHandshake(fd, *link_key_, mytid_.raw(), dst.raw(), link_encrypt_, 2000);
-  if (!res.ok) {
-    close(fd);
-    // Not worth telling unless debugging: the relay carries on meanwhile. A
-    // slow or closing peer, or a port that another task listens on now
-    // because the task asked for moved (the daemons' answer raced the move).
-    // (A task without the VM's key cannot be in this VM: its daemon could
-    // not have joined.)
+  auto hs =
+      std::make_unique<ConnectingHandshake>(fd, *link_key_, mytid_.raw(), dst.raw(), link_encrypt_);
+  hs->deadline_ns = NowNs() + 2'000'000'000;
+  handshakes_.push_back(std::move(hs));
+  peers_[dst.raw()].connecting = true;
+  return true;
+}
+
+void TaskRuntime::StepLinkHandshakes(const pollfd* polled) {
+  const int64_t now = NowNs();
+  std::vector<std::unique_ptr<LinkHandshake>> ended;
+  std::vector<LinkHandshake::State> how;
+  auto keep = handshakes_.begin();
+  for (auto& hs : handshakes_) {
+    const bool ready = (polled++)->revents != 0;
+    auto st = ready ? hs->Step() : LinkHandshake::State::kPending;
+    if (st == LinkHandshake::State::kPending && now > hs->deadline_ns)
+      st = LinkHandshake::State::kFailed;
+    if (st == LinkHandshake::State::kPending) {
+      *keep++ = std::move(hs);
+    } else {
+      ended.push_back(std::move(hs));
+      how.push_back(st);
+    }
+  }
+  handshakes_.erase(keep, handshakes_.end());
+  for (size_t i = 0; i < ended.size(); ++i) LinkHandshakeEnded(*ended[i], how[i]);
+}
+
+void TaskRuntime::LinkHandshakeEnded(LinkHandshake& hs, LinkHandshake::State st) {
+  if (st == LinkHandshake::State::kDone) {
+    conns_.push_back(std::make_unique<Connection>(hs.fd()));
+    Connection* c = conns_.back().get();
+    c->peer_tid = hs.peer();
+    if (auto cipher = hs.TakeCipher()) c->EnableCipher(std::move(cipher));
+    if (hs.outgoing()) {
+      Peer& p = peers_[hs.peer()];
+      p.conn = c;
+      p.connecting = false;
+      p.backoff_ns = 0;
+      if (debugmask_ != 0 || std::getenv("MPVM_DEBUG") != nullptr) {
+        sockaddr_in a{};
+        socklen_t len = sizeof a;
+        char ip[INET_ADDRSTRLEN] = "?";
+        if (getpeername(c->fd(), reinterpret_cast<sockaddr*>(&a), &len) == 0)
+          inet_ntop(AF_INET, &a.sin_addr, ip, sizeof ip);
+        std::fprintf(stderr, "libpvm [%s]: direct link to %s at %s:%d%s\n", mytid_.str().c_str(),
+                     Tid(hs.peer()).str().c_str(), ip, ntohs(a.sin_port),
+                     c->encrypted() ? " (encrypted)" : "");
+      }
+    }
+    return;
+  }
+  close(hs.fd());
+  const bool debug = debugmask_ != 0 || std::getenv("MPVM_DEBUG") != nullptr;
+  const std::string why = hs.error().empty() ? "no handshake in time" : hs.error();
+  if (hs.outgoing()) {
+    // The peer may be moving or gone: its frames keep going through the daemons.
+    Peer& p = peers_[hs.peer()];
+    p.connecting = false;
+    p.backoff_ns = std::clamp<int64_t>(p.backoff_ns * 2, 20'000'000, 2'000'000'000);
+    p.retry_after_ns = NowNs() + p.backoff_ns;
     if (debug)
-      std::fprintf(stderr, "libpvm [%s]: direct link to %s at %s:%d refused: %s; relaying\n",
-                   mytid_.str().c_str(), dst.str().c_str(), where.addr().c_str(), where.port(),
-                   res.error.c_str());
-    return nullptr;
+      std::fprintf(stderr, "libpvm [%s]: direct link to %s failed: %s; relaying\n",
+                   mytid_.str().c_str(), Tid(hs.peer()).str().c_str(), why.c_str());
+    return;
   }
-  if (debug)
-    std::fprintf(stderr, "libpvm [%s]: direct link to %s at %s:%d%s\n", mytid_.str().c_str(),
-                 dst.str().c_str(), where.addr().c_str(), where.port(),
-                 res.cipher ? " (encrypted)" : "");
-  conns_.push_back(std::make_unique<Connection>(fd));
-  Connection* c = conns_.back().get();
-  c->peer_tid = dst.raw();
-  if (res.cipher) c->EnableCipher(std::move(res.cipher));
-  return c;
+  // Say so when a caller failed to prove itself; a caller that went away (or
+  // stalled) mid-handshake is only news when debugging.
+  const bool quiet = hs.error().empty() || hs.error().starts_with("closed");
+  if (!quiet || debug)
+    std::fprintf(stderr, "libpvm [%s]: refused a link from another host: %s\n",
+                 mytid_.str().c_str(), why.c_str());
+}
+
+bool TaskRuntime::SettleLinkHandshakes() {
+  auto keep = handshakes_.begin();
+  for (auto& hs : handshakes_) {
+    if (!hs->outgoing()) {
+      *keep++ = std::move(hs);
+      continue;
+    }
+    close(hs->fd());
+    peers_[hs->peer()].connecting = false;
+  }
+  handshakes_.erase(keep, handshakes_.end());
+  return handshakes_.empty();
 }
 
 void TaskRuntime::AcceptLinks() {
@@ -915,7 +974,7 @@ bool TaskRuntime::Progress(int timeout_ms) {
   // Links across hosts being set up: after the connections, by position.
   const size_t first_link_fd = fds.size();
   if (tcp_listen_fd_ >= 0) fds.push_back({tcp_listen_fd_, POLLIN, 0});
-  for (auto& hs : handshakes_) fds.push_back({hs->fd(), POLLIN, 0});
+  for (auto& hs : handshakes_) fds.push_back({hs->fd(), hs->events(), 0});
   if (!handshakes_.empty()) {
     // Wake in time to drop a handshake that stalls.
     int64_t soonest = handshakes_.front()->deadline_ns;
@@ -944,35 +1003,8 @@ bool TaskRuntime::Progress(int timeout_ms) {
     if (who[i] != nullptr && (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0)
       who[i]->sends_unlooked = 0;
   if (!handshakes_.empty() || tcp_listen_fd_ >= 0) {
-    size_t k = first_link_fd;
-    bool accept_ready = false;
-    if (tcp_listen_fd_ >= 0) accept_ready = fds[k++].revents != 0;
-    const int64_t now = NowNs();
-    std::vector<std::unique_ptr<AcceptHandshake>> still;
-    for (auto& hs : handshakes_) {
-      const bool ready = fds[k++].revents != 0;
-      auto st = ready ? hs->Step() : AcceptHandshake::State::kPending;
-      if (st == AcceptHandshake::State::kPending && now > hs->deadline_ns) {
-        st = AcceptHandshake::State::kFailed;
-      }
-      if (st == AcceptHandshake::State::kPending) {
-        still.push_back(std::move(hs));
-      } else if (st == AcceptHandshake::State::kDone) {
-        conns_.push_back(std::make_unique<Connection>(hs->fd()));
-        conns_.back()->peer_tid = hs->peer();
-        if (auto c = hs->TakeCipher()) conns_.back()->EnableCipher(std::move(c));
-      } else {
-        // Say so when a caller failed to prove itself; a caller that went
-        // away (or stalled) mid-handshake is only news when debugging.
-        const bool quiet = hs->error().empty() || hs->error().starts_with("closed");
-        if (!quiet || debugmask_ != 0 || std::getenv("MPVM_DEBUG") != nullptr)
-          std::fprintf(stderr, "libpvm [%s]: refused a link from another host: %s\n",
-                       mytid_.str().c_str(),
-                       hs->error().empty() ? "no handshake within 5 s" : hs->error().c_str());
-        close(hs->fd());
-      }
-    }
-    handshakes_ = std::move(still);
+    const bool accept_ready = tcp_listen_fd_ >= 0 && fds[first_link_fd].revents != 0;
+    StepLinkHandshakes(fds.data() + first_link_fd + (tcp_listen_fd_ >= 0 ? 1 : 0));
     if (accept_ready) AcceptLinks();
   }
   if (n == 0) return true;

@@ -14,6 +14,7 @@
 // whichever route each frame took.
 #pragma once
 
+#include <poll.h>
 #include <signal.h>
 
 #include <cstdio>
@@ -208,6 +209,7 @@ class TaskRuntime {
     Connection* conn = nullptr;  // owned by conns_
     int64_t retry_after_ns = 0;  // no direct attempt before this time
     int64_t backoff_ns = 0;      // across hosts: the next wait after a failed attempt
+    bool connecting = false;     // across hosts: a link being set up (handshakes_)
   };
   struct RecvState {
     uint64_t expected = 1;
@@ -223,11 +225,20 @@ class TaskRuntime {
   Result<ctl::Envelope> Call(ctl::Envelope req, int timeout_ms = -1);
   Status SendData(Tid dst, int tag, Message& m);
   Connection* RouteTo(Tid dst);
-  // A direct TCP link to a task of another host (located through the
-  // daemons, then authenticated); nullptr if it cannot be made now.
-  Connection* ConnectAcross(Tid dst);
+  // Starts a direct TCP link to a task of another host (located through the
+  // daemons, then authenticated in handshakes_ while frames go through the
+  // daemons); false if it cannot be tried now.
+  bool StartLinkAcross(Tid dst);
   void StartLinkListener();
   void AcceptLinks();
+  // Steps the links being set up with their poll results (`polled`, in
+  // handshakes_ order), keeps the pending ones and puts the others to use.
+  void StepLinkHandshakes(const pollfd* polled);
+  void LinkHandshakeEnded(LinkHandshake& hs, LinkHandshake::State st);
+  // Before a move: links this task was setting up are dropped (frames go
+  // through the daemons meanwhile). False if a peer's link to it is still
+  // being set up (the move waits for the next boundary).
+  bool SettleLinkHandshakes();
   // Waits up to timeout_ms for I/O and handles it. Returns false on EINTR.
   bool Progress(int timeout_ms);
   void HandleFrame(Connection* from, Frame&& f);
@@ -276,7 +287,7 @@ class TaskRuntime {
   std::optional<LinkKey> link_key_;
   bool link_encrypt_ = false;  // seal the links this task makes (and require it of others)
   int tcp_listen_fd_ = -1;
-  std::vector<std::unique_ptr<AcceptHandshake>> handshakes_;
+  std::vector<std::unique_ptr<LinkHandshake>> handshakes_;
   std::set<uint64_t> abandoned_rids_;  // replies nobody waits for any more
 
   std::vector<std::unique_ptr<Connection>> conns_;  // task-to-task links

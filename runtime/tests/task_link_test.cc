@@ -6,7 +6,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <future>
+#include <memory>
+#include <utility>
+#include <vector>
 
 #include "mpvm/connection.h"
 
@@ -50,6 +54,63 @@ TEST(TaskLink, BothSidesHoldingTheKeyMakeALink) {
   auto res = connector.get();
   EXPECT_TRUE(res.ok) << res.error;
   EXPECT_EQ(res.cipher, nullptr);
+}
+
+// Two tasks on different hosts that send to each other at once each start
+// a link to the other. One thread drives all four handshakes, as each task's
+// own poll loop does: a connector that waited for its answer would never let
+// its own acceptor answer the other (they used to wait 2 s for each other).
+TEST(TaskLink, TwoTasksLinkingToEachOtherAtOnceBothSucceedOnOneThread) {
+  const LinkKey key = DeriveLinkKey("secret-of-the-vm");
+  uint16_t port_a = 0, port_b = 0;
+  const int listen_a = ListenTcpAny(&port_a), listen_b = ListenTcpAny(&port_b);
+  ASSERT_GE(listen_a, 0);
+  ASSERT_GE(listen_b, 0);
+  std::vector<std::unique_ptr<LinkHandshake>> hs;
+  const int a_to_b = StartConnectTcp("127.0.0.1", port_b),
+            b_to_a = StartConnectTcp("127.0.0.1", port_a);
+  ASSERT_GE(a_to_b, 0);
+  ASSERT_GE(b_to_a, 0);
+  hs.push_back(std::make_unique<ConnectingHandshake>(a_to_b, key, 0x40001, 0x80002, false));
+  hs.push_back(std::make_unique<ConnectingHandshake>(b_to_a, key, 0x80002, 0x40001, false));
+  for (auto [l, me] : {std::pair{listen_a, 0x40001}, std::pair{listen_b, 0x80002}}) {
+    pollfd p{l, POLLIN, 0};
+    ASSERT_EQ(poll(&p, 1, 5000), 1);
+    const int fd = accept4(l, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    hs.push_back(std::make_unique<AcceptHandshake>(fd, key, me, false));
+  }
+  std::vector<LinkHandshake::State> st(hs.size(), LinkHandshake::State::kPending);
+  for (int round = 0; round < 100; ++round) {
+    std::vector<pollfd> fds;
+    for (auto& h : hs) fds.push_back({h->fd(), h->events(), 0});
+    ASSERT_GT(poll(fds.data(), fds.size(), 5000), 0);
+    for (size_t i = 0; i < hs.size(); ++i)
+      if (st[i] == LinkHandshake::State::kPending && fds[i].revents != 0) st[i] = hs[i]->Step();
+    if (std::count(st.begin(), st.end(), LinkHandshake::State::kPending) == 0) break;
+  }
+  for (size_t i = 0; i < hs.size(); ++i)
+    EXPECT_EQ(st[i], LinkHandshake::State::kDone) << i << ": " << hs[i]->error();
+  EXPECT_EQ(hs[2]->peer(), 0x80002);  // a accepted b
+  EXPECT_EQ(hs[3]->peer(), 0x40001);
+  for (auto& h : hs) close(h->fd());
+  close(listen_a);
+  close(listen_b);
+}
+
+TEST(TaskLink, AConnectionToNobodyFailsWithTheReason) {
+  uint16_t port = 0;
+  const int l = ListenTcpAny(&port);
+  ASSERT_GE(l, 0);
+  close(l);  // nobody listens there now
+  const int fd = StartConnectTcp("127.0.0.1", port);
+  ASSERT_GE(fd, 0);
+  ConnectingHandshake hs(fd, DeriveLinkKey("k"), 1, 2, false);
+  pollfd p{fd, hs.events(), 0};
+  ASSERT_EQ(poll(&p, 1, 5000), 1);
+  EXPECT_EQ(hs.Step(), LinkHandshake::State::kFailed);
+  EXPECT_NE(hs.error().find("cannot connect"), std::string::npos) << hs.error();
+  close(fd);
 }
 
 TEST(TaskLink, AWrongKeyIsRefusedOnBothSides) {
