@@ -1,7 +1,8 @@
 // Fuzzes the check a restore process makes on an image's header and region
 // table before it maps anything. Whatever it accepts must be safe to map:
 // ordered, page-aligned regions in user space, clear of the restore area,
-// with terminated paths and a data size that matches the table.
+// with terminated paths and a data size that matches the table. It also
+// fuzzes the check on each page run of a region's contents.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -14,6 +15,22 @@
 
 using mpvm::ckpt::Header;
 using mpvm::ckpt::Region;
+
+// The page runs of the first region, read from the input as a restore
+// reads them: whatever is accepted must lie inside the region, in order.
+static void CheckRuns(const uint8_t* data, size_t size, const Region& region) {
+  const uint64_t len = region.end > region.start ? region.end - region.start : 0;
+  uint64_t prev_end = 0;
+  for (size_t at = 0; at + sizeof(mpvm::ckpt::PageRun) <= size; at += sizeof(mpvm::ckpt::PageRun)) {
+    mpvm::ckpt::PageRun run;
+    std::memcpy(&run, data + at, sizeof run);
+    if (mpvm::ckpt::CheckPageRun(run, prev_end, len) != nullptr) return;
+    if (run.len == 0) return;
+    if (run.offset < prev_end || run.offset + run.len > len || run.offset % 4096 || run.len % 4096)
+      std::abort();
+    prev_end = run.offset + run.len;
+  }
+}
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   constexpr uint64_t kScratch = 0x100000000000ull, kScratchEnd = kScratch + (8u << 20);
@@ -38,6 +55,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   const size_t n = r.size();
   if (h->nregions > n) h->nregions = static_cast<uint32_t>(n);  // what was read
+  CheckRuns(data, size, r[0]);
   if (mpvm::ckpt::CheckImageLayout(*h, r.data(), kScratch, kScratchEnd) != nullptr) return 0;
   uint64_t sum = 0;
   for (uint32_t i = 0; i < h->nregions; ++i) {

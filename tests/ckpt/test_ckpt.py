@@ -119,6 +119,17 @@ class CheckpointEngine(unittest.TestCase):
             time.sleep(0.002)
         return False
 
+    def test_untouched_pages_are_left_out_of_the_image_and_read_as_zeros(self):
+        r = run(["sparse", "1"], self.dir)
+        self.assertEqual(r.stdout, "sparse intact\n", r.stderr)
+        self.assertEqual(moves(r.stderr), 1, r.stderr)
+        sent = [int(l.split()[1]) for l in r.stderr.splitlines() if l.startswith("image ")]
+        self.assertEqual(len(sent), 1, r.stderr)
+        # 1024 of the mapping's 16384 pages hold data (4 MiB); the rest of
+        # the process is a few MiB at most. Whole, the mapping alone is 64.
+        self.assertLess(sent[0], 16 << 20, r.stderr)
+        self.assertGreater(sent[0], 4 << 20, r.stderr)
+
     def test_threads_are_refused_and_the_task_carries_on(self):
         r = run(["threads", "1"], self.dir)
         self.assertEqual(r.returncode, 0)

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "mpvm/ckpt/image.h"
+#include "mpvm/ckpt/pages.h"
 #include "mpvm/ckpt/raw.h"
 
 extern "C" {
@@ -444,6 +445,7 @@ bool ScanRegions(Header& h, char* why, size_t len) {
       r.kind = RegionKind::kData;
       r.is_heap = raw::Eq(m.path, "[heap]");
       r.is_stack = raw::Eq(m.path, "[stack]");
+      r.anonymous = !file;  // its untouched pages read as zeros: sent sparse
       if (r.is_stack) h.stack_size = m.end - m.start;
       h.data_bytes += m.end - m.start;
     }
@@ -783,15 +785,12 @@ long MaybeMoveSpecial(const Region& r) {
           long m = Sys(SYS_mmap, r.start, len, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
           if (m != static_cast<long>(r.start)) Fail("mapping memory", m);
-          // Large regions: huge pages and one bulk fault instead of one
-          // fault per 4 KiB page while the stream is read in.
-          if (len >= (4u << 20)) {
-            Sys(SYS_madvise, r.start, len, MADV_HUGEPAGE);
-            Sys(SYS_madvise, r.start, len, 22 /* MADV_POPULATE_WRITE */);
-          }
+          if (len >= (4u << 20)) Sys(SYS_madvise, r.start, len, MADV_HUGEPAGE);
         }
-        long e = raw::ReadFull(fd, reinterpret_cast<void*>(r.start), len);
-        if (e != 0) Die("the image stream ended early");
+        // The pages the image leaves out must read as zeros, not as this
+        // process's own heap or stack.
+        if (r.is_stack || r.is_heap) Sys(SYS_madvise, r.start, len, MADV_DONTNEED);
+        if (const char* bad = ReadPageRuns(fd, r.start, r.end)) Die(bad);
         Sys(SYS_mprotect, r.start, len, r.prot);
         break;
       }
@@ -891,6 +890,24 @@ int EnvInt(const char* name, int dflt) {
 
 }  // namespace
 
+// Every kData region's contents, as page runs (pages.h): an anonymous
+// region without the pages it never touched, if /proc/self/pagemap says
+// which. Adds the bytes sent to `sent`.
+long SendData(int out_fd, uint64_t& sent) {
+  Scratch* s = S();
+  long pagemap = raw::Open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  long e = 0;
+  for (uint32_t i = 0; i < s->hdr.nregions && e == 0; ++i) {
+    const Region& r = s->regions[i];
+    if (r.kind != RegionKind::kData) continue;
+    const int pm = r.anonymous && pagemap >= 0 ? static_cast<int>(pagemap) : -1;
+    e = SendPageRuns(out_fd, r.start, r.end, pm, reinterpret_cast<uint64_t*>(s->io), sizeof s->io,
+                     &sent);
+  }
+  if (pagemap >= 0) raw::Close(static_cast<int>(pagemap));
+  return e;
+}
+
 CaptureResult Capture(const CaptureOptions& o, char* why, size_t len) {
   uint64_t all = ~0ull;
   volatile uint64_t old = 0;
@@ -930,22 +947,14 @@ CaptureResult Capture(const CaptureOptions& o, char* why, size_t len) {
     } else if (!Verdict(o.out_fd, 'G', why, len)) {
       result = CaptureResult::kRefused;
     } else {
-      for (uint32_t i = 0; i < h.nregions && e == 0; ++i) {
-        const Region& r = s->regions[i];
-        if (r.kind == RegionKind::kData)
-          e = raw::SendFull(o.out_fd, reinterpret_cast<void*>(r.start), r.end - r.start);
-      }
+      uint64_t sent = sizeof h + sizeof(Region) * h.nregions;
+      e = SendData(o.out_fd, sent);
       if (o.sent_ns != nullptr) {
         struct timespec ts {};
         Sys(SYS_clock_gettime, 0 /* CLOCK_REALTIME */, reinterpret_cast<long>(&ts));
         *o.sent_ns = static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
       }
-      if (o.bytes_sent != nullptr) {
-        uint64_t n = sizeof h + sizeof(Region) * h.nregions;
-        for (uint32_t i = 0; i < h.nregions; ++i)
-          if (s->regions[i].kind == RegionKind::kData) n += s->regions[i].end - s->regions[i].start;
-        *o.bytes_sent = n;
-      }
+      if (o.bytes_sent != nullptr) *o.bytes_sent = sent;
       if (e != 0) {
         Why(why, len, "the image stream broke while sending memory");
         result = CaptureResult::kFailed;

@@ -2,7 +2,11 @@
 // wire, written by capture.cc and read by restore.cc.
 //
 // Stream layout: Header, then Region[header.nregions], then the contents of
-// every kData region in table order (page-aligned lengths). Both ends run
+// every kData region in table order, each as page runs: a PageRun, its
+// bytes, the next PageRun, ..., and a PageRun of length 0. The pages of an
+// anonymous region that were never touched (neither present nor swapped
+// out: they read as zeros) are left out; a file-backed region goes whole,
+// since its untouched pages would read from the file. Both ends run
 // the same libpvm3 build, so structs go as raw bytes; `version` and
 // `header_size` catch a mismatch.
 #pragma once
@@ -13,7 +17,7 @@
 namespace mpvm::ckpt {
 
 inline constexpr uint64_t kMagic = 0x31474d4943564d50ull;  // "PMVCIMG1"
-inline constexpr uint32_t kVersion = 2;
+inline constexpr uint32_t kVersion = 3;
 inline constexpr int kMaxRegions = 2048;
 inline constexpr int kMaxFiles = 64;
 inline constexpr int kPathMax = 480;
@@ -38,7 +42,7 @@ struct Region {
   uint64_t start, end, offset, hash;
   uint32_t prot;  // PROT_* bits
   RegionKind kind;
-  uint32_t is_heap : 1, is_stack : 1, unused : 30;
+  uint32_t is_heap : 1, is_stack : 1, anonymous : 1, unused : 29;  // anonymous: sent sparse
   uint32_t pad;
   char path[kPathMax];  // file path, or "[vdso]" / "[vvar]" / "[vvar_vclock]"
 };
@@ -80,7 +84,7 @@ struct Header {
   uint32_t pad1;
   char cwd[kPathMax];
   FileDesc files[kMaxFiles];
-  uint64_t data_bytes;  // sum of kData region lengths (what follows the table)
+  uint64_t data_bytes;  // sum of kData region lengths (the most that follows the table)
   Context ctx;
 };
 
@@ -124,6 +128,26 @@ inline const char* CheckImageLayout(const Header& h, const Region* regions, uint
     if (r.kind == RegionKind::kData) data += r.end - r.start;
   }
   if (data != h.data_bytes) return "malformed image header (data size)";
+  return nullptr;
+}
+
+// One run of pages of a kData region in the stream: `len` bytes from
+// region start + `offset` follow it. A run of length 0 ends the region.
+struct PageRun {
+  uint64_t offset, len;
+};
+
+// Checks a run before its bytes are read into a region of `region_len`
+// bytes whose previous run ended at `prev_end` (0 for the first): nullptr
+// when it is page-aligned, in order and inside the region, else what is
+// wrong. Allocates nothing (the restore code uses it; so do the fuzzers).
+inline const char* CheckPageRun(const PageRun& run, uint64_t prev_end, uint64_t region_len) {
+  constexpr uint64_t kPage = 4096;
+  if (run.offset % kPage != 0 || run.len % kPage != 0) return "malformed page run (alignment)";
+  if (run.len == 0) return nullptr;
+  if (run.offset < prev_end) return "malformed page run (order or overlap)";
+  if (run.offset > region_len || run.len > region_len - run.offset)
+    return "malformed page run (outside its region)";
   return nullptr;
 }
 

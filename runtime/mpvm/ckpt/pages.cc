@@ -1,0 +1,71 @@
+// pages.cc — see pages.h. No libc: raw.h has the system calls.
+#include "mpvm/ckpt/pages.h"
+
+#include <sys/mman.h>
+#include <sys/syscall.h>
+
+#include "mpvm/ckpt/image.h"
+#include "mpvm/ckpt/raw.h"
+
+namespace mpvm::ckpt {
+namespace {
+
+constexpr uint64_t kPage = 4096;
+constexpr uint64_t kPresent = 1ull << 63, kSwapped = 1ull << 62;
+
+long SendRun(int out_fd, uint64_t region_start, uint64_t from, uint64_t to, uint64_t* sent) {
+  PageRun run{from - region_start, to - from};
+  long e = raw::SendFull(out_fd, &run, sizeof run);
+  if (e == 0 && run.len > 0) e = raw::SendFull(out_fd, reinterpret_cast<void*>(from), run.len);
+  *sent += sizeof run + run.len;
+  return e;
+}
+
+// The runs of pages with data, from the pagemap: `n` entries at a time.
+long SendTouched(int out_fd, uint64_t start, uint64_t end, int pagemap_fd, uint64_t* buf, size_t n,
+                 uint64_t* sent) {
+  uint64_t run_from = 0;
+  bool in_run = false;
+  for (uint64_t at = start; at < end;) {
+    const size_t want = static_cast<size_t>((end - at) / kPage) < n ? (end - at) / kPage : n;
+    long got = raw::Sys(SYS_pread64, pagemap_fd, reinterpret_cast<long>(buf),
+                        static_cast<long>(want * 8), static_cast<long>(at / kPage * 8));
+    if (got <= 0 || got % 8 != 0) return got < 0 ? got : -5 /* EIO */;
+    for (long i = 0; i < got / 8; ++i, at += kPage) {
+      const bool data = (buf[i] & (kPresent | kSwapped)) != 0;
+      if (data && !in_run) run_from = at;
+      if (!data && in_run) {
+        if (long e = SendRun(out_fd, start, run_from, at, sent); e != 0) return e;
+      }
+      in_run = data;
+    }
+  }
+  return in_run ? SendRun(out_fd, start, run_from, end, sent) : 0;
+}
+
+}  // namespace
+
+long SendPageRuns(int out_fd, uint64_t start, uint64_t end, int pagemap_fd, uint64_t* buf,
+                  size_t buf_bytes, uint64_t* sent) {
+  long e = pagemap_fd >= 0 ? SendTouched(out_fd, start, end, pagemap_fd, buf, buf_bytes / 8, sent)
+                           : SendRun(out_fd, start, start, end, sent);
+  return e == 0 ? SendRun(out_fd, start, end, end, sent) : e;
+}
+
+const char* ReadPageRuns(int fd, uint64_t start, uint64_t end) {
+  uint64_t prev_end = 0;
+  for (;;) {
+    PageRun run{};
+    if (raw::ReadFull(fd, &run, sizeof run) != 0) return "the image stream ended early";
+    if (const char* bad = CheckPageRun(run, prev_end, end - start)) return bad;
+    if (run.len == 0) return nullptr;
+    const uint64_t at = start + run.offset;
+    // A large run: one bulk fault instead of one per 4 KiB page as it is read.
+    if (run.len >= (4u << 20)) raw::Sys(SYS_madvise, at, run.len, 22 /* MADV_POPULATE_WRITE */);
+    if (raw::ReadFull(fd, reinterpret_cast<void*>(at), run.len) != 0)
+      return "the image stream ended early";
+    prev_end = run.offset + run.len;
+  }
+}
+
+}  // namespace mpvm::ckpt
