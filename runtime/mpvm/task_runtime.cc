@@ -687,34 +687,30 @@ Result<Message*> TaskRuntime::RecvBuffer() {
 // Sending
 
 Connection* TaskRuntime::RouteTo(Tid dst) {
-  // Tasks born on other hosts: a direct TCP link when the VM allows it
-  // (authenticated; tried again with a growing wait if it fails), else
-  // through the daemons.
-  // The host we run on now (a migrated task's tid names its birth host).
-  const HostIndex here = host_tid_.raw() != 0 ? host_tid_.host() : mytid_.host();
-  if (route_ != kRouteDont && dst.is_task() && dst.host() != here && link_key_) {
-    Peer& p = peers_[dst.raw()];
-    if (p.conn != nullptr && p.conn->open()) return p.conn;
-    if (!p.connecting && NowNs() >= p.retry_after_ns && !StartLinkAcross(dst)) {
-      Peer& q = peers_[dst.raw()];  // (the map may have grown meanwhile)
-      q.backoff_ns = std::clamp<int64_t>(q.backoff_ns * 2, 20'000'000, 2'000'000'000);
-      q.retry_after_ns = NowNs() + q.backoff_ns;
+  if (route_ == kRouteDont || !dst.is_task()) return daemon_.get();
+  Peer& p = peers_[dst.raw()];
+  if (p.conn != nullptr && p.conn->open()) return p.conn;
+  const int64_t now = NowNs();
+  // A task that runs on this host listens on a socket in the host's run
+  // directory, wherever it was born (a moved task's tid names its birth host).
+  if (now >= p.retry_after_ns) {
+    int fd = ConnectUnix(TaskSocketPath(rundir_, dst));
+    if (fd >= 0) {
+      conns_.push_back(std::make_unique<Connection>(fd));
+      p.conn = conns_.back().get();
+      return p.conn;
     }
-    return daemon_.get();  // the sequence numbers keep order when the link takes over
+    p.retry_after_ns = now + 20'000'000;  // not listening here (yet): try again in 20 ms
   }
-  if (route_ != kRouteDont && dst.is_task() && dst.host() == here) {
-    Peer& p = peers_[dst.raw()];
-    if (p.conn != nullptr && p.conn->open()) return p.conn;
-    const int64_t now = NowNs();
-    if (now >= p.retry_after_ns) {
-      int fd = ConnectUnix(TaskSocketPath(rundir_, dst));
-      if (fd >= 0) {
-        conns_.push_back(std::make_unique<Connection>(fd));
-        p.conn = conns_.back().get();
-        return p.conn;
-      }
-      p.retry_after_ns = now + 20'000'000;  // not listening yet (or gone): relay for 20 ms
-    }
+  // Not listening here (on another host, not started yet, or gone): a
+  // direct TCP link (authenticated) once the daemons say where it is, tried
+  // again with a growing wait if it fails. Frames go through the daemons
+  // meanwhile, and the sequence numbers keep their order when the link
+  // takes over.
+  if (link_key_ && !p.connecting && now >= p.locate_after_ns && !StartLinkAcross(dst)) {
+    Peer& q = peers_[dst.raw()];
+    q.backoff_ns = std::clamp<int64_t>(q.backoff_ns * 2, 20'000'000, 2'000'000'000);
+    q.locate_after_ns = NowNs() + q.backoff_ns;
   }
   return daemon_.get();
 }
@@ -802,7 +798,7 @@ void TaskRuntime::LinkHandshakeEnded(LinkHandshake& hs, LinkHandshake::State st)
     Peer& p = peers_[hs.peer()];
     p.connecting = false;
     p.backoff_ns = std::clamp<int64_t>(p.backoff_ns * 2, 20'000'000, 2'000'000'000);
-    p.retry_after_ns = NowNs() + p.backoff_ns;
+    p.locate_after_ns = NowNs() + p.backoff_ns;
     if (debug)
       std::fprintf(stderr, "libpvm [%s]: direct link to %s failed: %s; relaying\n",
                    mytid_.str().c_str(), Tid(hs.peer()).str().c_str(), why.c_str());

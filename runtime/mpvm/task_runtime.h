@@ -206,10 +206,11 @@ class TaskRuntime {
 
  private:
   struct Peer {
-    Connection* conn = nullptr;  // owned by conns_
-    int64_t retry_after_ns = 0;  // no direct attempt before this time
-    int64_t backoff_ns = 0;      // across hosts: the next wait after a failed attempt
-    bool connecting = false;     // across hosts: a link being set up (handshakes_)
+    Connection* conn = nullptr;   // owned by conns_
+    int64_t retry_after_ns = 0;   // same host: no socket connect before this time
+    int64_t locate_after_ns = 0;  // no direct TCP link attempt before this time
+    int64_t backoff_ns = 0;       // the next wait after a failed TCP link attempt
+    bool connecting = false;      // across hosts: a link being set up (handshakes_)
   };
   struct RecvState {
     uint64_t expected = 1;
