@@ -303,6 +303,8 @@ void CoreContext::PublishWork() {
 }
 
 void CoreContext::SampleTasks() {
+  if (sampled_ns != 0 && now_ns - sampled_ns < kSampleEveryNs) return;
+  sampled_ns = now_ns;
   for (const auto& [tid, t] : tasks)
     if (t.pid > 0 && !t.is_tool && t.state != TaskState::kLeft)
       samples.Add(tid.raw(), env->Sample(t.pid), now_ns);

@@ -113,8 +113,11 @@ class CoreContext {
   ctl::LoadReport LocalLoad() const;
   // Master: the cluster's load (its own report refreshed first).
   balancer::ClusterLoad LoadSnapshot();
-  // Samples every task's process for the load reports (at each tick).
+  // Samples every task's process for the load reports, at most every
+  // kSampleEveryNs: a daemon ticks at each wake-up, which is often when it
+  // relays frames, and each sample reads /proc for every task.
   void SampleTasks();
+  static constexpr int64_t kSampleEveryNs = 100'000'000;
   // Virtual-work mode: publishes how many tasks work here, if it changed.
   void PublishWork();
 
@@ -134,7 +137,8 @@ class CoreContext {
   Mailbox mailbox;             // master: pvm_putinfo and friends
   GroupServer groups;          // master: dynamic groups
   LoadService load;            // master: the cluster's load, from the hosts' reports
-  LoadSampler samples;         // this host's tasks, sampled at each tick
+  LoadSampler samples;         // this host's tasks, sampled every kSampleEveryNs
+  int64_t sampled_ns = 0;      // when they were sampled last
   int published_working = -1;  // virtual-work mode: the count the tasks see
   bool load_changed = false;   // since the last LoadReport: report early
   bool load_news = false;      // master: a host reported a change: balance soon

@@ -166,7 +166,7 @@ void LoadSampler::Add(int tid, const ProcessSample& s, int64_t now) {
   if (!s.ok) return;
   auto [it, fresh] = by_tid_.try_emplace(tid);
   Sampled& m = it->second;
-  // An average over about the last 8 samples (0.8 s at the daemon's tick).
+  // An average over about the last 8 samples (0.8 s).
   const double now_runnable = s.runnable ? 1.0 : 0.0;
   m.runnable = fresh ? now_runnable : 0.875 * m.runnable + 0.125 * now_runnable;
   m.cpu_ns = s.cpu_ns;

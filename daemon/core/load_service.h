@@ -80,7 +80,7 @@ struct LocalTaskInfo {
   uint64_t image_bytes = 0;
 };
 
-// Each task's process, sampled at every tick: whether it is ready to run
+// Each task's process, sampled every 0.1 s: whether it is ready to run
 // (an average over the last samples, so that a task that computes between
 // messages counts for the time it computes), its CPU time and memory.
 class LoadSampler {

@@ -96,6 +96,17 @@ TEST_F(DaemonCoreTest, HandStartedTaskGetsATidAndNoParent) {
   EXPECT_EQ(r.host_name(), "node1");
 }
 
+// A daemon ticks at every wake-up; relaying frames wakes it thousands of
+// times a second. Reading /proc for every task each time cost a moving ring
+// more CPU than the moves: tasks are sampled every 0.1 s, however often the
+// daemon ticks.
+TEST_F(DaemonCoreTest, TasksAreSampledEveryTenthOfASecondHoweverOftenTheDaemonTicks) {
+  Enrol(1, 0, /*pid=*/4242);
+  for (int64_t t = 1'000'000; t <= 1'000'000 + 1'000'000'000; t += 1'000'000) core_.OnTick(t);
+  EXPECT_GE(env_.sampled[4242], 10);  // every 0.1 s of the 1 s ticked through
+  EXPECT_LE(env_.sampled[4242], 11);  // not at each of its 1001 ticks
+}
+
 TEST_F(DaemonCoreTest, SpawnStartsNTasksThatKnowParentAndSiblings) {
   Tid parent = Enrol(1);
   auto tids = Spawn(1, "worker", 3);

@@ -69,10 +69,12 @@ class FakeEnv : public DaemonEnv, public FakeClock, public FakeRandom {
   }
   void CancelMove(Tid t) override { cancelled.push_back(t); }
   ProcessSample Sample(int pid) override {
+    ++sampled[pid];
     auto it = samples.find(pid);
     return it == samples.end() ? ProcessSample{} : it->second;
   }
   std::map<int, ProcessSample> samples;  // by pid
+  std::map<int, int> sampled;            // calls of Sample, by pid
   void PublishVirtualCpu(int speed, int working) override { vcpu.push_back({speed, working}); }
   std::vector<std::pair<int, int>> vcpu;
   std::vector<SpawnSpec> restores;
