@@ -18,15 +18,17 @@ def start_daemon(bin_dir, argv, env):
     return p
 
 
-def start_vm(bin_dir, work, names, env):
-    """Returns (daemon processes, {name: runtime directory})."""
+def start_vm(bin_dir, work, names, env, extra=()):
+    """Returns (daemon processes, {name: runtime directory}). `extra`: more
+    arguments for every daemon (`--emulate-speed --speed 400`, say)."""
     dirs = {n: os.path.join(work, n) for n in names}
     daemons = [start_daemon(bin_dir, ["--rundir", dirs[names[0]], "--hostname", names[0],
-                                      "--listen", "127.0.0.1:0"], env)]
+                                      "--listen", "127.0.0.1:0", *extra], env)]
     with open(os.path.join(dirs[names[0]], "master.addr")) as f:
         addr = f.read().strip()
     for n in names[1:]:
         daemons.append(start_daemon(bin_dir, ["--rundir", dirs[n], "--hostname", n, "--join",
                                               addr, "--key",
-                                              os.path.join(dirs[names[0]], "vm.key")], env))
+                                              os.path.join(dirs[names[0]], "vm.key"), *extra],
+                                    env))
     return daemons, dirs

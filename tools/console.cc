@@ -447,6 +447,7 @@ int main(int argc, char** argv) {
     if (!std::getline(std::cin, line)) break;
     int st = 0;
     if (!console.Run(Split(line), &st)) return 0;
+    std::fflush(stdout);  // a script driving the console reads each answer as it comes
   }
   (void)rt.Exit();
   return 0;
