@@ -14,6 +14,7 @@
 // copy drops its old links (AfterResume) and enrols with its new daemon as
 // the same tid at the next boundary.
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -47,6 +48,7 @@ volatile sig_atomic_t g_depth = 0;    // pvm_* calls in progress
 volatile sig_atomic_t g_pending = 0;  // a move was asked for
 volatile sig_atomic_t g_resumed = 0;  // we are a restored copy that has not re-enrolled
 volatile sig_atomic_t g_in_migrate = 0;
+volatile sig_atomic_t g_in_handler = 0;  // moving from the signal handler (maybe inside malloc)
 TaskRuntime* g_migratable = nullptr;
 
 int64_t RealtimeNs() {
@@ -65,7 +67,9 @@ void OnSigMigrate(int) {
   const int saved = errno;
   g_pending = 1;
   if (g_depth == 0 && g_migratable != nullptr && g_in_migrate == 0) {
+    g_in_handler = 1;
     if (g_migratable->MigrateNow() == 2) g_resumed = 1;
+    g_in_handler = 0;
   }
   errno = saved;
 }
@@ -283,6 +287,10 @@ int TaskRuntime::MigrateOnce() {
   o.rundir = dir;  // this host's file hash cache
   int64_t sent_ns = 0;
   o.sent_ns = &sent_ns;
+  // At a library call's boundary (not in the handler, which may have
+  // stopped the task inside malloc), the heap's free pages go back to the
+  // kernel first, so that the image leaves them out.
+  if (g_in_handler == 0) malloc_trim(0);
   const int64_t freeze_ns = RealtimeNs();
   const auto result = ckpt::Capture(o, why, sizeof why);
   if (result == ckpt::CaptureResult::kResumed) {
