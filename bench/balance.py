@@ -68,7 +68,7 @@ class Runner:
         starts = [float(s) for _, _, s, _ in rows]
         ends = [float(e) for _, _, _, e in rows]
         # By rank: round-robin placed rank r on host r mod H, as the oracle does.
-        return {"time": max(ends) - min(starts), "moves": moves,
+        return {"time": max(ends) - min(starts), "moves": moves, "start": min(starts),
                 "works": [float(w) for _, w, _, _ in sorted(rows, key=lambda r: int(r[0]))]}
 
     def oracle(self, speeds, works_ms):

@@ -1,6 +1,9 @@
 #include "core/balance_loop.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
+#include <string>
 
 namespace mpvm {
 namespace {
@@ -31,6 +34,12 @@ std::vector<balancer::MoveOrder> BalanceLoop::Tick() {
     }
   load.Recount();
   auto orders = balancer::Decide(load, LimitsNow(), now);
+  if (!orders.empty()) {
+    std::string seen;  // what the decision saw, host by host: runnable+pending
+    for (const auto& h : load.hosts)
+      seen += fmt::format(" {}:{}+{}", h.host, h.runnable, h.pending);
+    cx_.env->Debug("balancer: load" + seen);
+  }
   for (const auto& o : orders) {
     ordered_[o.tid] = {now, o.to};
     ++ordered_total_;

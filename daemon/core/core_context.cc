@@ -280,9 +280,14 @@ ctl::LoadReport CoreContext::LocalLoad() const {
     // A task arriving here (restoring) counts here already.
     if (t.state != TaskState::kLeft && !t.is_tool) {
       LoadSampler::Sampled s = samples.Get(tid.raw());
-      // Virtual work sleeps: a task counts while it works, and, until it
-      // first works, while its process is ready to run (it is starting).
+      // Virtual work sleeps: a task counts while it works.
       if (cfg.virtual_work && (t.worked || t.working)) s.runnable = t.working ? 1 : 0;
+      // A task that has not worked yet counts as load while it starts: while
+      // it waits for its siblings (a spawn over several hosts), and while
+      // younger than the balancer's minimum age. A host whose new tasks
+      // counted for nothing drew moves in, then had to send them out again.
+      if (!t.worked && (t.awaiting_siblings || now_ns - t.spawned_ns < cfg.balance_min_age_ns))
+        s.runnable = 1;
       // Pinned: a move of it was refused, or it reads prun's stdin.
       const bool pinned = !t.pinned_why.empty() || !t.spec.stdin_path.empty();
       mine.push_back(

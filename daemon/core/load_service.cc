@@ -167,8 +167,11 @@ void LoadSampler::Add(int tid, const ProcessSample& s, int64_t now) {
   auto [it, fresh] = by_tid_.try_emplace(tid);
   Sampled& m = it->second;
   // An average over about the last 8 samples (0.8 s).
+  // A new task starts as ready to run: its first samples often find it
+  // blocked in its first PVM calls, and it would count for nothing for half
+  // a second.
   const double now_runnable = s.runnable ? 1.0 : 0.0;
-  m.runnable = fresh ? now_runnable : 0.875 * m.runnable + 0.125 * now_runnable;
+  m.runnable = fresh ? 1.0 : 0.875 * m.runnable + 0.125 * now_runnable;
   m.cpu_ns = s.cpu_ns;
   m.rss_bytes = s.rss_bytes;
   m.at_ns = now;

@@ -107,6 +107,26 @@ TEST_F(DaemonCoreTest, TasksAreSampledEveryTenthOfASecondHoweverOftenTheDaemonTi
   EXPECT_LE(env_.sampled[4242], 11);  // not at each of its 1001 ticks
 }
 
+// A starting task is often found blocked in its first PVM calls; counted as
+// nothing, its host drew moves in that had to go out again once it ran.
+TEST_F(DaemonCoreTest, AStartingTaskCountsAsLoadUntilItIsOlderThanTheMinimumAge) {
+  Tid parent = Enrol(1);
+  auto kids = Spawn(1, "worker", 1);
+  ASSERT_EQ(kids.size(), 1u);
+  const int pid = 1000 + static_cast<int>(env_.spawned.size());  // FakeEnv::Spawn's pid
+  env_.samples[pid] = {.ok = true, .runnable = false, .cpu_ns = 0, .rss_bytes = 4096};
+  const auto runnable = [&]() -> int {
+    for (const auto& t : core_.LoadSnapshot().tasks)
+      if (t.tid == kids[0]) return t.runnable ? 1 : 0;
+    return -1;
+  };
+  for (int64_t t = 100'000'000; t <= 900'000'000; t += 100'000'000) core_.OnTick(t);
+  EXPECT_EQ(runnable(), 1);  // younger than the minimum age (1 s): starting
+  for (int64_t t = 1'000'000'000; t <= 2'000'000'000; t += 100'000'000) core_.OnTick(t);
+  EXPECT_EQ(runnable(), 0);  // blocked ever since
+  (void)parent;
+}
+
 TEST_F(DaemonCoreTest, SpawnStartsNTasksThatKnowParentAndSiblings) {
   Tid parent = Enrol(1);
   auto tids = Spawn(1, "worker", 3);
