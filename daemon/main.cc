@@ -45,6 +45,9 @@ void Describe(CLI::App& app, mpvm::ServerOptions& opts, std::string& level) {
   app.add_flag("--virtual-work", opts.virtual_work,
                "an emulated host in virtual-work mode: mpvm_work advances at speed / (tasks "
                "working) and uses no CPU (emulated hosts this master starts get it too)");
+  app.add_option("--hash-cache", opts.hash_cache,
+                 "share this file hash cache of the tasks' mapped files (the emulated hosts a "
+                 "master starts share its own)");
   app.add_flag("--emulate-speed", opts.emulate_speed,
                "an emulated host: give this host's tasks together speed/1000 of one CPU of this "
                "machine (a cgroup CPU quota, else SIGSTOP/SIGCONT duty cycling)");

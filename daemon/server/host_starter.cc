@@ -110,7 +110,9 @@ mpvm::expected<HostStarter::HostCommand, HostStartError> HostStarter::EmulatedHo
               "--key",
               links_.key_path(),
               "--rundir",
-              opts_.rundir + ".h-" + spec.name};
+              opts_.rundir + ".h-" + spec.name,
+              "--hash-cache",  // the same files: hashed once for all
+              opts_.rundir + "/hash-cache"};
   cmd.argv.insert(cmd.argv.end(), common.begin(), common.end());
   return cmd;
 }

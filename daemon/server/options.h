@@ -30,6 +30,10 @@ struct ServerOptions {
   // CPU limit; its tasks' mpvm_work advances at speed / (tasks working).
   // The master passes it on to the emulated hosts it starts.
   bool virtual_work = false;
+  // Another host's file hash cache to share (`<rundir>/hash-cache` becomes a
+  // link to it): the emulated hosts a master starts share its own, since
+  // they map the same files. Else each host hashes every library once.
+  std::string hash_cache;
   // How (env MPVM_CPU_LIMIT): "" picks the first that works; "duty" forces
   // SIGSTOP/SIGCONT duty cycling (to test it, or where cgroups misbehave).
   std::string cpu_limit_mode;

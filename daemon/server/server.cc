@@ -38,6 +38,7 @@ Server::~Server() {
 
 bool Server::Setup(std::string* error) {
   if (!run_dir_.Take(error) || !OpenListener(error)) return false;
+  ShareHashCache();
   BlockSignals();
   std::vector<HostSpec> others;  // hosts the master starts
   auto cfg = MakeDaemonConfig(opts_, error, &others);
@@ -142,6 +143,15 @@ int Server::Run() {
   Loop();
   Cleanup();
   return exit_code_;
+}
+
+void Server::ShareHashCache() {
+  if (opts_.hash_cache.empty()) return;
+  const std::string mine = opts_.rundir + "/hash-cache";
+  unlink(mine.c_str());
+  if (symlink(opts_.hash_cache.c_str(), mine.c_str()) != 0)
+    spdlog::warn("cannot share the file hash cache {}: {}; this host keeps its own",
+                 opts_.hash_cache, std::strerror(errno));
 }
 
 // ---- The loop -----------------------------------------------------------------

@@ -66,6 +66,8 @@ class Server final : public DaemonEnv {
   // (with the host file's other hosts), the links to other daemons.
   bool Setup(std::string* error);
   bool OpenListener(std::string* error);
+  // --hash-cache: this host's file hash cache is a link to the one given.
+  void ShareHashCache();
   // An emulated host's speed, enforced on its tasks (--emulate-speed).
   void LimitCpu(const DaemonConfig& cfg);
   void BlockSignals();
