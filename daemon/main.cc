@@ -45,6 +45,10 @@ void Describe(CLI::App& app, mpvm::ServerOptions& opts, std::string& level) {
   app.add_flag("--virtual-work", opts.virtual_work,
                "an emulated host in virtual-work mode: mpvm_work advances at speed / (tasks "
                "working) and uses no CPU (emulated hosts this master starts get it too)");
+  app.add_option("--emulate-cpu", opts.emulate_cpu,
+                 "with --emulate-speed of 1000 or less: run this host's tasks on this CPU only "
+                 "(the master picks one for each emulated host it starts)")
+      ->check(CLI::Range(0, 4095));
   app.add_option("--hash-cache", opts.hash_cache,
                  "share this file hash cache of the tasks' mapped files (the emulated hosts a "
                  "master starts share its own)");

@@ -1,6 +1,7 @@
 #include "server/cpu_limit.h"
 
 #include <fmt/format.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -72,8 +73,8 @@ std::pair<int64_t, int64_t> QuotaPeriod(int speed) {
 
 class CgroupLimit final : public CpuLimit {
  public:
-  CgroupLimit(std::string dir, std::string parent, bool v2)
-      : dir_(std::move(dir)), parent_(std::move(parent)), v2_(v2) {}
+  CgroupLimit(std::string dir, std::string parent, bool v2, int cpu)
+      : dir_(std::move(dir)), parent_(std::move(parent)), v2_(v2), cpu_(cpu) {}
   ~CgroupLimit() override {
     // Whatever is left (a task the daemon could not stop) goes back to the
     // parent group, so the group can go.
@@ -84,19 +85,24 @@ class CgroupLimit final : public CpuLimit {
     rmdir(dir_.c_str());
   }
   void Add(pid_t pid) override {
+    if (cpu_ >= 0) PinToCpu(pid, cpu_);
     std::string why;
     WriteFile(dir_ + "/cgroup.procs", fmt::format("{}\n", pid), &why);
   }
   void Remove(pid_t) override {}
   int64_t Tick(int64_t) override { return -1; }
-  std::string How() const override { return fmt::format("cgroup {} {}", v2_ ? "v2" : "v1", dir_); }
+  std::string How() const override {
+    return fmt::format("cgroup {} {}{}", v2_ ? "v2" : "v1", dir_,
+                       cpu_ >= 0 ? fmt::format(" on CPU {}", cpu_) : "");
+  }
 
  private:
   std::string dir_, parent_;
   bool v2_;
+  int cpu_;
 };
 
-std::unique_ptr<CpuLimit> MakeCgroup(bool v2, const std::string& name, int speed,
+std::unique_ptr<CpuLimit> MakeCgroup(bool v2, const std::string& name, int speed, int cpu,
                                      std::string* why) {
   const std::string mount = MountPoint(v2);
   if (mount.empty()) {
@@ -111,7 +117,7 @@ std::unique_ptr<CpuLimit> MakeCgroup(bool v2, const std::string& name, int speed
     *why = fmt::format("cannot make {}: {}", dir, std::strerror(errno));
     return nullptr;
   }
-  auto limit = std::make_unique<CgroupLimit>(dir, parent, v2);
+  auto limit = std::make_unique<CgroupLimit>(dir, parent, v2, cpu);
   const auto [quota, period] = QuotaPeriod(speed);
   const bool ok = v2 ? WriteFile(dir + "/cpu.max", fmt::format("{} {}\n", quota, period), why)
                      : WriteFile(dir + "/cpu.cfs_period_us", fmt::format("{}\n", period), why) &&
@@ -123,9 +129,14 @@ std::unique_ptr<CpuLimit> MakeCgroup(bool v2, const std::string& name, int speed
 // each, long enough that together they get the host's share.
 class DutyCycle final : public CpuLimit {
  public:
-  DutyCycle(double share, int cores) : share_(share), cores_(std::max(1, cores)) {}
+  // On one CPU (`cpu` >= 0), its tasks share that CPU whatever the machine has.
+  DutyCycle(double share, int cores, int cpu)
+      : share_(share), cores_(cpu >= 0 ? 1 : std::max(1, cores)), cpu_(cpu) {}
   ~DutyCycle() override { Signal(SIGCONT); }
-  void Add(pid_t pid) override { pids_.insert(pid); }
+  void Add(pid_t pid) override {
+    if (cpu_ >= 0) PinToCpu(pid, cpu_);
+    pids_.insert(pid);
+  }
   void Remove(pid_t pid) override { pids_.erase(pid); }
   int64_t Tick(int64_t now) override;
   std::string How() const override { return "SIGSTOP/SIGCONT duty cycle"; }
@@ -138,6 +149,7 @@ class DutyCycle final : public CpuLimit {
   }
   double share_;  // CPUs
   int cores_;
+  int cpu_;
   std::set<pid_t> pids_;
   bool stopped_ = false;
   int64_t period_start_ = 0;
@@ -162,17 +174,25 @@ int64_t DutyCycle::Tick(int64_t now) {
 }  // namespace
 
 std::unique_ptr<CpuLimit> MakeCpuLimit(const std::string& name, int speed, int cores,
-                                       const std::string& mode, std::string* why) {
+                                       const std::string& mode, int cpu, std::string* why) {
   if (speed >= 1000 * std::max(1, cores)) return nullptr;
+  if (speed > 1000 || cpu >= cores) cpu = -1;  // more than one CPU, or no such CPU
   if (mode == "duty") {
     *why = "MPVM_CPU_LIMIT=duty";
-    return std::make_unique<DutyCycle>(speed / 1000.0, cores);
+    return std::make_unique<DutyCycle>(speed / 1000.0, cores, cpu);
   }
   std::string v1_why, v2_why;
-  if (auto l = MakeCgroup(false, name, speed, &v1_why)) return l;
-  if (auto l = MakeCgroup(true, name, speed, &v2_why)) return l;
+  if (auto l = MakeCgroup(false, name, speed, cpu, &v1_why)) return l;
+  if (auto l = MakeCgroup(true, name, speed, cpu, &v2_why)) return l;
   *why = v1_why + "; " + v2_why;
-  return std::make_unique<DutyCycle>(speed / 1000.0, cores);
+  return std::make_unique<DutyCycle>(speed / 1000.0, cores, cpu);
+}
+
+bool PinToCpu(pid_t pid, int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return sched_setaffinity(pid, sizeof set, &set) == 0;
 }
 
 int MachineCpus() { return std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)); }

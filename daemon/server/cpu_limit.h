@@ -42,9 +42,16 @@ class CpuLimit {
 // or nullptr when speed is at least the machine's CPUs (nothing to limit).
 // `cores` is this machine's CPU count. Never fails: where no cgroup can be
 // made, `*why` says why and duty cycling is used.
-// `mode` "duty" skips the cgroups.
+// `mode` "duty" skips the cgroups. `cpu` >= 0: the host's tasks also run on
+// that CPU only. A host of speed 1000 or less is one CPU of this machine;
+// its tasks spread over several CPUs took the group's quota unevenly (the
+// kernel hands a group's quota to a CPU in 5 ms slices, more than a 400
+// host's 4 ms per 10 ms period, so one task could starve its neighbour).
 std::unique_ptr<CpuLimit> MakeCpuLimit(const std::string& name, int speed, int cores,
-                                       const std::string& mode, std::string* why);
+                                       const std::string& mode, int cpu, std::string* why);
+
+// Keeps process `pid` on CPU `cpu`; false if the kernel refused.
+bool PinToCpu(pid_t pid, int cpu);
 
 // The CPUs this machine has online (what 1000 sp= units per CPU count on).
 int MachineCpus();

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -38,6 +39,7 @@ mpvm::expected<void, HostStartError> HostStarter::Start(const HostSpec& spec) {
   if (!opts_.join.empty())
     return mpvm::unexpected(HostStartError{Err::kNotImpl, "only the master starts hosts"});
   const std::string daemon = spec.daemon.empty() ? SelfExeDir() + "/mpvmd" : spec.daemon;
+  int cpu = -1;
   std::vector<std::string> common = {"--hostname", spec.name, "--speed",
                                      std::to_string(spec.speed)};
   if (spec.local && opts_.virtual_work) {
@@ -45,6 +47,8 @@ mpvm::expected<void, HostStartError> HostStarter::Start(const HostSpec& spec) {
   } else if (spec.local && spec.speed_given) {
     common.push_back("--emulate-speed");
     NoteEmulatedSpeed(spec.speed);
+    cpu = PickCpu(spec.speed);
+    if (cpu >= 0) common.insert(common.end(), {"--emulate-cpu", std::to_string(cpu)});
   }
   if (!spec.ep.empty()) common.insert(common.end(), {"--ep", spec.ep});
   if (!spec.wd.empty()) common.insert(common.end(), {"--wd", spec.wd});
@@ -64,11 +68,26 @@ mpvm::expected<void, HostStartError> HostStarter::Start(const HostSpec& spec) {
     }
   }
   if (!launched) return mpvm::unexpected(HostStartError{Err::kCantStart, launched.error()});
-  host_pids_[launched->pid] = LocalHost{spec.name, launched->output_fd, spec.local};
+  host_pids_[launched->pid] =
+      LocalHost{spec.name, launched->output_fd, spec.local, cpu, cpu >= 0 ? spec.speed : 0};
   spdlog::info("starting host {} (pid {}{}{})", spec.name, launched->pid,
                spec.local ? ", emulated" : ", over " + cmd->argv[0],
                cmd->netns_address.empty() ? "" : " at " + cmd->netns_address);
   return {};
+}
+
+void HostStarter::TakeCpu(int cpu, int speed) {
+  if (cpu_speed_.empty()) cpu_speed_.assign(static_cast<size_t>(MachineCpus()), 0);
+  if (cpu >= 0 && cpu < static_cast<int>(cpu_speed_.size()) && speed <= 1000)
+    cpu_speed_[static_cast<size_t>(cpu)] += speed;
+}
+
+int HostStarter::PickCpu(int speed) {
+  if (speed > 1000) return -1;
+  if (cpu_speed_.empty()) cpu_speed_.assign(static_cast<size_t>(MachineCpus()), 0);
+  const auto least = std::min_element(cpu_speed_.begin(), cpu_speed_.end());
+  *least += speed;
+  return static_cast<int>(least - cpu_speed_.begin());
 }
 
 void HostStarter::NoteEmulatedSpeed(int speed) {
@@ -182,6 +201,7 @@ std::optional<std::pair<std::string, std::string>> HostStarter::Reaped(pid_t pid
   const std::string said = LastWords(host.output_fd);
   close(host.output_fd);
   if (host.local) RemoveHostDir(host.name);
+  if (host.cpu >= 0) cpu_speed_[static_cast<size_t>(host.cpu)] -= host.speed;
   return std::pair(host.name,
                    said.empty() ? "its daemon " + ExitText(status) : "its daemon exited: " + said);
 }

@@ -33,6 +33,8 @@ class HostStarter {
   std::vector<pid_t> Pids() const;
   // The daemons' output pipes and the emulated hosts' bridge.
   void Close();
+  // This daemon is itself an emulated host of `speed` on `cpu`.
+  void TakeCpu(int cpu, int speed);
 
  private:
   // How to start a host's daemon: the command, the emulated host's address
@@ -62,8 +64,14 @@ class HostStarter {
   struct LocalHost {
     std::string name;
     int output_fd;
-    bool local;  // an emulated host (else started over the remote shell)
+    bool local;    // an emulated host (else started over the remote shell)
+    int cpu = -1;  // the CPU it runs its tasks on (an emulated host of speed <= 1000)
+    int speed = 0;
   };
+  // The CPU with the most room for an emulated host of `speed` (-1: more
+  // than one CPU's worth); it is counted there until the host ends.
+  int PickCpu(int speed);
+  std::vector<int> cpu_speed_;  // by CPU: the emulated speed placed on it
   std::map<pid_t, LocalHost> host_pids_;
 };
 

@@ -26,6 +26,9 @@ struct ServerOptions {
   // (server/cpu_limit.h). The master gives it to the emulated hosts it
   // starts with an sp= (local=1 in a host file; `mpvm add --local`).
   bool emulate_speed = false;
+  // The CPU an emulated host of speed 1000 or less runs its tasks on (the
+  // master picks one for each host it starts; -1: any).
+  int emulate_cpu = -1;
   // An emulated host in virtual-work mode (DaemonConfig::virtual_work): no
   // CPU limit; its tasks' mpvm_work advances at speed / (tasks working).
   // The master passes it on to the emulated hosts it starts.

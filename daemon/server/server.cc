@@ -52,9 +52,11 @@ bool Server::Setup(std::string* error) {
     LimitCpu(*cfg);
     cfg->cores = 1;  // an emulated host's speed is its whole capacity
   }
+  const int speed = cfg->speed;
   core_ = std::make_unique<DaemonCore>(std::move(*cfg), this);
   links_ = std::make_unique<VmLinks>(opts_, *core_);
   hosts_ = std::make_unique<HostStarter>(opts_, *links_);
+  if (opts_.emulate_speed && opts_.join.empty()) hosts_->TakeCpu(0, speed);
   moves_ = std::make_unique<MoveIo>(opts_.fault, *core_, conns_, procs_);
   moves_->Listen(opts_.rundir);
   if (!links_->Link(error)) return false;
@@ -69,7 +71,11 @@ bool Server::Setup(std::string* error) {
 
 void Server::LimitCpu(const DaemonConfig& cfg) {
   std::string why;
-  cpu_limit_ = MakeCpuLimit(cfg.hostname, cfg.speed, MachineCpus(), opts_.cpu_limit_mode, &why);
+  // A master that is itself an emulated host takes the first CPU; the hosts
+  // it starts are given theirs (HostStarter::PickCpu).
+  const int cpu = opts_.emulate_cpu >= 0 ? opts_.emulate_cpu : opts_.join.empty() ? 0 : -1;
+  cpu_limit_ =
+      MakeCpuLimit(cfg.hostname, cfg.speed, MachineCpus(), opts_.cpu_limit_mode, cpu, &why);
   if (!cpu_limit_) {
     spdlog::info("emulated speed {}: no less than this machine's {} CPUs, nothing to limit",
                  cfg.speed, MachineCpus());

@@ -60,15 +60,19 @@ class EmulatedSpeedTest(VmTestCase):
 
     def test_each_host_gives_its_own_speed_and_its_tasks_share_it(self):
         # Round-robin over a and b: two tasks on one, one on the other.
-        got, _ = self.run_share("a:800,b:300", 3, 3)
+        got, _ = self.run_share("a:400,b:300", 3, 3)
         by_host = {}
         for tid, share in got.items():
             by_host.setdefault(int(tid[1:], 16) >> 18, []).append(share)
         totals = sorted((len(s), sum(s)) for s in by_host.values())
         self.assertEqual([n for n, _ in totals], [1, 2], got)
-        speeds = {1: 0.80, 2: 0.30}  # host index 1 is a (prun's), 2 is b
+        speeds = {1: 0.40, 2: 0.30}  # host index 1 is a (prun's), 2 is b
         for host, s in by_host.items():
             self.assertAlmostEqual(sum(s), speeds[host], delta=TOLERANCE, msg=got)
+            # Evenly: a host is one CPU, so its tasks do not take its quota
+            # from different CPUs in turn (one of two got 0.3 of a 0.4 host).
+            for share in s:
+                self.assertAlmostEqual(share, speeds[host] / len(s), delta=TOLERANCE, msg=got)
 
     def test_speeds_past_the_machine_are_warned_about(self):
         cpus = os.cpu_count() or 1
