@@ -14,6 +14,9 @@ Experiments:
   E2V  16 hosts at 1000 and 4 at 333 (fast ones first), virtual
   E2R  a:600,b:600,c:200,d:200, N = 8, W = 2 s, real CPU
   E3   16 hosts at 1000, random works uniform in [0, 2W), 5 seeds, virtual
+  E10  stability under the digest's steady loads (3 tasks on 2 hosts, 17 on
+       16, 2 on a fast and a slow host, 16 on 4), tasks of 20 s, balancer
+       on: moves per task, A->B->A, moves once settled (with --only E10)
 
 The balancer's clock is scaled with the tasks: it decides every 0.1 s and a
 task may move 0.1 s after its spawn or last move (MOSIX: 1 s against 300 s
@@ -69,6 +72,7 @@ class Runner:
         ends = [float(e) for _, _, _, e in rows]
         # By rank: round-robin placed rank r on host r mod H, as the oracle does.
         return {"time": max(ends) - min(starts), "moves": moves, "start": min(starts),
+                "first_end": min(ends),
                 "works": [float(w) for _, w, _, _ in sorted(rows, key=lambda r: int(r[0]))]}
 
     def oracle(self, speeds, works_ms):
@@ -164,7 +168,7 @@ def main():
     results = {}
     for name, points in experiments(args.reps).items():
         if name not in args.only.split(","):
-            continue
+            continue  # (E10 runs after the others)
         if args.n:
             points = [p for p in points if str(p[1]) in args.n.split(",")]
         # E3's five seeds are its repetitions: one run of each.
@@ -180,6 +184,39 @@ def main():
             plot(name, rows, args.out)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
+    if "E10" in args.only.split(","):
+        stability(runner, args.reps, args.out)
+
+
+STEADY = [("3 tasks on 2 hosts", [1000] * 2, 3), ("17 tasks on 16 hosts", [1000] * 16, 17),
+          ("1 fast + 1 slow host, 2 tasks", [1000, 333], 2),
+          ("overloaded: 16 tasks on 4 hosts", [1000] * 4, 16)]
+
+
+def stability(runner, reps, out):
+    """E10 (the digest's steady loads): tasks of 20 s (2000 s of MOSIX's
+    time), balancer on. Moves per task, tasks that went back to a host they
+    had left, and the moves once settled: after the first 2 s and before the
+    first task ends (a task that ends changes the load)."""
+    rows = []
+    for name, speeds, n in STEADY:
+        for _ in range(reps):
+            j = runner.job(speeds, n, 20000, "virtual", "on")
+            settled = [m for m in j["moves"]
+                       if j["start"] + 2.0 <= m["request_ns"] / 1e9 < j["first_end"]]
+            window = j["first_end"] - j["start"] - 2.0
+            rows.append({"load": name, "n": n, "time": j["time"], "moves": len(j["moves"]),
+                         "back_and_forth": back_and_forth(j["moves"]),
+                         "settled_moves": len(settled), "settled_s": window})
+    print("\nE10: stability under steady loads (tasks of 20 s, balancer on)")
+    print("| load | time | moves/task | A->B->A | moves once settled | settled for |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print("| %s | %.2f s | %.2f | %d | %d | %.1f s |" % (
+            r["load"], r["time"], r["moves"] / r["n"], r["back_and_forth"], r["settled_moves"],
+            r["settled_s"]))
+    with open(os.path.join(out, "e10.json"), "w") as f:
+        json.dump(rows, f, indent=1)
 
 
 def merge_seeds(rows):
