@@ -17,6 +17,8 @@ Experiments:
   E10  stability under the digest's steady loads (3 tasks on 2 hosts, 17 on
        16, 2 on a fast and a slow host, 16 on 4), tasks of 20 s, balancer
        on: moves per task, A->B->A, moves once settled (with --only E10)
+  RING a ring of 16 communicating tasks on 4 equal hosts (400 each: 1.6 CPUs), balancer off and
+       on: never slower with it (with --only RING)
 
 The balancer's clock is scaled with the tasks: it decides every 0.1 s and a
 task may move 0.1 s after its spawn or last move (MOSIX: 1 s against 300 s
@@ -186,6 +188,8 @@ def main():
         json.dump(results, f, indent=1)
     if "E10" in args.only.split(","):
         stability(runner, args.reps, args.out)
+    if "RING" in args.only.split(","):
+        ring_check(runner, args.reps, args.out)
 
 
 STEADY = [("3 tasks on 2 hosts", [1000] * 2, 3), ("17 tasks on 16 hosts", [1000] * 16, 17),
@@ -216,6 +220,40 @@ def stability(runner, reps, out):
             r["load"], r["time"], r["moves"] / r["n"], r["back_and_forth"], r["settled_moves"],
             r["settled_s"]))
     with open(os.path.join(out, "e10.json"), "w") as f:
+        json.dump(rows, f, indent=1)
+
+
+def ring_check(runner, reps, out):
+    """Never worse (issue 14 section 5.5): a lock-step ring of 16
+    communicating tasks (bench/move_ring) on 4 equal hosts (400 each: 1.6 CPUs), balancer off and
+    on. The ring's time and the moves the balancer made."""
+    rows = {}
+    for balance in ("off", "on"):
+        times, moves = [], []
+        for _ in range(reps):
+            trace = os.path.join(runner.tmp, "trace.json")
+            cmd = [os.path.join(runner.bin, "prun"), "--hosts", "a:400,b:400,c:400,d:400", "--balance", balance,
+                   "--stdin", "none", "--trace", trace,
+                   os.path.join(runner.bin, "move_ring"), "16", "6000"]
+            env = dict(os.environ, MPVM_RUNDIR=os.path.join(runner.tmp, "run"), **SCALED)
+            r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+            m = re.search(r"\bring ([0-9.]+) s$", r.stdout, re.M)
+            if r.returncode != 0 or not m:
+                raise RuntimeError("ring failed: " + r.stderr[-2000:])
+            times.append(float(m.group(1)))
+            with open(trace) as f:
+                moves.append(sum(1 for e in json.load(f)["traceEvents"]
+                                 if e.get("cat") == "migration" and "args" in e))
+        rows[balance] = {"time": statistics.median(times), "times": times,
+                         "moves": statistics.median(moves)}
+    print("\nRING: 16 communicating tasks on 4 hosts at 400 (move_ring 16 6000)")
+    print("| balancer | ring time (median) | runs | moves (median) |")
+    print("|---|---:|---|---:|")
+    for b, r in rows.items():
+        print("| %s | %.2f s | %s | %g |" % (b, r["time"], ", ".join("%.2f" % t for t in r["times"]),
+                                          r["moves"]))
+    print("balanced vs off: %+.1f%%" % (100 * (rows["on"]["time"] / rows["off"]["time"] - 1)))
+    with open(os.path.join(out, "ring.json"), "w") as f:
         json.dump(rows, f, indent=1)
 
 
