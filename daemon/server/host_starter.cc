@@ -77,14 +77,12 @@ mpvm::expected<void, HostStartError> HostStarter::Start(const HostSpec& spec) {
 }
 
 void HostStarter::TakeCpu(int cpu, int speed) {
-  if (cpu_speed_.empty()) cpu_speed_.assign(static_cast<size_t>(MachineCpus()), 0);
   if (cpu >= 0 && cpu < static_cast<int>(cpu_speed_.size()) && speed <= 1000)
     cpu_speed_[static_cast<size_t>(cpu)] += speed;
 }
 
 int HostStarter::PickCpu(int speed) {
   if (speed > 1000) return -1;
-  if (cpu_speed_.empty()) cpu_speed_.assign(static_cast<size_t>(MachineCpus()), 0);
   const auto least = std::min_element(cpu_speed_.begin(), cpu_speed_.end());
   *least += speed;
   return static_cast<int>(least - cpu_speed_.begin());

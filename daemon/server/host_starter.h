@@ -17,6 +17,7 @@
 
 #include "core/env.h"
 #include "hostfile.h"
+#include "server/cpu_limit.h"
 #include "server/host_launch.h"
 #include "server/options.h"
 #include "server/vm_links.h"
@@ -25,7 +26,8 @@ namespace mpvm {
 
 class HostStarter {
  public:
-  HostStarter(const ServerOptions& opts, VmLinks& links) : opts_(opts), links_(links) {}
+  HostStarter(const ServerOptions& opts, VmLinks& links)
+      : opts_(opts), links_(links), cpu_speed_(static_cast<size_t>(MachineCpus()), 0) {}
 
   mpvm::expected<void, HostStartError> Start(const HostSpec& spec);
   // A host daemon started here ended: its host's name and why.

@@ -56,7 +56,7 @@ bool Server::Setup(std::string* error) {
   core_ = std::make_unique<DaemonCore>(std::move(*cfg), this);
   links_ = std::make_unique<VmLinks>(opts_, *core_);
   hosts_ = std::make_unique<HostStarter>(opts_, *links_);
-  if (opts_.emulate_speed && opts_.join.empty()) hosts_->TakeCpu(0, speed);
+  if (opts_.emulate_speed) hosts_->TakeCpu(OwnCpu(), speed);
   moves_ = std::make_unique<MoveIo>(opts_.fault, *core_, conns_, procs_);
   moves_->Listen(opts_.rundir);
   if (!links_->Link(error)) return false;
@@ -69,13 +69,16 @@ bool Server::Setup(std::string* error) {
   return true;
 }
 
-void Server::LimitCpu(const DaemonConfig& cfg) {
-  std::string why;
+int Server::OwnCpu() const {
   // A master that is itself an emulated host takes the first CPU; the hosts
   // it starts are given theirs (HostStarter::PickCpu).
-  const int cpu = opts_.emulate_cpu >= 0 ? opts_.emulate_cpu : opts_.join.empty() ? 0 : -1;
+  return opts_.emulate_cpu >= 0 ? opts_.emulate_cpu : opts_.join.empty() ? 0 : -1;
+}
+
+void Server::LimitCpu(const DaemonConfig& cfg) {
+  std::string why;
   cpu_limit_ =
-      MakeCpuLimit(cfg.hostname, cfg.speed, MachineCpus(), opts_.cpu_limit_mode, cpu, &why);
+      MakeCpuLimit(cfg.hostname, cfg.speed, MachineCpus(), opts_.cpu_limit_mode, OwnCpu(), &why);
   if (!cpu_limit_) {
     spdlog::info("emulated speed {}: no less than this machine's {} CPUs, nothing to limit",
                  cfg.speed, MachineCpus());

@@ -70,6 +70,8 @@ class Server final : public DaemonEnv {
   void ShareHashCache();
   // An emulated host's speed, enforced on its tasks (--emulate-speed).
   void LimitCpu(const DaemonConfig& cfg);
+  // The CPU an emulated host of speed <= 1000 runs its tasks on (-1: any).
+  int OwnCpu() const;
   void BlockSignals();
   void StartOtherHosts(const std::vector<HostSpec>& others);
   void ReportReady(const std::string& error);
