@@ -19,7 +19,7 @@ void ClusterLoad::Recount() {
   for (HostLoad& h : hosts) h.runnable = 0;
   for (const TaskLoad& t : tasks)
     for (HostLoad& h : hosts)
-      if (h.host == t.host) h.runnable += t.runnable;
+      if (h.host == t.host) h.runnable += t.ready;
 }
 
 }  // namespace mpvm::balancer

@@ -19,7 +19,7 @@ struct HostLoad {
   int host = 0;           // host index
   int speed = 1000;       // sp=
   int cores = 1;          // from hwloc where known
-  int runnable = 0;       // our tasks ready to run (not blocked in a receive)
+  double runnable = 0;    // our tasks' demand for CPU: the sum of their ready fractions
   double background = 0;  // runnable work that is not ours, in tasks
   int pending = 0;        // tasks spawned there that its reports do not show yet
   Time reported = 0;      // when its last LoadReport arrived
@@ -32,7 +32,8 @@ struct TaskLoad {
   Time last_move = 0;                  // its last move (0: never moved)
   int64_t cpu_ns = 0;                  // CPU it has used
   uint64_t image_bytes = 0;            // what a move would carry
-  bool runnable = true;                // ready to run (else blocked in a receive)
+  double ready = 1;                    // fraction of recent time it was ready to run
+                                       // (else blocked in a receive)
   bool pinned = false;                 // cannot move (threads, refused before, prun's stdin, ...)
   std::map<int, uint64_t> bytes_with;  // peer tid -> bytes exchanged
 };
@@ -46,8 +47,8 @@ struct ClusterLoad {
   // Runnable work on `host`: our runnable tasks, those spawned there and not
   // reported yet, and background load.
   double Work(int host) const;
-  // Sets each host's runnable count from the tasks (after tasks were moved
-  // in the snapshot).
+  // Sets each host's demand from its tasks (after tasks were moved in the
+  // snapshot).
   void Recount();
 };
 

@@ -5,17 +5,24 @@
 // master's load service calls it and the daemon carries the orders out.
 //
 // The rule. A host's expected time per unit of work for one of `n` runnable
-// tasks is T(n) = max(1, n / cores) / speed. A task moves from the host A
-// with the highest T(n_A) to the host B with the lowest T(n_B + 1) when
-//   T(n_B + 1) < T(n_A) * (1 - margin)
-// and the move pays for itself: the task's age (the usual guess of what it
+// tasks is T(n) = max(1, n / cores) / speed. n is the host's demand: the sum
+// of its tasks' ready fractions (a task that waits for messages half of the
+// time counts a half), those spawned and not reported yet, and background
+// load. A task moves from the host A with the highest T(n_A) to the host B
+// with the lowest T(n_B + 1) when
+//   T(n_B + 1) < T(n_A) * (1 - margin),
+// when B would have fewer whole tasks for its speed than A has, counting
+// the active ones (ready a fifth of the time or more), k:
+//   T(k_B + 1) < T(k_A),
+// and when the move pays for itself: the task's age (the usual guess of what it
 // still has to run) times the relative gain exceeds the move's cost,
-// overhead + image_bytes / bandwidth. Only tasks that are runnable, not
+// overhead + image_bytes / bandwidth. Only tasks ready at least half the time, not
 // pinned, at least min_age old and min_residency past their last move are
-// candidates; of those, the one with the most traffic towards B's tasks (and
-// least towards A's) goes first, then the smallest image. Orders are applied
-// to the snapshot as they are made, and at most max_in_flight moves run at
-// once.
+// candidates. The whole-task test keeps tasks that wait for each other (a
+// ring, whose waits move from host to host) from drawing moves on a
+// difference of waits alone. Of the candidates, the one with the most traffic towards B's tasks
+// (and least towards A's) goes first, then the smallest image. Orders are applied to the snapshot
+// as they are made, and at most max_in_flight moves run at once.
 #pragma once
 
 #include <string>
@@ -33,6 +40,8 @@ struct Limits {
   int moves_in_flight = 0;           // moves running now
   double bandwidth = 1e9;            // bytes/s of a move, as measured
   Time move_overhead = 20'000'000;   // fixed cost of a move, as measured
+  double chatty = 256 * 1024;        // bytes/s more with another host's tasks than
+                                     // with its own that make a task worth bringing there
 };
 
 struct MoveOrder {

@@ -314,6 +314,7 @@ bool DaemonCore::HandleTaskRequest(ConnId c, Tid who, ctl::Envelope& env) {
       return true;
     case ctl::Envelope::kPstat:
     case ctl::Envelope::kWork:
+    case ctl::Envelope::kTraffic:
     case ctl::Envelope::kLinkPort:
     case ctl::Envelope::kExit:
       tasks_.OnTaskRequest(c, who, env);

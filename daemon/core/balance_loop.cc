@@ -35,9 +35,9 @@ std::vector<balancer::MoveOrder> BalanceLoop::Tick() {
   load.Recount();
   auto orders = balancer::Decide(load, LimitsNow(), now);
   if (!orders.empty()) {
-    std::string seen;  // what the decision saw, host by host: runnable+pending
+    std::string seen;  // what the decision saw, host by host: demand+pending
     for (const auto& h : load.hosts)
-      seen += fmt::format(" {}:{}+{}", h.host, h.runnable, h.pending);
+      seen += fmt::format(" {}:{:.2f}+{}", h.host, h.runnable, h.pending);
     cx_.env->Debug("balancer: load" + seen);
   }
   for (const auto& o : orders) {

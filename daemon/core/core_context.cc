@@ -290,8 +290,8 @@ ctl::LoadReport CoreContext::LocalLoad() const {
         s.runnable = 1;
       // Pinned: a move of it was refused, or it reads prun's stdin.
       const bool pinned = !t.pinned_why.empty() || !t.spec.stdin_path.empty();
-      mine.push_back(
-          {tid.raw(), t.spawned_ns, t.moved_ns, pinned, s.runnable >= 0.5, s.cpu_ns, s.rss_bytes});
+      mine.push_back({tid.raw(), t.spawned_ns, t.moved_ns, pinned, s.runnable, s.cpu_ns,
+                      s.rss_bytes, traffic.Rates(tid.raw(), now_ns)});
     }
   return MakeLoadReport(cfg.speed, cfg.cores, mine, now_ns);
 }
@@ -314,6 +314,7 @@ void CoreContext::SampleTasks() {
     if (t.pid > 0 && !t.is_tool && t.state != TaskState::kLeft)
       samples.Add(tid.raw(), env->Sample(t.pid), now_ns);
   samples.Prune(now_ns - 5'000'000'000);
+  traffic.Prune(now_ns - 2 * TrafficMeter::kQuietNs);
 }
 
 balancer::ClusterLoad CoreContext::LoadSnapshot() {

@@ -35,10 +35,10 @@ void LoadService::OnReport(int host, int speed, const ctl::LoadReport& r, int64_
     l.last_move = t.since_move_ns() > 0 ? now - t.since_move_ns() : 0;
     l.cpu_ns = t.cpu_ns();
     l.image_bytes = t.image_bytes();
-    l.runnable = t.runnable();
+    l.ready = t.ready();
     l.pinned = t.pinned();
     for (const auto& p : t.peers()) l.bytes_with[p.tid()] = p.bytes();
-    h.runnable += l.runnable;
+    h.runnable += l.ready;
     tasks.push_back(std::move(l));
   }
 }
@@ -82,10 +82,10 @@ void LoadService::OnMoved(int tid, int to, int64_t now) {
         tasks.erase(it);
         moved.host = to;
         moved.last_move = now;
-        if (hosts_.contains(host)) hosts_[host].runnable -= moved.runnable;
+        if (hosts_.contains(host)) hosts_[host].runnable -= moved.ready;
         reported_[to].insert(tid);  // its next report lists it: not a spawn
         if (hosts_.contains(to)) {
-          hosts_[to].runnable += moved.runnable;
+          hosts_[to].runnable += moved.ready;
           tasks_[to].push_back(std::move(moved));
         }
         return;
@@ -154,10 +154,15 @@ ctl::LoadReport MakeLoadReport(int speed, int cores, const std::vector<LocalTask
     l->set_tid(t.tid);
     l->set_age_ns(std::max<int64_t>(0, now - t.spawned_ns));
     if (t.moved_ns > 0) l->set_since_move_ns(std::max<int64_t>(1, now - t.moved_ns));
-    l->set_runnable(t.runnable);
+    l->set_ready(t.ready);
     l->set_pinned(t.pinned);
     l->set_cpu_ns(t.cpu_ns);
     l->set_image_bytes(t.image_bytes);
+    for (const auto& [peer, rate] : t.peers) {
+      auto* p = l->add_peers();
+      p->set_tid(peer);
+      p->set_bytes(rate);
+    }
   }
   return r;
 }
@@ -166,12 +171,15 @@ void LoadSampler::Add(int tid, const ProcessSample& s, int64_t now) {
   if (!s.ok) return;
   auto [it, fresh] = by_tid_.try_emplace(tid);
   Sampled& m = it->second;
-  // An average over about the last 8 samples (0.8 s).
+  // An average over about the last 32 samples (3.2 s at one every 0.1 s).
+  // A shorter one (8 samples) followed where a ring's tasks were waiting at
+  // the moment, which moves from host to host, and the balancer chased it.
   // A new task starts as ready to run: its first samples often find it
-  // blocked in its first PVM calls, and it would count for nothing for half
-  // a second.
+  // blocked in its first PVM calls, and it would count for nothing for a
+  // few seconds.
+  constexpr double kWeight = 1.0 / 32;
   const double now_runnable = s.runnable ? 1.0 : 0.0;
-  m.runnable = fresh ? 1.0 : 0.875 * m.runnable + 0.125 * now_runnable;
+  m.runnable = fresh ? 1.0 : (1 - kWeight) * m.runnable + kWeight * now_runnable;
   m.cpu_ns = s.cpu_ns;
   m.rss_bytes = s.rss_bytes;
   m.at_ns = now;
@@ -184,6 +192,34 @@ void LoadSampler::Prune(int64_t before) {
 LoadSampler::Sampled LoadSampler::Get(int tid) const {
   auto it = by_tid_.find(tid);
   return it == by_tid_.end() ? Sampled{} : it->second;
+}
+
+void TrafficMeter::Add(int tid, const ctl::TaskTraffic& note, int64_t now) {
+  if (note.over_ns() <= 0) return;
+  auto [it, fresh] = by_tid_.try_emplace(tid);
+  PerPeer& r = it->second;
+  const double span_s = static_cast<double>(note.over_ns()) / 1e9;
+  // Half the weight to the latest note (all of it to the first): a pair
+  // that stops talking fades within a few notes.
+  const double w = fresh ? 1.0 : 0.5;
+  for (auto& [peer, rate] : r.by_peer) rate *= 1 - w;
+  for (const auto& p : note.peers())
+    r.by_peer[p.tid()] += w * static_cast<double>(p.bytes()) / span_s;
+  std::erase_if(r.by_peer, [](const auto& kv) { return kv.second < 1; });
+  r.at_ns = now;
+}
+
+std::vector<std::pair<int, uint64_t>> TrafficMeter::Rates(int tid, int64_t now) const {
+  std::vector<std::pair<int, uint64_t>> out;
+  auto it = by_tid_.find(tid);
+  if (it == by_tid_.end() || now - it->second.at_ns > kQuietNs) return out;
+  for (const auto& [peer, rate] : it->second.by_peer)
+    out.emplace_back(peer, static_cast<uint64_t>(rate));
+  return out;
+}
+
+void TrafficMeter::Prune(int64_t before) {
+  std::erase_if(by_tid_, [before](const auto& kv) { return kv.second.at_ns < before; });
 }
 
 }  // namespace mpvm

@@ -75,9 +75,10 @@ struct LocalTaskInfo {
   int tid = 0;
   int64_t spawned_ns = 0, moved_ns = 0;  // monotonic; moved 0: never
   bool pinned = false;
-  bool runnable = true;  // what the daemon cannot see it counts as runnable
+  double ready = 1;  // fraction of recent time ready to run (unknown: 1)
   int64_t cpu_ns = 0;
   uint64_t image_bytes = 0;
+  std::vector<std::pair<int, uint64_t>> peers = {};  // bytes/s sent to each
 };
 
 // Each task's process, sampled every 0.1 s: whether it is ready to run
@@ -100,6 +101,28 @@ class LoadSampler {
  private:
   std::map<int, Sampled> by_tid_;
 };
+
+// What each task of this host sends to each peer, per second: averaged from
+// the tasks' own notes (ctl::TaskTraffic, about one a second each).
+class TrafficMeter {
+ public:
+  void Add(int tid, const ctl::TaskTraffic& note, int64_t now);
+  // Bytes per second by peer, lately; nothing once `tid` has sent no note
+  // for kQuietNs (it stopped sending).
+  std::vector<std::pair<int, uint64_t>> Rates(int tid, int64_t now) const;
+  // Forgets the tasks with no note since `before`.
+  void Prune(int64_t before);
+
+  static constexpr int64_t kQuietNs = 3'000'000'000;
+
+ private:
+  struct PerPeer {
+    std::map<int, double> by_peer;  // bytes/s
+    int64_t at_ns = 0;              // the last note
+  };
+  std::map<int, PerPeer> by_tid_;
+};
+
 ctl::LoadReport MakeLoadReport(int speed, int cores, const std::vector<LocalTaskInfo>& tasks,
                                int64_t now);
 

@@ -238,6 +238,8 @@ void TaskService::OnTaskRequest(ConnId c, Tid who, const ctl::Envelope& env) {
       t->second.worked = true;
     }
     cx_.PublishWork();
+  } else if (env.has_traffic()) {
+    cx_.traffic.Add(who.raw(), env.traffic(), cx_.now_ns);
   }
 }
 

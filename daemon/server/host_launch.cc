@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <regex>
 #include <set>
 #include <sstream>
 
@@ -162,13 +163,31 @@ std::string EmulatedNet::NextAddress() {
   return prefix_ + std::to_string(next_host_++);
 }
 
+mpvm::expected<std::string, std::string> EmulatedNet::LinkRate() {
+  const char* rate = std::getenv("MPVM_EMULATE_LINK");
+  if (rate == nullptr || *rate == '\0') return std::string();
+  static const std::regex kRate("[0-9]+(\\.[0-9]+)?(bit|kbit|mbit|gbit)");
+  if (!std::regex_match(rate, kRate))
+    return mpvm::unexpected(fmt::format(
+        "MPVM_EMULATE_LINK={}: not a rate; write it as tc does, for example 100mbit or 1gbit",
+        rate));
+  return std::string(rate);
+}
+
 mpvm::expected<void, std::string> EmulatedNet::Attach(pid_t pid) {
+  auto rate = LinkRate();
+  if (!rate) return mpvm::unexpected(rate.error());
   const std::string veth = fmt::format("mpvmv{}.{}", getpid() % 100000, next_veth_++);
   if (auto r = RunCommand({"ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0",
                            "netns", std::to_string(pid)});
       !r)
     return r;
-  return RunCommand({"ip", "link", "set", veth, "master", bridge_, "up"});
+  if (auto r = RunCommand({"ip", "link", "set", veth, "master", bridge_, "up"}); !r) return r;
+  if (rate->empty()) return {};
+  // What reaches the host, from the others and from the master, passes at
+  // the rate: a NIC of that speed (a token bucket; no added latency).
+  return RunCommand({"tc", "qdisc", "add", "dev", veth, "root", "tbf", "rate", *rate, "burst",
+                     "16kb", "latency", "100ms"});
 }
 
 // ---- Launching ---------------------------------------------------------------

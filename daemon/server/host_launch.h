@@ -40,7 +40,11 @@ class EmulatedNet {
   std::string NextAddress();
   // Moves one end of a new veth pair into the network namespace of `pid`
   // (named eth0 there) and attaches the other end to the bridge.
+  // With MPVM_EMULATE_LINK=RATE (tc's units: 100mbit, 1gbit), what reaches
+  // the host passes at that rate.
   mpvm::expected<void, std::string> Attach(pid_t pid);
+  // MPVM_EMULATE_LINK's rate, empty if unset; an error if it is no rate.
+  static mpvm::expected<std::string, std::string> LinkRate();
 
  private:
   std::string bridge_;

@@ -107,15 +107,22 @@ TEST(LoadSampler, AveragesReadinessOverTheLastSamples) {
   LoadSampler s;
   EXPECT_EQ(s.Get(0x40001).runnable, 1);  // nothing known: counted runnable
   // A new task starts as ready: its first samples often find it blocked in
-  // its first PVM calls. It counts as blocked after most of 8 samples.
+  // its first PVM calls. It counts as blocked after about 22 samples of 32.
   s.Add(0x40001, {.ok = true, .runnable = false, .cpu_ns = 5, .rss_bytes = 4096}, 1);
   EXPECT_EQ(s.Get(0x40001).runnable, 1);
-  for (int i = 0; i < 7; ++i) s.Add(0x40001, {true, false, 5, 4096}, 2 + i);
+  for (int i = 0; i < 15; ++i) s.Add(0x40001, {true, false, 5, 4096}, 2 + i);
+  EXPECT_GT(s.Get(0x40001).runnable, 0.5);  // waits for under 2 s: still half busy
+  for (int i = 0; i < 15; ++i) s.Add(0x40001, {true, false, 5, 4096}, 2 + i);
   EXPECT_LT(s.Get(0x40001).runnable, 0.5);
-  for (int i = 0; i < 20; ++i) s.Add(0x40001, {true, true, 10, 4096}, 10 + i);
+  for (int i = 0; i < 100; ++i) s.Add(0x40001, {true, true, 10, 4096}, 10 + i);
   EXPECT_GT(s.Get(0x40001).runnable, 0.9);
-  s.Add(0x40001, {true, false, 10, 4096}, 30);  // one wait does not make it blocked
-  EXPECT_GT(s.Get(0x40001).runnable, 0.5);
+  // A task that waits for messages half of the time counts a half, however
+  // its last few samples fell.
+  for (int i = 0; i < 200; ++i) s.Add(0x40001, {true, i % 2 == 0, 10, 4096}, 110 + i);
+  EXPECT_NEAR(s.Get(0x40001).runnable, 0.5, 0.05);
+  for (int i = 0; i < 4; ++i) s.Add(0x40001, {true, false, 10, 4096}, 310 + i);
+  EXPECT_GT(s.Get(0x40001).runnable, 0.4);
+  s.Add(0x40001, {true, false, 10, 4096}, 30);
   EXPECT_EQ(s.Get(0x40001).cpu_ns, 10);
   s.Add(0x40002, {}, 31);  // a process that is gone: nothing recorded
   s.Prune(30);

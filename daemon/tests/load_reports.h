@@ -17,7 +17,7 @@ inline ctl::LoadReport RunnableReport(int speed, const std::vector<int>& tids, i
     auto* l = r.add_tasks();
     l->set_tid(t);
     l->set_age_ns(age_ns);
-    l->set_runnable(true);
+    l->set_ready(1);
   }
   return r;
 }

@@ -77,5 +77,40 @@ TEST(MakeLoadReport, AgesAndMovesAreDurationsOnThisHostsClock) {
   EXPECT_TRUE(r.tasks(1).pinned());
 }
 
+ctl::TaskTraffic Note(std::vector<std::pair<int, uint64_t>> peers, int64_t over_ns) {
+  ctl::TaskTraffic n;
+  n.set_over_ns(over_ns);
+  for (const auto& [tid, bytes] : peers) {
+    auto* p = n.add_peers();
+    p->set_tid(tid);
+    p->set_bytes(bytes);
+  }
+  return n;
+}
+
+// A task's notes become rates per peer, which its host's report carries;
+// a peer it stopped talking to fades, and a task that sends no more notes
+// has no rates at all.
+TEST(TrafficMeter, TurnsATasksNotesIntoRatesThatFade) {
+  TrafficMeter m;
+  EXPECT_TRUE(m.Rates(0x40001, 0).empty());
+  m.Add(0x40001, Note({{0x80001, 2'000'000}, {0x80002, 500}}, 2 * kS), 2 * kS);
+  auto r = m.Rates(0x40001, 2 * kS);
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0], (std::pair<int, uint64_t>{0x80001, 1'000'000}));  // 2 MB over 2 s
+  EXPECT_EQ(r[1], (std::pair<int, uint64_t>{0x80002, 250}));
+  for (int i = 0; i < 12; ++i) m.Add(0x40001, Note({{0x80001, 1'000'000}}, kS), (3 + i) * kS);
+  r = m.Rates(0x40001, 14 * kS);
+  ASSERT_EQ(r.size(), 1u);  // 0x80002: no longer
+  EXPECT_EQ(r[0].second, 1'000'000u);
+  auto report = MakeLoadReport(1000, 1, {{.tid = 0x40001, .peers = r}}, 14 * kS);
+  ASSERT_EQ(report.tasks(0).peers_size(), 1);
+  EXPECT_EQ(report.tasks(0).peers(0).tid(), 0x80001);
+  EXPECT_EQ(report.tasks(0).peers(0).bytes(), 1'000'000u);
+  EXPECT_TRUE(m.Rates(0x40001, 14 * kS + TrafficMeter::kQuietNs + 1).empty());
+  m.Prune(15 * kS);
+  EXPECT_TRUE(m.Rates(0x40001, 14 * kS).empty());
+}
+
 }  // namespace
 }  // namespace mpvm

@@ -217,6 +217,7 @@ void TaskRuntime::ResetState() {
   send_seq_.clear();
   recv_state_.clear();
   sent_ = SendLedger();
+  traffic_ = TrafficCounter();
   acks_ = AckLedger();
   for (int id : queue_) bufs_.erase(id);
   queue_.clear();
@@ -861,7 +862,12 @@ Status TaskRuntime::SendData(Tid dst, int tag, Message& m) {
     return {};
   }
   h.seq = ++send_seq_[dst.raw()];
-  if (dst.is_task()) sent_.Keep(h, aux, m.body(), NowNs());  // until dst acknowledges it
+  if (dst.is_task()) {
+    const int64_t now = NowNs();
+    sent_.Keep(h, aux, m.body(), now);  // until dst acknowledges it
+    traffic_.Count(dst.raw(), aux.size() + m.body().size());
+    ReportTraffic(now);
+  }
   Connection* c = RouteTo(dst);
   if (c != daemon_.get() && c->Send(h, aux, m.body())) {
     ++c->sends_unlooked;
@@ -875,6 +881,14 @@ Status TaskRuntime::SendData(Tid dst, int tag, Message& m) {
   // Keep data moving without waiting for the next blocking call.
   if (daemon_->wants_write()) daemon_->Flush();
   return {};
+}
+
+void TaskRuntime::ReportTraffic(int64_t now_ns) {
+  auto due = traffic_.Due(now_ns);
+  if (!due || !daemon_ || daemon_lost_) return;
+  ctl::Envelope note = NewEnvelope();
+  *note.mutable_traffic() = std::move(*due);
+  daemon_->Send(ControlHeader(mytid_.raw(), host_tid_.raw()), EncodeControl(note));
 }
 
 Status TaskRuntime::Send(int tid, int tag) {
@@ -1272,7 +1286,8 @@ Result<int> TaskRuntime::Trecv(int tid, int tag, long timeout_us) {
     }
     // Poll without sleeping for a short while first: a reply that is a few
     // microseconds away is then picked up without a scheduler round trip.
-    if (wait_ms != 0 && spin_ns_ > 0) {
+    // Not when the sender may need this CPU (spin.h).
+    if (wait_ms != 0 && spin_ns_ > 0 && spin_policy_.Allowed(now)) {
       const int64_t spin_end = NowNs() + spin_ns_;
       size_t before = queue_.size();
       while (queue_.size() == before && NowNs() < spin_end && enrolled()) Progress(0);

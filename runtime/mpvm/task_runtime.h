@@ -34,8 +34,10 @@
 #include "mpvm/error.h"
 #include "mpvm/message.h"
 #include "mpvm/retransmit.h"
+#include "mpvm/spin.h"
 #include "mpvm/task_link.h"
 #include "mpvm/tid.h"
+#include "mpvm/traffic.h"
 
 namespace mpvm {
 
@@ -248,6 +250,8 @@ class TaskRuntime {
   void OnAck(const FrameHeader& h);
   void SendAck(int32_t peer, uint64_t seq, int32_t tag);
   void SendDueAcks(bool all);
+  // Tells the daemon what this task sent to each peer, when a note is due.
+  void ReportTraffic(int64_t now_ns);
   void ProbeDue();
   void Resend(int32_t peer);
   int CapWait(int timeout_ms) const;
@@ -295,8 +299,9 @@ class TaskRuntime {
   std::unordered_map<int32_t, Peer> peers_;         // route by destination tid
   std::unordered_map<int32_t, uint64_t> send_seq_;
   std::unordered_map<int32_t, RecvState> recv_state_;
-  SendLedger sent_;  // data frames sent, kept until their receiver acknowledges them
-  AckLedger acks_;   // acknowledgements owed to senders
+  SendLedger sent_;         // data frames sent, kept until their receiver acknowledges them
+  TrafficCounter traffic_;  // bytes sent to each peer, for the balancer
+  AckLedger acks_;          // acknowledgements owed to senders
   std::array<uint64_t, kFrameMaxHops + 1> hop_counts_{};
   std::array<uint64_t, 16> stale_sends_{};
   uint64_t frames_handled_ = 0;  // so a wait knows whether a move brought any
@@ -332,6 +337,7 @@ class TaskRuntime {
   int trace_tid_ = 0, trace_code_ = 0, trace_ctx_ = 0;
   int noreset_ = 0;
   int64_t spin_ns_ = 50'000;  // busy-poll this long before blocking in a receive
+  SpinPolicy spin_policy_;    // ... when the CPUs allow it
 
   // Output collection (pvm_catchout).
   FILE* catch_file_ = nullptr;
