@@ -42,19 +42,6 @@ void Describe(CLI::App& app, mpvm::ServerOptions& opts, std::string& level) {
   app.add_option("--wd", opts.wd, "working directory of spawned tasks (PVM's wd=)");
   app.add_option("--speed", opts.speed, "this host's relative speed (default 1000)")
       ->check(CLI::Range(1, 1000000));
-  app.add_flag("--virtual-work", opts.virtual_work,
-               "an emulated host in virtual-work mode: mpvm_work advances at speed / (tasks "
-               "working) and uses no CPU (emulated hosts this master starts get it too)");
-  app.add_option("--emulate-cpu", opts.emulate_cpu,
-                 "with --emulate-speed of 1000 or less: run this host's tasks on this CPU only "
-                 "(the master picks one for each emulated host it starts)")
-      ->check(CLI::Range(0, 4095));
-  app.add_option("--hash-cache", opts.hash_cache,
-                 "share this file hash cache of the tasks' mapped files (the emulated hosts a "
-                 "master starts share its own)");
-  app.add_flag("--emulate-speed", opts.emulate_speed,
-               "an emulated host: give this host's tasks together speed/1000 of one CPU of this "
-               "machine (a cgroup CPU quota, else SIGSTOP/SIGCONT duty cycling)");
   app.add_option(
          "--placement", opts.placement,
          "where spawned tasks go: round-robin (PVM's) or speed-aware (by speed / (load + 1))")
@@ -73,6 +60,26 @@ void Describe(CLI::App& app, mpvm::ServerOptions& opts, std::string& level) {
       ->check(CLI::Range(0.0, 3600.0))
       ->capture_default_str();
   app.add_option("--log-level", level, "trace, debug, info, warn, error")->capture_default_str();
+}
+
+// The options of an emulated host (the master gives them to those it starts).
+void DescribeEmulation(CLI::App& app, mpvm::ServerOptions& opts) {
+  app.add_flag("--virtual-work", opts.virtual_work,
+               "an emulated host in virtual-work mode: mpvm_work advances at speed / (tasks "
+               "working) and uses no CPU (emulated hosts this master starts get it too)");
+  app.add_option("--emulate-cpu", opts.emulate_cpu,
+                 "with --emulate-speed of 1000 or less: run this host's tasks on this CPU only "
+                 "(the master picks one for each emulated host it starts)")
+      ->check(CLI::Range(0, 4095));
+  app.add_option("--hash-cache", opts.hash_cache,
+                 "share this file hash cache of the tasks' mapped files (the emulated hosts a "
+                 "master starts share its own)");
+  app.add_flag("--emulated", opts.emulated,
+               "an emulated host on a machine shared with others (the master starts them with "
+               "it): its background load is what runs in its CPU group, not the machine's");
+  app.add_flag("--emulate-speed", opts.emulate_speed,
+               "an emulated host: give this host's tasks together speed/1000 of one CPU of this "
+               "machine (a cgroup CPU quota, else SIGSTOP/SIGCONT duty cycling)");
 }
 
 // The options of a multi-host VM.
@@ -120,6 +127,7 @@ int main(int argc, char** argv) {
   std::string level = "info";
   Describe(app, opts, level);
   DescribeHosts(app, opts);
+  DescribeEmulation(app, opts);
   CLI11_PARSE(app, argc, argv);
   SetUpLog(opts, level);
   mpvm::Server server(opts);

@@ -33,6 +33,7 @@ class NullEnv final : public DaemonEnv, public FakeClock, public FakeRandom {
   }
   void CancelMove(Tid) override {}
   ProcessSample Sample(int) override { return {}; }
+  double SampleBackground(const std::vector<int>&, int) override { return 0; }
   void PublishVirtualCpu(int, int) override {}
 
  private:

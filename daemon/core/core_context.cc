@@ -293,7 +293,9 @@ ctl::LoadReport CoreContext::LocalLoad() const {
       mine.push_back({tid.raw(), t.spawned_ns, t.moved_ns, pinned, s.runnable, s.cpu_ns,
                       s.rss_bytes, traffic.Rates(tid.raw(), now_ns)});
     }
-  return MakeLoadReport(cfg.speed, cfg.cores, mine, now_ns);
+  ctl::LoadReport r = MakeLoadReport(cfg.speed, cfg.cores, mine, now_ns);
+  r.set_background(background.value());
+  return r;
 }
 
 void CoreContext::PublishWork() {
@@ -310,9 +312,16 @@ void CoreContext::PublishWork() {
 void CoreContext::SampleTasks() {
   if (sampled_ns != 0 && now_ns - sampled_ns < kSampleEveryNs) return;
   sampled_ns = now_ns;
+  std::vector<int> ours;
+  int running = 0;
   for (const auto& [tid, t] : tasks)
-    if (t.pid > 0 && !t.is_tool && t.state != TaskState::kLeft)
-      samples.Add(tid.raw(), env->Sample(t.pid), now_ns);
+    if (t.pid > 0 && !t.is_tool && t.state != TaskState::kLeft) {
+      const ProcessSample s = env->Sample(t.pid);
+      samples.Add(tid.raw(), s, now_ns);
+      ours.push_back(t.pid);
+      running += s.ok && s.runnable;
+    }
+  background.Add(env->SampleBackground(ours, running));
   samples.Prune(now_ns - 5'000'000'000);
   traffic.Prune(now_ns - 2 * TrafficMeter::kQuietNs);
 }

@@ -139,6 +139,7 @@ class CoreContext {
   LoadService load;            // master: the cluster's load, from the hosts' reports
   LoadSampler samples;         // this host's tasks, sampled every kSampleEveryNs
   TrafficMeter traffic;        // what this host's tasks send to their peers
+  ReadyAverage background;     // processes ready to run here that are not our tasks
   int64_t sampled_ns = 0;      // when they were sampled last
   int published_working = -1;  // virtual-work mode: the count the tasks see
   bool load_changed = false;   // since the last LoadReport: report early

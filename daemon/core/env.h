@@ -102,6 +102,10 @@ class ProcessLauncher {
   virtual Result<RestoreStart> SpawnRestore(const SpawnSpec& spec, const std::string& token) = 0;
   // Process `pid` as the kernel sees it now (the load reports).
   virtual ProcessSample Sample(int pid) = 0;
+  // Processes ready to run now on this host that are none of `ours` (the
+  // host's task processes, `our_running` of them ready): its background
+  // load. 0 where it cannot be told (server/server.cc says when).
+  virtual double SampleBackground(const std::vector<int>& ours, int our_running) = 0;
   // Virtual-work mode: tells this host's tasks in mpvm_work the host's speed
   // and how many of them work (<rundir>/vcpu).
   virtual void PublishVirtualCpu(int speed, int working) = 0;

@@ -171,15 +171,12 @@ void LoadSampler::Add(int tid, const ProcessSample& s, int64_t now) {
   if (!s.ok) return;
   auto [it, fresh] = by_tid_.try_emplace(tid);
   Sampled& m = it->second;
-  // An average over about the last 32 samples (3.2 s at one every 0.1 s).
-  // A shorter one (8 samples) followed where a ring's tasks were waiting at
-  // the moment, which moves from host to host, and the balancer chased it.
   // A new task starts as ready to run: its first samples often find it
   // blocked in its first PVM calls, and it would count for nothing for a
   // few seconds.
-  constexpr double kWeight = 1.0 / 32;
-  const double now_runnable = s.runnable ? 1.0 : 0.0;
-  m.runnable = fresh ? 1.0 : (1 - kWeight) * m.runnable + kWeight * now_runnable;
+  ReadyAverage ready(fresh ? 1.0 : m.runnable);
+  if (!fresh) ready.Add(s.runnable ? 1.0 : 0.0);
+  m.runnable = ready.value();
   m.cpu_ns = s.cpu_ns;
   m.rss_bytes = s.rss_bytes;
   m.at_ns = now;

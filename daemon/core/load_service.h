@@ -81,6 +81,21 @@ struct LocalTaskInfo {
   std::vector<std::pair<int, uint64_t>> peers = {};  // bytes/s sent to each
 };
 
+// An average of counts of processes ready to run, sampled every 0.1 s, over
+// about the last 32 samples (3.2 s). A shorter one (8 samples) followed
+// where a ring's tasks were waiting at the moment, which moves from host to
+// host, and the balancer chased it.
+class ReadyAverage {
+ public:
+  static constexpr double kWeight = 1.0 / 32;
+  explicit ReadyAverage(double start = 0) : value_(start) {}
+  void Add(double now) { value_ = (1 - kWeight) * value_ + kWeight * now; }
+  double value() const { return value_; }
+
+ private:
+  double value_;
+};
+
 // Each task's process, sampled every 0.1 s: whether it is ready to run
 // (an average over the last samples, so that a task that computes between
 // messages counts for the time it computes), its CPU time and memory.

@@ -91,6 +91,12 @@ class CgroupLimit final : public CpuLimit {
   }
   void Remove(pid_t) override {}
   int64_t Tick(int64_t) override { return -1; }
+  std::vector<pid_t> Members() const override {
+    std::vector<pid_t> out;
+    std::ifstream f(dir_ + "/cgroup.procs");
+    for (pid_t pid; f >> pid;) out.push_back(pid);
+    return out;
+  }
   std::string How() const override {
     return fmt::format("cgroup {} {}{}", v2_ ? "v2" : "v1", dir_,
                        cpu_ >= 0 ? fmt::format(" on CPU {}", cpu_) : "");

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace mpvm {
 
@@ -36,6 +37,9 @@ class CpuLimit {
   virtual int64_t Tick(int64_t now_ns) = 0;
   // "cgroup v1 /sys/fs/cgroup/cpu/...", "duty cycle": for the log.
   virtual std::string How() const = 0;
+  // The processes in the host's CPU group, ours or not (a cgroup takes in
+  // whatever is written to it); empty where only ours can be in it.
+  virtual std::vector<pid_t> Members() const { return {}; }
 };
 
 // The limit for host `name` at `speed` (sp= units, 1000 = one CPU here),

@@ -55,6 +55,7 @@ mpvm::expected<void, HostStartError> HostStarter::Start(const HostSpec& spec) {
   // Started hosts keep the master's heartbeat and failure timing.
   common.insert(common.end(), {"--dead-after", std::to_string(opts_.dead_after_s), "--heartbeat",
                                std::to_string(opts_.heartbeat_s), "--ready-fd", "1"});
+  started_emulated_ = started_emulated_ || spec.local;
   auto cmd = spec.local ? EmulatedHostCommand(spec, daemon, common)
                         : RemoteHostCommand(spec, daemon, common);
   if (!cmd) return mpvm::unexpected(cmd.error());
@@ -129,7 +130,8 @@ mpvm::expected<HostStarter::HostCommand, HostStartError> HostStarter::EmulatedHo
               "--rundir",
               opts_.rundir + ".h-" + spec.name,
               "--hash-cache",  // the same files: hashed once for all
-              opts_.rundir + "/hash-cache"};
+              opts_.rundir + "/hash-cache",
+              "--emulated"};
   cmd.argv.insert(cmd.argv.end(), common.begin(), common.end());
   return cmd;
 }

@@ -37,6 +37,9 @@ class HostStarter {
   void Close();
   // This daemon is itself an emulated host of `speed` on `cpu`.
   void TakeCpu(int cpu, int speed);
+  // Whether this master has started emulated hosts (this machine's load is
+  // then theirs too, not background).
+  bool started_emulated() const { return started_emulated_; }
 
  private:
   // How to start a host's daemon: the command, the emulated host's address
@@ -54,6 +57,7 @@ class HostStarter {
   // Sums the speeds of the emulated hosts started; warns once past what
   // this machine can give (server/cpu_limit.h).
   void NoteEmulatedSpeed(int speed);
+  bool started_emulated_ = false;
   // A daemon killed outright cannot tidy up: what it left is removed.
   void RemoveHostDir(const std::string& name) const;
 

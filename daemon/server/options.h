@@ -33,6 +33,10 @@ struct ServerOptions {
   // CPU limit; its tasks' mpvm_work advances at speed / (tasks working).
   // The master passes it on to the emulated hosts it starts.
   bool virtual_work = false;
+  // An emulated host (the master starts them with it): it shares this
+  // machine with the other hosts, so /proc/stat's load is not its
+  // background; only what runs in its CPU group and is no task of its own is.
+  bool emulated = false;
   // Another host's file hash cache to share (`<rundir>/hash-cache` becomes a
   // link to it): the emulated hosts a master starts share its own, since
   // they map the same files. Else each host hashes every library once.

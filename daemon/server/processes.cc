@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "mpvm/connection.h"
@@ -243,6 +244,19 @@ ProcessSample TaskProcesses::Sample(int pid) {
                            tick_ns);
   s.rss_bytes = std::strtoull(fields[23].c_str(), nullptr, 10) * page;
   return s;
+}
+
+int TaskProcesses::MachineRunning() {
+  std::ifstream f("/proc/stat");
+  for (std::string key; f >> key;) {
+    if (key == "procs_running") {
+      int n = -1;
+      f >> n;
+      return n;
+    }
+    f.ignore(std::numeric_limits<std::streamsize>::max(), '\n');
+  }
+  return -1;
 }
 
 std::optional<Tid> TaskProcesses::Reaped(pid_t pid) {

@@ -53,6 +53,9 @@ class TaskProcesses {
   void CloseAll();
   // Process `pid` as /proc/PID/stat shows it now.
   static ProcessSample Sample(int pid);
+  // Threads ready to run on this machine now (/proc/stat procs_running), -1
+  // if unknown.
+  static int MachineRunning();
 
  private:
   struct Pipe {

@@ -363,6 +363,24 @@ void Server::PublishVirtualCpu(int speed, int working) {
     spdlog::warn("cannot write {}: {}", path, std::strerror(errno));
 }
 
+double Server::SampleBackground(const std::vector<int>& ours, int our_running) {
+  // An emulated host in a cgroup: what else was put in its group.
+  if (cpu_limit_ != nullptr) {
+    int n = 0;
+    for (pid_t p : cpu_limit_->Members())
+      if (std::find(ours.begin(), ours.end(), p) == ours.end() && TaskProcesses::Sample(p).runnable)
+        ++n;
+    return n;
+  }
+  // Emulated otherwise, or the master of emulated hosts: this machine's
+  // load is the other hosts' as much as anyone's. Cannot tell.
+  if (opts_.emulated || opts_.emulate_speed || opts_.virtual_work || hosts_->started_emulated())
+    return 0;
+  // A real host: the machine's ready threads, less ours and this daemon.
+  const int running = TaskProcesses::MachineRunning();
+  return running < 0 ? 0 : std::max(0, running - 1 - our_running);
+}
+
 Result<int> Server::Spawn(const SpawnSpec& spec) { return procs_.Spawn(spec, -1); }
 
 void Server::Signal(int pid, int sig) {

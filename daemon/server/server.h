@@ -53,6 +53,7 @@ class Server final : public DaemonEnv {
   mpvm::expected<void, HostStartError> StartHost(const HostSpec& spec) override;
   Result<RestoreStart> SpawnRestore(const SpawnSpec& spec, const std::string& token) override;
   ProcessSample Sample(int pid) override { return TaskProcesses::Sample(pid); }
+  double SampleBackground(const std::vector<int>& ours, int our_running) override;
   void PublishVirtualCpu(int speed, int working) override;
   mpvm::expected<void, std::string> BeginMove(Tid t, int pid, const std::string& addr, int port,
                                               const std::string& token) override;

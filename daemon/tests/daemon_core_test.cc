@@ -127,6 +127,23 @@ TEST_F(DaemonCoreTest, AStartingTaskCountsAsLoadUntilItIsOlderThanTheMinimumAge)
   (void)parent;
 }
 
+// Work that is not ours (another user's processes) counts against the host
+// in the balancer's snapshot, averaged like the tasks' readiness.
+TEST_F(DaemonCoreTest, BackgroundLoadIsAveragedIntoTheHostsReport) {
+  Enrol(1, 0, 1, /*tool=*/true);
+  env_.background = 2;
+  for (int64_t t = 100'000'000; t <= 10'000'000'000; t += 100'000'000) core_.OnTick(t);
+  const auto snap = core_.LoadSnapshot();
+  ASSERT_EQ(snap.hosts.size(), 1u);
+  EXPECT_NEAR(snap.hosts[0].background, 2, 0.1);
+  EXPECT_NEAR(snap.Work(snap.hosts[0].host), 2, 0.1);  // the enrolled task is a tool: no load
+  env_.background = 0;
+  for (int64_t t = 10'100'000'000; t <= 11'000'000'000; t += 100'000'000) core_.OnTick(t);
+  const double fading = core_.LoadSnapshot().hosts[0].background;
+  EXPECT_GT(fading, 1);  // one second of quiet does not make an idle host
+  EXPECT_LT(fading, 2);
+}
+
 TEST_F(DaemonCoreTest, SpawnStartsNTasksThatKnowParentAndSiblings) {
   Tid parent = Enrol(1);
   auto tids = Spawn(1, "worker", 3);

@@ -73,6 +73,8 @@ class FakeEnv : public DaemonEnv, public FakeClock, public FakeRandom {
     auto it = samples.find(pid);
     return it == samples.end() ? ProcessSample{} : it->second;
   }
+  double SampleBackground(const std::vector<int>&, int) override { return background; }
+  double background = 0;
   std::map<int, ProcessSample> samples;  // by pid
   std::map<int, int> sampled;            // calls of Sample, by pid
   void PublishVirtualCpu(int speed, int working) override { vcpu.push_back({speed, working}); }

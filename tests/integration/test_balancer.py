@@ -10,6 +10,7 @@ import json
 import os
 import re
 import subprocess
+import time
 import unittest
 
 from harness import BIN, CONSOLE, PRUN, VmTestCase
@@ -101,6 +102,47 @@ class BalancerTest(VmTestCase):
         bad = subprocess.run([CONSOLE, "top", "-n", "x"], env=self.env, capture_output=True,
                              text=True, timeout=60)
         self.assertEqual(bad.returncode, 2)
+
+    def host_group(self, name):
+        """The cgroup directory of emulated host `name`, or None."""
+        for root, dirs, _ in os.walk("/sys/fs/cgroup"):
+            for d in dirs:
+                if d.startswith("mpvm.%s." % name):
+                    return os.path.join(root, d)
+            if root.count(os.sep) > 8:
+                dirs[:] = []
+        return None
+
+    def top_load(self, name):
+        r = subprocess.run([CONSOLE, "top", "-n", "1"], env=self.env, capture_output=True,
+                           text=True, timeout=60)
+        m = re.search(r"\n\s+%s\s+\d+\s+\d+\s+([0-9.]+)" % name, r.stdout)
+        self.assertIsNotNone(m, r.stdout + r.stderr)
+        return float(m.group(1))
+
+    def test_work_that_is_not_ours_counts_against_its_host(self):
+        subprocess.run([CONSOLE, "conf"], env=self.env, check=True, capture_output=True)
+        subprocess.run([CONSOLE, "add", "busy", "--local", "--speed", "500"], env=self.env,
+                       check=True, capture_output=True, timeout=60)
+        group = self.host_group("busy")
+        if group is None:
+            self.skipTest("no cgroup for the emulated host (duty cycling): its background "
+                          "cannot be told apart")
+        loop = subprocess.Popen(["sh", "-c", "while :; do :; done"])
+        try:
+            with open(os.path.join(group, "cgroup.procs"), "w") as f:
+                f.write("%d\n" % loop.pid)
+            load, deadline = 0.0, time.time() + 60
+            while load < 0.8 and time.time() < deadline:
+                load = self.top_load("busy")
+            self.assertGreaterEqual(load, 0.8, "another user's busy loop in the host's group")
+        finally:
+            loop.kill()
+            loop.wait()
+        deadline = time.time() + 60
+        while load > 0.2 and time.time() < deadline:
+            load = self.top_load("busy")
+        self.assertLessEqual(load, 0.2, "the loop ended: the host is idle again")
 
     def test_the_console_switches_the_balancer_of_a_running_vm(self):
         def balance(*words):
