@@ -19,6 +19,10 @@ Experiments:
        on: moves per task, A->B->A, moves once settled (with --only E10)
   RING a ring of 16 communicating tasks on 4 equal hosts (400 each: 1.6 CPUs), balancer off and
        on: never slower with it (with --only RING)
+  E4   background load, real CPU: 4 hosts at 400, another user's busy loop
+       on h0 and h1 (in their cgroups; running and suspended in turn for
+       U(0, 0.2) s), N tasks of W = 2 s: round-robin with and without the
+       background, and balanced (with --only E4)
   E12  2 chatty pairs split across 2 hosts at 800 joined by 100 Mbit/s
        links, balancer off and on: less communication time with it (with
        --only E12; real time, the balancer's default clock)
@@ -40,6 +44,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from background import Background  # noqa: E402
 from svgplot import line_plot  # noqa: E402
 
 E1_N = [1, 2, 4, 8, 16, 17, 20, 24, 25, 27, 31, 32, 33, 36, 38, 40, 43, 47, 48]
@@ -55,9 +60,10 @@ class Runner:
         self.bin = os.path.join(build, "bin")
         self.tmp = tempfile.mkdtemp(prefix="mpvm-balance-")
 
-    def job(self, speeds, n, work_ms, cpu, balance, seed=None):
+    def job(self, speeds, n, work_ms, cpu, balance, seed=None, background=None):
         """One prun job: its completion time (first start to last end), the
-        moves and each task's work (ms)."""
+        moves and each task's work (ms). `background`: another user's work
+        on some hosts (bench/background.py), for the job's time."""
         trace = os.path.join(self.tmp, "trace.json")
         cmd = [os.path.join(self.bin, "prun"), "--cpu", cpu, "--hosts", hosts_spec(speeds),
                "--balance", balance, "--stdin", "none", "--trace", trace, "-n", str(n),
@@ -65,7 +71,15 @@ class Runner:
         if seed is not None:
             cmd.append(str(seed))
         env = dict(os.environ, MPVM_RUNDIR=os.path.join(self.tmp, "run"), **SCALED)
-        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+        if background:
+            background.start()
+        try:
+            r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+        finally:
+            if background:
+                background.stop()
+        if background and background.placed != len(background.hosts):
+            raise RuntimeError("background: no cgroup for the emulated hosts (duty cycling?)")
         rows = re.findall(r"^rank (\d+) work ([0-9.]+) took [0-9.]+ s start ([0-9.]+) "
                           r"end ([0-9.]+)$", r.stdout, re.M)
         if r.returncode != 0 or len(rows) != n:
@@ -195,6 +209,8 @@ def main():
         ring_check(runner, args.reps, args.out)
     if "E12" in args.only.split(","):
         chatty_check(runner, args.reps, args.out)
+    if "E4" in args.only.split(","):
+        background_check(runner, args.reps, args.out)
 
 
 STEADY = [("3 tasks on 2 hosts", [1000] * 2, 3), ("17 tasks on 16 hosts", [1000] * 16, 17),
@@ -257,6 +273,36 @@ def ring_check(runner, reps, out):
                                           r["moves"]))
     print("balanced vs off: %+.1f%%" % (100 * (rows["on"]["time"] / rows["off"]["time"] - 1)))
     with open(os.path.join(out, "ring.json"), "w") as f:
+        json.dump(rows, f, indent=1)
+
+
+def background_check(runner, reps, out):
+    """E4 (background load, issue 14 section 5.3) in real-CPU mode: the
+    digest's recipe (background on half of the hosts, running and suspended
+    in turn for U(0, 30) s against 300 s tasks) scaled to 4 hosts at 400 and
+    tasks of 2 s. The background is no PVM task, so it cannot move (the
+    digest's variant a). Round-robin without background ("clean"), with it,
+    and balanced with it; the same background seeds in each arm."""
+    rows = []
+    for n in (4, 5, 6, 8):
+        row = {"n": n}
+        for arm, balance, bg in (("clean", "off", False), ("rr", "off", True),
+                                 ("bal", "on", True)):
+            runs = [runner.job([400] * 4, n, 2000, "real", balance,
+                               background=Background(["h0", "h1"], 0.2, rep) if bg else None)
+                    for rep in range(reps)]
+            row[arm] = statistics.median(r["time"] for r in runs)
+            row[arm + "_moves"] = statistics.median(len(r["moves"]) for r in runs) / n
+        rows.append(row)
+    print("\nE4: background load on h0 and h1 of 4 hosts at 400 (tasks of 2 s, real CPU)")
+    print("| N | RR, no background | RR | balanced | RR slowdown from background "
+          "| balanced vs RR | moves/task |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print("| %d | %.2f | %.2f | %.2f | %+.0f%% | %+.1f%% | %.2f |" % (
+            r["n"], r["clean"], r["rr"], r["bal"], 100 * (r["rr"] / r["clean"] - 1),
+            100 * (r["bal"] / r["rr"] - 1), r["bal_moves"]))
+    with open(os.path.join(out, "e4.json"), "w") as f:
         json.dump(rows, f, indent=1)
 
 
