@@ -35,7 +35,7 @@ struct TaskLoad {
   double ready = 1;                    // fraction of recent time it was ready to run
                                        // (else blocked in a receive)
   bool pinned = false;                 // cannot move (threads, refused before, prun's stdin, ...)
-  std::map<int, uint64_t> bytes_with;  // peer tid -> bytes exchanged
+  std::map<int, uint64_t> bytes_with;  // peer tid -> bytes/s it sent to that peer, lately
 };
 
 struct ClusterLoad {

@@ -94,6 +94,8 @@ class Planner {
   std::pair<const HostLoad*, double> Pulled(const TaskLoad& t) const;
   bool CpuAllowsMove(const TaskLoad& t, const HostLoad& to);
   const TaskLoad* SwapPartner(const TaskLoad& t, int from, int to, double* gain) const;
+  bool TradeKeepsCpu(const TaskLoad& t, const TaskLoad& u, const HostLoad& from,
+                     const HostLoad& to) const;
   void Order(const TaskLoad& t, int to, std::string reason);
 
   const ClusterLoad& load_;
@@ -201,6 +203,17 @@ bool Planner::CpuAllowsMove(const TaskLoad& t, const HostLoad& to) {
          TimePerWork(to, Demand(to.host) + t.ready) <= TimePerWork(*from, Demand(from->host));
 }
 
+// Whether `t` (on `from`) and `u` (on `to`) trading places leaves the
+// busier of the two hosts no busier, but for the margin.
+bool Planner::TradeKeepsCpu(const TaskLoad& t, const TaskLoad& u, const HostLoad& from,
+                            const HostLoad& to) const {
+  const double shift = t.ready - u.ready;  // demand going from `from` to `to`
+  const double d_from = tally_.at(from.host).demand, d_to = tally_.at(to.host).demand;
+  const double before = std::max(TimePerWork(from, d_from), TimePerWork(to, d_to));
+  const double after = std::max(TimePerWork(from, d_from - shift), TimePerWork(to, d_to + shift));
+  return after <= before * (1 + lim_.margin);
+}
+
 // A task on `to` to trade places with `t` (on `from`): movable, asking for
 // about the same CPU, on a host of the same speed, and the pair of moves
 // brings the most traffic together. `gain`: that traffic, in bytes/s.
@@ -212,7 +225,7 @@ const TaskLoad* Planner::SwapPartner(const TaskLoad& t, int from, int to, double
   *gain = 0;
   for (const TaskLoad& u : load_.tasks) {
     if (host_of_.at(u.tid) != to || !Movable(u, lim_, now_) ||
-        std::abs(u.ready - t.ready) > kSwapReadyGap)
+        std::abs(u.ready - t.ready) > kSwapReadyGap || !TradeKeepsCpu(t, u, *hf, *ht))
       continue;
     // u's own pull, less what it exchanges with t, which stays across.
     const double u_gain = traffic_.Pull(u.tid, from, host_of_) -
@@ -230,7 +243,8 @@ void Planner::ForCommunication() {
   // Tasks drawn to another host's tasks, the most drawn first.
   std::vector<std::pair<const TaskLoad*, std::pair<const HostLoad*, double>>> drawn;
   for (const TaskLoad& t : load_.tasks)
-    if (auto pull = Pulled(t); Movable(t, lim_, now_) && pull.second >= lim_.chatty)
+    if (auto pull = Pulled(t);
+        pull.first != nullptr && Movable(t, lim_, now_) && pull.second >= lim_.chatty)
       drawn.push_back({&t, pull});
   std::stable_sort(drawn.begin(), drawn.end(),
                    [](const auto& a, const auto& b) { return a.second.second > b.second.second; });

@@ -4,25 +4,36 @@
 // Decide is a pure function of a load snapshot, the limits and the time; the
 // master's load service calls it and the daemon carries the orders out.
 //
-// The rule. A host's expected time per unit of work for one of `n` runnable
-// tasks is T(n) = max(1, n / cores) / speed. n is the host's demand: the sum
-// of its tasks' ready fractions (a task that waits for messages half of the
-// time counts a half), those spawned and not reported yet, and background
-// load. A task moves from the host A with the highest T(n_A) to the host B
-// with the lowest T(n_B + 1) when
+// The CPU rule. A host's expected time per unit of work for one of `n`
+// runnable tasks is T(n) = max(1, n / cores) / speed. n is the host's
+// demand: the sum of its tasks' ready fractions (a task that waits for
+// messages half of the time counts a half), those spawned and not reported
+// yet, and background load. A task moves from the host A with the highest
+// T(n_A) to the host B with the lowest T(n_B + 1) when
 //   T(n_B + 1) < T(n_A) * (1 - margin),
 // when B would have fewer whole tasks for its speed than A has, counting
-// the active ones (ready a fifth of the time or more), k:
+// the active ones (ready a fifth of the time or more), pending ones and
+// background, k:
 //   T(k_B + 1) < T(k_A),
-// and when the move pays for itself: the task's age (the usual guess of what it
-// still has to run) times the relative gain exceeds the move's cost,
-// overhead + image_bytes / bandwidth. Only tasks ready at least half the time, not
-// pinned, at least min_age old and min_residency past their last move are
-// candidates. The whole-task test keeps tasks that wait for each other (a
-// ring, whose waits move from host to host) from drawing moves on a
-// difference of waits alone. Of the candidates, the one with the most traffic towards B's tasks
-// (and least towards A's) goes first, then the smallest image. Orders are applied to the snapshot
-// as they are made, and at most max_in_flight moves run at once.
+// and when the move pays for itself: the task's age (the usual guess of
+// what it still has to run) times the relative gain exceeds the move's
+// cost, overhead + image_bytes / bandwidth. Candidates are ready at least
+// half the time, not pinned, at least min_age old and min_residency past
+// their last move. The whole-task test keeps tasks that wait for each
+// other (a ring, whose waits move from host to host) from drawing moves on
+// a difference of waits alone. Of the candidates, the one with the most
+// traffic towards B's tasks (and least towards A's) goes first, then the
+// smallest image. Orders are applied to the snapshot as they are made, and
+// at most max_in_flight moves run at once.
+//
+// The communication rule, when the CPU rule ordered nothing. A task that
+// exchanges at least `chatty` bytes/s more with another host's tasks than
+// with its own host's (both directions of each pair summed) joins them
+// when the CPU there has room (with it, that host's T is no higher than its
+// own host's now); else it trades places with a task there of about the
+// same demand, on a host of the same speed, when the trade leaves the
+// busier of the two hosts no busier and brings more traffic together than
+// it parts.
 #pragma once
 
 #include <string>

@@ -61,9 +61,9 @@ class Background:
             if group is None:
                 return False
             loop = subprocess.Popen(["sh", "-c", "while :; do :; done"])
+            self.loops.append(loop)  # killed by stop() whatever happens next
             with open(os.path.join(group, "cgroup.procs"), "w") as f:
                 f.write("%d\n" % loop.pid)
-            self.loops.append(loop)
         return True
 
     def run(self):

@@ -170,6 +170,19 @@ TEST(Decide, SplitChattyPairsTradePlacesAndComeTogether) {
   EXPECT_TRUE(Decide(Load({{.host = 1}, {.host = 2}}, tasks), {}, kNow).empty());
 }
 
+// A trade must not make the busier host busier: a task that computes all
+// the time does not trade places with one that mostly waits onto a host
+// that is full already.
+TEST(Decide, ATradeThatWouldLoadTheBusierHostIsNotMade) {
+  auto tasks = SplitPairs(1.0, 4 << 20);
+  tasks[1].ready = 0.55;  // 0x80001 and 0x80002 on host 2 mostly wait
+  tasks[3].ready = 0.55;
+  tasks.push_back(Task(0x80003, 2));  // and host 2 is full with a third task
+  tasks.back().pinned = true;
+  auto orders = Decide(Load({{.host = 1}, {.host = 2}}, tasks), {}, kNow);
+  for (const auto& o : orders) EXPECT_EQ(o.reason.find("trades places"), std::string::npos);
+}
+
 TEST(Decide, QuietPairsAndATooSmallBudgetLeaveTasksWhereTheyAre) {
   const std::vector<HostLoad> hosts = {{.host = 1}, {.host = 2}};
   EXPECT_TRUE(Decide(Load(hosts, SplitPairs(1.0, 1000)), {}, kNow).empty());  // 2 KB/s

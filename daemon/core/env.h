@@ -83,9 +83,10 @@ class PeerTransport {
 // What the kernel says of a task's process at one moment.
 struct ProcessSample {
   bool ok = false;        // false: no such process (or nothing known)
-  bool runnable = false;  // running or ready to run (not waiting)
+  bool runnable = false;  // running or ready to run (not waiting), or stopped
   int64_t cpu_ns = 0;     // CPU it has used
   uint64_t rss_bytes = 0;
+  bool stopped = false;  // stopped (SIGSTOP): runnable above, for a duty cycle's sake
 };
 
 class ProcessLauncher {

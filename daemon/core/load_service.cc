@@ -182,6 +182,12 @@ void LoadSampler::Add(int tid, const ProcessSample& s, int64_t now) {
   m.at_ns = now;
 }
 
+void LoadSampler::Seed(int tid, double ready, int64_t now) {
+  Sampled& m = by_tid_[tid];
+  m.runnable = std::clamp(ready, 0.0, 1.0);
+  m.at_ns = now;
+}
+
 void LoadSampler::Prune(int64_t before) {
   std::erase_if(by_tid_, [before](const auto& kv) { return kv.second.at_ns < before; });
 }
@@ -192,7 +198,10 @@ LoadSampler::Sampled LoadSampler::Get(int tid) const {
 }
 
 void TrafficMeter::Add(int tid, const ctl::TaskTraffic& note, int64_t now) {
-  if (note.over_ns() <= 0) return;
+  // A note over less than kMinSpanNs, or with more than kMaxPeers peers, is
+  // none a task of ours writes (traffic.h): dropped, so that a bad one
+  // cannot make rates absurd or the daemon's maps large.
+  if (note.over_ns() < kMinSpanNs || note.peers_size() > kMaxPeers) return;
   auto [it, fresh] = by_tid_.try_emplace(tid);
   PerPeer& r = it->second;
   const double span_s = static_cast<double>(note.over_ns()) / 1e9;
@@ -201,8 +210,15 @@ void TrafficMeter::Add(int tid, const ctl::TaskTraffic& note, int64_t now) {
   const double w = fresh ? 1.0 : 0.5;
   for (auto& [peer, rate] : r.by_peer) rate *= 1 - w;
   for (const auto& p : note.peers())
-    r.by_peer[p.tid()] += w * static_cast<double>(p.bytes()) / span_s;
+    if (p.tid() != tid)
+      r.by_peer[p.tid()] += w * std::min(kMaxRate, static_cast<double>(p.bytes()) / span_s);
   std::erase_if(r.by_peer, [](const auto& kv) { return kv.second < 1; });
+  // Peers of older notes fade out, but a task that changes peers at every
+  // note could pile them up: the largest kMaxPeers stay.
+  while (r.by_peer.size() > static_cast<size_t>(kMaxPeers))
+    r.by_peer.erase(
+        std::min_element(r.by_peer.begin(), r.by_peer.end(),
+                         [](const auto& a, const auto& b) { return a.second < b.second; }));
   r.at_ns = now;
 }
 

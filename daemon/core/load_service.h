@@ -108,6 +108,9 @@ class LoadSampler {
     int64_t at_ns = 0;
   };
   void Add(int tid, const ProcessSample& s, int64_t now);
+  // Task `tid` arrived by a move: its average starts at `ready` (its
+  // source's), not as a new task's does.
+  void Seed(int tid, double ready, int64_t now);
   // Forgets the tasks not sampled since `before`.
   void Prune(int64_t before);
   // What is known of `tid` (defaults: runnable, nothing used).
@@ -129,6 +132,9 @@ class TrafficMeter {
   void Prune(int64_t before);
 
   static constexpr int64_t kQuietNs = 3'000'000'000;
+  static constexpr int64_t kMinSpanNs = 100'000'000;
+  static constexpr int kMaxPeers = 64;
+  static constexpr double kMaxRate = 1e12;  // bytes/s: more than any link
 
  private:
   struct PerPeer {

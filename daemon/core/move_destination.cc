@@ -56,6 +56,10 @@ void MoveDestination::OnOffer(const FrameHeader& h, const ctl::MigrateOffer& o) 
                                           PvmErrorText(PvmCode(rs.error()))));
   Task task = RestoringTask(o, spec, rs->pid, Tid(h.src).host().value);
   cx_.tasks.Add(std::move(task));
+  // Its readiness goes on from where it was: started afresh (as ready), a
+  // task that mostly waits looked busy here for seconds, and the balancer
+  // sent it back.
+  cx_.samples.Seed(t.raw(), o.ready(), cx_.now_ns);
   if (!cx_.cfg.member)
     cx_.where.BeginTransit(t.raw(), Tid(h.src).host().value, cx_.host.value, cx_.now_ns);
   cx_.env->Debug(fmt::format("move {:x}: restoring {} here from {} (pid {})", o.id(), t.str(),

@@ -109,6 +109,7 @@ void MoveSource::FillOffer(const Task& task, uint64_t id, ctl::MigrateOffer* o) 
   o->set_event_sink(task.event_sink);
   o->set_stderr_apart(task.stderr_apart);
   o->set_age_ns(cx_.now_ns - task.spawned_ns);
+  o->set_ready(cx_.samples.Get(task.tid.raw()).runnable);
 }
 
 void MoveSource::StartMove(Tid t, int dest, Tid asker, uint64_t rid, MoveOrigin origin,

@@ -239,7 +239,9 @@ void TaskService::OnTaskRequest(ConnId c, Tid who, const ctl::Envelope& env) {
     }
     cx_.PublishWork();
   } else if (env.has_traffic()) {
-    cx_.traffic.Add(who.raw(), env.traffic(), cx_.now_ns);
+    // From a task of this host only (a tool has no load to report).
+    if (auto t = cx_.tasks.find(who); t != cx_.tasks.end() && !t->second.is_tool)
+      cx_.traffic.Add(who.raw(), env.traffic(), cx_.now_ns);
   }
 }
 

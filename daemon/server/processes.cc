@@ -238,6 +238,7 @@ ProcessSample TaskProcesses::Sample(int pid) {
   // Stopped ('T') counts as runnable: an emulated host's duty cycle stops
   // its tasks while they still have work.
   s.runnable = state == 'R' || state == 'T';
+  s.stopped = state == 'T';
   s.cpu_ns =
       static_cast<int64_t>(static_cast<double>(std::strtoll(fields[13].c_str(), nullptr, 10) +
                                                std::strtoll(fields[14].c_str(), nullptr, 10)) *

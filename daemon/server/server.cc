@@ -368,8 +368,10 @@ double Server::SampleBackground(const std::vector<int>& ours, int our_running) {
   if (cpu_limit_ != nullptr) {
     int n = 0;
     for (pid_t p : cpu_limit_->Members())
-      if (std::find(ours.begin(), ours.end(), p) == ours.end() && TaskProcesses::Sample(p).runnable)
-        ++n;
+      if (std::find(ours.begin(), ours.end(), p) == ours.end()) {
+        const ProcessSample s = TaskProcesses::Sample(p);
+        n += s.runnable && !s.stopped;  // a stopped process asks for no CPU
+      }
     return n;
   }
   // Emulated otherwise, or the master of emulated hosts: this machine's

@@ -112,5 +112,35 @@ TEST(TrafficMeter, TurnsATasksNotesIntoRatesThatFade) {
   EXPECT_TRUE(m.Rates(0x40001, 14 * kS).empty());
 }
 
+// What no task of ours writes is dropped: a note over a moment (absurd
+// rates), one with more peers than a task names, and a task's own tid.
+TEST(TrafficMeter, DropsNotesNoTaskOfOursWrites) {
+  TrafficMeter m;
+  m.Add(0x40001, Note({{0x80001, 1'000'000}}, 1), kS);  // over 1 ns
+  EXPECT_TRUE(m.Rates(0x40001, kS).empty());
+  std::vector<std::pair<int, uint64_t>> many;
+  for (int i = 0; i <= TrafficMeter::kMaxPeers; ++i) many.push_back({0x80001 + i, 100});
+  m.Add(0x40001, Note(many, kS), kS);
+  EXPECT_TRUE(m.Rates(0x40001, kS).empty());
+  m.Add(0x40001, Note({{0x40001, 5000}, {0x80001, UINT64_MAX}}, kS), kS);
+  auto r = m.Rates(0x40001, kS);
+  ASSERT_EQ(r.size(), 1u);  // not itself
+  EXPECT_EQ(r[0].first, 0x80001);
+  EXPECT_LE(static_cast<double>(r[0].second), TrafficMeter::kMaxRate);  // clamped
+}
+
+// A task that moved here goes on with the readiness it had, not as a new
+// task (which starts as ready).
+TEST(LoadSampler, AMovedTaskGoesOnWithItsReadiness) {
+  LoadSampler s;
+  s.Seed(0x40001, 0.25, kS);
+  EXPECT_DOUBLE_EQ(s.Get(0x40001).runnable, 0.25);
+  s.Add(0x40001, {.ok = true, .runnable = true, .cpu_ns = 1, .rss_bytes = 1}, 2 * kS);
+  EXPECT_GT(s.Get(0x40001).runnable, 0.25);
+  EXPECT_LT(s.Get(0x40001).runnable, 0.3);
+  s.Prune(kS + 1);
+  EXPECT_EQ(s.Get(0x40001).at_ns, 2 * kS);  // kept: sampled since
+}
+
 }  // namespace
 }  // namespace mpvm

@@ -34,7 +34,8 @@ bool SpinPolicy::Decide(int cpus_allowed, int running) {
 }
 
 bool SpinPolicy::Allowed(int64_t now_ns) {
-  if (!checked_ || now_ns - checked_ns_ >= kRecheckNs) {
+  // (A clock that went back, on a host the task moved to, checks again.)
+  if (!checked_ || now_ns - checked_ns_ >= kRecheckNs || now_ns < checked_ns_) {
     const Cpus c = probe_();
     allowed_ = Decide(c.allowed, c.running);
     checked_ = true;

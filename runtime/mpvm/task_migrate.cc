@@ -336,6 +336,9 @@ void TaskRuntime::AfterResume() {
   listen_fd_ = -1;
   listen_path_.clear();
   tcp_listen_fd_ = -1;
+  // Another host: other CPUs to spin on, and a clock of its own.
+  spin_policy_ = SpinPolicy();
+  traffic_ = TrafficCounter();
   if (const char* d = ckpt::ResumeEnv("MPVM_RUNDIR"); d != nullptr) rundir_ = d;
   int fd = ConnectUnix(DaemonSocketPath(rundir_));
   if (fd < 0) {

@@ -16,10 +16,13 @@ namespace mpvm {
 class TrafficCounter {
  public:
   static constexpr int64_t kEveryNs = 1'000'000'000;
+  static constexpr size_t kMaxPeers = 64;  // a note names the busiest peers only
 
   void Count(int32_t peer, size_t bytes) { bytes_[peer] += bytes; }
   // The note to send at `now_ns`, once kEveryNs has passed since the last
-  // one and something was counted; the counts start again from zero.
+  // one and something was counted; the counts start again from zero. A
+  // clock that went back (the task moved to a host whose clock is behind)
+  // starts the span again.
   std::optional<ctl::TaskTraffic> Due(int64_t now_ns);
 
  private:

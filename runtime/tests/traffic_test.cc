@@ -32,5 +32,22 @@ TEST(TrafficCounter, ANoteIsDueOnceASecondWithWhatWasSentSinceTheLast) {
   EXPECT_EQ(note->peers(0).bytes(), 5u);
 }
 
+// A task that talks to thousands of peers names its busiest few; a clock
+// that went back (a move to a host whose clock is behind) restarts the span.
+TEST(TrafficCounter, ANoteNamesTheBusiestPeersAndSurvivesAClockGoingBack) {
+  TrafficCounter c;
+  c.Due(10 * kS);
+  for (int i = 0; i < 1000; ++i) c.Count(0x80001 + i, static_cast<size_t>(i));
+  auto note = c.Due(11 * kS);
+  ASSERT_TRUE(note);
+  ASSERT_EQ(note->peers_size(), static_cast<int>(TrafficCounter::kMaxPeers));
+  for (const auto& p : note->peers()) EXPECT_GE(p.bytes(), 1000u - TrafficCounter::kMaxPeers);
+  c.Count(0x80001, 10);
+  EXPECT_FALSE(c.Due(2 * kS));  // behind: the span starts again here
+  note = c.Due(3 * kS);
+  ASSERT_TRUE(note);
+  EXPECT_EQ(note->over_ns(), kS);
+}
+
 }  // namespace
 }  // namespace mpvm

@@ -9,6 +9,7 @@ run alone."""
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 import unittest
@@ -136,13 +137,14 @@ class BalancerTest(VmTestCase):
             while load < 0.8 and time.time() < deadline:
                 load = self.top_load("busy")
             self.assertGreaterEqual(load, 0.8, "another user's busy loop in the host's group")
+            loop.send_signal(signal.SIGSTOP)  # stopped, it asks for no CPU
+            deadline = time.time() + 60
+            while load > 0.2 and time.time() < deadline:
+                load = self.top_load("busy")
+            self.assertLessEqual(load, 0.2, "the loop is stopped: the host is idle again")
         finally:
             loop.kill()
             loop.wait()
-        deadline = time.time() + 60
-        while load > 0.2 and time.time() < deadline:
-            load = self.top_load("busy")
-        self.assertLessEqual(load, 0.2, "the loop ended: the host is idle again")
 
     def test_the_console_switches_the_balancer_of_a_running_vm(self):
         def balance(*words):
