@@ -84,9 +84,7 @@ class Runner:
                           r"end ([0-9.]+)$", r.stdout, re.M)
         if r.returncode != 0 or len(rows) != n:
             raise RuntimeError("job failed (%d of %d tasks): %s" % (len(rows), n, r.stderr[-2000:]))
-        with open(trace) as f:
-            moves = [e["args"] for e in json.load(f)["traceEvents"]
-                     if e.get("cat") == "migration" and "args" in e]
+        moves = migrations(trace)
         starts = [float(s) for _, _, s, _ in rows]
         ends = [float(e) for _, _, _, e in rows]
         # By rank: round-robin placed rank r on host r mod H, as the oracle does.
@@ -306,10 +304,15 @@ def background_check(runner, reps, out):
         json.dump(rows, f, indent=1)
 
 
-def count_moves(trace):
+def migrations(trace):
+    """The moves' records in a --trace file."""
     with open(trace) as f:
-        return sum(1 for e in json.load(f)["traceEvents"]
-                   if e.get("cat") == "migration" and "args" in e)
+        return [e["args"] for e in json.load(f)["traceEvents"]
+                if e.get("cat") == "migration" and "args" in e]
+
+
+def count_moves(trace):
+    return len(migrations(trace))
 
 
 def chatty_check(runner, reps, out):
