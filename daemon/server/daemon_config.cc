@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "mpvm/paths.h"
+#include "server/host_speed.h"
 #include "server/host_topology.h"
 
 extern char** environ;
@@ -93,6 +94,12 @@ std::optional<DaemonConfig> MakeDaemonConfig(ServerOptions& opts, std::string* e
     cfg.base_env.push_back(kv);
   }
   if (opts.speed > 0) cfg.speed = opts.speed;
+  const bool speed_given = opts.speed > 0 || (self_spec && self_spec->speed_given);
+  if (!speed_given && !opts.emulate_speed && !opts.virtual_work) {
+    cfg.speed = CalibrateHostSpeed();
+    spdlog::info("this host's speed, measured: sp={} (--speed or a host file's sp= sets it)",
+                 cfg.speed);
+  }
   std::string why;
   cfg.cores = ReadHostTopology(&why).cores;
   if (!why.empty()) spdlog::warn("cannot read this host's topology ({}); counting one core", why);

@@ -40,8 +40,12 @@ mpvm::expected<void, HostStartError> HostStarter::Start(const HostSpec& spec) {
     return mpvm::unexpected(HostStartError{Err::kNotImpl, "only the master starts hosts"});
   const std::string daemon = spec.daemon.empty() ? SelfExeDir() + "/mpvmd" : spec.daemon;
   int cpu = -1;
-  std::vector<std::string> common = {"--hostname", spec.name, "--speed",
-                                     std::to_string(spec.speed)};
+  std::vector<std::string> common = {"--hostname", spec.name};
+  // Without an sp=, a host on another machine measures its own speed; one on
+  // this machine shares ours.
+  if (spec.speed_given || spec.local)
+    common.insert(common.end(),
+                  {"--speed", std::to_string(spec.speed_given ? spec.speed : own_speed_)});
   if (spec.local && opts_.virtual_work) {
     common.push_back("--virtual-work");
   } else if (spec.local && spec.speed_given) {

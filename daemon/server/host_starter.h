@@ -26,8 +26,13 @@ namespace mpvm {
 
 class HostStarter {
  public:
-  HostStarter(const ServerOptions& opts, VmLinks& links)
-      : opts_(opts), links_(links), cpu_speed_(static_cast<size_t>(MachineCpus()), 0) {}
+  // `own_speed`: this host's speed, which the hosts started on this machine
+  // without an sp= of their own share (the same CPU; measured once).
+  HostStarter(const ServerOptions& opts, VmLinks& links, int own_speed)
+      : opts_(opts),
+        links_(links),
+        own_speed_(own_speed),
+        cpu_speed_(static_cast<size_t>(MachineCpus()), 0) {}
 
   mpvm::expected<void, HostStartError> Start(const HostSpec& spec);
   // A host daemon started here ended: its host's name and why.
@@ -63,6 +68,7 @@ class HostStarter {
 
   const ServerOptions& opts_;
   VmLinks& links_;
+  const int own_speed_;
   std::unique_ptr<EmulatedNet> net_;  // emulated hosts' network, if namespaces are used
   bool loopback_noted_ = false;
   int emulated_speed_ = 0;  // of the emulated hosts with enforced speeds

@@ -55,7 +55,7 @@ bool Server::Setup(std::string* error) {
   const int speed = cfg->speed;
   core_ = std::make_unique<DaemonCore>(std::move(*cfg), this);
   links_ = std::make_unique<VmLinks>(opts_, *core_);
-  hosts_ = std::make_unique<HostStarter>(opts_, *links_);
+  hosts_ = std::make_unique<HostStarter>(opts_, *links_, speed);
   if (opts_.emulate_speed) hosts_->TakeCpu(OwnCpu(), speed);
   moves_ = std::make_unique<MoveIo>(opts_.fault, *core_, conns_, procs_);
   moves_->Listen(opts_.rundir);
