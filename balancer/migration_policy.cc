@@ -75,6 +75,9 @@ class Planner {
       if (t.ready >= kActive && tally_.contains(t.host)) tally_[t.host].active += 1;
     }
     budget_ = lim.max_in_flight - lim.moves_in_flight;
+    overloaded_ = Overloaded();
+    if (overloaded_) budget_ = std::min(budget_, 1);
+    margin_ = overloaded_ ? 2 * lim.margin : lim.margin;
   }
 
   // Moves for CPU, from the slowest host to the fastest, while they pay.
@@ -86,6 +89,11 @@ class Planner {
 
  private:
   double Demand(int host) { return tally_[host].demand; }
+  bool Overloaded() {
+    for (const HostLoad& h : load_.hosts)
+      if (Demand(h.host) < lim_.overload * std::max(1, h.cores)) return false;
+    return !load_.hosts.empty();
+  }
   bool NextCpuPair(const std::map<int, bool>& exhausted, const HostLoad** src,
                    const HostLoad** dst);
   const TaskLoad* ChooseForCpu(int from, int to, double gain) const;
@@ -105,6 +113,8 @@ class Planner {
   std::map<int, Tally> tally_;
   std::map<int, int> host_of_;
   int budget_ = 0;
+  bool overloaded_ = false;
+  double margin_ = 0;  // lim_.margin, doubled under overload
   std::vector<MoveOrder> out_;
 };
 
@@ -141,7 +151,7 @@ void Planner::ForCpu() {
   while (budget_ > 0 && NextCpuPair(exhausted, &src, &dst)) {
     const double t_src = TimePerWork(*src, Demand(src->host));
     const double t_dst = TimePerWork(*dst, Demand(dst->host) + 1);
-    if (t_dst >= t_src * (1 - lim_.margin)) break;
+    if (t_dst >= t_src * (1 - margin_)) break;
     // Whole tasks: the destination, with the task, must have fewer active
     // tasks for its speed than the source has. Without it, tasks that wait
     // for each other (a ring) drew moves on a difference of waits alone.
@@ -155,8 +165,9 @@ void Planner::ForCpu() {
     }
     Order(*t, dst->host,
           fmt::format("{:.1f} tasks at speed {} there, {:.1f} at {} here: "
-                      "{:.0f}% less time per task",
-                      Demand(src->host), src->speed, Demand(dst->host), dst->speed, gain * 100));
+                      "{:.0f}% less time per task{}",
+                      Demand(src->host), src->speed, Demand(dst->host), dst->speed, gain * 100,
+                      overloaded_ ? " (cluster overloaded: one move at a time)" : ""));
   }
 }
 

@@ -26,6 +26,11 @@
 // smallest image. Orders are applied to the snapshot as they are made, and
 // at most max_in_flight moves run at once.
 //
+// Back-off. When every host has `overload` runnable tasks per core or more,
+// a move gains little (one task of many) and costs more (its capture and
+// restore share the busy CPUs): a decision orders one move at most, and
+// only for twice the margin.
+//
 // The communication rule, when the CPU rule ordered nothing. A task that
 // exchanges at least `chatty` bytes/s more with another host's tasks than
 // with its own host's (both directions of each pair summed) joins them
@@ -53,6 +58,10 @@ struct Limits {
   Time move_overhead = 20'000'000;   // fixed cost of a move, as measured
   double chatty = 256 * 1024;        // bytes/s more with another host's tasks than
                                      // with its own that make a task worth bringing there
+  // The cluster is overloaded when every host has at least this many
+  // runnable tasks per core. Balancing then backs off (R45, E10): one move
+  // per decision, and twice the margin.
+  double overload = 4;
 };
 
 struct MoveOrder {

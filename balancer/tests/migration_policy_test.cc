@@ -209,5 +209,29 @@ TEST(Decide, AChattyTaskJoinsItsPeerWhereTheCpuHasRoom) {
   EXPECT_EQ(orders[0].to, 1);
 }
 
+// E10: with every host at 4 or more runnable tasks per core, balancing
+// backs off: one move per decision, and only for twice the margin.
+TEST(Decide, AnOverloadedClusterBacksOff) {
+  const auto cluster = [](int on_first, int on_second) {
+    std::vector<TaskLoad> tasks;
+    for (int i = 0; i < on_first; ++i) tasks.push_back(Task(0x40001 + i, 1));
+    for (int i = 0; i < on_second; ++i) tasks.push_back(Task(0x80001 + i, 2));
+    return Load({{.host = 1}, {.host = 2}}, tasks);
+  };
+  const Limits lim;
+  // 12 against 2: not overloaded (host 2 has 2 per core), two moves.
+  EXPECT_EQ(Decide(cluster(12, 2), lim, kNow).size(), 2u);
+  // 16 against 4, overloaded: one move, and the reason says why.
+  auto orders = Decide(cluster(16, 4), lim, kNow);
+  ASSERT_EQ(orders.size(), 1u);
+  EXPECT_NE(orders[0].reason.find("overloaded"), std::string::npos);
+  // 6 against 4 (T 6 and 5) gains 17%: enough for the margin, not for
+  // twice it. Below the threshold the same difference moves a task.
+  EXPECT_TRUE(Decide(cluster(6, 4), lim, kNow).empty());
+  Limits higher = lim;
+  higher.overload = 5;
+  EXPECT_EQ(Decide(cluster(6, 4), higher, kNow).size(), 1u);
+}
+
 }  // namespace
 }  // namespace mpvm::balancer
