@@ -58,6 +58,7 @@ void DaemonCore::OnOutputClosed(Tid t) { tasks_.OnOutputClosed(t); }
 
 void DaemonCore::OnProcessExit(Tid t, int exit_code, int term_signal) {
   tasks_.NoteExit(t, exit_code, term_signal);
+  dest_.OnRestoreEnded(t);
   source_.TaskEnded(t);
   tasks_.MaybeFinish(t);
 }

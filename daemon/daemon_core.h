@@ -58,6 +58,8 @@ class DaemonCore : private CoreEvents {
   void OnOutput(Tid t, std::string_view bytes, bool is_stderr = false);
   void OnOutputClosed(Tid t);
   void OnProcessExit(Tid t, int exit_code, int term_signal);
+  // The restore process of `t` waits for its image (RestoreStart::says_when_ready).
+  void OnRestoreReady(Tid t) { dest_.OnRestoreReady(t); }
   // Daemon-to-daemon traffic and time.
   void OnPeerFrame(PeerId p, Frame&& f);
   void OnPeerGone(PeerId p);

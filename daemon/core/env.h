@@ -39,6 +39,11 @@ struct SpawnSpec {
 struct RestoreStart {
   int pid = 0;
   int port = 0;
+  // The restore process will say when it waits for the image
+  // (DaemonCore::OnRestoreReady): the accept waits for it, so that the
+  // source freezes its task only then, and the restore's start (exec,
+  // dynamic linking) runs while the task still does.
+  bool says_when_ready = false;
 };
 
 // What a migration's source learned, for its trace record.

@@ -28,15 +28,9 @@ std::vector<std::string> WithVar(const std::vector<std::string>& env, const std:
 
 void MoveDestination::OnOffer(const FrameHeader& h, const ctl::MigrateOffer& o) {
   cx_.env->FaultPoint("offer", 0);
-  ctl::Envelope e = NewEnvelope();
-  auto* a = e.mutable_migrate_accept();
-  a->set_id(o.id());
-  a->set_tid(o.tid());
-  const Tid t(o.tid());
+  const Tid t(o.tid()), src(h.src);
   auto refuse = [&](Err code, const std::string& why) {
-    a->set_code(PvmCode(code));
-    a->set_detail(why);
-    cx_.SendControlTo(Tid(h.src), std::move(e));
+    Answer({src, o.id(), 0, ""}, t, PvmCode(code), why);
   };
   if (cx_.halting) return refuse(Err::kSysErr, "the host is halting");
   if (cx_.tasks.contains(t)) return refuse(Err::kExists, "it has a task with that tid already");
@@ -54,20 +48,55 @@ void MoveDestination::OnOffer(const FrameHeader& h, const ctl::MigrateOffer& o) 
   if (!rs)
     return refuse(rs.error(), fmt::format("cannot start {} there: {}", o.path(),
                                           PvmErrorText(PvmCode(rs.error()))));
-  Task task = RestoringTask(o, spec, rs->pid, Tid(h.src).host().value);
+  Task task = RestoringTask(o, spec, rs->pid, src.host().value);
+  const Task::PendingAccept accept{src, o.id(), rs->port, token};
+  if (rs->says_when_ready) task.pending_accept = accept;
   cx_.tasks.Add(std::move(task));
   // Its readiness goes on from where it was: started afresh (as ready), a
   // task that mostly waits looked busy here for seconds, and the balancer
   // sent it back.
   cx_.samples.Seed(t.raw(), o.ready(), cx_.now_ns);
   if (!cx_.cfg.member)
-    cx_.where.BeginTransit(t.raw(), Tid(h.src).host().value, cx_.host.value, cx_.now_ns);
+    cx_.where.BeginTransit(t.raw(), src.host().value, cx_.host.value, cx_.now_ns);
   cx_.env->Debug(fmt::format("move {:x}: restoring {} here from {} (pid {})", o.id(), t.str(),
-                             Tid(h.src).host().value, rs->pid));
-  a->set_code(0);
-  a->set_port(rs->port);
-  a->set_token(token);
-  cx_.SendControlTo(Tid(h.src), std::move(e));
+                             src.host().value, rs->pid));
+  if (!rs->says_when_ready) Answer(accept, t, 0, "");
+}
+
+void MoveDestination::Answer(const Task::PendingAccept& to, Tid t, int code,
+                             const std::string& detail) {
+  ctl::Envelope e = NewEnvelope();
+  auto* a = e.mutable_migrate_accept();
+  a->set_id(to.id);
+  a->set_tid(t.raw());
+  a->set_code(code);
+  if (code == 0) {
+    a->set_port(to.port);
+    a->set_token(to.token);
+  } else {
+    a->set_detail(detail);
+  }
+  cx_.SendControlTo(to.to, std::move(e));
+}
+
+void MoveDestination::OnRestoreReady(Tid t) {
+  auto it = cx_.tasks.find(t);
+  if (it == cx_.tasks.end() || !it->second.restoring || !it->second.pending_accept) return;
+  const Task::PendingAccept accept = std::move(*it->second.pending_accept);
+  it->second.pending_accept.reset();
+  Answer(accept, t, 0, "");
+}
+
+void MoveDestination::OnRestoreEnded(Tid t) {
+  auto it = cx_.tasks.find(t);
+  if (it == cx_.tasks.end() || !it->second.restoring || !it->second.pending_accept) return;
+  Task& task = it->second;
+  const Task::PendingAccept accept = std::move(*task.pending_accept);
+  task.pending_accept.reset();
+  task.move_id = 0;  // nothing to wait for: MaybeFinish forgets the copy
+  Answer(accept, t, PvmCode(Err::kSysErr),
+         fmt::format("the restore process ended before it was ready (exit code {}, signal {})",
+                     task.exit_code, task.term_signal));
 }
 
 Task MoveDestination::RestoringTask(const ctl::MigrateOffer& o, const SpawnSpec& spec, int pid,

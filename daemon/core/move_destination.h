@@ -30,11 +30,19 @@ class MoveDestination {
   void CheckRestores();
   // Host `index` left: copies from it are claimed or given a short deadline.
   void HostGone(int index);
+  // The restore process of `t` waits for the image: the source may freeze
+  // its task now (the accept goes out).
+  void OnRestoreReady(Tid t);
+  // The process of `t` ended: if it was a restore not ready yet, the source
+  // hears that the move cannot be made (the task runs on there).
+  void OnRestoreEnded(Tid t);
 
  private:
   // The task record of a copy being restored by process `pid`, from host `from`.
   Task RestoringTask(const ctl::MigrateOffer& o, const SpawnSpec& spec, int pid, int from) const;
   void Arrived(Tid t);
+  // Answers an offer of task `t`: the accept (code 0) or a refusal.
+  void Answer(const Task::PendingAccept& to, Tid t, int code, const std::string& detail);
 
   static constexpr int64_t kOrphanRestoreNs = 5'000'000'000;  // its source died
   CoreContext& cx_;

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,15 @@ struct Task {
   bool committed = false;  // a restoring copy that enrolled: it was committed
   int moves = 0;           // times it has moved so far
   std::string held_output;
+  // At the destination: the accept of the offer, sent when the restore
+  // process says it is ready (RestoreStart::says_when_ready).
+  struct PendingAccept {
+    Tid to;  // the source daemon
+    uint64_t id = 0;
+    int port = 0;
+    std::string token;
+  };
+  std::optional<PendingAccept> pending_accept;
   int from_host = 0;
   int64_t restore_deadline_ns = 0;  // an uncommitted restore is dropped then
   std::string pinned_why;           // why its last move was refused

@@ -66,13 +66,37 @@ Result<RestoreStart> MoveIo::SpawnRestore(const SpawnSpec& spec, const std::stri
     close(lfd);
     return Fail(Err::kOutOfRes);
   }
+  // The restore process writes a byte to `ready` once it waits for the
+  // image (ckpt.h), or the pipe closes if it ends before.
+  int ready[2];
+  if (pipe2(ready, O_CLOEXEC | O_NONBLOCK) != 0) {
+    close(lfd);
+    return Fail(Err::kOutOfRes);
+  }
   SpawnSpec s = spec;
   s.env.push_back("MPVM_RESTORE_LISTEN_FD=" + std::to_string(lfd));
+  s.env.push_back("MPVM_RESTORE_READY_FD=" + std::to_string(ready[1]));
   s.env.push_back("MPVM_RESTORE_TOKEN=" + Hex(token));
-  auto pid = procs_.Spawn(s, lfd);
+  auto pid = procs_.Spawn(s, {lfd, ready[1]});
   close(lfd);
-  if (!pid) return mpvm::unexpected(pid.error());
-  return RestoreStart{*pid, ntohs(a.sin_port)};
+  close(ready[1]);
+  if (!pid) {
+    close(ready[0]);
+    return mpvm::unexpected(pid.error());
+  }
+  if (auto old = ready_pipes_.find(spec.tid); old != ready_pipes_.end()) close(old->second);
+  ready_pipes_[spec.tid] = ready[0];
+  return RestoreStart{*pid, ntohs(a.sin_port), true};
+}
+
+void MoveIo::OnRestoreReady(Tid t) {
+  auto it = ready_pipes_.find(t);
+  if (it == ready_pipes_.end()) return;
+  char c = 0;
+  const ssize_t n = read(it->second, &c, 1);
+  close(it->second);
+  ready_pipes_.erase(it);
+  if (n == 1) core_.OnRestoreReady(t);  // else it ended, and its exit tells the core
 }
 
 mpvm::expected<void, std::string> MoveIo::BeginMove(Tid t, int pid, const std::string& addr,
@@ -423,29 +447,37 @@ void MoveIo::Listen(const std::string& rundir) {
                  std::strerror(-listen_fd_));
 }
 
-void MoveIo::AppendPollItems(std::vector<zmq_pollitem_t>& items, std::vector<Tid>& index) const {
+void MoveIo::AppendPollItems(std::vector<zmq_pollitem_t>& items, std::vector<PollId>& index) const {
   if (listen_fd_ >= 0) {
     items.push_back({nullptr, listen_fd_, ZMQ_POLLIN, 0});
-    index.push_back(Tid());
+    index.push_back({Tid()});
   }
   for (const auto& [t, m] : moving_)
     if (m.ms >= 0) {
       items.push_back({nullptr, m.ms, ZMQ_POLLIN, 0});
-      index.push_back(t);
+      index.push_back({t});
     }
+  for (const auto& [t, fd] : ready_pipes_) {
+    items.push_back({nullptr, fd, ZMQ_POLLIN, 0});
+    index.push_back({t, true});
+  }
 }
 
-void MoveIo::OnReady(Tid t) {
-  if (t.raw() == 0) {
+void MoveIo::OnReady(PollId id) {
+  if (id.ready_pipe) {
+    OnRestoreReady(id.tid);
+  } else if (id.tid.raw() == 0) {
     AcceptMigrate();
   } else {
-    OnMoveReadable(t);
+    OnMoveReadable(id.tid);
   }
 }
 
 void MoveIo::Close() {
   if (listen_fd_ >= 0) close(listen_fd_);
   listen_fd_ = -1;
+  for (const auto& [t, fd] : ready_pipes_) close(fd);
+  ready_pipes_.clear();
 }
 
 }  // namespace mpvm

@@ -41,10 +41,15 @@ class MoveIo {
   void CancelMove(Tid t);
   void FaultPoint(std::string_view step, int task_pid);
 
-  // Poll items: migrate.sock (Tid() in `index`), then each handed-over
-  // move's socket (its task). OnReady: one of them is readable.
-  void AppendPollItems(std::vector<zmq_pollitem_t>& items, std::vector<Tid>& index) const;
-  void OnReady(Tid t);
+  // Poll items: migrate.sock (Tid() in `index`), each handed-over move's
+  // socket (its task), and each restore process's ready pipe (its task,
+  // `ready_pipe`). OnReady: one of them is readable.
+  struct PollId {
+    Tid tid;
+    bool ready_pipe = false;
+  };
+  void AppendPollItems(std::vector<zmq_pollitem_t>& items, std::vector<PollId>& index) const;
+  void OnReady(PollId id);
   void Close();
 
  private:
@@ -76,8 +81,11 @@ class MoveIo {
                       const std::optional<LinkCipherState>& cipher = std::nullopt,
                       std::span<const uint8_t> sealed = {});
   void DropMove(Tid t);
+  // A restore process wrote to its ready pipe, or ended: the core hears it.
+  void OnRestoreReady(Tid t);
 
   std::string fault_;
+  std::map<Tid, int> ready_pipes_;  // restore processes not ready yet: our end of their pipe
   DaemonCore& core_;
   Connections& conns_;
   TaskProcesses& procs_;

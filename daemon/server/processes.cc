@@ -49,7 +49,8 @@ int OpenStdin(const std::string& path) {
 // In the child of fork(): becomes the task. `stdio` are its stdin (-1:
 // /dev/null), stdout and stderr; exec's errno goes to `exec_errno_fd`.
 [[noreturn]] void ExecTask(const SpawnSpec& spec, std::array<int, 3> stdio, int exec_errno_fd,
-                           int keep_fd, std::vector<char*>& argv, std::vector<char*>& envp) {
+                           const std::vector<int>& keep, std::vector<char*>& argv,
+                           std::vector<char*>& envp) {
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -71,10 +72,8 @@ int OpenStdin(const std::string& path) {
   dup2(stdio[2], 2);
   // Descriptors the daemon itself inherited from whoever started it are no
   // business of the task (and would pin it: a foreign pipe cannot move).
-  if (keep_fd > 3) syscall(SYS_close_range, 3u, static_cast<unsigned>(keep_fd - 1), 4u);
-  syscall(SYS_close_range, static_cast<unsigned>(std::max(keep_fd + 1, 3)), ~0u,
-          4u);                                   // 4: CLOSE_RANGE_CLOEXEC
-  if (keep_fd >= 0) fcntl(keep_fd, F_SETFD, 0);  // a restore process's listener
+  syscall(SYS_close_range, 3u, ~0u, 4u);      // 4: CLOSE_RANGE_CLOEXEC
+  for (int fd : keep) fcntl(fd, F_SETFD, 0);  // a restore process's listener and ready pipe
   if (!spec.cwd.empty() && chdir(spec.cwd.c_str()) != 0) {
     const char* home = getenv("HOME");
     if (home == nullptr || chdir(home) != 0) (void)!chdir("/");
@@ -87,7 +86,7 @@ int OpenStdin(const std::string& path) {
 
 }  // namespace
 
-Result<int> TaskProcesses::Spawn(const SpawnSpec& spec, int keep_fd) {
+Result<int> TaskProcesses::Spawn(const SpawnSpec& spec, std::vector<int> keep) {
   int out[2], err[2], ex[2];
   if (pipe2(out, O_CLOEXEC) != 0) return Fail(Err::kOutOfRes);
   if (pipe2(err, O_CLOEXEC) != 0) {
@@ -111,7 +110,7 @@ Result<int> TaskProcesses::Spawn(const SpawnSpec& spec, int keep_fd) {
     for (int fd : {out[0], out[1], err[0], err[1], ex[0], ex[1], in}) close(fd);
     return Fail(Err::kOutOfRes);
   }
-  if (pid == 0) ExecTask(spec, {in, out[1], err[1]}, ex[1], keep_fd, argv, envp);
+  if (pid == 0) ExecTask(spec, {in, out[1], err[1]}, ex[1], keep, argv, envp);
   close(out[1]);
   close(err[1]);
   close(ex[1]);

@@ -30,8 +30,8 @@ class TaskProcesses {
   // An emulated host's speed: every process started here joins `limit`.
   void set_cpu_limit(CpuLimit* limit) { limit_ = limit; }
 
-  // Starts a task process; `keep_fd` (if >= 0) stays open in it.
-  Result<int> Spawn(const SpawnSpec& spec, int keep_fd);
+  // Starts a task process; the descriptors in `keep` stay open in it.
+  Result<int> Spawn(const SpawnSpec& spec, std::vector<int> keep = {});
   // Full path of `file` as spawn would run it, or "".
   std::string Resolve(const std::string& file, const std::string& path_env,
                       const std::string& cwd) const;

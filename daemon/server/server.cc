@@ -383,7 +383,7 @@ double Server::SampleBackground(const std::vector<int>& ours, int our_running) {
   return running < 0 ? 0 : std::max(0, running - 1 - our_running);
 }
 
-Result<int> Server::Spawn(const SpawnSpec& spec) { return procs_.Spawn(spec, -1); }
+Result<int> Server::Spawn(const SpawnSpec& spec) { return procs_.Spawn(spec); }
 
 void Server::Signal(int pid, int sig) {
   if (pid > 0) kill(pid, sig);

@@ -84,7 +84,7 @@ class Server final : public DaemonEnv {
     std::vector<zmq_pollitem_t> fds;
     std::vector<ConnId> ids;
     std::vector<uint64_t> pipe_index;
-    std::vector<Tid> move_index;
+    std::vector<MoveIo::PollId> move_index;
     size_t first_move = 0, first_pipe = 0, first_peer = 0;
   };
   // The loop's steps. ShutdownDone: every process has gone (or the grace

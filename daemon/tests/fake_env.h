@@ -58,9 +58,10 @@ class FakeEnv : public DaemonEnv, public FakeClock, public FakeRandom {
     return {};
   }
   std::vector<std::string> started_hosts;
+  bool restore_says_ready = false;  // RestoreStart::says_when_ready of the restores started
   Result<RestoreStart> SpawnRestore(const SpawnSpec& spec, const std::string&) override {
     restores.push_back(spec);
-    return RestoreStart{5000 + static_cast<int>(restores.size()), 40000};
+    return RestoreStart{5000 + static_cast<int>(restores.size()), 40000, restore_says_ready};
   }
   mpvm::expected<void, std::string> BeginMove(Tid t, int, const std::string& addr, int port,
                                               const std::string&) override {

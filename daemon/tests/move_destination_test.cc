@@ -43,6 +43,43 @@ TEST_F(MoveDestinationTest, AnOfferStartsARestoreAndAnswersWithItsPortAndToken) 
   EXPECT_FALSE(m_.cx.LocalTask(task_));  // not the task until the commit
 }
 
+// The source freezes its task on the accept: with a restore process that
+// says when it waits for the image, the accept waits for that, so that the
+// process's start (exec, dynamic linking) is not part of the blackout.
+TEST_F(MoveDestinationTest, TheAcceptWaitsUntilTheRestoreProcessIsReady) {
+  m_.env.restore_says_ready = true;
+  FrameHeader h = ControlHeader(Tid::DaemonOf(HostIndex{2}).raw(), m_.cx.host_tid().raw());
+  dest_.OnOffer(h, Offer(task_, 0x20000000001));
+  ASSERT_EQ(m_.env.restores.size(), 1u);
+  EXPECT_TRUE(m_.env.PeerControls(7).empty());
+  dest_.OnRestoreReady(task_);
+  auto sent = m_.env.PeerControls(7);
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].migrate_accept().code(), 0);
+  EXPECT_EQ(sent[0].migrate_accept().id(), 0x20000000001u);
+  EXPECT_EQ(sent[0].migrate_accept().port(), 40000);
+  EXPECT_EQ(sent[0].migrate_accept().token().size(), 32u);
+  dest_.OnRestoreReady(task_);  // once only
+  EXPECT_EQ(m_.env.PeerControls(7).size(), 1u);
+}
+
+TEST_F(MoveDestinationTest, ARestoreThatEndsBeforeItIsReadyRefusesTheMove) {
+  m_.env.restore_says_ready = true;
+  FrameHeader h = ControlHeader(Tid::DaemonOf(HostIndex{2}).raw(), m_.cx.host_tid().raw());
+  dest_.OnOffer(h, Offer(task_, 0x20000000001));
+  Task& copy = m_.cx.tasks.find(task_)->second;
+  copy.exited = true;
+  copy.exit_code = 127;
+  dest_.OnRestoreEnded(task_);
+  auto sent = m_.env.PeerControls(7);
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_LT(sent[0].migrate_accept().code(), 0);
+  EXPECT_NE(sent[0].migrate_accept().detail().find("ended before it was ready"), std::string::npos);
+  EXPECT_EQ(copy.move_id, 0u);  // nothing left to wait for: the copy can be forgotten
+  dest_.OnRestoreReady(task_);  // too late: nothing more is sent
+  EXPECT_EQ(m_.env.PeerControls(7).size(), 1u);
+}
+
 TEST_F(MoveDestinationTest, ACommitMakesTheCopyTheTaskAndItsHeldOutputFollows) {
   Offered(task_, 0x20000000001);
   m_.cx.tasks.find(task_)->second.held_output = "before\n";

@@ -12,7 +12,6 @@ namespace {
 
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kPresent = 1ull << 63, kSwapped = 1ull << 62;
-constexpr long kMadvPopulateWrite = 23;  // <sys/mman.h> of glibc 2.36 lacks it
 
 long SendRun(int out_fd, uint64_t region_start, uint64_t from, uint64_t to, uint64_t* sent) {
   PageRun run{from - region_start, to - from};
@@ -61,12 +60,10 @@ const char* ReadPageRuns(int fd, uint64_t start, uint64_t end) {
     if (const char* bad = CheckPageRun(run, prev_end, end - start)) return bad;
     if (run.len == 0) return nullptr;
     const uint64_t at = start + run.offset;
-    // Every run is populated in one call before it is read into: a fault
-    // per 4 KiB page as the read fills it costs about 10 us each on a
-    // virtual machine whose page faults trap to the hypervisor (0.7 us per
-    // page populated at once). MADV_POPULATE_WRITE (Linux 5.14); where it
-    // is missing the read faults the pages in as before.
-    raw::Sys(SYS_madvise, at, run.len, kMadvPopulateWrite);
+    // Every run is populated in one call before it is read into, not a
+    // fault per page as the read fills it (raw.h). Where the kernel lacks
+    // the advice, the read faults the pages in as before.
+    raw::Sys(SYS_madvise, at, run.len, raw::kMadvPopulateWrite);
     if (raw::ReadFull(fd, reinterpret_cast<void*>(at), run.len) != 0)
       return "the image stream ended early";
     prev_end = run.offset + run.len;
