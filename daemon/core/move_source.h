@@ -51,7 +51,13 @@ class MoveSource {
   void TaskEnded(Tid t);
 
  private:
-  std::string WhyCannotMove(const Task& task) const;
+  // Why task `task` cannot move now ("" if it can); `lasting`: it never
+  // will (the balancer pins it).
+  struct Refusal {
+    std::string why;
+    bool lasting = false;
+  };
+  Refusal WhyCannotMove(const Task& task) const;
   // The offer to the destination: what it needs to restart the task.
   void FillOffer(const Task& task, uint64_t id, ctl::MigrateOffer* o) const;
   void StartMove(Tid t, int dest, Tid asker, uint64_t asker_rid,

@@ -124,5 +124,27 @@ TEST_F(MoveSourceTest, ATaskStartedByHandCannotMove) {
   EXPECT_EQ(m_.cx.tasks.find(task_)->second.move_id, 0u);
 }
 
+// A balancer's order refused for a passing reason fails that order only;
+// the task stays a candidate. Pinned for it, a task whose spawn was not
+// complete at the first decision stayed on a slow host to the end.
+TEST_F(MoveSourceTest, ABalancerMoveRefusedForAPassingReasonDoesNotPinTheTask) {
+  Task& task = m_.cx.tasks.find(task_)->second;
+  task.awaiting_siblings = true;
+  source_.RequestBalancerMove(task_, 2);
+  EXPECT_EQ(task.move_id, 0u);
+  EXPECT_TRUE(task.pinned_why.empty());
+  EXPECT_EQ(m_.cx.load.failures_to(2), 1);  // the balancer hears it
+  task.awaiting_siblings = false;
+  EXPECT_NE(Offered(), 0u);  // and may order it again
+}
+
+TEST_F(MoveSourceTest, ABalancerMoveRefusedForALastingReasonPinsTheTask) {
+  Task& task = m_.cx.tasks.find(task_)->second;
+  task.spec.stdin_path = "/proc/1/fd/0";
+  source_.RequestBalancerMove(task_, 2);
+  EXPECT_EQ(task.move_id, 0u);
+  EXPECT_NE(task.pinned_why.find("standard input"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace mpvm
