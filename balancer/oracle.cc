@@ -20,6 +20,7 @@ constexpr double kTolerance = 1e-9;
 struct Sim {
   std::vector<long long> speed;
   std::vector<long long> count;
+  std::vector<double> background;  // per host (oracle.h)
   std::vector<double> left;
   std::vector<int> host;
   double now = 0;
@@ -27,6 +28,8 @@ struct Sim {
   explicit Sim(const OracleInput& in)
       : speed(in.speeds.begin(), in.speeds.end()),
         count(in.speeds.size(), 0),
+        background(in.background.empty() ? std::vector<double>(in.speeds.size(), 0.0)
+                                         : in.background),
         left(in.work),
         host(in.work.size(), -1) {}
 
@@ -35,9 +38,25 @@ struct Sim {
     host[task] = h;
     ++count[static_cast<std::size_t>(h)];
   }
+  // The rate of each of `n` tasks on host `h`: r_h * E[1 / (n + K)].
+  double RateWith(std::size_t h, long long n) const {
+    const double r = static_cast<double>(speed[h]) / 1000.0, b = background[h];
+    const double k = std::floor(b), f = b - k, nn = static_cast<double>(n);
+    if (f == 0) return r / (nn + k);
+    return r * ((1 - f) / (nn + k) + f / (nn + k + 1));
+  }
   double Rate(std::size_t task) const {
     auto h = static_cast<std::size_t>(host[task]);
-    return static_cast<double>(speed[h]) / 1000.0 / static_cast<double>(count[h]);
+    return RateWith(h, count[h]);
+  }
+  // Time per unit of work of each of `n` tasks on host `h`: what the
+  // staircase compares. Without background, n * 1000 / s_h in one division:
+  // equal quotients of integers round to the same double, so ties stay
+  // ties and are broken as the integers would break them.
+  double Load(std::size_t h, long long n) const {
+    if (background[h] == 0)
+      return static_cast<double>(n) * 1000.0 / static_cast<double>(speed[h]);
+    return 1.0 / RateWith(h, n);
   }
 };
 
@@ -64,12 +83,12 @@ bool Step(Sim& s) {
   return true;
 }
 
-// The host where one more task would run fastest: least (n + 1) / s; of
-// equals, the faster host, then the first. Exact, in integers.
+// The host where one more task would run fastest: least (n + 1) / s (its
+// Load with one more task); of equals, the faster host, then the first.
 int Destination(const Sim& s) {
   std::size_t best = 0;
   for (std::size_t h = 1; h < s.speed.size(); ++h) {
-    long long a = (s.count[h] + 1) * s.speed[best], b = (s.count[best] + 1) * s.speed[h];
+    const double a = s.Load(h, s.count[h] + 1), b = s.Load(best, s.count[best] + 1);
     if (a < b || (a == b && s.speed[h] > s.speed[best])) best = h;
   }
   return static_cast<int>(best);
@@ -81,14 +100,15 @@ bool MovesBefore(const Sim& s, std::size_t a, std::size_t b) {
   double la = s.left[a], lb = s.left[b];
   if (std::abs(la - lb) > kTolerance * std::max(la, lb)) return la > lb;
   auto ha = static_cast<std::size_t>(s.host[a]), hb = static_cast<std::size_t>(s.host[b]);
-  long long load_a = s.count[ha] * s.speed[hb], load_b = s.count[hb] * s.speed[ha];
+  const double load_a = s.Load(ha, s.count[ha]), load_b = s.Load(hb, s.count[hb]);
   if (load_a != load_b) return load_a > load_b;
   return a < b;
 }
 
 // Moves tasks one at a time while a move strictly helps the moved task:
-// (n_B + 1) / s_B < n_A / s_A. Each move lowers the sorted list of host
-// loads, so this ends.
+// (n_B + 1) / s_B < n_A / s_A (with background, Load(B, n_B + 1) <
+// Load(A, n_A)). Each move lowers the sorted list of host loads, so this
+// ends.
 void Rebalance(Sim& s) {
   for (;;) {
     int to = Destination(s);
@@ -97,7 +117,7 @@ void Rebalance(Sim& s) {
     for (std::size_t t = 0; t < s.host.size(); ++t) {
       if (s.host[t] < 0) continue;
       auto a = static_cast<std::size_t>(s.host[t]);
-      if ((s.count[b] + 1) * s.speed[a] >= s.count[a] * s.speed[b]) continue;
+      if (s.Load(b, s.count[b] + 1) >= s.Load(a, s.count[a])) continue;
       if (pick == s.host.size() || MovesBefore(s, t, pick)) pick = t;
     }
     if (pick == s.host.size()) return;
@@ -119,7 +139,11 @@ bool IsValid(const OracleInput& in) {
   bool speeds_ok = std::all_of(in.speeds.begin(), in.speeds.end(), [](int v) { return v > 0; });
   bool work_ok = std::all_of(in.work.begin(), in.work.end(),
                              [](double w) { return std::isfinite(w) && w >= 0; });
-  return speeds_ok && work_ok;
+  bool background_ok =
+      (in.background.empty() || in.background.size() == in.speeds.size()) &&
+      std::all_of(in.background.begin(), in.background.end(),
+                  [](double b) { return std::isfinite(b) && b >= 0 && b <= 1e6; });
+  return speeds_ok && work_ok && background_ok;
 }
 
 double RoundRobinTime(const OracleInput& in) {

@@ -37,6 +37,18 @@
 //   FluidBound      the preemptive lower bound, no schedule beats it:
 //                   max(max_j d_j / max_i r_i, sum_j d_j / sum_i r_i).
 //
+// Background load (digest E4): another user's work that no balancer can
+// move, per host, as the mean number of its processes ready to run, b_h.
+// Its count at any moment is floor(b_h) or ceil(b_h), the latter a
+// fraction frac(b_h) of the time, switching often compared with the tasks
+// (E4's busy loop runs and rests for U(0, 0.2) s against 2 s tasks: b =
+// 0.5). With n of our tasks and k background processes a host gives each of
+// ours r_i / (n + k): over time, r_i * E[1 / (n + K)]. RoundRobinTime and
+// StaircaseTime use those rates, and the staircase compares hosts by time
+// per unit of work, 1 / (r_i * E[1 / (n + K)]), which is n / r_i without
+// background. FluidBound ignores it (enough tasks crowd a background
+// process out), so it stays a lower bound, a looser one.
+//
 // Inputs. Every speed must be > 0 and every work finite and >= 0 (IsValid);
 // the functions return NaN otherwise, and for tasks with no host. No tasks
 // at all take 0 s.
@@ -51,6 +63,9 @@ namespace mpvm::balancer {
 struct OracleInput {
   std::vector<int> speeds;   // per host, PVM sp= (1000 = reference CPU)
   std::vector<double> work;  // per task, seconds of work at speed 1000
+  // Per host, the mean background processes ready to run (empty: none;
+  // else one value per host, each finite and >= 0).
+  std::vector<double> background = {};
 };
 
 struct OracleTimes {

@@ -4,6 +4,7 @@
 //
 //   oracle --speeds 1000x16 --tasks 17 --work 300
 //   oracle --speeds 1000x16,333x4 --work-list 300x10,120,60
+//   oracle --speeds 400x4 --tasks 6 --work 2 --background 0.5x2,0x2
 #include "oracle.h"
 
 #include <fmt/core.h>
@@ -46,11 +47,45 @@ void Print(const OracleInput& in) {
     fmt::print("round-robin / staircase {:.3f}\n", times.round_robin / times.staircase);
 }
 
+// The oracle's input from the options, or nullopt after saying what is wrong.
+std::optional<OracleInput> MakeInput(const std::string& speeds_text, int tasks, double work,
+                                     const std::string& work_list,
+                                     const std::string& background) {
+  auto speeds = ParseSpeeds(speeds_text);
+  if (!speeds || speeds->empty()) {
+    fmt::print(stderr, "oracle: --speeds: want e.g. 1000x16,333x4 (whole numbers, 1 to 1000000)\n");
+    return std::nullopt;
+  }
+  OracleInput in{*speeds, std::vector<double>(static_cast<std::size_t>(tasks), work), {}};
+  if (!work_list.empty()) {
+    auto list = ParseCountedList(work_list);
+    if (!list) {
+      fmt::print(stderr, "oracle: --work-list: want e.g. 300x10,120,60\n");
+      return std::nullopt;
+    }
+    in.work = *list;
+  }
+  if (!background.empty()) {
+    auto list = ParseCountedList(background);
+    if (!list || list->size() != in.speeds.size()) {
+      fmt::print(stderr, "oracle: --background: want one value per host (of {}), e.g. 0.5x2,0x2\n",
+                 in.speeds.size());
+      return std::nullopt;
+    }
+    in.background = *list;
+  }
+  if (!mpvm::balancer::IsValid(in)) {
+    fmt::print(stderr, "oracle: every work and background must be finite and at least 0\n");
+    return std::nullopt;
+  }
+  return in;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"The balancer's oracle: finish times of CPU-bound tasks started together"};
-  std::string speeds_text, work_list;
+  std::string speeds_text, work_list, background;
   bool json = false;
   int tasks = 0;
   double work = 0;
@@ -64,36 +99,23 @@ int main(int argc, char** argv) {
                        ->check(CLI::NonNegativeNumber);
   auto* list_opt = app.add_option("--work-list", work_list,
                                   "each task's seconds of work at speed 1000, e.g. 300x10,120,60");
+  app.add_option("--background", background,
+                 "another user's load per host, in host order: the mean number of its processes "
+                 "ready to run, e.g. 0.5x2,0x2 (default: none)");
   app.add_flag("--json", json, "print the three times as one JSON object (for scripts)");
   tasks_opt->needs(work_opt);
   work_opt->needs(tasks_opt);
   list_opt->excludes(tasks_opt)->excludes(work_opt);
   CLI11_PARSE(app, argc, argv);
 
-  auto speeds = ParseSpeeds(speeds_text);
-  if (!speeds || speeds->empty()) {
-    fmt::print(stderr, "oracle: --speeds: want e.g. 1000x16,333x4 (whole numbers, 1 to 1000000)\n");
-    return 2;
-  }
-  OracleInput in{*speeds, std::vector<double>(static_cast<std::size_t>(tasks), work)};
-  if (!list_opt->empty()) {
-    auto list = ParseCountedList(work_list);
-    if (!list) {
-      fmt::print(stderr, "oracle: --work-list: want e.g. 300x10,120,60\n");
-      return 2;
-    }
-    in.work = *list;
-  }
-  if (!mpvm::balancer::IsValid(in)) {
-    fmt::print(stderr, "oracle: every work must be finite and at least 0\n");
-    return 2;
-  }
+  auto in = MakeInput(speeds_text, tasks, work, work_list, background);
+  if (!in) return 2;
   if (json) {
-    const auto t = mpvm::balancer::AllTimes(in);
+    const auto t = mpvm::balancer::AllTimes(*in);
     fmt::print("{{\"round_robin\": {}, \"staircase\": {}, \"fluid\": {}}}\n", t.round_robin,
                t.staircase, t.fluid);
   } else {
-    Print(in);
+    Print(*in);
   }
   return 0;
 }

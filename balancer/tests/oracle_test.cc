@@ -229,6 +229,44 @@ TEST(Oracle, EqualWorksOnEqualHostsTheStaircaseNeverLosesToRoundRobin) {
     }
 }
 
+// Background (oracle.h): mean background processes ready per host.
+TEST(Oracle, BackgroundTakesItsShareOfAHost) {
+  // Always one busy process: half the host. Half the time: 1/2 * 1 + 1/2 *
+  // 1/2 = 3/4 of it.
+  EXPECT_NEAR(RoundRobinTime({{1000}, {100}, {1.0}}), 200, kEps);
+  EXPECT_NEAR(RoundRobinTime({{1000}, {100}, {0.5}}), 100 / 0.75, kEps);
+  // Two of ours with 1.5 in the background: 1/2 * 1/3 + 1/2 * 1/4 each.
+  EXPECT_NEAR(RoundRobinTime({{1000}, {100, 100}, {1.5}}), 100 / (0.5 / 3 + 0.5 / 4), kEps);
+}
+
+TEST(Oracle, TheStaircaseAvoidsAndLeavesABusyHost) {
+  // Two equal hosts, the first busy with another user's process. Round-
+  // robin puts a task on each: the busy one's takes 200 s. The staircase
+  // starts one on the idle host; the second goes where one more task runs
+  // no slower (a tie: the first host) and moves when the idle host frees
+  // up at 100 s, with 50 s of work left: 150 s.
+  const OracleInput in{{1000, 1000}, {100, 100}, {1.0, 0}};
+  EXPECT_NEAR(RoundRobinTime(in), 200, kEps);
+  EXPECT_NEAR(StaircaseTime(in), 150, kEps);
+  EXPECT_NEAR(FluidBound(in), 100, kEps);  // blind to background: still a bound
+}
+
+TEST(Oracle, NoBackgroundAndZeroBackgroundAgree) {
+  for (int n : {1, 17, 31, 43}) {
+    auto in = Equal(16, n, 300);
+    auto zeros = in;
+    zeros.background.assign(16, 0.0);
+    EXPECT_EQ(StaircaseTime(zeros), StaircaseTime(in));
+    EXPECT_EQ(RoundRobinTime(zeros), RoundRobinTime(in));
+  }
+}
+
+TEST(Oracle, MalformedBackgroundGivesNaN) {
+  EXPECT_TRUE(std::isnan(RoundRobinTime({{1000, 1000}, {100}, {0.5}})));  // one value, two hosts
+  EXPECT_TRUE(std::isnan(StaircaseTime({{1000}, {100}, {-1}})));
+  EXPECT_TRUE(std::isnan(StaircaseTime({{1000}, {100}, {NAN}})));
+}
+
 TEST(ParseCountedList, ExpandsCounts) {
   auto speeds = ParseCountedList("1000x16,333x4");
   ASSERT_TRUE(speeds.has_value());
