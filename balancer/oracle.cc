@@ -54,8 +54,7 @@ struct Sim {
   // equal quotients of integers round to the same double, so ties stay
   // ties and are broken as the integers would break them.
   double Load(std::size_t h, long long n) const {
-    if (background[h] == 0)
-      return static_cast<double>(n) * 1000.0 / static_cast<double>(speed[h]);
+    if (background[h] == 0) return static_cast<double>(n) * 1000.0 / static_cast<double>(speed[h]);
     return 1.0 / RateWith(h, n);
   }
 };
@@ -139,10 +138,9 @@ bool IsValid(const OracleInput& in) {
   bool speeds_ok = std::all_of(in.speeds.begin(), in.speeds.end(), [](int v) { return v > 0; });
   bool work_ok = std::all_of(in.work.begin(), in.work.end(),
                              [](double w) { return std::isfinite(w) && w >= 0; });
-  bool background_ok =
-      (in.background.empty() || in.background.size() == in.speeds.size()) &&
-      std::all_of(in.background.begin(), in.background.end(),
-                  [](double b) { return std::isfinite(b) && b >= 0 && b <= 1e6; });
+  bool background_ok = (in.background.empty() || in.background.size() == in.speeds.size()) &&
+                       std::all_of(in.background.begin(), in.background.end(),
+                                   [](double b) { return std::isfinite(b) && b >= 0 && b <= 1e6; });
   return speeds_ok && work_ok && background_ok;
 }
 

@@ -49,8 +49,7 @@ void Print(const OracleInput& in) {
 
 // The oracle's input from the options, or nullopt after saying what is wrong.
 std::optional<OracleInput> MakeInput(const std::string& speeds_text, int tasks, double work,
-                                     const std::string& work_list,
-                                     const std::string& background) {
+                                     const std::string& work_list, const std::string& background) {
   auto speeds = ParseSpeeds(speeds_text);
   if (!speeds || speeds->empty()) {
     fmt::print(stderr, "oracle: --speeds: want e.g. 1000x16,333x4 (whole numbers, 1 to 1000000)\n");
