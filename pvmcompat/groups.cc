@@ -134,9 +134,9 @@ int pvm_barrier(char* group, int count) {
   int rc = Call("pvm_barrier", Op::BARRIER, group, count, false, nullptr);
   return rc < 0 ? rc : 0;
 }
+// Blocks until `size` members (-1: all) have called it; returns the size.
 int pvm_freezegroup(char* group, int size) {
-  int rc = Call("pvm_freezegroup", Op::FREEZE, group, size, false, nullptr);
-  return rc < 0 ? rc : 0;
+  return Call("pvm_freezegroup", Op::FREEZE, group, size, false, nullptr);
 }
 
 int pvm_bcast(char* group, int msgtag) {

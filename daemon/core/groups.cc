@@ -1,6 +1,7 @@
 #include "groups.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "mpvm/error.h"
 
@@ -39,8 +40,8 @@ void GroupServer::Handle(ConnId conn, uint64_t rid, Tid who, const ctl::GroupReq
       code = Leave(g.group(), who);
       break;
     case ctl::GroupRequest::FREEZE:
-      code = Freeze(g.group(), g.arg());
-      break;
+      Freeze(conn, rid, who, g);  // answered when `size` members have called it
+      return;
     case ctl::GroupRequest::BARRIER:
       if (!Barrier(conn, rid, who, g, &code)) return;  // answered when all arrive
       if (code == 0) return;                           // answered with the others
@@ -55,7 +56,9 @@ void GroupServer::Handle(ConnId conn, uint64_t rid, Tid who, const ctl::GroupReq
 int GroupServer::Join(const std::string& name, Tid who) {
   Group& grp = groups_[name];
   if (InstanceOf(grp.members, who.raw()) >= 0) return Code(Err::kDupGroup);
-  if (grp.frozen_size >= 0) return Code(Err::kDenied);
+  // A frozen group takes no one; PVM 3.4.6's group server answers
+  // PvmNotInGroup then (measured), and so does mpvm.
+  if (grp.frozen_size >= 0) return Code(Err::kNotInGroup);
   auto hole = std::find(grp.members.begin(), grp.members.end(), 0);
   const int inst = static_cast<int>(hole - grp.members.begin());
   if (hole == grp.members.end()) {
@@ -76,11 +79,34 @@ int GroupServer::Leave(const std::string& name, Tid who) {
   return 0;
 }
 
-int GroupServer::Freeze(const std::string& name, int size) {
-  auto it = groups_.find(name);
-  if (it == groups_.end()) return Code(Err::kNoGroup);
-  it->second.frozen_size = size;
-  return 0;
+// As PVM's group server: a synchronizing call that every member makes; all
+// return the size once `size` members (-1: the current size) have called it,
+// and the group is frozen then, not before (tasks may still join meanwhile).
+void GroupServer::Freeze(ConnId conn, uint64_t rid, Tid who, const ctl::GroupRequest& g) {
+  auto answer = [this](ConnId c, uint64_t r, int code) {
+    ctl::Envelope e = NewEnvelope();
+    e.mutable_group_reply()->set_code(code);
+    out_.Add(c, r, std::move(e));
+  };
+  auto it = groups_.find(g.group());
+  if (it == groups_.end()) {
+    answer(conn, rid, Code(Err::kNoGroup));
+    return;
+  }
+  Group& grp = it->second;
+  if (grp.frozen_size >= 0) {
+    answer(conn, rid, Code(Err::kDupGroup));
+    return;
+  }
+  if (InstanceOf(grp.members, who.raw()) < 0) {
+    answer(conn, rid, Code(Err::kNotInGroup));
+    return;
+  }
+  const int size = g.arg() < 0 ? SizeOf(grp.members) : g.arg();
+  grp.freezing.emplace_back(conn, rid);
+  if (static_cast<int>(grp.freezing.size()) < size) return;
+  grp.frozen_size = size;
+  for (auto [wc, wrid] : std::exchange(grp.freezing, {})) answer(wc, wrid, size);
 }
 
 int GroupServer::Query(const ctl::GroupRequest& g, ctl::GroupReply* rep) const {
@@ -145,8 +171,10 @@ std::vector<int> GroupServer::Members() const {
 }
 
 void GroupServer::DropWaitersOf(ConnId conn) {
-  for (auto& [name, g] : groups_)
+  for (auto& [name, g] : groups_) {
     std::erase_if(g.barrier, [&](const auto& p) { return p.first == conn; });
+    std::erase_if(g.freezing, [&](const auto& p) { return p.first == conn; });
+  }
 }
 
 void GroupServer::ForgetMember(int tid) {

@@ -64,8 +64,36 @@ TEST_F(GroupsTest, ABarrierOfANonMemberOrAnUnknownGroupFailsAtOnce) {
 
 TEST_F(GroupsTest, AFrozenGroupTakesNoNewMembers) {
   Code(1, kA, ctl::GroupRequest::JOIN);
-  EXPECT_EQ(Code(1, kA, ctl::GroupRequest::FREEZE, 1), 0);
-  EXPECT_EQ(Code(2, kB, ctl::GroupRequest::JOIN), -8);  // PvmDenied
+  EXPECT_EQ(Code(1, kA, ctl::GroupRequest::FREEZE, 1), 1);    // the size
+  EXPECT_EQ(Code(2, kB, ctl::GroupRequest::JOIN), -20);       // PvmNotInGroup, as PVM
+  EXPECT_EQ(Code(1, kA, ctl::GroupRequest::FREEZE, 1), -18);  // PvmDupGroup
+}
+
+// gexample: the first member freezes at once for the n it spawned, which
+// join after; PVM's freeze waits for them (it used to freeze a group of one).
+TEST_F(GroupsTest, AFreezeWaitsUntilSizeMembersHaveCalledItAndJoinsGoOnMeanwhile) {
+  Code(1, kA, ctl::GroupRequest::JOIN);
+  EXPECT_TRUE(Op(1, kA, ctl::GroupRequest::FREEZE, 2).empty());  // waits
+  EXPECT_EQ(Code(2, kB, ctl::GroupRequest::JOIN), 1);            // not frozen yet
+  EXPECT_EQ(Code(3, kC, ctl::GroupRequest::FREEZE, 2), -20);     // PvmNotInGroup
+  auto out = Op(2, kB, ctl::GroupRequest::FREEZE, 2);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].conn, 1u);
+  EXPECT_EQ(out[1].conn, 2u);
+  EXPECT_EQ(out[0].env.group_reply().code(), 2);
+  EXPECT_EQ(out[1].env.group_reply().code(), 2);
+  EXPECT_EQ(Code(3, kC, ctl::GroupRequest::JOIN), -20);  // frozen now
+}
+
+TEST_F(GroupsTest, AFreezeOfAllWaitsForEveryMemberAndAClosedWaiterIsDropped) {
+  Code(1, kA, ctl::GroupRequest::JOIN);
+  Code(2, kB, ctl::GroupRequest::JOIN);
+  EXPECT_TRUE(Op(1, kA, ctl::GroupRequest::FREEZE, -1).empty());
+  groups_.DropWaitersOf(1);
+  EXPECT_TRUE(Op(2, kB, ctl::GroupRequest::FREEZE, -1).empty());  // a's wait is gone
+  auto out = Op(1, kA, ctl::GroupRequest::FREEZE, -1);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].env.group_reply().code(), 2);
 }
 
 TEST_F(GroupsTest, MembersListsTidsByInstanceWithHoles) {

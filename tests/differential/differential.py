@@ -48,6 +48,7 @@ PROGRAMS = {
     "gmbi": ("gmbi.c taskf.c", []),
     "task0": ("task0.c taskf.c", []), "task1": ("task1.c taskf.c", []),
     "task_end": ("task_end.c", []),
+    "gexample": ("gexample.c", []),
     "dbwtest": ("bwtest.c", ["-DENCODE=PvmDataDefault", "-DPACK"]),
     "ibwtest": ("bwtest.c", ["-DPACK", "-DENCODE=PvmDataInPlace"]),
     "pbwtest": ("bwtest.c", []),
@@ -69,6 +70,10 @@ SCENARIOS = {
     "inherit1": ([("run", ["inherita", "inherit1"])], {}),
     "inherit3": ([("run", ["inherita", "inherit3"])], {}),
     "gmbi": ([("run", ["gmbi"])], {}),
+    # Started together (spmd style): join, pvm_freezegroup(nsibs), pvm_reduce
+    # with PvmSum and a user function, then a barrier. The freeze must wait
+    # for all four to join (it once froze a group of one: 1-Norm 2200).
+    "gexample": ([("launch", 4, ["gexample"])], {}),
     "mbox": ([("bg", ["task0", "svc", "d"]), ("wait_mbox", "svc"),
               ("run", ["task1", "svc", "0", "d"]), ("run", ["task_end", "svc", "0"]),
               ("join",)], {"sort_blocks": True}),
