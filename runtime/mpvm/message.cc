@@ -118,7 +118,8 @@ void Message::NoteType(DataType t, size_t bytes) {
 size_t Message::size() const { return body_.size() - base_ + ref_bytes_; }
 
 Status Message::Pack(DataType type, const void* data, int count, int stride) {
-  if (count < 0 || stride < 1 || (count > 0 && data == nullptr)) return Fail(Err::kBadParam);
+  // Stride 0 is PVM 3.4.6's too: the first item, `count` times.
+  if (count < 0 || stride < 0 || (count > 0 && data == nullptr)) return Fail(Err::kBadParam);
   if (type == DataType::kStr || type == DataType::kMesg) return Fail(Err::kBadParam);
   if (count == 0) return {};
   const auto* src = static_cast<const uint8_t*>(data);
@@ -308,7 +309,8 @@ Result<const uint8_t*> Message::Take(size_t n) {
 }
 
 Status Message::Unpack(DataType type, void* data, int count, int stride) {
-  if (count < 0 || stride < 1 || (count > 0 && data == nullptr)) return Fail(Err::kBadParam);
+  // Stride 0 is PVM 3.4.6's too: the first item, `count` times.
+  if (count < 0 || stride < 0 || (count > 0 && data == nullptr)) return Fail(Err::kBadParam);
   if (type == DataType::kStr || type == DataType::kMesg) return Fail(Err::kBadParam);
   if (count == 0) return {};
   Flatten();

@@ -224,11 +224,31 @@ TEST(Message, AuxLongerThanPayloadIsClamped) {
   EXPECT_EQ(m.Unpack(DataType::kByte, &c, 1, 1).error(), Err::kNoData);
 }
 
+// PVM 3.4.6 takes stride 0 (pvm_pkint(x, 2, 0) returns 0): the first item
+// is packed `count` times, and unpacked `count` times into the same place.
+TEST(Message, StrideZeroRepeatsTheFirstItemAsPvmDoes) {
+  for (int enc : {kEncDefault, kEncRaw}) {
+    Message m(enc);
+    const int32_t v[2] = {7, 9};
+    ASSERT_TRUE(m.Pack(DataType::kInt, v, 3, 0));
+    m.Flatten();
+    auto aux = m.EncodeTypeMap();
+    std::vector<uint8_t> payload(aux);
+    payload.insert(payload.end(), m.body().begin(), m.body().end());
+    Message r = Message::FromWire(enc, payload, static_cast<uint32_t>(aux.size()));
+    int32_t got[3] = {};
+    ASSERT_TRUE(r.Unpack(DataType::kInt, got, 3, 1));
+    EXPECT_EQ(got[0], 7);
+    EXPECT_EQ(got[1], 7);
+    EXPECT_EQ(got[2], 7);
+  }
+}
+
 TEST(Message, BadArgumentsAreBadParam) {
   Message m;
   int v = 0;
   EXPECT_EQ(m.Pack(DataType::kInt, &v, -1, 1).error(), Err::kBadParam);
-  EXPECT_EQ(m.Pack(DataType::kInt, &v, 1, 0).error(), Err::kBadParam);
+  EXPECT_EQ(m.Pack(DataType::kInt, &v, 1, -1).error(), Err::kBadParam);
   EXPECT_EQ(m.Pack(DataType::kInt, nullptr, 1, 1).error(), Err::kBadParam);
   EXPECT_EQ(m.PackStr(nullptr).error(), Err::kBadParam);
   EXPECT_EQ(m.Unpack(DataType::kInt, &v, -1, 1).error(), Err::kBadParam);
