@@ -2,7 +2,10 @@
 // daemon; bcast, reduce, gather and scatter are built here from messages.
 #include <string.h>
 
+#include <algorithm>
 #include <complex>
+#include <map>
+#include <string>
 #include <vector>
 
 #include "mpvm/task_runtime.h"
@@ -27,6 +30,37 @@ int Call(const char* fn, Op::Op op, char* group, int arg, bool quiet, mpvm::ctl:
   if (!r) return Report(fn, r.error(), quiet);
   if (out) *out = *r;
   return r->code();
+}
+
+// Frozen groups' tables, kept by this task as PVM's members keep them: once
+// a group is frozen its table no longer changes for its members, and a
+// member that leaves keeps its instance in the others' tables. In the
+// task's own memory, so a move carries it along.
+std::map<std::string, std::vector<int>>& Frozen() {
+  static std::map<std::string, std::vector<int>> tables;
+  return tables;
+}
+
+const std::vector<int>* FrozenTable(const char* group) {
+  if (group == nullptr) return nullptr;
+  auto it = Frozen().find(group);
+  return it == Frozen().end() ? nullptr : &it->second;
+}
+
+// The group's tids by instance (0 for holes): the kept table of a frozen
+// group, else the daemon's (kept if the group is frozen now). 0 or a PVM
+// error code.
+int Members(const char* fn, char* group, std::vector<int>* tids) {
+  if (const auto* kept = FrozenTable(group)) {
+    *tids = *kept;
+    return 0;
+  }
+  mpvm::ctl::GroupReply rep;
+  int rc = Call(fn, Op::MEMBERS, group, 0, false, &rep);
+  if (rc < 0) return rc;
+  tids->assign(rep.tids().begin(), rep.tids().end());
+  if (rep.frozen()) Frozen()[group] = *tids;
+  return 0;
 }
 
 size_t ItemSize(int datatype) {
@@ -122,29 +156,50 @@ void Reduce(int op, int* datatype, void* x, void* y, int* num, int* info) {
 extern "C" {
 
 int pvm_joingroup(char* group) { return Call("pvm_joingroup", Op::JOIN, group, 0, false, nullptr); }
-int pvm_lvgroup(char* group) { return Call("pvm_lvgroup", Op::LEAVE, group, 0, false, nullptr); }
+int pvm_lvgroup(char* group) {
+  int rc = Call("pvm_lvgroup", Op::LEAVE, group, 0, false, nullptr);
+  if (rc >= 0) Frozen().erase(group);
+  return rc;
+}
 int pvm_gettid(char* group, int inum) {
+  if (const auto* kept = FrozenTable(group)) {
+    if (inum >= 0 && inum < static_cast<int>(kept->size()) &&
+        (*kept)[static_cast<size_t>(inum)] > 0)
+      return (*kept)[static_cast<size_t>(inum)];
+    return Report("pvm_gettid", Err::kNoInst, true);
+  }
   return Call("pvm_gettid", Op::GETTID, group, inum, true, nullptr);
 }
 int pvm_getinst(char* group, int tid) {
+  if (const auto* kept = FrozenTable(group)) {
+    for (size_t i = 0; i < kept->size(); ++i)
+      if ((*kept)[i] == tid && tid > 0) return static_cast<int>(i);
+    return Report("pvm_getinst", Err::kNotInGroup, true);
+  }
   return Call("pvm_getinst", Op::GETINST, group, tid, true, nullptr);
 }
-int pvm_gsize(char* group) { return Call("pvm_gsize", Op::SIZE, group, 0, false, nullptr); }
+int pvm_gsize(char* group) {
+  if (const auto* kept = FrozenTable(group))
+    return static_cast<int>(std::count_if(kept->begin(), kept->end(), [](int t) { return t > 0; }));
+  return Call("pvm_gsize", Op::SIZE, group, 0, false, nullptr);
+}
 int pvm_barrier(char* group, int count) {
   int rc = Call("pvm_barrier", Op::BARRIER, group, count, false, nullptr);
   return rc < 0 ? rc : 0;
 }
 // Blocks until `size` members (-1: all) have called it; returns the size.
 int pvm_freezegroup(char* group, int size) {
-  return Call("pvm_freezegroup", Op::FREEZE, group, size, false, nullptr);
+  int rc = Call("pvm_freezegroup", Op::FREEZE, group, size, false, nullptr);
+  std::vector<int> tids;
+  if (rc >= 0) Members("pvm_freezegroup", group, &tids);  // keeps the table
+  return rc;
 }
 
 int pvm_bcast(char* group, int msgtag) {
-  mpvm::ctl::GroupReply rep;
-  int rc = Call("pvm_bcast", Op::MEMBERS, group, 0, false, &rep);
+  std::vector<int> members, tids;
+  int rc = Members("pvm_bcast", group, &members);
   if (rc < 0) return rc;
-  std::vector<int> tids;
-  for (int t : rep.tids())
+  for (int t : members)
     if (t > 0 && t != pvm_mytid()) tids.push_back(t);
   if (tids.empty()) return 0;
   return pvm_mcast(tids.data(), static_cast<int>(tids.size()), msgtag);
@@ -167,16 +222,16 @@ int pvm_reduce(void (*func)(int*, void*, void*, int*, int*), void* data, int cou
                int msgtag, char* group, int root) {
   if (func == nullptr || data == nullptr || count < 0 || ItemSize(datatype) == 0 || msgtag < 0)
     return Report("pvm_reduce", Err::kBadParam);
-  mpvm::ctl::GroupReply rep;
-  int rc = Call("pvm_reduce", Op::MEMBERS, group, 0, false, &rep);
+  std::vector<int> tids;
+  int rc = Members("pvm_reduce", group, &tids);
   if (rc < 0) return rc;
-  if (root < 0 || root >= rep.tids_size() || rep.tids(root) <= 0)
+  if (root < 0 || root >= static_cast<int>(tids.size()) || tids[static_cast<size_t>(root)] <= 0)
     return Report("pvm_reduce", Err::kNoInst);
   const int me = pvm_mytid();
-  const int root_tid = rep.tids(root);
+  const int root_tid = tids[static_cast<size_t>(root)];
   if (me != root_tid) return SendRaw(root_tid, msgtag, data, count, datatype) < 0 ? pvm_errno : 0;
   std::vector<char> tmp(ItemSize(datatype) * static_cast<size_t>(count));
-  for (int t : rep.tids()) {
+  for (int t : tids) {
     if (t <= 0 || t == me) continue;
     if (RecvRaw(t, msgtag, tmp.data(), count, datatype) < 0) return pvm_errno;
     int info = 0, n = count, dt = datatype;
@@ -190,19 +245,19 @@ int pvm_gather(void* result, void* data, int count, int datatype, int msgtag, ch
                int root) {
   if (data == nullptr || count < 0 || ItemSize(datatype) == 0 || msgtag < 0)
     return Report("pvm_gather", Err::kBadParam);
-  mpvm::ctl::GroupReply rep;
-  int rc = Call("pvm_gather", Op::MEMBERS, group, 0, false, &rep);
+  std::vector<int> tids;
+  int rc = Members("pvm_gather", group, &tids);
   if (rc < 0) return rc;
-  if (root < 0 || root >= rep.tids_size() || rep.tids(root) <= 0)
+  if (root < 0 || root >= static_cast<int>(tids.size()) || tids[static_cast<size_t>(root)] <= 0)
     return Report("pvm_gather", Err::kNoInst);
   const int me = pvm_mytid();
-  if (me != rep.tids(root))
-    return SendRaw(rep.tids(root), msgtag, data, count, datatype) < 0 ? pvm_errno : 0;
+  const int root_tid = tids[static_cast<size_t>(root)];
+  if (me != root_tid) return SendRaw(root_tid, msgtag, data, count, datatype) < 0 ? pvm_errno : 0;
   if (result == nullptr) return Report("pvm_gather", Err::kBadParam);
   const size_t chunk = ItemSize(datatype) * static_cast<size_t>(count);
-  for (int i = 0; i < rep.tids_size(); ++i) {
-    char* slot = static_cast<char*>(result) + chunk * static_cast<size_t>(i);
-    int t = rep.tids(i);
+  for (size_t i = 0; i < tids.size(); ++i) {
+    char* slot = static_cast<char*>(result) + chunk * i;
+    int t = tids[i];
     if (t <= 0) continue;
     if (t == me) {
       memcpy(slot, data, chunk);
@@ -217,19 +272,19 @@ int pvm_scatter(void* result, void* data, int count, int datatype, int msgtag, c
                 int root) {
   if (result == nullptr || count < 0 || ItemSize(datatype) == 0 || msgtag < 0)
     return Report("pvm_scatter", Err::kBadParam);
-  mpvm::ctl::GroupReply rep;
-  int rc = Call("pvm_scatter", Op::MEMBERS, group, 0, false, &rep);
+  std::vector<int> tids;
+  int rc = Members("pvm_scatter", group, &tids);
   if (rc < 0) return rc;
-  if (root < 0 || root >= rep.tids_size() || rep.tids(root) <= 0)
+  if (root < 0 || root >= static_cast<int>(tids.size()) || tids[static_cast<size_t>(root)] <= 0)
     return Report("pvm_scatter", Err::kNoInst);
   const int me = pvm_mytid();
-  if (me != rep.tids(root))
-    return RecvRaw(rep.tids(root), msgtag, result, count, datatype) < 0 ? pvm_errno : 0;
+  const int root_tid = tids[static_cast<size_t>(root)];
+  if (me != root_tid) return RecvRaw(root_tid, msgtag, result, count, datatype) < 0 ? pvm_errno : 0;
   if (data == nullptr) return Report("pvm_scatter", Err::kBadParam);
   const size_t chunk = ItemSize(datatype) * static_cast<size_t>(count);
-  for (int i = 0; i < rep.tids_size(); ++i) {
-    const char* slot = static_cast<const char*>(data) + chunk * static_cast<size_t>(i);
-    int t = rep.tids(i);
+  for (size_t i = 0; i < tids.size(); ++i) {
+    const char* slot = static_cast<const char*>(data) + chunk * i;
+    int t = tids[i];
     if (t <= 0) continue;
     if (t == me) {
       memcpy(result, slot, chunk);

@@ -132,6 +132,7 @@ int GroupServer::Query(const ctl::GroupRequest& g, ctl::GroupReply* rep) const {
       return SizeOf(m);
     case ctl::GroupRequest::MEMBERS:
       for (int t : m) rep->add_tids(t);
+      rep->set_frozen(it->second.frozen_size >= 0);
       return 0;
     default:
       return Code(Err::kBadParam);

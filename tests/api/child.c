@@ -154,6 +154,17 @@ int main(int argc, char **argv) {
     pvm_exit();
     return 0;
   }
+  if (!strcmp(mode, "freezeleave")) { /* join GROUP, freeze it at 2, leave, tell the parent */
+    char *g = argv[2];
+    int inst = pvm_joingroup(g), size = pvm_freezegroup(g, 2), left = pvm_lvgroup(g);
+    pvm_initsend(PvmDataDefault);
+    pvm_pkint(&inst, 1, 1);
+    pvm_pkint(&size, 1, 1);
+    pvm_pkint(&left, 1, 1);
+    pvm_send(pvm_parent(), 91);
+    pvm_exit();
+    return 0;
+  }
   if (!strcmp(mode, "hold")) {
     printf("ready %x\n", me);
     fflush(stdout);
