@@ -25,6 +25,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "emulated_speed.h"
@@ -198,6 +199,20 @@ struct Job {
   int exit_code = 0;
 };
 
+// What to do about a program prun could not find: a bare name is looked up
+// (PATH, ~/pvm3/bin/ARCH); a path is taken as given, from prun's directory.
+void NoFileHint(const std::string& file) {
+  if (file.find('/') == std::string::npos) {
+    std::fprintf(stderr, "prun: give a path (./%s) or put it on PATH or in ~/pvm3/bin/%s\n",
+                 file.c_str(), mpvm::kArch);
+    return;
+  }
+  std::string where = file;
+  char cwd[4096];
+  if (file[0] != '/' && getcwd(cwd, sizeof cwd) != nullptr) where = std::string(cwd) + "/" + file;
+  std::fprintf(stderr, "prun: %s is not an executable file\n", where.c_str());
+}
+
 Job Start(mpvm::TaskRuntime& rt, const mpvm::SpawnRequestOptions& s, bool verbose) {
   Job job;
   auto tids = rt.Spawn(s);
@@ -207,6 +222,7 @@ Job Start(mpvm::TaskRuntime& rt, const mpvm::SpawnRequestOptions& s, bool verbos
     job.exit_code = 1;
     return job;
   }
+  bool hinted = false;
   for (size_t i = 0; i < tids->size(); ++i) {
     const int t = (*tids)[i];
     if (t > 0) {
@@ -216,9 +232,7 @@ Job Start(mpvm::TaskRuntime& rt, const mpvm::SpawnRequestOptions& s, bool verbos
     }
     std::fprintf(stderr, "prun: could not start %s (rank %zu): %s\n", s.file.c_str(), i,
                  std::string(mpvm::PvmErrorText(t)).c_str());
-    if (t == -7)
-      std::fprintf(stderr, "prun: give a path (./%s) or put it on PATH or in ~/pvm3/bin/%s\n",
-                   s.file.c_str(), mpvm::kArch);
+    if (t == -7 /* PvmNoFile */ && !std::exchange(hinted, true)) NoFileHint(s.file);
     job.exit_code = 1;
   }
   if (verbose) std::fprintf(stderr, "prun: started %d task(s)\n", job.started);

@@ -120,14 +120,19 @@ class VirtualWorkTest(VmTestCase):
     """mpvm_work on hosts in virtual-work mode (prun --cpu virtual) against
     the same work on real CPU."""
 
-    def took(self, cpu, hosts, n, units):
+    def run_tasks(self, cpu, hosts, n, units):
+        """Each task's (took, start, end), in seconds."""
         r = subprocess.run([PRUN, "--cpu", cpu, "--hosts", hosts, "--stdin", "none", "-n", str(n),
                             WORK_TASK, str(units)], env=self.env, capture_output=True, text=True,
                            timeout=120)
         self.assertEqual(r.returncode, 0, r.stderr)
-        times = [float(t) for t in re.findall(r"took ([0-9.]+) s", r.stdout)]
-        self.assertEqual(len(times), n, r.stdout)
-        return times
+        rows = [tuple(float(x) for x in m) for m in
+                re.findall(r"took ([0-9.]+) s start ([0-9.]+) end ([0-9.]+)", r.stdout)]
+        self.assertEqual(len(rows), n, r.stdout)
+        return rows
+
+    def took(self, cpu, hosts, n, units):
+        return [took for took, _, _ in self.run_tasks(cpu, hosts, n, units)]
 
     def test_virtual_work_agrees_with_real_cpu_within_5_percent(self):
         real = self.took("real", "a:500", 1, 1000)[0]
@@ -136,8 +141,18 @@ class VirtualWorkTest(VmTestCase):
         self.assertAlmostEqual(virtual / real, 1.0, delta=0.05)
 
     def test_tasks_working_on_one_host_share_its_speed(self):
-        for t in self.took("virtual", "a:1000", 3, 500):
-            self.assertAlmostEqual(t, 1.5, delta=0.1)  # three tasks at a third each
+        # Three tasks of 500 units on a host of 1000 units/s: the host does
+        # 1000 a second whoever works, so the job spans 1.5 s from the first
+        # start to the last end, however far apart the tasks start (a slow
+        # machine starts them a few tenths apart, and the first one works
+        # alone until the others join). Each took at least its 0.5 s alone
+        # and at most the span.
+        rows = self.run_tasks("virtual", "a:1000", 3, 500)
+        span = max(end for _, _, end in rows) - min(start for _, start, _ in rows)
+        self.assertAlmostEqual(span, 1.5, delta=0.15)
+        for took, _, _ in rows:
+            self.assertGreaterEqual(took, 0.5 - 0.05)
+            self.assertLessEqual(took, span + 0.05)
 
     def test_a_task_outside_any_vm_just_computes(self):
         r = subprocess.run([WORK_TASK, "100"], env=dict(self.env, MPVM_RUNDIR=self.tmp + "/none"),

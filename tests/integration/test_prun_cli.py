@@ -72,6 +72,18 @@ class PrunCommandLineTest(VmTestCase):
         self.assertIn("prun (mpvm", r.stdout)
         self.assertIn("PVM 3.4.6", r.stdout)
 
+    def test_a_missing_program_is_named_once_with_a_hint_that_fits(self):
+        # A path is taken as given, from prun's directory; a bare name is
+        # looked up. The hint is said once, not per rank, and never "././".
+        r = self.run_prun("-n", "3", "./nosuch")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertEqual(r.stderr.count("could not start ./nosuch"), 3, r.stderr)
+        self.assertEqual(r.stderr.count("/nosuch is not an executable file"), 1, r.stderr)
+        self.assertNotIn("././", r.stderr)
+        r = self.run_prun("-n", "2", "nosuch-program")
+        self.assertEqual(r.stderr.count("give a path (./nosuch-program) or put it on PATH"), 1,
+                         r.stderr)
+
     def test_usage_errors_exit_2_and_name_the_problem_and_start_nothing(self):
         before = set(mpvm_processes(self.rundir))
         for args, says in [(("--bogus", "-n", "1", "/bin/true"), "'--bogus'"),
