@@ -993,6 +993,45 @@ void Prewarm() {
   LoadHashCache();
 }
 
+// Tells the daemon this process waits for the image: only now does the
+// source freeze its task (daemon/core/env.h, RestoreStart).
+void SayReady() {
+  if (int ready = EnvInt("MPVM_RESTORE_READY_FD", -1); ready >= 0) {
+    const char r = 'r';
+    raw::Write(ready, &r, 1);
+    raw::Close(ready);
+  }
+}
+
+// The image stream: the first connection to listener `lfd`, in time.
+int AcceptImageStream(int lfd) {
+  struct pollfd {
+    int fd;
+    short events, revents;
+  } p{lfd, 1 /* POLLIN */, 0};
+  int ms = EnvInt("MPVM_RESTORE_TIMEOUT_MS", 15000);
+  long r;
+  do r = Sys(SYS_poll, reinterpret_cast<long>(&p), 1, ms);
+  while (r == -4);
+  if (r <= 0) Die("no image arrived in time");
+  int fd = static_cast<int>(Sys(SYS_accept4, lfd, 0, 0, SOCK_CLOEXEC));
+  if (fd < 0) Die("cannot accept the image stream");
+  raw::Close(lfd);
+  return fd;
+}
+
+// The stream must start with the token the daemon gave this process.
+void CheckToken(int fd) {
+  const char* tok = getenv("MPVM_RESTORE_TOKEN");
+  if (tok == nullptr) return;
+  uint8_t want[kTokenSize], got[kTokenSize];
+  if (raw::Len(tok) != 2 * kTokenSize || !ParseHexToken(tok, want)) Die("bad MPVM_RESTORE_TOKEN");
+  if (raw::ReadFull(fd, got, kTokenSize) != 0) Die("the image stream ended early");
+  uint8_t diff = 0;
+  for (size_t i = 0; i < kTokenSize; ++i) diff |= static_cast<uint8_t>(want[i] ^ got[i]);
+  if (diff != 0) Die("the image stream did not present the expected token");
+}
+
 void RestoreIfRequested() {
   int fd = EnvInt("MPVM_RESTORE_FD", -1);
   int lfd = EnvInt("MPVM_RESTORE_LISTEN_FD", -1);
@@ -1000,27 +1039,8 @@ void RestoreIfRequested() {
   if (!MapScratch()) Die("the restore area at 0x100000000000 is in use");
   Scratch* s = S();
   Prewarm();
-  // Tell the daemon this process waits for the image: only now does the
-  // source freeze its task (daemon/core/env.h, RestoreStart).
-  if (int ready = EnvInt("MPVM_RESTORE_READY_FD", -1); ready >= 0) {
-    const char r = 'r';
-    raw::Write(ready, &r, 1);
-    raw::Close(ready);
-  }
-  if (fd < 0) {
-    struct pollfd {
-      int fd;
-      short events, revents;
-    } p{lfd, 1 /* POLLIN */, 0};
-    int ms = EnvInt("MPVM_RESTORE_TIMEOUT_MS", 15000);
-    long r;
-    do r = Sys(SYS_poll, reinterpret_cast<long>(&p), 1, ms);
-    while (r == -4);
-    if (r <= 0) Die("no image arrived in time");
-    fd = static_cast<int>(Sys(SYS_accept4, lfd, 0, 0, SOCK_CLOEXEC));
-    if (fd < 0) Die("cannot accept the image stream");
-    raw::Close(lfd);
-  }
+  SayReady();
+  if (fd < 0) fd = AcceptImageStream(lfd);
   s->image_fd = fd;
   // The new host's settings, for the runtime once it runs again.
   size_t used = 0;
@@ -1031,14 +1051,7 @@ void RestoreIfRequested() {
     used += n;
   }
   s->env[used] = '\0';
-  if (const char* tok = getenv("MPVM_RESTORE_TOKEN"); tok != nullptr) {
-    uint8_t want[kTokenSize], got[kTokenSize];
-    if (raw::Len(tok) != 2 * kTokenSize || !ParseHexToken(tok, want)) Die("bad MPVM_RESTORE_TOKEN");
-    if (raw::ReadFull(fd, got, kTokenSize) != 0) Die("the image stream ended early");
-    uint8_t diff = 0;
-    for (size_t i = 0; i < kTokenSize; ++i) diff |= static_cast<uint8_t>(want[i] ^ got[i]);
-    if (diff != 0) Die("the image stream did not present the expected token");
-  }
+  CheckToken(fd);
   Header& h = s->hdr;
   if (raw::ReadFull(fd, &h, sizeof h) != 0) Die("the image stream ended early");
   if (h.magic != kMagic || h.version != kVersion || h.header_size != sizeof(Header))
