@@ -97,7 +97,8 @@ void DaemonCore::OnTick(int64_t now_ns) {
   Balance();
 }
 
-void DaemonCore::Halt(Tid caller) {
+void DaemonCore::Halt(Tid caller, bool fenced) {
+  if (fenced) tasks_.KillAll();  // also when halting already: lost tasks stop now
   if (cx_.halting) return;
   cx_.halting = true;
   members_.LeaveAll();
@@ -377,6 +378,12 @@ bool DaemonCore::HandleVmRequest(ConnId c, Tid who, ctl::Envelope& env) {
 // ---- Peers: dispatch by kind ------------------------------------------------
 
 void DaemonCore::OnPeerFrame(PeerId p, Frame&& f) {
+  // The master hears its members only. Anyone else (a host declared gone
+  // that runs again) is told to leave, and nothing it sends is delivered.
+  if (!cx_.cfg.member && !members_.FromMember(p)) {
+    members_.FromStranger(p, f);
+    return;
+  }
   const Tid dst(f.header.dst);
   members_.SawPeer(p);
   // The master forwards what is addressed to another member's host (for a

@@ -145,7 +145,7 @@ class DaemonCore : private CoreEvents {
 
   // SIGTERM to the daemon, or halt from a client. Every task but tools and
   // `caller` (who asked, and gets the answer) is sent SIGTERM.
-  void Halt(Tid caller = Tid());
+  void Halt(Tid caller = Tid(), bool fenced = false);
   // Master: the balancer's orders of this tick, carried out as moves.
   void Balance();
   // `mpvm balance [on|off]`.
@@ -184,7 +184,7 @@ class DaemonCore : private CoreEvents {
   void TaskReady(Tid t) override;
   void HostGone(int index) override;
   void Committed(const ctl::TaskMoved& m) override { dest_.OnTaskMoved(m); }
-  void HaltVm() override { Halt(); }
+  void HaltVm(bool fenced) override { Halt(Tid(), fenced); }
 
   CoreContext cx_;
   TaskService tasks_;

@@ -24,13 +24,11 @@ class NullEnv final : public DaemonEnv, public FakeClock, public FakeRandom {
   void SendToPeer(PeerId, const FrameHeader&, std::span<const uint8_t>) override {}
   void DropPeer(PeerId) override {}
   mpvm::expected<void, HostStartError> StartHost(const HostSpec&) override { return {}; }
-  Result<RestoreStart> SpawnRestore(const SpawnSpec&, const std::string&) override {
+  Result<RestoreStart> SpawnRestore(const SpawnSpec&, const std::string&,
+                                    const std::string&) override {
     return RestoreStart{pid_++, 40000};
   }
-  mpvm::expected<void, std::string> BeginMove(Tid, int, const std::string&, int,
-                                              const std::string&) override {
-    return {};
-  }
+  mpvm::expected<void, std::string> BeginMove(const MoveAsk&) override { return {}; }
   void CancelMove(Tid) override {}
   ProcessSample Sample(int) override { return {}; }
   double SampleBackground(const std::vector<int>&, int) override { return 0; }

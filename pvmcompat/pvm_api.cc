@@ -902,7 +902,9 @@ int mpvm_work(double units) {
     if (left <= 0) break;
     const double per_ns = mpvm::VirtualProgress(*v, 1'000'000'000) / 1e9;
     const int64_t ns = std::min(mpvm::kWorkQuantumNs, static_cast<int64_t>(left / per_ns) + 1);
-    const timespec ts{ns / 1'000'000'000, ns % 1'000'000'000};
+    // A quantum is a point where the task may move: the wait area says so.
+    timespec& ts = mpvm::LibraryWaits().sleep;
+    ts = timespec{ns / 1'000'000'000, ns % 1'000'000'000};
     nanosleep(&ts, nullptr);
   }
   (void)Rt()->SetWorking(false);

@@ -59,8 +59,10 @@ class CoreEvents {
   virtual void HostGone(int index) = 0;
   // Master: a move's commit, for the registry (from this host's own move).
   virtual void Committed(const ctl::TaskMoved& m) = 0;
-  // Stop: the daemon halts (its master is gone, or it was told to).
-  virtual void HaltVm() = 0;
+  // Stop: the daemon halts (its master is gone, or it was told to). Fenced:
+  // its tasks count as lost already, and are killed at once (SIGKILL), not
+  // asked to end.
+  virtual void HaltVm(bool fenced = false) = 0;
 };
 
 class CoreContext {

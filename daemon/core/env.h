@@ -56,6 +56,25 @@ struct MoveTimes {
 };
 
 // Why a host's daemon could not be started: a PVM error and the reason.
+// Where a task's library waits point their system-call arguments
+// (mpvm::LibraryWaitArea, told at enrolment): a move request may interrupt
+// such a wait, and no other.
+struct WaitArea {
+  uint64_t addr = 0;
+  uint64_t size = 0;
+  bool Holds(uint64_t a) const { return size != 0 && a >= addr && a - addr < size; }
+};
+
+// What the source's server needs to ask a task to move.
+struct MoveAsk {
+  Tid tid;
+  int pid = 0;
+  std::string addr;  // where the destination's restore process waits
+  int port = 0;
+  std::string token;  // the image's first bytes, proving it is the one expected
+  WaitArea wait;
+};
+
 struct HostStartError {
   Err code;
   std::string why;
@@ -104,8 +123,10 @@ class ProcessLauncher {
   virtual std::string Resolve(const std::string& file, const std::string& path_env,
                               const std::string& cwd) = 0;
   virtual void RemoveTaskSocket(Tid t) = 0;
-  // Destination of a move: start the restore process of a task moving here.
-  virtual Result<RestoreStart> SpawnRestore(const SpawnSpec& spec, const std::string& token) = 0;
+  // Destination of a move: start the restore process of a task moving
+  // here, listening on `listen_addr` for the image sealed under `key`.
+  virtual Result<RestoreStart> SpawnRestore(const SpawnSpec& spec, const std::string& key,
+                                            const std::string& listen_addr) = 0;
   // Process `pid` as the kernel sees it now (the load reports).
   virtual ProcessSample Sample(int pid) = 0;
   // Processes ready to run now on this host that are none of `ours` (the
@@ -154,11 +175,10 @@ class DaemonEnv : public ConnTransport,
   // this VM. It either joins (a JoinRequest with its name arrives) or the
   // server reports OnHostStartFailed.
   virtual mpvm::expected<void, HostStartError> StartHost(const HostSpec& spec) = 0;
-  // Source of a move: connect to the restore process at addr:port and ask
-  // the task (process `pid`) to move. The server then reports OnMoveFrozen,
-  // OnMoveRestored or OnMoveFailed. Returns why it could not start.
-  virtual mpvm::expected<void, std::string> BeginMove(Tid t, int pid, const std::string& addr,
-                                                      int port, const std::string& token) = 0;
+  // Source of a move: connect to the restore process at ask.addr:port and
+  // ask the task (process ask.pid) to move, once that interrupts nothing. The server then reports
+  // OnMoveFrozen, OnMoveRestored or OnMoveFailed. Returns why it could not start.
+  virtual mpvm::expected<void, std::string> BeginMove(const MoveAsk& ask) = 0;
   // Source: give up a move that has not reached its commit.
   virtual void CancelMove(Tid t) = 0;
   // A named step of the migration protocol, for fault-injection tests

@@ -237,16 +237,19 @@ void Membership::OnMasterControl(const ctl::Envelope& env) {
   } else if (env.has_host_table()) {
     ApplyTable(env.host_table());
   } else if (env.has_host_leave()) {
-    cx_.env->Log(fmt::format("the master removed this host: {}", env.host_leave().reason()));
-    cx_.events->HaltVm();
+    cx_.env->Log(fmt::format("the master removed this host: {}{}", env.host_leave().reason(),
+                             env.host_leave().fenced() ? "; killing its tasks" : ""));
+    cx_.events->HaltVm(env.host_leave().fenced());
   }
 }
 
 void Membership::OnPeerGone(PeerId p) {
   if (cx_.cfg.member) {
     if (p == kMasterPeer && cx_.joined) {
-      cx_.env->Log("lost the link to the master; halting (a virtual machine ends with its master)");
-      cx_.events->HaltVm();
+      cx_.env->Log(
+          "lost the link to the master; killing this host's tasks and halting (a virtual "
+          "machine ends with its master)");
+      cx_.events->HaltVm(/*fenced=*/true);
     }
     return;
   }
@@ -255,6 +258,28 @@ void Membership::OnPeerGone(PeerId p) {
       RemoveHost(index, "its daemon disconnected");
       return;
     }
+}
+
+void Membership::FromStranger(PeerId p, const Frame& f) {
+  if (f.header.kind == FrameKind::kControl) {
+    auto env = DecodeControl(f.payload);
+    if (env && env->has_join()) {
+      AdmitHost(p, env->join());
+      return;
+    }
+  }
+  if (told_to_leave_.size() > 1000) told_to_leave_.clear();  // strangers that went on sending
+  if (!told_to_leave_.insert(p).second) return;
+  cx_.env->Log(fmt::format(
+      "peer link {}: a daemon that is not a member (a host declared gone, or one that never "
+      "joined) sent a message; dropped, and told it to kill its tasks and leave",
+      p));
+  ctl::Envelope e = NewEnvelope();
+  e.mutable_host_leave()->set_host(-1);
+  e.mutable_host_leave()->set_reason(
+      "the master had declared this host gone and reported its tasks lost");
+  e.mutable_host_leave()->set_fenced(true);
+  cx_.SendPeerControl(p, std::move(e));
 }
 
 bool Membership::FromMember(PeerId p) const {
@@ -288,10 +313,10 @@ void Membership::Beat(int64_t now_ns) {
     if (!cx_.joined || cx_.halting) return;
     if (now_ns - last_master_ns_ > cx_.cfg.dead_after_ns) {
       cx_.env->Log(
-          fmt::format("no word from the master for {} ms; halting (a virtual machine ends "
-                      "with its master)",
+          fmt::format("no word from the master for {} ms; killing this host's tasks and halting "
+                      "(the master counts them lost by now)",
                       (now_ns - last_master_ns_) / 1'000'000));
-      cx_.events->HaltVm();
+      cx_.events->HaltVm(/*fenced=*/true);
       return;
     }
     if (beat) {

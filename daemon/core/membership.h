@@ -50,6 +50,10 @@ class Membership {
   void SawPeer(PeerId p);
   void OnPeerGone(PeerId p);
   bool FromMember(PeerId p) const;
+  // Master: a frame from a peer that is not a member. A join is admitted;
+  // anything else gets, once, a fenced HostLeave (the daemon of a host
+  // declared gone kills its tasks and leaves) and is dropped.
+  void FromStranger(PeerId p, const Frame& f);
 
   // Each tick: first (before the time moves on) restart the clocks if this
   // daemon itself did not run for a while; then heartbeats and the dead.
@@ -68,6 +72,7 @@ class Membership {
 
   CoreContext& cx_;
   std::map<std::string, std::pair<ConnId, uint64_t>> pending_adds_;  // name -> who waits
+  std::set<PeerId> told_to_leave_;  // strangers sent a fenced HostLeave
   std::set<std::string> starting_;  // host-file hosts not yet joined
   std::string join_error_;
   int64_t last_beat_sent_ns_ = 0;

@@ -43,8 +43,8 @@ void MoveDestination::OnOffer(const FrameHeader& h, const ctl::MigrateOffer& o) 
   std::vector<std::string> env(o.env().begin(), o.env().end());
   spec.env = WithVar(env, "MPVM_RUNDIR", cx_.cfg.rundir);
   spec.cwd = o.cwd();
-  const std::string token = cx_.env->RandomBytes(32);
-  auto rs = cx_.env->SpawnRestore(spec, token);
+  const std::string token = cx_.env->RandomBytes(32);  // the image's key
+  auto rs = cx_.env->SpawnRestore(spec, token, o.image_addr());
   if (!rs)
     return refuse(rs.error(), fmt::format("cannot start {} there: {}", o.path(),
                                           PvmErrorText(PvmCode(rs.error()))));
@@ -109,6 +109,7 @@ Task MoveDestination::RestoringTask(const ctl::MigrateOffer& o, const SpawnSpec&
   task.a_out = o.a_out();
   TakeOutputSettings(o, &task);
   task.spawned_ns = cx_.now_ns - o.age_ns();
+  task.wait = WaitArea{o.wait_area(), o.wait_area_size()};
   task.report_to = o.report_to();
   for (int s : o.siblings()) task.siblings.push_back(Tid(s));
   task.open_streams = 2;

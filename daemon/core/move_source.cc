@@ -83,6 +83,13 @@ MoveSource::Refusal MoveSource::WhyCannotMove(const Task& task) const {
   return {};
 }
 
+std::string MoveSource::ImageAddr(int dest) const {
+  std::string addr = cx_.hosts.at(dest).addr;
+  if (addr.empty()) addr = cx_.cfg.master_ip;
+  if (addr.empty()) addr = "127.0.0.1";
+  return addr;
+}
+
 void MoveSource::FillOffer(const Task& task, uint64_t id, ctl::MigrateOffer* o) const {
   o->set_tid(task.tid.raw());
   o->set_id(id);
@@ -105,6 +112,8 @@ void MoveSource::FillOffer(const Task& task, uint64_t id, ctl::MigrateOffer* o) 
   o->set_stderr_apart(task.stderr_apart);
   o->set_age_ns(cx_.now_ns - task.spawned_ns);
   o->set_ready(cx_.samples.Get(task.tid.raw()).runnable);
+  o->set_wait_area(task.wait.addr);
+  o->set_wait_area_size(static_cast<uint32_t>(task.wait.size));
 }
 
 void MoveSource::StartMove(Tid t, int dest, Tid asker, uint64_t rid, MoveOrigin origin,
@@ -151,6 +160,7 @@ void MoveSource::StartMove(Tid t, int dest, Tid asker, uint64_t rid, MoveOrigin 
 
   ctl::Envelope e = NewEnvelope();
   FillOffer(task, id, e.mutable_migrate_offer());
+  e.mutable_migrate_offer()->set_image_addr(ImageAddr(dest));
   cx_.env->Info(fmt::format("moving {} to {} (move {:x})", t.str(), dest_name, id));
   cx_.SendControlTo(Tid::DaemonOf(HostIndex{dest}), std::move(e));
 }
@@ -233,14 +243,13 @@ void MoveSource::OnAccept(const ctl::MigrateAccept& a) {
     return abort("it ended before it could move", MoveEvent::kTaskEnded);
   if (!cx_.hosts.contains(mv.dest))
     return abort("its destination left the virtual machine", MoveEvent::kDestinationDied);
-  std::string addr = cx_.hosts.at(mv.dest).addr;
-  if (addr.empty()) addr = cx_.cfg.master_ip;
-  if (addr.empty()) addr = "127.0.0.1";
+  const std::string addr = ImageAddr(mv.dest);
   mv.accepted_ns = cx_.now_ns;
   cx_.env->Debug(fmt::format("move {:x}: accepted; asking {} (pid {}) to stop", mv.id, mv.tid.str(),
                              t->second.pid));
   cx_.env->FaultPoint("accept", t->second.pid);
-  auto st = cx_.env->BeginMove(mv.tid, t->second.pid, addr, a.port(), a.token());
+  const Task& task = t->second;
+  auto st = cx_.env->BeginMove(MoveAsk{mv.tid, task.pid, addr, a.port(), a.token(), task.wait});
   if (!st) return abort(st.error(), MoveEvent::kTaskFailed);
 }
 

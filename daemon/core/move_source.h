@@ -60,6 +60,9 @@ class MoveSource {
   Refusal WhyCannotMove(const Task& task) const;
   // The offer to the destination: what it needs to restart the task.
   void FillOffer(const Task& task, uint64_t id, ctl::MigrateOffer* o) const;
+  // The address at which this host reaches host `dest`'s daemons: where it
+  // connects for a move's image (the restore process listens there only).
+  std::string ImageAddr(int dest) const;
   void StartMove(Tid t, int dest, Tid asker, uint64_t asker_rid,
                  MoveOrigin origin = MoveOrigin::kClient, const std::string& reason = "");
   void FinishMove(uint64_t id, int code, const std::string& detail);

@@ -51,6 +51,7 @@ void TaskService::DoEnrol(ConnId c, const ctl::Envelope& env) {
     if (!cx_.hosts.contains(task->from_host)) cx_.events->ClaimArrival(task->tid);
   }
   task->working = r.working();
+  if (r.wait_area_size() != 0) task->wait = WaitArea{r.wait_area(), r.wait_area_size()};
   task->worked = task->worked || r.working() || r.restored();
   cx_.load_changed = true;
   if (r.working()) cx_.PublishWork();
@@ -259,6 +260,11 @@ TaskService::Closed TaskService::OnConnClosed(ConnId c, const Conn& conn) {
     cx_.tasks.erase(t);
   }
   return Closed::kTask;
+}
+
+void TaskService::KillAll() {
+  for (const auto& [tid, t] : cx_.tasks)
+    if (t.alive() && !t.is_tool) cx_.env->Signal(t.pid, SIGKILL);
 }
 
 void TaskService::SignalAllBut(Tid caller) {

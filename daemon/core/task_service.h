@@ -43,6 +43,8 @@ class TaskService {
   Closed OnConnClosed(ConnId c, const Conn& conn);
   // Halting: SIGTERM to every task but tools and `caller`.
   void SignalAllBut(Tid caller);
+  // Fenced: SIGKILL to every task but tools.
+  void KillAll();
 
  private:
   CoreContext& cx_;

@@ -72,6 +72,7 @@ struct Task {
   int from_host = 0;
   int64_t restore_deadline_ns = 0;  // an uncommitted restore is dropped then
   std::string pinned_why;           // why its last move was refused
+  WaitArea wait;                    // its library's waits (EnrolRequest.wait_area)
   int64_t spawned_ns = 0;           // monotonic, this host's clock
   int64_t moved_ns = 0;             // when it arrived by its last move (0: never moved)
 

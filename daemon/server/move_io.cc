@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -21,6 +22,7 @@
 #include "mpvm/clock.h"
 #include "mpvm/paths.h"
 #include "mpvm/task_runtime.h"
+#include "server/task_inspect.h"
 
 namespace mpvm {
 
@@ -35,16 +37,6 @@ void SetTimeout(int fd, int seconds) {
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 }
 
-std::string Hex(const std::string& bytes) {
-  static const char* kDigits = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : bytes) {
-    out += kDigits[c >> 4];
-    out += kDigits[c & 15];
-  }
-  return out;
-}
-
 // Sends 'A' and a reason: the task carries on where it is.
 void Refuse(int ms, const std::string& why) {
   char buf[1 + migrate::kWhySize] = {'A'};
@@ -52,57 +44,8 @@ void Refuse(int ms, const std::string& why) {
   SendAll(ms, buf, sizeof buf);
 }
 
-}  // namespace
-
-Result<RestoreStart> MoveIo::SpawnRestore(const SpawnSpec& spec, const std::string& token) {
-  int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (lfd < 0) return Fail(Err::kOutOfRes);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_ANY);
-  socklen_t len = sizeof a;
-  if (bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(lfd, 1) != 0 ||
-      getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    close(lfd);
-    return Fail(Err::kOutOfRes);
-  }
-  // The restore process writes a byte to `ready` once it waits for the
-  // image (ckpt.h), or the pipe closes if it ends before.
-  int ready[2];
-  if (pipe2(ready, O_CLOEXEC | O_NONBLOCK) != 0) {
-    close(lfd);
-    return Fail(Err::kOutOfRes);
-  }
-  SpawnSpec s = spec;
-  s.env.push_back("MPVM_RESTORE_LISTEN_FD=" + std::to_string(lfd));
-  s.env.push_back("MPVM_RESTORE_READY_FD=" + std::to_string(ready[1]));
-  s.env.push_back("MPVM_RESTORE_TOKEN=" + Hex(token));
-  auto pid = procs_.Spawn(s, {lfd, ready[1]});
-  close(lfd);
-  close(ready[1]);
-  if (!pid) {
-    close(ready[0]);
-    return mpvm::unexpected(pid.error());
-  }
-  if (auto old = ready_pipes_.find(spec.tid); old != ready_pipes_.end()) close(old->second);
-  ready_pipes_[spec.tid] = ready[0];
-  return RestoreStart{*pid, ntohs(a.sin_port), true};
-}
-
-void MoveIo::OnRestoreReady(Tid t) {
-  auto it = ready_pipes_.find(t);
-  if (it == ready_pipes_.end()) return;
-  char c = 0;
-  const ssize_t n = read(it->second, &c, 1);
-  close(it->second);
-  ready_pipes_.erase(it);
-  if (n == 1) core_.OnRestoreReady(t);  // else it ended, and its exit tells the core
-}
-
-mpvm::expected<void, std::string> MoveIo::BeginMove(Tid t, int pid, const std::string& addr,
-                                                    int port, const std::string& token) {
-  if (moving_.contains(t)) return mpvm::unexpected(std::string("it is moving already"));
-  if (listen_fd_ < 0) return mpvm::unexpected(std::string("this daemon has no migrate.sock"));
+// A connection to the destination's restore process at addr:port.
+mpvm::expected<int, std::string> ConnectRestore(const std::string& addr, int port) {
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons(static_cast<uint16_t>(port));
@@ -127,14 +70,208 @@ mpvm::expected<void, std::string> MoveIo::BeginMove(Tid t, int pid, const std::s
     return mpvm::unexpected(why);
   }
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);  // the task streams with blocking writes
+  return fd;
+}
+
+}  // namespace
+
+namespace {
+
+// A listener for the image on `addr` (the address the source reaches this
+// host at), on a port of the kernel's choosing. An address that is not
+// this host's own (the source sees it through NAT) falls back to all
+// addresses, with a warning.
+struct ImageListen {
+  int fd;
+  int port;
+  std::string bound;  // "IP:port", as the kernel says
+};
+mpvm::expected<ImageListen, Err> ImageListener(const std::string& addr) {
+  int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (lfd < 0) return mpvm::unexpected(Err::kOutOfRes);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  if (inet_pton(AF_INET, addr.c_str(), &a.sin_addr) != 1)
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int rc = bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  if (rc != 0 && errno == EADDRNOTAVAIL) {
+    spdlog::warn("{} is not an address of this host; a move's image listener takes them all", addr);
+    a.sin_addr.s_addr = htonl(INADDR_ANY);
+    rc = bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  }
+  socklen_t len = sizeof a;
+  if (rc != 0 || listen(lfd, 4) != 0 ||
+      getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    close(lfd);
+    return mpvm::unexpected(Err::kOutOfRes);
+  }
+  char ip[INET_ADDRSTRLEN] = "";
+  inet_ntop(AF_INET, &a.sin_addr, ip, sizeof ip);
+  const int port = ntohs(a.sin_port);
+  return ImageListen{lfd, port, fmt::format("{}:{}", ip, port)};
+}
+
+// A pipe holding `key`, for the restore process to read (MPVM_RESTORE_KEY_FD):
+// its read end, or -1.
+int KeyPipe(const std::string& key) {
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) return -1;
+  const bool ok = write(p[1], key.data(), key.size()) == static_cast<ssize_t>(key.size());
+  close(p[1]);
+  if (!ok) {
+    close(p[0]);
+    return -1;
+  }
+  return p[0];
+}
+
+}  // namespace
+
+Result<RestoreStart> MoveIo::SpawnRestore(const SpawnSpec& spec, const std::string& key,
+                                          const std::string& listen_addr) {
+  auto listener = ImageListener(listen_addr);
+  if (!listener) return mpvm::unexpected(listener.error());
+  const int lfd = listener->fd, port = listener->port;
+  // The restore process writes a byte to `ready` once it waits for the
+  // image (ckpt.h), or the pipe closes if it ends before.
+  int ready[2];
+  const int key_fd = KeyPipe(key);
+  if (key_fd < 0 || pipe2(ready, O_CLOEXEC | O_NONBLOCK) != 0) {
+    if (key_fd >= 0) close(key_fd);
+    close(lfd);
+    return Fail(Err::kOutOfRes);
+  }
+  SpawnSpec s = spec;
+  s.env.push_back("MPVM_RESTORE_LISTEN_FD=" + std::to_string(lfd));
+  s.env.push_back("MPVM_RESTORE_READY_FD=" + std::to_string(ready[1]));
+  s.env.push_back("MPVM_RESTORE_KEY_FD=" + std::to_string(key_fd));
+  auto pid = procs_.Spawn(s, {lfd, ready[1], key_fd});
+  close(lfd);
+  close(ready[1]);
+  close(key_fd);
+  if (!pid) {
+    close(ready[0]);
+    return mpvm::unexpected(pid.error());
+  }
+  if (auto old = ready_pipes_.find(spec.tid); old != ready_pipes_.end()) close(old->second);
+  ready_pipes_[spec.tid] = ready[0];
+  spdlog::info("the restore process of {} (pid {}) waits for its sealed image on {}",
+               spec.tid.str(), *pid, listener->bound);
+  return RestoreStart{*pid, port, true};
+}
+
+void MoveIo::OnRestoreReady(Tid t) {
+  auto it = ready_pipes_.find(t);
+  if (it == ready_pipes_.end()) return;
+  char c = 0;
+  const ssize_t n = read(it->second, &c, 1);
+  close(it->second);
+  ready_pipes_.erase(it);
+  if (n == 1) core_.OnRestoreReady(t);  // else it ended, and its exit tells the core
+}
+
+mpvm::expected<void, std::string> MoveIo::BeginMove(const MoveAsk& ask) {
+  const Tid t = ask.tid;
+  if (moving_.contains(t)) return mpvm::unexpected(std::string("it is moving already"));
+  if (listen_fd_ < 0) return mpvm::unexpected(std::string("this daemon has no migrate.sock"));
+  auto fd = ConnectRestore(ask.addr, ask.port);
+  if (!fd) return mpvm::unexpected(fd.error());
   Moving m;
   m.tid = t;
-  m.pid = pid;
-  m.rfd = fd;
-  m.token = token;
-  moving_[t] = std::move(m);
-  kill(pid, MigrateSignal());
+  m.pid = ask.pid;
+  m.rfd = *fd;
+  m.token = ask.token;
+  m.wait = ask.wait;
+  moving_[t] = std::move(m);  // Tick asks it, at once
   return {};
+}
+
+namespace {
+
+constexpr int64_t kAskAgainNs = 10'000'000;   // a task in a call of its own: look again then
+constexpr int64_t kStopWaitNs = 200'000'000;  // a task that does not stop (in the kernel)
+
+bool Stopped(int pid) {
+  const char s = inspect::ReadStat(pid).state;
+  return s == 'T' || s == 't';
+}
+
+// Is the stopped task computing, or waiting in the library (a wait whose
+// arguments point into its wait area)? Then SIGMIGRATE interrupts nothing
+// of the program's own.
+bool Interruptible(const inspect::SyscallState& sc, const WaitArea& wait) {
+  using Kind = inspect::SyscallState::Kind;
+  if (sc.kind == Kind::kUser) return true;
+  if (sc.kind != Kind::kInCall) return false;
+  if (sc.nr != SYS_ppoll && sc.nr != SYS_clock_nanosleep && sc.nr != SYS_nanosleep) return false;
+  for (uint64_t a : sc.args)
+    if (wait.Holds(a)) return true;
+  return false;
+}
+
+}  // namespace
+
+int64_t MoveIo::Tick(int64_t now_ns) {
+  int64_t due = -1;
+  const auto soon = [&](int64_t in_ns) { due = due < 0 ? in_ns : std::min(due, in_ns); };
+  std::vector<std::pair<Tid, std::string>> refused;
+  for (auto& [t, m] : moving_) {
+    if (m.ms >= 0 || m.asking == Moving::Asking::kAsked) continue;
+    if (m.asking == Moving::Asking::kStopping || now_ns >= m.ask_at_ns)
+      if (std::string why = Ask(m, now_ns); !why.empty()) refused.emplace_back(t, std::move(why));
+    if (m.asking == Moving::Asking::kStopping) soon(1'000'000);
+    if (m.asking == Moving::Asking::kDue) soon(std::max<int64_t>(0, m.ask_at_ns - now_ns));
+  }
+  for (auto& [t, why] : refused) {
+    DropMove(t);
+    core_.OnMoveFailed(t, why, /*pinned=*/true);
+  }
+  return due;
+}
+
+std::string MoveIo::Ask(Moving& m, int64_t now_ns) {
+  if (m.asking == Moving::Asking::kStopping) {
+    if (Stopped(m.pid)) return Look(m, true, now_ns);
+    if (now_ns - m.stopped_ns > kStopWaitNs) {  // busy in the kernel: leave it be for now
+      kill(m.pid, SIGCONT);
+      m.asking = Moving::Asking::kDue;
+      m.ask_at_ns = now_ns + kAskAgainNs;
+    }
+    return "";
+  }
+  const char state = inspect::ReadStat(m.pid).state;
+  if (state == 0 || state == 'Z' || state == 'X') {  // ending: its exit tells the core
+    m.asking = Moving::Asking::kAsked;
+    return "";
+  }
+  if (state == 'T' || state == 't') return Look(m, false, now_ns);  // stopped by someone else
+  kill(m.pid, SIGSTOP);
+  m.asking = Moving::Asking::kStopping;
+  m.stopped_ns = now_ns;
+  for (int i = 0; i < 20; ++i) {  // most tasks stop within microseconds
+    if (Stopped(m.pid)) return Look(m, true, now_ns);
+    usleep(20);
+  }
+  return "";  // Tick looks again within a millisecond
+}
+
+std::string MoveIo::Look(Moving& m, bool we_stopped, int64_t now_ns) {
+  std::string pins = inspect::WhatPinsTask(m.pid);
+  const auto sc = inspect::ReadSyscall(m.pid);
+  const bool ask_now = pins.empty() && Interruptible(sc, m.wait);
+  if (ask_now) kill(m.pid, MigrateSignal());  // delivered as it continues
+  if (we_stopped) kill(m.pid, SIGCONT);
+  if (!pins.empty() || ask_now) {
+    m.asking = Moving::Asking::kAsked;
+    return pins;
+  }
+  if (!m.waits_said)
+    spdlog::info("{} is in a system call of its own ({}): it moves once that returns", m.tid.str(),
+                 sc.nr);
+  m.waits_said = true;
+  m.asking = Moving::Asking::kDue;
+  m.ask_at_ns = now_ns + kAskAgainNs;
+  return "";
 }
 
 void MoveIo::FaultPoint(std::string_view step, int task_pid) {
@@ -160,6 +297,7 @@ void MoveIo::CancelMove(Tid t) {
 void MoveIo::DropMove(Tid t) {
   auto it = moving_.find(t);
   if (it == moving_.end()) return;
+  if (it->second.asking == Moving::Asking::kStopping) kill(it->second.pid, SIGCONT);
   for (int fd : it->second.fds) close(fd);
   if (it->second.rfd >= 0) close(it->second.rfd);
   if (it->second.ms >= 0) close(it->second.ms);

@@ -35,9 +35,9 @@ class MoveIo {
   // Listens on migrate.sock in `rundir` (without it, tasks here cannot move).
   void Listen(const std::string& rundir);
   // DaemonEnv's migration operations.
-  Result<RestoreStart> SpawnRestore(const SpawnSpec& spec, const std::string& token);
-  mpvm::expected<void, std::string> BeginMove(Tid t, int pid, const std::string& addr, int port,
-                                              const std::string& token);
+  Result<RestoreStart> SpawnRestore(const SpawnSpec& spec, const std::string& key,
+                                    const std::string& listen_addr);
+  mpvm::expected<void, std::string> BeginMove(const MoveAsk& ask);
   void CancelMove(Tid t);
   void FaultPoint(std::string_view step, int task_pid);
 
@@ -50,6 +50,10 @@ class MoveIo {
   };
   void AppendPollItems(std::vector<zmq_pollitem_t>& items, std::vector<PollId>& index) const;
   void OnReady(PollId id);
+  // Asks the tasks whose moves have begun to stop for them, when that
+  // interrupts nothing (see Ask). Returns the ns until it must run again,
+  // or -1.
+  int64_t Tick(int64_t now_ns);
   void Close();
 
  private:
@@ -65,7 +69,21 @@ class MoveIo {
     std::vector<std::optional<LinkCipherState>> cipher;  // per link: encrypted ones
     std::vector<std::vector<uint8_t>> sealed;
     bool by_signal = false;  // it was computing: its handler captured it
+    // Asking it (Ask): not yet, stopped to look at it, or asked.
+    enum class Asking { kDue, kStopping, kAsked };
+    Asking asking = Asking::kDue;
+    WaitArea wait;
+    int64_t ask_at_ns = 0;    // kDue: when to look again
+    int64_t stopped_ns = 0;   // kStopping: when SIGSTOP went
+    bool waits_said = false;  // the log said once that it waits for a call to return
   };
+  // Asks m's task to stop for the move: stops it (SIGSTOP), looks at what
+  // it holds and which system call it is in, and sends SIGMIGRATE only if
+  // it computes or waits in the library (the signal interrupts nothing of
+  // the program's own); else asks again later. Returns a refusal's reason
+  // (something a move would lose), or "".
+  std::string Ask(Moving& m, int64_t now_ns);
+  std::string Look(Moving& m, bool we_stopped, int64_t now_ns);
   void AcceptMigrate();
   // One task's handover on migrate.sock (`ms`): its links, then 'G' and the
   // stream to the restore process; or a refusal.

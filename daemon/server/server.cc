@@ -172,10 +172,12 @@ void Server::Loop() {
     BuildPollSet(ps);
     PeerLinks* peers = links_->links();
     long timeout = shutdown_ || peers != nullptr ? (core_->TickSoon() ? 10 : 100) : -1;
-    if (cpu_limit_) {
-      const int64_t due = cpu_limit_->Tick(MonotonicNs());
-      if (due >= 0) timeout = std::min<long>(timeout < 0 ? 1000 : timeout, due / 1'000'000 + 1);
-    }
+    const auto wake_within = [&](int64_t due_ns) {
+      if (due_ns >= 0)
+        timeout = std::min<long>(timeout < 0 ? 1000 : timeout, due_ns / 1'000'000 + 1);
+    };
+    if (cpu_limit_) wake_within(cpu_limit_->Tick(MonotonicNs()));
+    wake_within(moves_->Tick(MonotonicNs()));
     int n = zmq_poll(ps.fds.data(), static_cast<int>(ps.fds.size()), timeout);
     if (peers != nullptr && !TickLinks()) break;
     if (n < 0) {
@@ -422,13 +424,13 @@ mpvm::expected<void, HostStartError> Server::StartHost(const HostSpec& spec) {
   return hosts_->Start(spec);
 }
 
-Result<RestoreStart> Server::SpawnRestore(const SpawnSpec& spec, const std::string& token) {
-  return moves_->SpawnRestore(spec, token);
+Result<RestoreStart> Server::SpawnRestore(const SpawnSpec& spec, const std::string& key,
+                                          const std::string& listen_addr) {
+  return moves_->SpawnRestore(spec, key, listen_addr);
 }
 
-mpvm::expected<void, std::string> Server::BeginMove(Tid t, int pid, const std::string& addr,
-                                                    int port, const std::string& token) {
-  return moves_->BeginMove(t, pid, addr, port, token);
+mpvm::expected<void, std::string> Server::BeginMove(const MoveAsk& ask) {
+  return moves_->BeginMove(ask);
 }
 
 void Server::CancelMove(Tid t) { moves_->CancelMove(t); }

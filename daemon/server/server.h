@@ -51,12 +51,12 @@ class Server final : public DaemonEnv {
   void SendToPeer(PeerId p, const FrameHeader& h, std::span<const uint8_t> body) override;
   void DropPeer(PeerId p) override;
   mpvm::expected<void, HostStartError> StartHost(const HostSpec& spec) override;
-  Result<RestoreStart> SpawnRestore(const SpawnSpec& spec, const std::string& token) override;
+  Result<RestoreStart> SpawnRestore(const SpawnSpec& spec, const std::string& key,
+                                    const std::string& listen_addr) override;
   ProcessSample Sample(int pid) override { return TaskProcesses::Sample(pid); }
   double SampleBackground(const std::vector<int>& ours, int our_running) override;
   void PublishVirtualCpu(int speed, int working) override;
-  mpvm::expected<void, std::string> BeginMove(Tid t, int pid, const std::string& addr, int port,
-                                              const std::string& token) override;
+  mpvm::expected<void, std::string> BeginMove(const MoveAsk& ask) override;
   void CancelMove(Tid t) override;
   void FaultPoint(std::string_view step, int task_pid) override;
   int64_t WallNs() override;

@@ -58,14 +58,17 @@ class FakeEnv : public DaemonEnv, public FakeClock, public FakeRandom {
     return {};
   }
   std::vector<std::string> started_hosts;
-  bool restore_says_ready = false;  // RestoreStart::says_when_ready of the restores started
-  Result<RestoreStart> SpawnRestore(const SpawnSpec& spec, const std::string&) override {
+  bool restore_says_ready = false;
+  std::vector<std::string> restore_addrs;  // where each restore process was to listen  //
+                                           // RestoreStart::says_when_ready of the restores started
+  Result<RestoreStart> SpawnRestore(const SpawnSpec& spec, const std::string&,
+                                    const std::string& listen_addr) override {
+    restore_addrs.push_back(listen_addr);
     restores.push_back(spec);
     return RestoreStart{5000 + static_cast<int>(restores.size()), 40000, restore_says_ready};
   }
-  mpvm::expected<void, std::string> BeginMove(Tid t, int, const std::string& addr, int port,
-                                              const std::string&) override {
-    begun.push_back({t, addr + ":" + std::to_string(port)});
+  mpvm::expected<void, std::string> BeginMove(const MoveAsk& ask) override {
+    begun.push_back({ask.tid, ask.addr + ":" + std::to_string(ask.port)});
     return {};
   }
   void CancelMove(Tid t) override { cancelled.push_back(t); }
@@ -131,13 +134,17 @@ struct FakeEvents : CoreEvents {
   void TaskReady(Tid t) override { ready.push_back(t); }
   void HostGone(int index) override { hosts_gone.push_back(index); }
   void Committed(const ctl::TaskMoved& m) override { committed.push_back(m); }
-  void HaltVm() override { ++halts; }
+  void HaltVm(bool fenced) override {
+    ++halts;
+    if (fenced) ++fences;
+  }
 
   std::vector<int> lost, left, hosts_gone;
   std::vector<Tid> finish, claims, ready;
   std::vector<ctl::TaskMoved> committed;
   std::string output;
   int halts = 0;
+  int fences = 0;  // halts that kill the tasks at once
 };
 
 // A master's core context over a FakeEnv, with FakeEvents, and members

@@ -114,6 +114,55 @@ TEST_F(MembershipTest, AMemberHaltsWhenTheMasterFallsSilent) {
   }
   EXPECT_GT(halted_at - kSecond, c.dead_after_ns);  // not before the master was silent that long
   EXPECT_EQ(events.halts, 1);
+  EXPECT_EQ(events.fences, 1);  // its tasks count as lost: killed at once
+}
+
+Frame ControlFrame(const ctl::Envelope& e) {
+  Frame f;
+  f.header.kind = FrameKind::kControl;
+  f.payload = EncodeControl(e);
+  return f;
+}
+
+TEST_F(MembershipTest, AHostDeclaredGoneThatSpeaksAgainIsToldOnceToKillItsTasksAndLeave) {
+  Tick(kSecond);
+  members_.OnMemberControl(7, Join("node2"));
+  members_.OnPeerGone(7);  // declared gone
+  ctl::Envelope beat = NewEnvelope();
+  beat.mutable_heartbeat()->set_host(2);
+  members_.FromStranger(9, ControlFrame(beat));  // its link, seen afresh after the drop
+  members_.FromStranger(9, ControlFrame(beat));
+  auto told = m_.env.PeerControls(9);
+  ASSERT_EQ(told.size(), 1u);  // once
+  EXPECT_TRUE(told[0].host_leave().fenced());
+  EXPECT_FALSE(m_.cx.hosts.contains(2));  // and it does not come back by speaking
+}
+
+TEST_F(MembershipTest, AStrangersJoinIsAdmitted) {
+  Tick(kSecond);
+  members_.FromStranger(7, ControlFrame(Join("node2")));
+  auto replies = m_.env.PeerControls(7);
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(replies[0].join_reply().code(), 0);
+}
+
+TEST_F(MembershipTest, AMemberToldItIsFencedKillsItsTasksAndHalts) {
+  FakeEnv env;
+  FakeEvents events;
+  DaemonConfig c;
+  c.member = true;
+  CoreContext cx(c, &env);
+  cx.events = &events;
+  Membership member(cx);
+  ctl::Envelope leave = NewEnvelope();
+  leave.mutable_host_leave()->set_reason("declared gone");
+  leave.mutable_host_leave()->set_fenced(true);
+  member.OnMasterControl(leave);
+  EXPECT_EQ(events.fences, 1);
+  leave.mutable_host_leave()->set_fenced(false);  // a plain `mpvm delete`: its tasks end cleanly
+  member.OnMasterControl(leave);
+  EXPECT_EQ(events.halts, 2);
+  EXPECT_EQ(events.fences, 1);
 }
 
 }  // namespace

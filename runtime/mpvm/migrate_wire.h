@@ -5,7 +5,7 @@
 //
 //   T ── HandoverHead + LinkDesc[n] + SCM_RIGHTS(n fds) ──▶ daemon (S)
 //   T ── for each link: its unread bytes, then its unsent bytes ──▶ S
-//   S ── 'G' + SCM_RIGHTS(stream to the restore process) + token ──▶ T
+//   S ── 'G' + SCM_RIGHTS(stream to the restore process) + the image key ──▶ T
 //      or 'A' + kWhySize bytes of reason (T carries on)
 //   T ── image ──▶ restore process (the checkpoint engine's stream)
 //   T ── 'K' + ImageDone ──▶ S    or 'R' + kWhySize bytes of reason
@@ -30,7 +30,7 @@ inline constexpr char kMagic[8] = {'M', 'P', 'V', 'M', 'M', 'I', 'G', '2'};
 inline constexpr uint32_t kRefusal = 0xffffffffu;
 inline constexpr uint32_t kMaxLinks = 250;  // fds in one SCM_RIGHTS message (kernel: 253)
 inline constexpr size_t kWhySize = 240;
-inline constexpr size_t kTokenSize = 32;
+inline constexpr size_t kKeySize = 32;  // the move's image key, after 'G' (ckpt/seal.h)
 inline constexpr const char* kSocketName = "migrate.sock";
 
 enum class LinkKind : int32_t {

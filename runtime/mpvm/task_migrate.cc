@@ -28,12 +28,15 @@
 #include <cstdlib>
 
 #include "mpvm/ckpt/ckpt.h"
+#include "mpvm/ckpt/seal.h"
 #include "mpvm/control.h"
 #include "mpvm/migrate_wire.h"
 #include "mpvm/paths.h"
 #include "mpvm/task_runtime.h"
 
 namespace mpvm {
+
+static_assert(migrate::kKeySize == ckpt::kKeySize && ckpt::kKeySize == ckpt::kSealKeySize);
 
 namespace {
 
@@ -78,6 +81,11 @@ void OnSigMigrate(int) {
 
 int MigrateSignal() { return SIGRTMAX - 1; }
 
+LibraryWaitArea& LibraryWaits() {
+  static LibraryWaitArea area;
+  return area;
+}
+
 void LibraryEnter() {
   const int depth = g_depth;
   g_depth = depth + 1;
@@ -89,6 +97,9 @@ void LibraryLeave() { g_depth = g_depth - 1; }
 
 void TaskRuntime::EnableMigration() {
   g_migratable = this;
+  // The image is sealed in the signal handler (ckpt/seal.h): libsodium's
+  // one-time set-up (its random source among it) happens here, not there.
+  if (sodium_init() < 0) std::fprintf(stderr, "libpvm: libsodium failed to start\n");
   struct sigaction sa {};
   sa.sa_handler = OnSigMigrate;
   sigemptyset(&sa.sa_mask);
@@ -249,7 +260,7 @@ int TaskRuntime::MigrateOnce() {
   // The daemon answers with the stream to the restore process.
   char verdict = 0;
   int rfd = -1;
-  uint8_t token[migrate::kTokenSize];
+  uint8_t key[migrate::kKeySize];  // the image is sealed under it
   if (ok) {
     alignas(cmsghdr) char rcontrol[CMSG_SPACE(sizeof(int))];
     iovec riov{&verdict, 1};
@@ -266,7 +277,7 @@ int TaskRuntime::MigrateOnce() {
     for (cmsghdr* c = ok ? CMSG_FIRSTHDR(&rmsg) : nullptr; c != nullptr; c = CMSG_NXTHDR(&rmsg, c))
       if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
         memcpy(&rfd, CMSG_DATA(c), sizeof rfd);
-    if (ok && verdict == 'G') ok = rfd >= 0 && RecvAll(ms, token, sizeof token);
+    if (ok && verdict == 'G') ok = rfd >= 0 && RecvAll(ms, key, sizeof key);
     if (ok && verdict != 'G') ok = false;  // 'A' + why: the daemon gave up
   }
   if (!ok) {
@@ -280,7 +291,7 @@ int TaskRuntime::MigrateOnce() {
   uint64_t bytes = 0;
   ckpt::CaptureOptions o;
   o.out_fd = rfd;
-  o.token = token;
+  o.key = key;
   o.own_fds = fds;
   o.n_own_fds = static_cast<int>(n + 1);
   o.bytes_sent = &bytes;
@@ -356,6 +367,8 @@ void TaskRuntime::AfterResume() {
   e->set_name(program_invocation_short_name);
   e->set_restored(true);
   e->set_working(in_work_);
+  e->set_wait_area(reinterpret_cast<uintptr_t>(&LibraryWaits()));
+  e->set_wait_area_size(sizeof(LibraryWaitArea));
   auto rep = Call(std::move(req));
   if (!rep || !rep->has_enrol_reply() || rep->enrol_reply().code() < 0) {
     std::fprintf(stderr, "libpvm [%s]: moved, but the new host's daemon refused it: %s\n",

@@ -107,7 +107,11 @@ Status TaskRuntime::Enrol(bool claim_owner, bool is_tool) {
   // Spawned by a daemon: it may move. The handler goes in before the daemon
   // knows the task, whose move may be asked for the moment it has enrolled
   // (SIGMIGRATE's default action would end the task).
-  if (given != 0 && !is_tool) EnableMigration();
+  if (given != 0 && !is_tool) {
+    EnableMigration();
+    e->set_wait_area(reinterpret_cast<uintptr_t>(&LibraryWaits()));
+    e->set_wait_area_size(sizeof(LibraryWaitArea));
+  }
   auto rep = Call(std::move(req));
   if (!rep) {
     daemon_.reset();
@@ -940,16 +944,18 @@ class MigrateSignalGuard {
     if (on_) sigprocmask(SIG_SETMASK, &before_, nullptr);
   }
   // The mask to wait with: `mask` (or the one before), SIGMIGRATE let in.
+  // It lies in the library's wait area: the daemon interrupts this wait.
   const sigset_t* WaitMask(const sigset_t* mask) {
     if (!on_) return mask;
-    wait_ = mask != nullptr ? *mask : before_;
-    sigdelset(&wait_, MigrateSignal());
-    return &wait_;
+    sigset_t& wait = LibraryWaits().mask;
+    wait = mask != nullptr ? *mask : before_;
+    sigdelset(&wait, MigrateSignal());
+    return &wait;
   }
 
  private:
   bool on_;
-  sigset_t before_{}, wait_{};
+  sigset_t before_{};
 };
 
 }  // namespace

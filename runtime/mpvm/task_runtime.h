@@ -16,6 +16,7 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <time.h>
 
 #include <cstdio>
 #include <deque>
@@ -71,6 +72,17 @@ struct TaskEndedEvent {
 int MigrateSignal();  // SIGRTMAX-1
 void LibraryEnter();
 void LibraryLeave();
+
+// The library's own blocking waits pass the daemon pointers into this area
+// (ppoll's signal mask, mpvm_work's sleep). The task tells its daemon where
+// the area lies at enrolment; the daemon, which looks at a stopped task's
+// system call before it asks it to move, interrupts those waits only, never
+// a sleep or read of the program's own (docs/design/migration.md).
+struct LibraryWaitArea {
+  sigset_t mask;
+  timespec sleep;
+};
+LibraryWaitArea& LibraryWaits();
 
 class TaskRuntime {
  public:

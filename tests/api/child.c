@@ -9,6 +9,7 @@
  *   child flood N       print N numbered lines, then exit
  *   child threads       report the thread count, then block in pvm_recv
  *   child hold          print "ready" and block in pvm_recv forever
+ *   child tick          print "tick N" every 50 ms, with its pid first, forever
  *   child ring ROUNDS   pass a counter round the prun siblings
  *   child env NAME      print NAME=value of an environment variable
  *   child selfout       send its own output to its parent (PvmSelfOutputTid)
@@ -164,6 +165,14 @@ int main(int argc, char **argv) {
     pvm_send(pvm_parent(), 91);
     pvm_exit();
     return 0;
+  }
+  if (!strcmp(mode, "tick")) {
+    printf("pid %d\n", (int)getpid());
+    for (long n = 0;; ++n) {
+      printf("tick %ld\n", n);
+      fflush(stdout);
+      usleep(50000);
+    }
   }
   if (!strcmp(mode, "hold")) {
     printf("ready %x\n", me);

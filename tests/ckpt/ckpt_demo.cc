@@ -15,6 +15,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sodium.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -37,6 +38,19 @@ __attribute__((constructor)) void MaybeRestore() { mpvm::ckpt::RestoreIfRequeste
 
 char** g_argv;
 volatile sig_atomic_t g_moves = 0;
+uint8_t g_key[mpvm::ckpt::kKeySize];  // the image is sealed under it, as in a real move
+
+// A pipe holding the key, whose read end the restorer inherits as fd 101
+// (MPVM_RESTORE_KEY_FD). Raw syscalls: this runs in signal handlers.
+bool PassKey() {
+  int kp[2];
+  if (syscall(SYS_pipe2, kp, 0) != 0) return false;
+  const bool ok = syscall(SYS_write, kp[1], g_key, sizeof g_key) == sizeof g_key &&
+                  syscall(SYS_dup2, kp[0], 101) == 101;
+  syscall(SYS_close, kp[0]);
+  syscall(SYS_close, kp[1]);
+  return ok;
+}
 
 // Starts a copy of this program that restores from the other end of a
 // socketpair; returns our end. Raw syscalls: this runs in signal handlers.
@@ -45,14 +59,16 @@ int StartRestorer() {
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return -1;
   long pid = syscall(SYS_fork);
   if (pid == 0) {
-    int fd = static_cast<int>(syscall(SYS_fcntl, sv[1], F_DUPFD, 100));  // no CLOEXEC
+    if (!PassKey()) syscall(SYS_exit_group, 126);
+    int fd = static_cast<int>(syscall(SYS_fcntl, sv[1], F_DUPFD, 102));  // no CLOEXEC
     char env0[32] = "MPVM_RESTORE_FD=";
     int n = static_cast<int>(strlen(env0));
     env0[n++] = static_cast<char>('0' + fd / 100);
     env0[n++] = static_cast<char>('0' + fd / 10 % 10);
     env0[n++] = static_cast<char>('0' + fd % 10);
     env0[n] = '\0';
-    char* envp[] = {env0, nullptr};
+    char env1[] = "MPVM_RESTORE_KEY_FD=101";
+    char* envp[] = {env0, env1, nullptr};
     syscall(SYS_execve, "/proc/self/exe", g_argv, envp);
     syscall(SYS_exit_group, 126);
   }
@@ -84,9 +100,11 @@ int StartTcpRestorer() {
     return -1;
   pid_t pid = fork();
   if (pid == 0) {
-    int fd = fcntl(l, F_DUPFD, 100);
+    if (!PassKey()) _exit(126);
+    int fd = fcntl(l, F_DUPFD, 102);
     std::string env = "MPVM_RESTORE_LISTEN_FD=" + std::to_string(fd);
-    char* envp[] = {env.data(), nullptr};
+    char env1[] = "MPVM_RESTORE_KEY_FD=101";
+    char* envp[] = {env.data(), env1, nullptr};
     execve("/proc/self/exe", g_argv, envp);
     _exit(126);
   }
@@ -117,6 +135,7 @@ void Move(const int* own = nullptr, int nown = 0) {
   char why[mpvm::ckpt::kWhySize];
   mpvm::ckpt::CaptureOptions o;
   o.out_fd = fd;
+  o.key = g_key;
   o.own_fds = own;
   o.n_own_fds = nown;
   o.bytes_sent = &g_sent;
@@ -182,6 +201,8 @@ void* Idle(void*) {
 
 int main(int argc, char** argv) {
   g_argv = argv;
+  if (sodium_init() < 0) return 1;
+  randombytes_buf(g_key, sizeof g_key);  // a restored copy keeps it: main ran once
   if (argc < 3) {
     fprintf(stderr, "usage: ckpt_demo call|signal|threads|socket|none N [AT...]\n");
     return 2;

@@ -8,8 +8,11 @@ import os
 import random
 import re
 import signal
+import socket
+import struct
 import subprocess
 import sys
+import threading
 import unittest
 
 from harness import (BIN, CONSOLE, MPVMD, PRUN, VmTestCase, mpvm_processes, start_reporting,
@@ -23,6 +26,49 @@ SPIN = "600000000"  # about 1.5 s of computing without a PVM call
 # prun options for a job whose tasks are moved: output tagged by tid (the
 # tests find tids there) and stdin kept from rank 0, which could not move.
 MOVABLE = ("--tag-output", "tid", "--stdin", "none")
+
+
+def mix(x):
+    """mig_task's mix(): the pattern a `hold` task keeps in its heap."""
+    x ^= x >> 33
+    x = (x * 0xff51afd7ed558ccd) & (2**64 - 1)
+    x ^= x >> 33
+    return x
+
+
+class LoopbackCapture:
+    """Every packet on the loopback interface while it is open (AF_PACKET:
+    root only), in `data` once closed."""
+
+    def __enter__(self):
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))  # ETH_P_ALL
+        self.sock.bind(("lo", 0))
+        self.sock.settimeout(0.2)
+        self.sock.setsockopt(socket.SOL_SOCKET, 33, 64 << 20)  # SO_RCVBUFFORCE: drop nothing
+        self.packets, self.stop = [], False
+        self.thread = threading.Thread(target=self.run)
+        self.thread.start()
+        return self
+
+    def run(self):
+        while not self.stop:
+            try:
+                self.packets.append(self.sock.recv(1 << 20))
+            except socket.timeout:
+                continue
+
+    def __exit__(self, *exc):
+        self.stop = True
+        self.thread.join()
+        self.sock.setblocking(False)
+        while True:  # what came after the thread's last read (loopback sends are synchronous)
+            try:
+                self.packets.append(self.sock.recv(1 << 20))
+            except BlockingIOError:
+                break
+        tp_packets, self.drops = struct.unpack("II", self.sock.getsockopt(263, 6, 8))  # PACKET_STATISTICS
+        self.sock.close()
+        self.data = b"\n".join(self.packets)
 
 
 def strip_tids(text):
@@ -230,6 +276,52 @@ class MigrateTest(MigrateBase):
         self.assertTrue(all(s > 0 for s in sizes[1]), sizes)  # both hosts hashed, once
         self.assertEqual(sizes[1], sizes[-1], "later moves hashed the same files again")
         p.kill()
+
+    def test_a_moving_tasks_memory_never_crosses_the_wire_in_clear(self):
+        """Item 8 of the issue "Correct and at home": a task holds a 1 MiB
+        pattern and moves while every loopback packet is captured; no packet
+        holds a word of it, though a control sent in clear is found. The
+        restore process listened on the daemons' address, not on all."""
+        if os.geteuid() != 0:
+            self.skipTest("capturing loopback packets needs root (CAP_NET_RAW)")
+        p = self.start("hold", "1", host="alpha")
+        wait_for_line(p.stdout, lambda l: "ready" in l)
+        [tid] = self.task_tids()
+        words = [mix(i).to_bytes(8, "little") for i in range(1, 65)]  # hold's data[1..64]
+        control = b"".join(mix(i).to_bytes(8, "little") for i in range(1000, 1004))
+        with LoopbackCapture() as cap:
+            self.assertIn("moved to beta", self.migrate(tid, "beta"))
+            with socket.create_connection(("127.0.0.1", self.listen_once())) as c:
+                c.sendall(control)
+        self.assertIn(control, cap.data, "the capture saw nothing: it proves nothing")
+        self.assertEqual(cap.drops, 0, "the capture dropped packets")
+        leaked = [w.hex() for w in words if w in cap.data]
+        self.assertEqual(leaked, [], "words of the task's memory crossed the wire in clear")
+        m = re.search(r"^\s*beta\s+%s\s+\S+\s+(\d+)\s" % tid[1:], self.console("ps").stdout, re.M)
+        self.assertIsNotNone(m, "the task is not shown on beta")
+        os.kill(int(m.group(1)), signal.SIGUSR1)
+        out, err = p.communicate(timeout=60)
+        self.assertIn("intact", out, err)
+        with open(os.path.join(self.daemons["beta"][1], "mpvmd.log")) as f:
+            bound = re.findall(r"waits for its sealed image on (\S+)", f.read())
+        self.assertTrue(bound)
+        self.assertTrue(all(b.startswith("127.0.0.1:") for b in bound), bound)
+
+    def listen_once(self):
+        """A loopback port that takes one connection and reads it (the
+        capture's control)."""
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+
+        def serve():
+            conn, _ = srv.accept()
+            while conn.recv(65536):
+                pass
+            conn.close()
+            srv.close()
+        threading.Thread(target=serve, daemon=True).start()
+        return srv.getsockname()[1]
 
     def test_ten_moves_in_a_row(self):
         want = self.reference("spin", "2000000000")

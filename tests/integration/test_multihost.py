@@ -1,6 +1,8 @@
 """Multi-host VMs on loopback: daemons join a master over CURVE-authenticated
 ZeroMQ links, share a host table, and failures are noticed."""
 import os
+import re
+import select
 import signal
 import sys
 import socket
@@ -159,6 +161,83 @@ class MultiHostTest(VmTestCase):
         master.kill()
         self.assertEqual(member.wait(timeout=10), 0)
         self.assertEqual(mpvm_processes(member_dir), [], "a process of the VM outlived it")
+
+    def stalled_member_is_fenced(self, dead_after=None):
+        """A member's daemon is stopped until the master declares its host
+        gone, then continued: its task ends within 1.5 s of the resume,
+        nothing it printed after the declaration reaches prun, and the loss
+        is reported once."""
+        rundir, env, extra = self.rundir, self.env, []
+        if dead_after is not None:
+            rundir = os.path.join(self.tmp, "run-slow")
+            extra = ["--dead-after", str(dead_after)]
+            master, said = self.daemon(rundir, "--listen", "127.0.0.1:0", "--hostname", "alpha", *extra)
+            self.assertEqual(said, "ok\n")
+            env = dict(self.env, MPVM_RUNDIR=rundir)
+        with open(os.path.join(rundir, "master.addr")) as f:
+            addr = f.read().strip()
+        member_dir = os.path.join(self.tmp, "run-stall")
+        member, _ = self.daemon(member_dir, "--join", addr, "--key", os.path.join(rundir, "vm.key"),
+                                "--hostname", "beta", *extra)
+        job = subprocess.Popen([PRUN, "-n", "2", "--tag-output", "rank", CHILD, "tick"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.procs.append(job)
+        pids = {}
+
+        def both_pids(line):
+            m = re.match(r"\[(\d)\] pid (\d+)", line)
+            if m:
+                pids[m.group(1)] = int(m.group(2))
+            return len(pids) == 2
+        wait_for_line(job.stdout, both_pids)
+        on_beta = [r for r, pid in pids.items() if pid in mpvm_processes(member_dir)]
+        self.assertEqual(len(on_beta), 1, pids)
+        rank = on_beta[0]
+        pid = pids[rank]
+        wait_for_line(job.stdout, lambda l: l.startswith("[%s] tick 5" % rank))
+        os.kill(member.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 3 * (dead_after or 3) + 30
+        while "1 host" not in subprocess.run([CONSOLE, "conf"], env=env, capture_output=True,
+                                             text=True, timeout=30).stdout:
+            self.assertLess(time.monotonic(), deadline, "the stalled host was never declared gone")
+            time.sleep(0.1)  # polling the master's view, with a deadline
+        seen = self.available_lines(job.stdout)  # all it printed before it stopped has come
+        pidfd = os.pidfd_open(pid)
+        os.kill(member.pid, signal.SIGCONT)
+        resumed = time.monotonic()
+        ended = select.select([pidfd], [], [], 1.5)[0]
+        os.close(pidfd)
+        self.assertTrue(ended, "a task reported lost still ran 1.5 s after its daemon resumed")
+        self.assertLess(time.monotonic() - resumed, 1.5)
+        self.assertEqual(member.wait(timeout=30), 0)  # it left, having said all it would
+        os.kill(pids["0" if rank == "1" else "1"], signal.SIGTERM)  # end the job
+        out, err = job.communicate(timeout=60)
+        mine = "[%s] tick " % rank
+        last_before = max([5] + [int(l.split()[-1]) for l in seen if l.startswith(mine)])
+        after = [l for l in out.splitlines() if l.startswith(mine) and int(l.split()[-1]) > last_before]
+        self.assertEqual(after, [], "lines of a task reported lost reached prun")
+        self.assertEqual(err.count("was lost"), 1, err)
+        with open(os.path.join(rundir, "mpvmd.log")) as f:
+            self.assertIn("told it to kill its tasks and leave", f.read())
+        if dead_after is not None:
+            subprocess.run([CONSOLE, "halt"], env=env, capture_output=True, timeout=30)
+
+    @staticmethod
+    def available_lines(stream):
+        """The whole lines that can be read from a pipe now, without waiting."""
+        data = b""
+        while select.select([stream.fileno()], [], [], 0)[0]:
+            chunk = os.read(stream.fileno(), 65536)
+            if not chunk:
+                break
+            data += chunk
+        return data.decode(errors="replace").splitlines()
+
+    def test_a_stalled_member_is_fenced_when_it_resumes(self):
+        self.stalled_member_is_fenced()
+
+    def test_a_stalled_member_is_fenced_when_it_resumes_whatever_the_timeout(self):
+        self.stalled_member_is_fenced(dead_after=12)
 
     def test_halting_the_master_stops_the_members(self):
         member, _ = self.member("beta")

@@ -4,7 +4,7 @@
  *   mig_task spin N       compute N rounds (no PVM calls between); print a
  *                         checksum every N/10 rounds and at the end
  *   mig_task hold MIB     fill MIB MiB of heap with a pattern, say "ready",
- *                         wait for SIGUSR1 and check the data
+ *                         wait for SIGUSR1 (in pvm_trecv) and check the data
  *                         (bench/migrate_cost.py moves it meanwhile)
  *   mig_task pipe N       spin N with a pipe of its own open (it cannot move)
  *   mig_task ring K N     the parent spawns K-1 more; a token of N rounds
@@ -23,12 +23,24 @@
  *                         share of a CPU it got in each second ("second 1
  *                         share 0.400"), then over all ("share 0.400"): an
  *                         emulated host's enforced speed, seen from a task
+ *   mig_task call C ARG [pinned]
+ *                         say "start", make one blocking call C (sleep,
+ *                         nanosleep or poll for ARG s, read from the FIFO
+ *                         ARG, system("sleep ARG; echo done"), or alarm(ARG)
+ *                         while computing), say what it returned, with
+ *                         errno and its duration ("call sleep returned 0
+ *                         errno 0 after 3.00 s"), then compute 1 s more;
+ *                         pinned: with a pipe open, so that it cannot move
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -246,10 +258,6 @@ static void on_usr1(int sig) {
 }
 
 static int hold(long mib) {
-  sigset_t usr1, old;
-  sigemptyset(&usr1);
-  sigaddset(&usr1, SIGUSR1);
-  sigprocmask(SIG_BLOCK, &usr1, &old);
   signal(SIGUSR1, on_usr1);
   int me = pvm_mytid();
   size_t n = (size_t)mib << 17; /* 8-byte words */
@@ -258,13 +266,75 @@ static int hold(long mib) {
   for (size_t i = 0; i < n; ++i) data[i] = mix(i);
   printf("ready\n");
   fflush(stdout);
-  while (!g_usr1) sigsuspend(&old);
+  while (!g_usr1) { /* waits in the library, where a move may interrupt it */
+    struct timeval tv = {0, 100000};
+    pvm_trecv(-1, 999, &tv);
+  }
   for (size_t i = 0; i < n; ++i)
     if (data[i] != mix(i)) {
       printf("data differ at word %zu\n", i);
       return 1;
     }
   printf("intact\n");
+  pvm_exit();
+  return 0;
+}
+
+static volatile sig_atomic_t g_alarms;
+static void on_alarm(int sig) {
+  (void)sig;
+  g_alarms = g_alarms + 1;
+}
+
+/* One blocking call of the kind a move must not disturb; its result. */
+static long blocking_call(const char* c, const char* arg, int fifo) {
+  const double secs = atof(arg);
+  if (strcmp(c, "sleep") == 0) return (long)sleep((unsigned)secs);
+  if (strcmp(c, "nanosleep") == 0) {
+    struct timespec ts = {(time_t)secs, 0}, rem = {0, 0};
+    return nanosleep(&ts, &rem);
+  }
+  if (strcmp(c, "poll") == 0) return poll(NULL, 0, (int)(secs * 1000));
+  if (strcmp(c, "read") == 0) {
+    char buf[64];
+    return read(fifo, buf, sizeof buf);
+  }
+  if (strcmp(c, "system") == 0) {
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "sleep %s; echo done", arg);
+    return system(cmd);
+  }
+  if (strcmp(c, "alarm") == 0) { /* computes until the alarm has fired */
+    signal(SIGALRM, on_alarm);
+    alarm((unsigned)secs);
+    const double t0 = seconds(CLOCK_MONOTONIC);
+    uint64_t sum = 0;
+    while (g_alarms == 0 && seconds(CLOCK_MONOTONIC) - t0 < 2 * secs + 5) sum = mix(sum + 1);
+    return g_alarms + (long)(sum & 0);
+  }
+  errno = EINVAL;
+  return -1;
+}
+
+static int call(const char* c, const char* arg, int pinned) {
+  int fds[2];
+  if (pinned && pipe(fds) != 0) return 1;
+  if (pvm_mytid() <= 0) return 1;
+  const int fifo = strcmp(c, "read") == 0 ? open(arg, O_RDONLY) : -1;
+  if (strcmp(c, "read") == 0 && fifo < 0) return 1;
+  printf("start %s\n", c);
+  fflush(stdout);
+  const double t0 = seconds(CLOCK_MONOTONIC);
+  errno = 0;
+  const long r = blocking_call(c, arg, fifo);
+  const int err = r < 0 ? errno : 0;
+  printf("call %s returned %ld errno %d after %.2f s\n", c, r, err, seconds(CLOCK_MONOTONIC) - t0);
+  fflush(stdout);
+  if (fifo >= 0) close(fifo);
+  const double t1 = seconds(CLOCK_MONOTONIC);
+  uint64_t sum = 0;
+  while (seconds(CLOCK_MONOTONIC) - t1 < 1.0) sum = mix(sum + 1); /* a move may happen now */
+  printf("done %d\n", (int)(sum & 0));
   pvm_exit();
   return 0;
 }
@@ -278,11 +348,13 @@ int main(int argc, char** argv) {
     if (pipe(fds) != 0) return 1;
     return spin(atol(argv[2]));
   }
+  if (argc >= 4 && strcmp(argv[1], "call") == 0)
+    return call(argv[2], argv[3], argc >= 5 && strcmp(argv[4], "pinned") == 0);
   if (argc >= 4 && strcmp(argv[1], "ring") == 0) return ring(atoi(argv[2]), atoi(argv[3]));
   if (argc >= 4 && strcmp(argv[1], "stream") == 0)
     return stream(atoi(argv[2]), argv[3], argc >= 5 ? atol(argv[4]) : 0);
-  fprintf(
-      stderr,
-      "usage: mig_task spin N | hold MIB | share S | pipe N | ring K N | stream N HOST [MIB]\n");
+  fprintf(stderr,
+          "usage: mig_task spin N | hold MIB | share S | pipe N | ring K N | stream N HOST [MIB]\n"
+          "       mig_task call sleep|nanosleep|poll|read|system|alarm ARG [pinned]\n");
   return 2;
 }

@@ -28,12 +28,14 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/time.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
 #include "mpvm/ckpt/image.h"
 #include "mpvm/ckpt/pages.h"
 #include "mpvm/ckpt/raw.h"
+#include "mpvm/ckpt/seal.h"
 
 extern "C" {
 __attribute__((returns_twice)) int mpvm_ckpt_save_context(mpvm::ckpt::Context* c);
@@ -61,6 +63,11 @@ struct CurMap {  // a mapping of the process that runs the restore
 };
 
 constexpr size_t kEnvSize = 32 * 1024;
+// The restore area: the scratch memory, then the staging area where the
+// image's data lands before the address space is rebuilt. No image region
+// may lie in it.
+constexpr uint64_t kStagingAddr = kScratchAddr + kScratchSize;
+constexpr uint64_t kRestoreAreaEnd = kScratchAddr + (32ull << 40);
 constexpr size_t kStackSize = 1u << 20;
 
 // A file hash cache record (see FileHash below).
@@ -80,7 +87,9 @@ struct Scratch {
   char line[4096];
   char env[kEnvSize];
   char why[kWhySize];
-  uint8_t token[kTokenSize];
+  uint8_t key[kSealKeySize];
+  SealOut out;  // capture: the image stream
+  SealIn in;    // restore: the image stream
   int image_fd;
   uint32_t rseq_len_registered;
   HashRecord hashes[kHashCacheRecords];  // the host's file hash cache, read once
@@ -484,8 +493,30 @@ bool SingleThreaded(char* why, size_t len) {
   return false;
 }
 
+// An alarm or interval timer lives in the kernel and would not come along:
+// the copy would never get its signal.
+bool NoTimerArmed(char* why, size_t len) {
+  static const struct {
+    int which;
+    const char* what;
+  } kTimers[] = {{ITIMER_REAL, "an alarm or real-time interval timer (alarm, setitimer)"},
+                 {ITIMER_VIRTUAL, "a virtual interval timer (setitimer)"},
+                 {ITIMER_PROF, "a profiling interval timer (setitimer)"}};
+  for (const auto& t : kTimers) {
+    struct itimerval v;
+    raw::Zero(&v, sizeof v);
+    Sys(SYS_getitimer, t.which, reinterpret_cast<long>(&v));
+    if (v.it_value.tv_sec != 0 || v.it_value.tv_usec != 0) {
+      Why(why, len, "it has ", t.what,
+          " armed; it would not carry over, so the task stays where it is");
+      return false;
+    }
+  }
+  return true;
+}
+
 // What rules this process out whatever its state: a sanitizer (whose shadow
-// also covers the scratch address), threads, a randomised layout.
+// also covers the scratch address), threads, a randomised layout, a timer.
 bool Movable(char* why, size_t len) {
   if (__asan_init != nullptr) {
     Why(why, len, "built with AddressSanitizer (its shadow memory cannot move)");
@@ -498,7 +529,7 @@ bool Movable(char* why, size_t len) {
         "it off; tasks started by hand cannot migrate)");
     return false;
   }
-  return true;
+  return NoTimerArmed(why, len);
 }
 
 // Fills the header and region table for this process.
@@ -725,6 +756,40 @@ long MaybeMoveSpecial(const Region& r) {
              MREMAP_MAYMOVE | MREMAP_FIXED, r.start);
 }
 
+// A kData region's contents, from the staging area (`from`) to its place.
+// An ordinary mapping is moved there whole (mremap: no copy); the heap and
+// the stack, whose mappings the kernel keeps its own marks on, get the
+// pages that hold data copied in.
+void PlaceData(const Region& r, uint64_t from) {
+  const Header& h = S()->hdr;
+  const uint64_t len = r.end - r.start;
+  if (r.is_stack) {
+    // Grow [stack] down to the saved extent, one page at a time.
+    const CurMap* st = FindCurNamed("[stack]");
+    uint64_t low = st != nullptr ? st->start : r.end;
+    for (uint64_t p = low; p > r.start; p -= 4096) *reinterpret_cast<volatile char*>(p - 4096) = 0;
+  } else if (r.is_heap) {
+    // [heap] may have merged with the bss below the program break.
+    uint64_t brk_page = (h.start_brk + 4095) & ~4095ull;
+    if (r.start < brk_page) {
+      long m = Sys(SYS_mmap, r.start, brk_page - r.start, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+      if (m != static_cast<long>(r.start)) Fail("mapping memory", m);
+    }
+  } else {
+    long m = Sys(SYS_mremap, from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, r.start);
+    if (m != static_cast<long>(r.start)) Fail("moving memory into place", m);
+    if (len >= (4u << 20)) Sys(SYS_madvise, r.start, len, MADV_HUGEPAGE);
+  }
+  if (r.is_stack || r.is_heap) {
+    // The pages the image leaves out must read as zeros, not as this
+    // process's own heap or stack.
+    Sys(SYS_madvise, r.start, len, MADV_DONTNEED);
+    CopyDataPages(r.start, from, len);
+  }
+  Sys(SYS_mprotect, r.start, len, r.prot);
+}
+
 // Phase 2, on the scratch stack with all signals blocked: no way back.
 [[noreturn, gnu::noinline]] void Rebuild() {
   Scratch* s = S();
@@ -767,36 +832,14 @@ long MaybeMoveSpecial(const Region& r) {
     }
   }
   if (static_cast<uint64_t>(Sys(SYS_brk, h.brk)) != h.brk) Die("cannot set the program break");
+  uint64_t staged = kStagingAddr;  // where the next kData region's contents wait
   for (uint32_t i = 0; i < h.nregions; ++i) {
     const Region& r = s->regions[i];
     const uint64_t len = r.end - r.start;
     switch (r.kind) {
       case RegionKind::kData: {
-        if (r.is_stack) {
-          // Grow [stack] down to the saved extent, one page at a time.
-          const CurMap* st = FindCurNamed("[stack]");
-          uint64_t low = st != nullptr ? st->start : r.end;
-          for (uint64_t p = low; p > r.start; p -= 4096)
-            *reinterpret_cast<volatile char*>(p - 4096) = 0;
-        } else if (r.is_heap) {
-          // [heap] may have merged with the bss below the program break.
-          uint64_t brk_page = (h.start_brk + 4095) & ~4095ull;
-          if (r.start < brk_page) {
-            long m = Sys(SYS_mmap, r.start, brk_page - r.start, PROT_READ | PROT_WRITE,
-                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
-            if (m != static_cast<long>(r.start)) Fail("mapping memory", m);
-          }
-        } else {
-          long m = Sys(SYS_mmap, r.start, len, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
-          if (m != static_cast<long>(r.start)) Fail("mapping memory", m);
-          if (len >= (4u << 20)) Sys(SYS_madvise, r.start, len, MADV_HUGEPAGE);
-        }
-        // The pages the image leaves out must read as zeros, not as this
-        // process's own heap or stack.
-        if (r.is_stack || r.is_heap) Sys(SYS_madvise, r.start, len, MADV_DONTNEED);
-        if (const char* bad = ReadPageRuns(fd, r.start, r.end)) Die(bad);
-        Sys(SYS_mprotect, r.start, len, r.prot);
+        PlaceData(r, staged);
+        staged += len;
         break;
       }
       case RegionKind::kFile: {
@@ -819,6 +862,7 @@ long MaybeMoveSpecial(const Region& r) {
         break;
     }
   }
+  if (h.data_bytes > 0) Sys(SYS_munmap, kStagingAddr, h.data_bytes);  // what was copied from
   SetArgEnvRanges(h);
   // The thread's kernel registrations, pointed at the restored TCB.
   Sys(SYS_arch_prctl, ARCH_SET_FS, h.fs_base);
@@ -868,25 +912,6 @@ long MaybeMoveSpecial(const Region& r) {
   mpvm_ckpt_resume_context(&h.ctx);
 }
 
-bool ParseHexToken(const char* hex, uint8_t* out) {
-  for (size_t i = 0; i < kTokenSize; ++i) {
-    uint8_t v = 0;
-    for (int k = 0; k < 2; ++k) {
-      char c = hex[2 * i + k];
-      uint8_t d;
-      if (c >= '0' && c <= '9')
-        d = static_cast<uint8_t>(c - '0');
-      else if (c >= 'a' && c <= 'f')
-        d = static_cast<uint8_t>(c - 'a' + 10);
-      else
-        return false;
-      v = static_cast<uint8_t>(v * 16 + d);
-    }
-    out[i] = v;
-  }
-  return true;
-}
-
 int EnvInt(const char* name, int dflt) {
   const char* v = getenv(name);
   if (v == nullptr || *v == '\0') return dflt;
@@ -898,7 +923,7 @@ int EnvInt(const char* name, int dflt) {
 // Every kData region's contents, as page runs (pages.h): an anonymous
 // region without the pages it never touched, if /proc/self/pagemap says
 // which. Adds the bytes sent to `sent`.
-long SendData(int out_fd, uint64_t& sent) {
+long SendData(SealOut& out, uint64_t& sent) {
   Scratch* s = S();
   long pagemap = raw::Open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
   long e = 0;
@@ -906,7 +931,7 @@ long SendData(int out_fd, uint64_t& sent) {
     const Region& r = s->regions[i];
     if (r.kind != RegionKind::kData) continue;
     const int pm = r.anonymous && pagemap >= 0 ? static_cast<int>(pagemap) : -1;
-    e = SendPageRuns(out_fd, r.start, r.end, pm, reinterpret_cast<uint64_t*>(s->io), sizeof s->io,
+    e = SendPageRuns(out, r.start, r.end, pm, reinterpret_cast<uint64_t*>(s->io), sizeof s->io,
                      &sent);
   }
   if (pagemap >= 0) raw::Close(static_cast<int>(pagemap));
@@ -942,10 +967,10 @@ CaptureResult Capture(const CaptureOptions& o, char* why, size_t len) {
   } else {
     Scratch* s = S();
     const Header& h = s->hdr;
-    long e = 0;
-    if (o.token != nullptr) e = raw::SendFull(o.out_fd, o.token, kTokenSize);
-    if (e == 0) e = raw::SendFull(o.out_fd, &h, sizeof h);
-    if (e == 0) e = raw::SendFull(o.out_fd, s->regions, sizeof(Region) * h.nregions);
+    long e = SealBegin(s->out, o.out_fd, o.key);
+    if (e == 0) e = SealPut(s->out, &h, sizeof h);
+    if (e == 0) e = SealPut(s->out, s->regions, sizeof(Region) * h.nregions);
+    if (e == 0) e = SealFlush(s->out);
     if (e != 0) {
       Why(why, len, "cannot send the image (the destination went away)");
       result = CaptureResult::kFailed;
@@ -953,7 +978,8 @@ CaptureResult Capture(const CaptureOptions& o, char* why, size_t len) {
       result = CaptureResult::kRefused;
     } else {
       uint64_t sent = sizeof h + sizeof(Region) * h.nregions;
-      e = SendData(o.out_fd, sent);
+      e = SendData(s->out, sent);
+      if (e == 0) e = SealFlush(s->out);
       if (o.sent_ns != nullptr) {
         struct timespec ts {};
         Sys(SYS_clock_gettime, 0 /* CLOCK_REALTIME */, reinterpret_cast<long>(&ts));
@@ -1003,33 +1029,89 @@ void SayReady() {
   }
 }
 
-// The image stream: the first connection to listener `lfd`, in time.
-int AcceptImageStream(int lfd) {
+int64_t MonotonicMs() {
+  struct timespec ts {};
+  Sys(SYS_clock_gettime, 1 /* CLOCK_MONOTONIC */, reinterpret_cast<long>(&ts));
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+void SetReceiveTimeout(int fd, long seconds) {
+  struct timeval tv {
+    seconds, 0
+  };
+  Sys(SYS_setsockopt, fd, SOL_SOCKET, SO_RCVTIMEO, reinterpret_cast<long>(&tv), sizeof tv);
+}
+
+// The move's key, from the pipe the daemon wrote it to (MPVM_RESTORE_KEY_FD),
+// or nullptr: a plain stream (the engine's own tests).
+const uint8_t* ReadKey() {
+  const int kfd = EnvInt("MPVM_RESTORE_KEY_FD", -1);
+  if (kfd < 0) return nullptr;
+  uint8_t* key = S()->key;
+  if (raw::ReadFull(kfd, key, kSealKeySize) != 0) Die("cannot read the move's key");
+  raw::Close(kfd);
+  return key;
+}
+
+// Starts reading the image on `fd`: its first record, the header.
+const char* BeginImage(int fd, const uint8_t* key) {
+  Scratch* s = S();
+  if (const char* bad = SealInBegin(s->in, fd, key)) return bad;
+  return SealGet(s->in, &s->hdr, sizeof s->hdr);
+}
+
+// The image stream: the first connection to listener `lfd` whose header
+// record authenticates under the move's key, in time. Anyone else who
+// connects is dropped, and cannot make the move fail.
+int AcceptImageStream(int lfd, const uint8_t* key) {
   struct pollfd {
     int fd;
     short events, revents;
   } p{lfd, 1 /* POLLIN */, 0};
-  int ms = EnvInt("MPVM_RESTORE_TIMEOUT_MS", 15000);
-  long r;
-  do r = Sys(SYS_poll, reinterpret_cast<long>(&p), 1, ms);
-  while (r == -4);
-  if (r <= 0) Die("no image arrived in time");
-  int fd = static_cast<int>(Sys(SYS_accept4, lfd, 0, 0, SOCK_CLOEXEC));
-  if (fd < 0) Die("cannot accept the image stream");
-  raw::Close(lfd);
-  return fd;
+  const int64_t deadline = MonotonicMs() + EnvInt("MPVM_RESTORE_TIMEOUT_MS", 15000);
+  for (;;) {
+    const int64_t left = deadline - MonotonicMs();
+    long r = left > 0 ? Sys(SYS_poll, reinterpret_cast<long>(&p), 1, left) : 0;
+    if (r == -4) continue;
+    if (r <= 0) Die("no image arrived in time");
+    const int fd = static_cast<int>(Sys(SYS_accept4, lfd, 0, 0, SOCK_CLOEXEC));
+    if (fd < 0) continue;
+    SetReceiveTimeout(fd, 5);  // a connection that says nothing is dropped
+    const char* bad = BeginImage(fd, key);
+    if (bad == nullptr) {
+      SetReceiveTimeout(fd, 0);
+      raw::Close(lfd);
+      return fd;
+    }
+    char msg[kWhySize + 64] = "mpvm restore: dropped a connection: ";
+    raw::Append(msg, sizeof msg, bad);
+    raw::Append(msg, sizeof msg, "\n");
+    raw::WriteFull(2, msg, raw::Len(msg));
+    raw::Close(fd);
+  }
 }
 
-// The stream must start with the token the daemon gave this process.
-void CheckToken(int fd) {
-  const char* tok = getenv("MPVM_RESTORE_TOKEN");
-  if (tok == nullptr) return;
-  uint8_t want[kTokenSize], got[kTokenSize];
-  if (raw::Len(tok) != 2 * kTokenSize || !ParseHexToken(tok, want)) Die("bad MPVM_RESTORE_TOKEN");
-  if (raw::ReadFull(fd, got, kTokenSize) != 0) Die("the image stream ended early");
-  uint8_t diff = 0;
-  for (size_t i = 0; i < kTokenSize; ++i) diff |= static_cast<uint8_t>(want[i] ^ got[i]);
-  if (diff != 0) Die("the image stream did not present the expected token");
+// Reserves the staging area for the image's data (no memory committed).
+bool MapStaging() {
+  const uint64_t span = S()->hdr.data_bytes;
+  if (span == 0) return true;
+  long m = Sys(SYS_mmap, kStagingAddr, span, PROT_READ | PROT_WRITE,
+               MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE | MAP_NORESERVE, -1, 0);
+  return m == static_cast<long>(kStagingAddr);
+}
+
+// After 'G': every kData region's page runs, into the staging area (the
+// region's place there: the regions laid end to end). Rebuild moves them.
+void ReceiveData() {
+  Scratch* s = S();
+  const Header& h = s->hdr;
+  uint64_t at = kStagingAddr;
+  for (uint32_t i = 0; i < h.nregions; ++i) {
+    const Region& r = s->regions[i];
+    if (r.kind != RegionKind::kData) continue;
+    if (const char* bad = ReadPageRuns(s->in, at, at + (r.end - r.start))) Die(bad);
+    at += r.end - r.start;
+  }
 }
 
 void RestoreIfRequested() {
@@ -1039,8 +1121,14 @@ void RestoreIfRequested() {
   if (!MapScratch()) Die("the restore area at 0x100000000000 is in use");
   Scratch* s = S();
   Prewarm();
+  if (sodium_init() < 0) Die("libsodium failed to start");
   SayReady();
-  if (fd < 0) fd = AcceptImageStream(lfd);
+  const uint8_t* key = ReadKey();
+  if (fd < 0) {
+    fd = AcceptImageStream(lfd, key);
+  } else if (const char* bad = BeginImage(fd, key)) {
+    Die(bad);
+  }
   s->image_fd = fd;
   // The new host's settings, for the runtime once it runs again.
   size_t used = 0;
@@ -1051,21 +1139,21 @@ void RestoreIfRequested() {
     used += n;
   }
   s->env[used] = '\0';
-  CheckToken(fd);
-  Header& h = s->hdr;
-  if (raw::ReadFull(fd, &h, sizeof h) != 0) Die("the image stream ended early");
+  Header& h = s->hdr;  // read by BeginImage
   if (h.magic != kMagic || h.version != kVersion || h.header_size != sizeof(Header))
     Refuse(fd, "not an image of this mpvm version");
   if (h.nregions > static_cast<uint32_t>(kMaxRegions) ||
       h.nfiles > static_cast<uint32_t>(kMaxFiles))
     Refuse(fd, "malformed image header");
-  if (raw::ReadFull(fd, s->regions, sizeof(Region) * h.nregions) != 0)
-    Die("the image stream ended early");
-  if (const char* bad = CheckImageLayout(h, s->regions, kScratchAddr, kScratchAddr + kScratchSize))
+  if (const char* bad = SealGet(s->in, s->regions, sizeof(Region) * h.nregions)) Die(bad);
+  if (const char* bad = CheckImageLayout(h, s->regions, kScratchAddr, kRestoreAreaEnd))
     Refuse(fd, bad);
+  if (h.data_bytes > kRestoreAreaEnd - kStagingAddr || !MapStaging())
+    Refuse(fd, "cannot reserve address space to receive the image");
   Check(fd);
   char go = 'G';
   if (raw::SendFull(fd, &go, 1) != 0) Die("the source went away");
+  ReceiveData();
   uint64_t all = ~0ull;
   Sys(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&all), 0, 8);
   uint64_t top = kScratchAddr + kScratchSize - 64;

@@ -6,17 +6,19 @@
 //
 //   source process                        restore process (same executable,
 //                                         ADDR_NO_RANDOMIZE, started by a daemon)
-//   Capture(opts) ── token, header, table ──▶ checks kernel, vdso, CPU, layout
+//   Capture(opts) ── header, table ──────▶ checks kernel, vdso, CPU, layout
 //                ◀──────── 'G' | 'R'+why ──
-//                ── region contents ──────▶ rebuilds the address space
+//                ── region contents ──────▶ stages them, rebuilds the address space
 //                ◀──────── 'K' | 'R'+why ──
 //   returns kSaved
 //   Commit()     ── 'C' ──────────────────▶ resumes inside Capture (kResumed)
 //   or Abort()   ── 'A' ──────────────────▶ exits 127
 //
-// Capture uses raw system calls only and allocates nothing, so it may run in
-// a signal handler that interrupted arbitrary code (even malloc). Restore
-// runs from a constructor (RestoreIfRequested) before main.
+// What the source sends is sealed under the move's key (seal.h): only the
+// restore process that holds the key can read it. Capture uses raw system
+// calls only and allocates nothing, so it may run in a signal handler that
+// interrupted arbitrary code (even malloc). Restore runs from a constructor
+// (RestoreIfRequested) before main.
 #pragma once
 
 #include <stddef.h>
@@ -27,7 +29,7 @@ namespace mpvm::ckpt {
 // Where capture and restore keep their working memory: never part of an image.
 inline constexpr uint64_t kScratchAddr = 0x100000000000ull;
 inline constexpr size_t kScratchSize = 8u << 20;
-inline constexpr size_t kTokenSize = 32;
+inline constexpr size_t kKeySize = 32;  // the move's key (seal.h)
 inline constexpr size_t kWhySize = 240;
 
 enum class CaptureResult {
@@ -38,9 +40,9 @@ enum class CaptureResult {
 };
 
 struct CaptureOptions {
-  int out_fd = -1;                 // connected stream to the restore process (blocking)
-  const uint8_t* token = nullptr;  // kTokenSize bytes the restorer expects first
-  const int* own_fds = nullptr;    // the caller's own descriptors: re-created by it
+  int out_fd = -1;               // connected stream to the restore process (blocking)
+  const uint8_t* key = nullptr;  // kKeySize bytes: the move's key (nullptr: a plain stream)
+  const int* own_fds = nullptr;  // the caller's own descriptors: re-created by it
   int n_own_fds = 0;
   uint64_t* bytes_sent = nullptr;  // if set: the size of the image streamed
   const char* rundir = nullptr;    // this host's runtime directory: its file hash cache
@@ -56,8 +58,9 @@ bool Commit(int out_fd);
 void Abort(int out_fd);
 
 // Called from a constructor: if MPVM_RESTORE_FD (a connected stream) or
-// MPVM_RESTORE_LISTEN_FD (a listening socket; one connection is accepted) is
-// set, reads an image and becomes it. Does not return then: it either
+// MPVM_RESTORE_LISTEN_FD (a listening socket; the first connection whose
+// stream authenticates is taken) is set, reads an image and becomes it.
+// MPVM_RESTORE_KEY_FD, if set, is a pipe holding the move's key. Does not return then: it either
 // resumes the image or exits 127 after printing why to stderr.
 void RestoreIfRequested();
 

@@ -6,6 +6,7 @@
 
 #include "mpvm/ckpt/image.h"
 #include "mpvm/ckpt/raw.h"
+#include "mpvm/ckpt/seal.h"
 
 namespace mpvm::ckpt {
 namespace {
@@ -13,17 +14,17 @@ namespace {
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kPresent = 1ull << 63, kSwapped = 1ull << 62;
 
-long SendRun(int out_fd, uint64_t region_start, uint64_t from, uint64_t to, uint64_t* sent) {
+long SendRun(SealOut& out, uint64_t region_start, uint64_t from, uint64_t to, uint64_t* sent) {
   PageRun run{from - region_start, to - from};
-  long e = raw::SendFull(out_fd, &run, sizeof run);
-  if (e == 0 && run.len > 0) e = raw::SendFull(out_fd, reinterpret_cast<void*>(from), run.len);
+  long e = SealPut(out, &run, sizeof run);
+  if (e == 0 && run.len > 0) e = SealPut(out, reinterpret_cast<void*>(from), run.len);
   *sent += sizeof run + run.len;
   return e;
 }
 
 // The runs of pages with data, from the pagemap: `n` entries at a time.
-long SendTouched(int out_fd, uint64_t start, uint64_t end, int pagemap_fd, uint64_t* buf, size_t n,
-                 uint64_t* sent) {
+long SendTouched(SealOut& out, uint64_t start, uint64_t end, int pagemap_fd, uint64_t* buf,
+                 size_t n, uint64_t* sent) {
   uint64_t run_from = 0;
   bool in_run = false;
   for (uint64_t at = start; at < end;) {
@@ -35,28 +36,28 @@ long SendTouched(int out_fd, uint64_t start, uint64_t end, int pagemap_fd, uint6
       const bool data = (buf[i] & (kPresent | kSwapped)) != 0;
       if (data && !in_run) run_from = at;
       if (!data && in_run) {
-        if (long e = SendRun(out_fd, start, run_from, at, sent); e != 0) return e;
+        if (long e = SendRun(out, start, run_from, at, sent); e != 0) return e;
       }
       in_run = data;
     }
   }
-  return in_run ? SendRun(out_fd, start, run_from, end, sent) : 0;
+  return in_run ? SendRun(out, start, run_from, end, sent) : 0;
 }
 
 }  // namespace
 
-long SendPageRuns(int out_fd, uint64_t start, uint64_t end, int pagemap_fd, uint64_t* buf,
+long SendPageRuns(SealOut& out, uint64_t start, uint64_t end, int pagemap_fd, uint64_t* buf,
                   size_t buf_bytes, uint64_t* sent) {
-  long e = pagemap_fd >= 0 ? SendTouched(out_fd, start, end, pagemap_fd, buf, buf_bytes / 8, sent)
-                           : SendRun(out_fd, start, start, end, sent);
-  return e == 0 ? SendRun(out_fd, start, end, end, sent) : e;
+  long e = pagemap_fd >= 0 ? SendTouched(out, start, end, pagemap_fd, buf, buf_bytes / 8, sent)
+                           : SendRun(out, start, start, end, sent);
+  return e == 0 ? SendRun(out, start, end, end, sent) : e;
 }
 
-const char* ReadPageRuns(int fd, uint64_t start, uint64_t end) {
+const char* ReadPageRuns(SealIn& in, uint64_t start, uint64_t end) {
   uint64_t prev_end = 0;
   for (;;) {
     PageRun run{};
-    if (raw::ReadFull(fd, &run, sizeof run) != 0) return "the image stream ended early";
+    if (const char* bad = SealGet(in, &run, sizeof run)) return bad;
     if (const char* bad = CheckPageRun(run, prev_end, end - start)) return bad;
     if (run.len == 0) return nullptr;
     const uint64_t at = start + run.offset;
@@ -64,9 +65,18 @@ const char* ReadPageRuns(int fd, uint64_t start, uint64_t end) {
     // fault per page as the read fills it (raw.h). Where the kernel lacks
     // the advice, the read faults the pages in as before.
     raw::Sys(SYS_madvise, at, run.len, raw::kMadvPopulateWrite);
-    if (raw::ReadFull(fd, reinterpret_cast<void*>(at), run.len) != 0)
-      return "the image stream ended early";
+    if (const char* bad = SealGet(in, reinterpret_cast<void*>(at), run.len)) return bad;
     prev_end = run.offset + run.len;
+  }
+}
+
+void CopyDataPages(uint64_t to, uint64_t from, uint64_t len) {
+  for (uint64_t off = 0; off < len; off += kPage) {
+    const auto* words = reinterpret_cast<const volatile uint64_t*>(from + off);
+    bool data = false;
+    for (size_t i = 0; i < kPage / 8 && !data; ++i) data = words[i] != 0;
+    if (data)
+      raw::CopyBulk(reinterpret_cast<void*>(to + off), reinterpret_cast<void*>(from + off), kPage);
   }
 }
 

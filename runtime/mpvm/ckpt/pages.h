@@ -8,17 +8,25 @@
 
 namespace mpvm::ckpt {
 
+struct SealIn;
+struct SealOut;
+
 // Sends [start, end) of this process as page runs and the closing empty run.
 // With `pagemap_fd` (/proc/self/pagemap) >= 0, the pages that are neither
 // present nor swapped out are left out; else every page goes. `buf` (of
 // `buf_bytes`, at least 8) holds pagemap entries while it works. Adds the
 // bytes it sent to *sent. Returns 0 or -errno.
-long SendPageRuns(int out_fd, uint64_t start, uint64_t end, int pagemap_fd, uint64_t* buf,
+long SendPageRuns(SealOut& out, uint64_t start, uint64_t end, int pagemap_fd, uint64_t* buf,
                   size_t buf_bytes, uint64_t* sent);
 
-// Reads a region's page runs from `fd` into [start, end), whose pages not
-// sent must already read as zeros. Returns nullptr, or what was wrong with
-// the stream.
-const char* ReadPageRuns(int fd, uint64_t start, uint64_t end);
+// Reads a region's page runs from `in` into [start, end) (the region's
+// place in the restore's staging area), whose pages not sent must already
+// read as zeros. Returns nullptr, or what was wrong with the stream.
+const char* ReadPageRuns(SealIn& in, uint64_t start, uint64_t end);
+
+// Copies the pages of [from, from + len) that hold anything but zeros to
+// [to, to + len), whose pages read as zeros already: the pages the image
+// left out stay untouched (and unallocated) at both ends.
+void CopyDataPages(uint64_t to, uint64_t from, uint64_t len);
 
 }  // namespace mpvm::ckpt
