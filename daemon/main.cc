@@ -4,9 +4,11 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <cstdio>
 #include <cstdlib>
 
 #include "mpvm/paths.h"
+#include "mpvm/settings.h"
 #include "server/server.h"
 
 namespace {
@@ -16,17 +18,15 @@ namespace {
 // the balancer's clock for a VM prun starts (the benchmarks), and
 // MPVM_DEAD_AFTER lets a whole VM, started by the console or
 // prun, use a longer failure timeout.
-void Describe(CLI::App& app, mpvm::ServerOptions& opts, std::string& level) {
-  if (const char* b = std::getenv("MPVM_BALANCE_PERIOD"); b != nullptr && std::atof(b) > 0)
-    opts.balance_period_s = std::atof(b);
-  if (const char* r = std::getenv("MPVM_BALANCE_RESIDENCY"); r != nullptr && std::atof(r) >= 0)
-    opts.balance_residency_s = std::atof(r);
-  if (const char* d = std::getenv("MPVM_DEAD_AFTER"); d != nullptr && std::atof(d) > 0)
-    opts.dead_after_s = std::atof(d);
-  if (const char* f = std::getenv("MPVM_FAULT"); f != nullptr) opts.fault = f;
-  if (const char* c = std::getenv("MPVM_CPU_LIMIT"); c != nullptr) opts.cpu_limit_mode = c;
-  if (const char* m = std::getenv("MPVM_TEST_MOVES"); m != nullptr) opts.test_moves = std::atoi(m);
-  if (const char* l = std::getenv("MPVM_LOG_LEVEL"); l != nullptr && *l != '\0') level = l;
+void Describe(CLI::App& app, mpvm::ServerOptions& opts, std::string& level,
+              const mpvm::Settings& env) {
+  if (env.balance_period_s) opts.balance_period_s = *env.balance_period_s;
+  if (env.balance_residency_s) opts.balance_residency_s = *env.balance_residency_s;
+  if (env.dead_after_s) opts.dead_after_s = *env.dead_after_s;
+  opts.fault = env.fault;
+  if (env.cpu_limit_duty) opts.cpu_limit_mode = "duty";
+  opts.test_moves = env.test_moves;
+  if (!env.log_level.empty()) level = env.log_level;
   app.add_option("--rundir", opts.rundir, "runtime directory of this virtual machine")
       ->capture_default_str();
   app.add_option("--ready-fd", opts.ready_fd, "write 'ok' here once serving (used by starters)");
@@ -122,10 +122,15 @@ int main(int argc, char** argv) {
   CLI::App app{
       "mpvmd: the mpvm daemon. Usually started for you by prun, the mpvm console "
       "or pvm_start_pvmd()."};
+  const auto& settings = mpvm::ProcessSettings();
+  if (!settings) {
+    std::fprintf(stderr, "mpvmd: %s\n", settings.error().c_str());
+    return 2;
+  }
   mpvm::ServerOptions opts;
   opts.rundir = mpvm::RunDir();
   std::string level = "info";
-  Describe(app, opts, level);
+  Describe(app, opts, level, *settings);
   DescribeHosts(app, opts);
   DescribeEmulation(app, opts);
   CLI11_PARSE(app, argc, argv);

@@ -189,9 +189,10 @@ int pvm_barrier(char* group, int count) {
 }
 // Blocks until `size` members (-1: all) have called it; returns the size.
 int pvm_freezegroup(char* group, int size) {
-  int rc = Call("pvm_freezegroup", Op::FREEZE, group, size, false, nullptr);
-  std::vector<int> tids;
-  if (rc >= 0) Members("pvm_freezegroup", group, &tids);  // keeps the table
+  mpvm::ctl::GroupReply rep;
+  const int rc = Call("pvm_freezegroup", Op::FREEZE, group, size, false, &rep);
+  if (rc >= 0 && rep.frozen())  // the table as it was frozen: this member keeps it
+    Frozen()[group].assign(rep.tids().begin(), rep.tids().end());
   return rc;
 }
 

@@ -24,6 +24,7 @@
 #include "mpvm/daemon_starter.h"
 #include "mpvm/error.h"
 #include "mpvm/paths.h"
+#include "mpvm/settings.h"
 #include "mpvm/task_runtime.h"
 #include "mpvm/work.h"
 #include "pvm3.h"
@@ -824,13 +825,10 @@ int pvm_tc_settrcopt(int) { return 0; }
 int pvm_tc_siblings(int) { return 0; }
 
 char* pvmgetrsh(void) {
-  const char* r = getenv("PVM_RSH");
-  return const_cast<char*>(r != nullptr ? r : "ssh");
+  const std::string& r = mpvm::CurrentSettings().rsh;
+  return const_cast<char*>(!r.empty() ? r.c_str() : "ssh");
 }
-char* pvmgettmp(void) {
-  const char* t = getenv("PVM_TMP");
-  return const_cast<char*>(t != nullptr ? t : "/tmp");
-}
+char* pvmgettmp(void) { return const_cast<char*>(mpvm::CurrentSettings().tmp.c_str()); }
 char* pvmtmpnam(char* buf) {
   static char own[128];
   static int n = 0;

@@ -35,6 +35,7 @@
 #include "mpvm/task_runtime.h"
 #include "prun_args.h"
 #include "prun_trace.h"
+#include "stdin_pump.h"
 
 extern char** environ;
 
@@ -159,17 +160,23 @@ std::optional<std::vector<std::string>> Exports(const PrunOptions& o) {
   return out;
 }
 
-// Whether rank 0 should read prun's stdin: it is open, and neither
-// /dev/null (what the other ranks read anyway) nor a terminal (a task in its
-// own process group would be stopped by SIGTTIN reading one).
-bool StdinWorthForwarding() {
+// What rank 0 reads as its stdin: prun's own (a file or a pipe), a pipe
+// that prun fills from its terminal (stdin_pump.h), or "" (/dev/null, as
+// the other ranks) when prun's stdin is closed or /dev/null itself.
+std::string Rank0Stdin(mpvm::prun::StdinPump& pump) {
   struct stat in, null;
-  if (fstat(0, &in) != 0 || isatty(0)) return false;
-  return !(S_ISCHR(in.st_mode) && stat("/dev/null", &null) == 0 && in.st_rdev == null.st_rdev);
+  if (fstat(0, &in) != 0) return "";
+  if (S_ISCHR(in.st_mode) && stat("/dev/null", &null) == 0 && in.st_rdev == null.st_rdev) return "";
+  if (!isatty(0)) return fmt::format("/proc/{}/fd/0", getpid());
+  std::string why;
+  std::string path = pump.Start(&why);
+  if (path.empty()) std::fprintf(stderr, "prun: %s; rank 0 reads nothing\n", why.c_str());
+  return path;
 }
 
 mpvm::SpawnRequestOptions SpawnOptions(const PrunOptions& o, const mpvm::TaskRuntime& rt,
-                                       std::vector<std::string> exports) {
+                                       std::vector<std::string> exports,
+                                       mpvm::prun::StdinPump& pump) {
   mpvm::SpawnRequestOptions s;
   s.file = o.command[0];
   s.args.assign(o.command.begin() + 1, o.command.end());
@@ -181,8 +188,7 @@ mpvm::SpawnRequestOptions SpawnOptions(const PrunOptions& o, const mpvm::TaskRun
   s.end_with_spawner = true;  // a prun killed outright leaves no task of its job
   s.env = std::move(exports);
   for (char** e = environ; *e != nullptr; ++e) s.local_env.emplace_back(*e);
-  if (o.stdin_mode == "rank0" && StdinWorthForwarding())
-    s.rank0_stdin = fmt::format("/proc/{}/fd/0", getpid());
+  if (o.stdin_mode == "rank0") s.rank0_stdin = Rank0Stdin(pump);
   if (!o.trace_file.empty() || o.progress) s.event_sink = rt.tid().raw();
   if (!o.where.empty()) {
     s.flags = 1;  // PvmTaskHost
@@ -452,7 +458,9 @@ int RunJob(mpvm::TaskRuntime& rt, const PrunOptions& o, const Vm& vm, const sigs
                  std::strerror(errno));
     return Finish(rt, vm, 2);
   }
-  Job job = Start(rt, SpawnOptions(o, rt, std::move(exports)), o.verbose);
+  mpvm::prun::StdinPump pump;
+  Job job = Start(rt, SpawnOptions(o, rt, std::move(exports), pump), o.verbose);
+  pump.Opened();
   std::vector<json> trace;
   std::vector<std::string> failures;
   const int interrupted = job.started > 0 ? Supervise(rt, job, o, wait_mask, trace, failures) : 0;

@@ -44,8 +44,8 @@ void Describe(CLI::App& app, PrunOptions& o, std::string& hosts) {
   app.add_option("-x", o.exports, "export VAR (or VAR=VALUE) to the tasks on every host")
       ->allow_extra_args(false);
   app.add_option("--stdin", o.stdin_mode,
-                 "who reads prun's standard input: rank0 (the others read end-of-file; rank 0 "
-                 "then cannot move) or none")
+                 "who reads prun's standard input, a terminal too: rank0 (the others read "
+                 "end-of-file; rank 0 then cannot move) or none")
       ->check(CLI::IsMember({"rank0", "none"}))
       ->capture_default_str();
   app.add_flag("--progress", o.progress,

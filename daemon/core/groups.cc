@@ -106,7 +106,16 @@ void GroupServer::Freeze(ConnId conn, uint64_t rid, Tid who, const ctl::GroupReq
   grp.freezing.emplace_back(conn, rid);
   if (static_cast<int>(grp.freezing.size()) < size) return;
   grp.frozen_size = size;
-  for (auto [wc, wrid] : std::exchange(grp.freezing, {})) answer(wc, wrid, size);
+  // Each answer carries the table as it is frozen: the members keep it, and
+  // one that leaves at once must not be missing from the others' copies.
+  for (auto [wc, wrid] : std::exchange(grp.freezing, {})) {
+    ctl::Envelope e = NewEnvelope();
+    auto* r = e.mutable_group_reply();
+    r->set_code(size);
+    for (int t : grp.members) r->add_tids(t);
+    r->set_frozen(true);
+    out_.Add(wc, wrid, std::move(e));
+  }
 }
 
 int GroupServer::Query(const ctl::GroupRequest& g, ctl::GroupReply* rep) const {

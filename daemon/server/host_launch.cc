@@ -20,6 +20,7 @@
 #include <sstream>
 
 #include "mpvm/connection.h"
+#include "mpvm/settings.h"
 
 extern char** environ;
 
@@ -100,8 +101,7 @@ mpvm::expected<void, std::string> RunCommand(const std::vector<std::string>& arg
 // ---- EmulatedNet ------------------------------------------------------------
 
 bool EmulatedNet::Available(std::string* why) {
-  const char* mode = std::getenv("MPVM_EMULATE");
-  if (mode != nullptr && std::string(mode) == "loopback") {
+  if (CurrentSettings().emulate_loopback) {
     *why = "MPVM_EMULATE=loopback";
     return false;
   }
@@ -164,14 +164,7 @@ std::string EmulatedNet::NextAddress() {
 }
 
 mpvm::expected<std::string, std::string> EmulatedNet::LinkRate() {
-  const char* rate = std::getenv("MPVM_EMULATE_LINK");
-  if (rate == nullptr || *rate == '\0') return std::string();
-  static const std::regex kRate("[0-9]+(\\.[0-9]+)?(bit|kbit|mbit|gbit)");
-  if (!std::regex_match(rate, kRate))
-    return mpvm::unexpected(fmt::format(
-        "MPVM_EMULATE_LINK={}: not a rate; write it as tc does, for example 100mbit or 1gbit",
-        rate));
-  return std::string(rate);
+  return CurrentSettings().emulate_link;  // checked as the settings were read
 }
 
 mpvm::expected<void, std::string> EmulatedNet::Attach(pid_t pid) {
@@ -268,9 +261,8 @@ mpvm::expected<Launch, std::string> LaunchDaemon(const std::vector<std::string>&
 
 std::vector<std::string> RemoteShell() {
   std::vector<std::string> cmd;
-  const char* rsh = std::getenv("MPVM_RSH");
-  if (rsh == nullptr || *rsh == '\0') rsh = std::getenv("PVM_RSH");  // PVM's name for it
-  std::istringstream in(rsh != nullptr && *rsh != '\0' ? rsh : "ssh -o BatchMode=yes");
+  const std::string& rsh = CurrentSettings().rsh;  // MPVM_RSH, or PVM's PVM_RSH
+  std::istringstream in(!rsh.empty() ? rsh : "ssh -o BatchMode=yes");
   std::string w;
   while (in >> w) cmd.push_back(w);
   return cmd;

@@ -13,6 +13,7 @@
 
 #include "emulated_speed.h"
 #include "mpvm/paths.h"
+#include "mpvm/settings.h"
 #include "server/cpu_limit.h"
 
 namespace mpvm {
@@ -186,7 +187,7 @@ void HostStarter::RemoveHostDir(const std::string& name) const {
   if (d == nullptr) return;
   while (dirent* e = readdir(d)) {
     std::string file = e->d_name;
-    if (file == "mpvmd.log" && std::getenv("MPVM_KEEP_LOG") != nullptr)
+    if (file == "mpvmd.log" && CurrentSettings().keep_log)
       rename((dir + "/" + file).c_str(),  // kept beside the master's log
              fmt::format("{}/mpvmd.{}.log", opts_.rundir, name).c_str());
     else if (file.ends_with(".sock") || file == "mpvmd.lock" || file == "mpvmd.log" ||

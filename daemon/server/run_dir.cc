@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "mpvm/paths.h"
+#include "mpvm/settings.h"
 
 namespace mpvm {
 namespace {
@@ -88,7 +89,7 @@ void RunDirLock::Release() {
     }
     closedir(d);
   }
-  if (std::getenv("MPVM_KEEP_LOG") == nullptr) unlink(DaemonLogPath(path_).c_str());
+  if (!CurrentSettings().keep_log) unlink(DaemonLogPath(path_).c_str());
   unlink((path_ + "/master.addr").c_str());
   unlink(VirtualCpuPath(path_).c_str());
   unlink((path_ + "/hash-cache").c_str());              // tasks' file hashes (ckpt.cc)

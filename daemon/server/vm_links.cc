@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "mpvm/clock.h"
+#include "mpvm/settings.h"
 #include "mpvm/task_link.h"
 #include "server/host_launch.h"
 
@@ -17,10 +18,7 @@ std::string LinkKeyBytes(const VmKey& k) {
   return std::string(reinterpret_cast<const char*>(lk.data()), lk.size());
 }
 
-bool LinkEncryptWanted() {
-  const char* e = std::getenv("MPVM_LINK_ENCRYPT");
-  return e != nullptr && std::string(e) == "1";
-}
+bool LinkEncryptWanted() { return CurrentSettings().link_encrypt; }
 
 }  // namespace
 

@@ -82,6 +82,14 @@ TEST_F(GroupsTest, AFreezeWaitsUntilSizeMembersHaveCalledItAndJoinsGoOnMeanwhile
   EXPECT_EQ(out[1].conn, 2u);
   EXPECT_EQ(out[0].env.group_reply().code(), 2);
   EXPECT_EQ(out[1].env.group_reply().code(), 2);
+  // Each answer carries the table as frozen, which the members keep: a
+  // member that leaves at once is still in the others' copies.
+  for (const auto& o : out) {
+    EXPECT_TRUE(o.env.group_reply().frozen());
+    EXPECT_EQ(
+        std::vector<int>(o.env.group_reply().tids().begin(), o.env.group_reply().tids().end()),
+        (std::vector<int>{kA.raw(), kB.raw()}));
+  }
   EXPECT_EQ(Code(3, kC, ctl::GroupRequest::JOIN), -20);  // frozen now
 }
 

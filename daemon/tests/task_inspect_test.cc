@@ -74,13 +74,23 @@ TEST(TaskInspect, SysvTablesAreReadByTheirColumnNames) {
 // A child stopped in a sleep of its own shows the call; its parent (this
 // test) is found as holding a child.
 TEST(TaskInspect, AStoppedSleeperShowsItsCallAndItsParentIsPinned) {
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
   const pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
+    close(ready[0]);
+    close(ready[1]);  // says "about to sleep"
     const timespec ts{30, 0};
     nanosleep(&ts, nullptr);
     _exit(0);
   }
+  close(ready[1]);
+  char c;
+  ASSERT_EQ(read(ready[0], &c, 1), 0);  // end of file: the child is past fork
+  close(ready[0]);
+  // The child sleeps next: wait until it does (state S), then stop it there.
+  for (int i = 0; i < 10000 && ReadStat(pid).state != 'S'; ++i) usleep(100);
   EXPECT_NE(WhatPinsTask(getpid()).find("child process"), std::string::npos);
   kill(pid, SIGSTOP);
   int status = 0;

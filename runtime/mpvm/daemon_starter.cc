@@ -13,6 +13,7 @@
 
 #include "mpvm/connection.h"
 #include "mpvm/paths.h"
+#include "mpvm/settings.h"
 
 namespace mpvm {
 
@@ -28,7 +29,8 @@ bool Executable(const std::string& p) { return !p.empty() && access(p.c_str(), X
 }  // namespace
 
 std::string FindDaemonBinary() {
-  if (const char* d = std::getenv("MPVM_DAEMON"); d != nullptr && Executable(d)) return d;
+  if (const std::string& d = CurrentSettings().daemon; !d.empty() && Executable(d.c_str()))
+    return d;
   if (std::string self = SelfExeDir(); Executable(self + "/mpvmd")) return self + "/mpvmd";
   Dl_info info;
   if (dladdr(reinterpret_cast<void*>(&FindDaemonBinary), &info) != 0 && info.dli_fname) {

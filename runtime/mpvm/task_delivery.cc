@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include "mpvm/clock.h"
+#include "mpvm/settings.h"
 #include "mpvm/task_runtime.h"
 
 namespace mpvm {
@@ -59,7 +60,7 @@ void TaskRuntime::OnAck(const FrameHeader& h) {
 void TaskRuntime::Resend(int32_t peer) {
   const auto frames = sent_.Frames(peer);
   if (frames.empty()) return;
-  if (debugmask_ != 0 || std::getenv("MPVM_DEBUG") != nullptr)
+  if (debugmask_ != 0 || CurrentSettings().debug)
     std::fprintf(stderr, "libpvm [%s]: sending %zu frame(s) to %s again (they did not arrive)\n",
                  mytid_.str().c_str(), frames.size(), Tid(peer).str().c_str());
   Connection* c = LinkTo(peer);

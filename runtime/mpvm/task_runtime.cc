@@ -16,6 +16,7 @@
 #include "mpvm/clock.h"
 #include "mpvm/control.h"
 #include "mpvm/paths.h"
+#include "mpvm/settings.h"
 
 namespace mpvm {
 namespace {
@@ -70,8 +71,7 @@ Status StatusOf(const Result<ctl::Envelope>& rep) {
 }  // namespace
 
 TaskRuntime::TaskRuntime() {
-  if (const char* s = std::getenv("MPVM_SPIN_US"); s != nullptr && *s != '\0')
-    spin_ns_ = std::max<int64_t>(0, std::strtoll(s, nullptr, 10)) * 1000;
+  if (const auto us = CurrentSettings().spin_us) spin_ns_ = int64_t{*us} * 1000;
 }
 
 TaskRuntime::~TaskRuntime() {
@@ -86,6 +86,10 @@ TaskRuntime::~TaskRuntime() {
 
 Status TaskRuntime::Enrol(bool claim_owner, bool is_tool) {
   if (enrolled()) return {};
+  if (const auto& settings = ProcessSettings(); !settings) {  // a bad MPVM_* value
+    std::fprintf(stderr, "libpvm: %s\n", settings.error().c_str());
+    return Fail(Err::kBadParam);
+  }
   rundir_ = RunDir();
   int fd = ConnectUnix(DaemonSocketPath(rundir_));
   if (fd < 0) return Fail(Err::kSysErr);
@@ -137,15 +141,13 @@ Status TaskRuntime::Enrol(bool claim_owner, bool is_tool) {
 
   listen_path_ = TaskSocketPath(rundir_, mytid_);
   listen_fd_ = ListenUnix(listen_path_);
-  if (listen_fd_ < 0) listen_path_.clear();               // peers will relay through the daemon
-  const char* direct = std::getenv("MPVM_DIRECT_LINKS");  // "0": always relay across hosts
+  if (listen_fd_ < 0) listen_path_.clear();  // peers will relay through the daemon
   if (r.link_key().size() == std::tuple_size_v<LinkKey> && !is_tool &&
-      (direct == nullptr || std::string(direct) != "0")) {
+      CurrentSettings().direct_links) {  // MPVM_DIRECT_LINKS=0: always relay across hosts
     LinkKey k;
     std::memcpy(k.data(), r.link_key().data(), k.size());
     link_key_ = k;
-    const char* enc = std::getenv("MPVM_LINK_ENCRYPT");
-    link_encrypt_ = r.link_encrypt() || (enc != nullptr && std::string(enc) == "1");
+    link_encrypt_ = r.link_encrypt() || CurrentSettings().link_encrypt;
     StartLinkListener();
   }
   return {};
@@ -194,7 +196,7 @@ Status TaskRuntime::Exit() {
   if (catch_file_ != nullptr) fflush(catch_file_);
   SendDueAcks(true);  // its senders need keep nothing for it
   FlushAll();
-  if (debugmask_ != 0 || std::getenv("MPVM_DEBUG") != nullptr)
+  if (debugmask_ != 0 || CurrentSettings().debug)
     std::fprintf(stderr, "libpvm [%s]: exits with %zu frame(s), %zu bytes unacknowledged\n",
                  mytid_.str().c_str(), sent_.frames(), sent_.bytes());
   ctl::Envelope req = NewEnvelope();
@@ -721,7 +723,7 @@ Connection* TaskRuntime::RouteTo(Tid dst) {
 }
 
 bool TaskRuntime::StartLinkAcross(Tid dst) {
-  const bool debug = debugmask_ != 0 || std::getenv("MPVM_DEBUG") != nullptr;
+  const bool debug = debugmask_ != 0 || CurrentSettings().debug;
   ctl::Envelope req = NewEnvelope();
   req.mutable_locate()->set_tid(dst.raw());
   auto rep = Call(std::move(req), 2000);
@@ -782,7 +784,7 @@ void TaskRuntime::LinkHandshakeEnded(LinkHandshake& hs, LinkHandshake::State st)
       p.conn = c;
       p.connecting = false;
       p.backoff_ns = 0;
-      if (debugmask_ != 0 || std::getenv("MPVM_DEBUG") != nullptr) {
+      if (debugmask_ != 0 || CurrentSettings().debug) {
         sockaddr_in a{};
         socklen_t len = sizeof a;
         char ip[INET_ADDRSTRLEN] = "?";
@@ -796,7 +798,7 @@ void TaskRuntime::LinkHandshakeEnded(LinkHandshake& hs, LinkHandshake::State st)
     return;
   }
   close(hs.fd());
-  const bool debug = debugmask_ != 0 || std::getenv("MPVM_DEBUG") != nullptr;
+  const bool debug = debugmask_ != 0 || CurrentSettings().debug;
   const std::string why = hs.error().empty() ? "no handshake in time" : hs.error();
   if (hs.outgoing()) {
     // The peer may be moving or gone: its frames keep going through the daemons.
@@ -1051,7 +1053,7 @@ bool TaskRuntime::Progress(int timeout_ms) {
       }
       if (c->drained()) c->sends_unlooked = 0;  // a kMoved was in it, or not there yet
       if (rr != Connection::ReadResult::kOk) {
-        if (debugmask_ != 0 || std::getenv("MPVM_DEBUG") != nullptr)
+        if (debugmask_ != 0 || CurrentSettings().debug)
           std::fprintf(stderr, "libpvm [%s]: %s link closed (%s)\n", mytid_.str().c_str(),
                        c == daemon_.get() ? "daemon" : "task",
                        rr == Connection::ReadResult::kClosed ? "end of stream"

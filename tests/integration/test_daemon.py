@@ -7,7 +7,7 @@ import struct
 import subprocess
 import unittest
 
-from harness import CHILD, CONSOLE, MPVMD, VmTestCase, mpvm_processes
+from harness import CHILD, CONSOLE, MPVMD, PRUN, VmTestCase, mpvm_processes
 
 
 def frame(kind, payload=b"", length=None):
@@ -46,6 +46,21 @@ class DaemonTest(VmTestCase):
         self.assertIn("already serves the virtual machine", r.stderr)
         self.assertIn("mpvm halt", r.stderr)
         self.still_serves()
+
+    def test_a_bad_setting_is_an_error_that_names_it(self):
+        for var, value in (("MPVM_DEAD_AFTER", "3x"), ("MPVM_LINK_ENCRYPT", "yes"),
+                           ("MPVM_LOG_LEVEL", "loud")):
+            r = subprocess.run([MPVMD, "--rundir", self.rundir], env=dict(self.env, **{var: value}),
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn("%s=%s: not " % (var, value), r.stderr)
+            self.assertFalse(os.path.exists(os.path.join(self.rundir, "mpvmd.sock")))
+        # A task's library (here prun's) says so too, and the call fails.
+        self.start_vm()
+        r = subprocess.run([PRUN, "-n", "1", CHILD, "exit"], env=dict(self.env, MPVM_SPIN_US="abc"),
+                           capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("MPVM_SPIN_US=abc: not a whole number of microseconds", r.stderr)
 
     def test_files_of_a_crashed_daemon_are_cleaned(self):
         self.start_vm()

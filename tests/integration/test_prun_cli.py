@@ -2,7 +2,10 @@
 tasks get the caller's environment, stdout and stderr stay apart, stdin goes
 to rank 0, and usage errors exit 2 and name the problem."""
 import os
+import pty
+import select
 import subprocess
+import time
 import unittest
 
 from harness import CHILD, CONSOLE, PRUN, VmTestCase, mpvm_processes
@@ -63,6 +66,31 @@ class PrunCommandLineTest(VmTestCase):
         r = self.run_prun("-n", "1", "--stdin", "none", "/bin/sh", "-c", 'read x; echo "${x:-EOF}"',
                           input="hello\n")
         self.assertEqual(r.stdout, "EOF\n", r.stderr)
+
+    def test_a_terminal_reaches_rank_0_through_prun(self):
+        """A task cannot read prun's terminal itself (its own session): prun
+        reads it and passes on what is typed, and ^D ends it."""
+        pid, fd = pty.fork()
+        if pid == 0:  # prun, with the pty as its terminal
+            os.execve(PRUN, [PRUN, "-n", "2", "--tag-output", "rank", "/bin/sh", "-c",
+                             'read x; echo "got:${x:-EOF}"; read y || echo "then:EOF"'], self.env)
+        try:
+            seen = b""
+            deadline = time.monotonic() + 60
+            os.write(fd, b"hello\n")
+            while b"[1] got:EOF" not in seen or b"[0] got:hello" not in seen:
+                self.assertLess(time.monotonic(), deadline, seen)
+                if select.select([fd], [], [], 1)[0]:
+                    seen += os.read(fd, 4096)
+            os.write(fd, b"\x04")  # ^D: rank 0's end of file
+            while b"[0] then:EOF" not in seen:
+                self.assertLess(time.monotonic(), deadline, seen)
+                if select.select([fd], [], [], 1)[0]:
+                    seen += os.read(fd, 4096)
+        finally:
+            _, status = os.waitpid(pid, 0)
+            os.close(fd)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0, seen)
 
     def test_mpirun_spellings(self):
         r = self.run_prun("-np", "2", "/bin/echo", "hi")
