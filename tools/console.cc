@@ -17,6 +17,8 @@
 #include <thread>
 #include <vector>
 
+#include "console_queries.h"
+#include "console_session.h"
 #include "mpvm/control.h"
 #include "mpvm/daemon_starter.h"
 #include "mpvm/paths.h"
@@ -41,34 +43,36 @@ const char* kHelp =
     "  top [-n N]           each host's speed and load, and the balancer's latest\n"
     "                       moves, refreshed each second (N times; default: until ^C)\n"
     "  delete NAME...       remove hosts (their tasks end)\n"
+    "  mstat HOST...        whether each host is in the virtual machine\n"
+    "  pstat TID...         whether each task runs\n"
+    "  sig SIGNUM TID...    send a signal to tasks\n"
+    "  reset                end every task (not the tools), and the mailbox entries\n"
+    "                       whose owners are gone\n"
+    "  put NAME FLAGS DATA  add a mailbox entry holding the string DATA\n"
+    "  names [PATTERN]      list the mailbox's names and entries\n"
+    "  id                   print the console's task id\n"
+    "  echo [ARGS...]       print the arguments\n"
+    "  alias [NAME COMMAND...]\n"
+    "                       list aliases, or define one; unalias NAME... drops them\n"
+    "  setenv [NAME [VALUE...]]\n"
+    "                       list the environment, show a variable, or set one\n"
+    "  export [NAME...]     show PVM_EXPORT (the variables spawned tasks get), or\n"
+    "                       add to it; unexport NAME... takes them out\n"
     "  halt                 stop every task and the virtual machine\n"
     "  quit                 leave the console; the virtual machine keeps running\n"
     "  version              print the PVM API version mpvm implements\n"
     "  help                 this text\n";
 
-constexpr std::string_view kCommands[] = {"conf",    "ps",     "spawn",   "kill", "migrate",
-                                          "add",     "delete", "halt",    "quit", "exit",
-                                          "version", "help",   "balance", "top"};
+constexpr std::string_view kCommands[] = {
+    "conf", "ps",      "spawn", "kill",    "migrate", "add",     "delete", "halt",   "quit",
+    "exit", "version", "help",  "balance", "top",     "mstat",   "pstat",  "sig",    "reset",
+    "put",  "names",   "id",    "echo",    "alias",   "unalias", "setenv", "export", "unexport"};
 
 bool KnownCommand(std::string_view cmd) {
   return std::find(std::begin(kCommands), std::end(kCommands), cmd) != std::end(kCommands);
 }
 
-std::vector<std::string> Split(const std::string& line) {
-  std::istringstream in(line);
-  std::vector<std::string> out;
-  std::string w;
-  while (in >> w) out.push_back(w);
-  return out;
-}
-
-int ParseTid(const std::string& s) {
-  std::string h = s;
-  if (!h.empty() && (h[0] == 't' || h[0] == 'T')) h = h.substr(1);
-  char* end = nullptr;
-  long v = std::strtol(h.c_str(), &end, 16);
-  return (end != nullptr && *end == '\0' && !h.empty()) ? static_cast<int>(v) : 0;
-}
+using mpvm::console::ParseTid;
 
 std::string ErrText(mpvm::Err e) { return std::string(mpvm::PvmErrorText(mpvm::ToPvmCode(e))); }
 
@@ -95,8 +99,10 @@ class Console {
   }
 
   // Returns false when the console should end (quit, halt).
-  bool Run(const std::vector<std::string>& w, int* status) {
+  bool Run(const std::vector<std::string>& words, int* status) {
+    const std::vector<std::string> w = session_.Expand(words);
     if (w.empty()) return true;
+    if (session_.Run(w, rt_.tid(), status) || mpvm::console::RunQuery(w, rt_, status)) return true;
     const std::string& cmd = w[0];
     if (cmd == "help" || cmd == "?") {
       std::fputs(kHelp, stdout);
@@ -393,6 +399,7 @@ class Console {
   }
 
   mpvm::TaskRuntime& rt_;
+  mpvm::console::Session session_;  // aliases: for this console's run
 };
 
 }  // namespace
@@ -446,7 +453,12 @@ int main(int argc, char** argv) {
     }
     if (!std::getline(std::cin, line)) break;
     int st = 0;
-    if (!console.Run(Split(line), &st)) return 0;
+    auto words = mpvm::console::Words(line);
+    if (!words) {
+      std::fprintf(stderr, "%s: the line was not run\n", words.error().c_str());
+      continue;
+    }
+    if (!console.Run(*words, &st)) return 0;
     std::fflush(stdout);  // a script driving the console reads each answer as it comes
   }
   (void)rt.Exit();

@@ -90,14 +90,27 @@ TEST_F(MembershipTest, ALinkThatClosesRemovesItsHost) {
   EXPECT_EQ(m_.events.hosts_gone, std::vector<int>{2});
 }
 
-TEST_F(MembershipTest, AMemberHaltsWhenTheMasterFallsSilent) {
+// A member's core context over a FakeEnv, with FakeEvents.
+struct MemberSide {
+  static DaemonConfig MemberConfig() {
+    DaemonConfig c;
+    c.member = true;
+    return c;
+  }
   FakeEnv env;
   FakeEvents events;
-  DaemonConfig c;
-  c.member = true;
-  CoreContext cx(c, &env);
-  cx.events = &events;
-  Membership member(cx);
+  DaemonConfig c = MemberConfig();
+  CoreContext cx{c, &env};
+  Membership member{cx};
+  MemberSide() { cx.events = &events; }
+};
+
+TEST_F(MembershipTest, AMemberHaltsWhenTheMasterFallsSilent) {
+  MemberSide side;
+  auto& events = side.events;
+  auto& c = side.c;
+  auto& cx = side.cx;
+  auto& member = side.member;
   member.StartJoin(kSecond);
   ctl::Envelope reply = NewEnvelope();
   reply.mutable_join_reply()->set_host(2);
@@ -147,13 +160,9 @@ TEST_F(MembershipTest, AStrangersJoinIsAdmitted) {
 }
 
 TEST_F(MembershipTest, AMemberToldItIsFencedKillsItsTasksAndHalts) {
-  FakeEnv env;
-  FakeEvents events;
-  DaemonConfig c;
-  c.member = true;
-  CoreContext cx(c, &env);
-  cx.events = &events;
-  Membership member(cx);
+  MemberSide side;
+  auto& events = side.events;
+  auto& member = side.member;
   ctl::Envelope leave = NewEnvelope();
   leave.mutable_host_leave()->set_reason("declared gone");
   leave.mutable_host_leave()->set_fenced(true);

@@ -2,6 +2,7 @@
 import os
 import re
 import subprocess
+import time
 import unittest
 
 from harness import CHILD, CONSOLE, VmTestCase, mpvm_processes
@@ -55,6 +56,82 @@ class ConsoleTest(VmTestCase):
         self.assertIn("(tool)", r.stdout)
         self.assertIn("nonsense: unknown command; type help", r.stderr)
         self.assertEqual(self.mpvm("conf").returncode, 0)  # still running
+
+    def test_session_commands_as_in_pvms_console(self):
+        """id, echo, alias/unalias, setenv, export/unexport, driven as a user
+        types them (the outputs are PVM 3.4.6's console's)."""
+        r = self.mpvm(input="\n".join([
+            "id",
+            "echo hello   world  \"a b\" 'c d'  # a comment",
+            "alias x echo one",
+            "alias y echo two three",
+            "alias",
+            "x more",
+            "unalias x",
+            "alias",
+            "x",
+            "setenv MPVM_T_FOO bar baz",
+            "setenv MPVM_T_FOO",
+            "export MPVM_T_FOO",
+            "export MPVM_T_BAR MPVM_T_FOO",
+            "export",
+            "unexport MPVM_T_FOO",
+            "export",
+            "echo \"unmatched",
+            "quit", ""]))
+        out = r.stdout.splitlines()
+        self.assertRegex(out[0], r"^t4[0-9a-f]{4}$")  # the console's own tid
+        self.assertEqual(out[1], "hello world a b c d")
+        self.assertEqual(out[2:4], ["x\techo one", "y\techo two three"])
+        self.assertEqual(out[4], "one more")  # the alias, then what was typed after it
+        self.assertEqual(out[5], "y\techo two three")
+        self.assertEqual(out[6], "bar baz")
+        self.assertEqual(out[7], "PVM_EXPORT=MPVM_T_FOO:MPVM_T_BAR")
+        self.assertEqual(out[8], "PVM_EXPORT=MPVM_T_BAR")
+        self.assertIn("x: unknown command", r.stderr)  # once the alias is gone
+        self.assertIn("unmatched \"", r.stderr)
+
+    def test_an_exported_variable_reaches_a_task_the_console_spawns(self):
+        r = self.mpvm(input="setenv MPVM_T_COLOUR blue\nexport MPVM_T_COLOUR\n"
+                            "spawn -> %s env MPVM_T_COLOUR\nquit\n" % CHILD)
+        self.assertRegex(r.stdout, r"\[t4[0-9a-f]{4}\] MPVM_T_COLOUR=blue", r.stderr)
+
+    def test_task_and_host_queries(self):
+        r = self.mpvm("spawn", CHILD, "hold")
+        [tid] = re.findall(r"^(t4[0-9a-f]{4})$", r.stdout, re.M)
+        host = self.mpvm("conf").stdout.splitlines()[2].split()[0]
+        r = self.mpvm("mstat", host, "nosuchhost")
+        self.assertEqual(r.stdout.splitlines(), ["%24s  ok" % host, "%24s  No such host" % "nosuchhost"])
+        self.assertEqual(r.returncode, 1)
+        r = self.mpvm("pstat", tid, "t4ffff")
+        self.assertEqual(r.stdout.splitlines(), ["t%8s  run" % tid[1:], "t%8s  No such task" % "4ffff"])
+        self.assertEqual(self.mpvm("sig", "15", tid).returncode, 0)  # SIGTERM ends it
+        for _ in range(600):  # polling its state, with a deadline
+            if "No such task" in self.mpvm("pstat", tid).stdout:
+                break
+            time.sleep(0.05)
+        self.assertIn("No such task", self.mpvm("pstat", tid).stdout)
+        bad = self.mpvm("sig", "x", tid)
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn("usage: sig SIGNUM", bad.stderr)
+
+    def test_reset_ends_every_task_and_orphaned_mailbox_entries(self):
+        r = self.mpvm("spawn", "-2", CHILD, "hold")
+        tids = re.findall(r"^(t4[0-9a-f]{4})$", r.stdout, re.M)
+        self.assertEqual(len(tids), 2)
+        r = self.mpvm(input="put mine 1 kept\nreset\nnames\nquit\n")  # PvmMboxPersistent
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for _ in range(600):  # polling their state, with a deadline
+            if all("No such task" in self.mpvm("pstat", t).stdout for t in tids):
+                break
+            time.sleep(0.05)
+        for t in tids:
+            self.assertIn("No such task", self.mpvm("pstat", t).stdout)
+        self.assertIn("<mine>:", r.stdout)  # its owner was alive at the reset
+        # That console has gone since: its entry is an orphan now, and a reset drops it.
+        self.assertIn("<mine>:", self.mpvm("names").stdout)
+        self.mpvm("reset")
+        self.assertNotIn("<mine>:", self.mpvm("names").stdout)
 
     def test_help_and_unknown_commands(self):
         r = self.mpvm("frobnicate")  # first: no VM is running yet
