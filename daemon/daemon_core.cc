@@ -380,7 +380,7 @@ bool DaemonCore::HandleVmRequest(ConnId c, Tid who, ctl::Envelope& env) {
 void DaemonCore::OnPeerFrame(PeerId p, Frame&& f) {
   // The master hears its members only. Anyone else (a host declared gone
   // that runs again) is told to leave, and nothing it sends is delivered.
-  if (!cx_.cfg.member && !members_.FromMember(p)) {
+  if (!cx_.cfg.member && !members_.FromMember(p) && !members_.Departing(p)) {
     members_.FromStranger(p, f);
     return;
   }

@@ -122,7 +122,7 @@ int main(int argc, char** argv) {
   CLI::App app{
       "mpvmd: the mpvm daemon. Usually started for you by prun, the mpvm console "
       "or pvm_start_pvmd()."};
-  const auto& settings = mpvm::ProcessSettings();
+  const auto& settings = mpvm::ProcessSettings(mpvm::SettingsFor::kDaemon);
   if (!settings) {
     std::fprintf(stderr, "mpvmd: %s\n", settings.error().c_str());
     return 2;

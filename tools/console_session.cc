@@ -77,8 +77,7 @@ std::vector<std::string> Session::Expand(const std::vector<std::string>& w) cons
   if (w.empty()) return w;
   auto it = aliases_.find(w[0]);
   if (it == aliases_.end()) return w;
-  auto words = Words(it->second);
-  std::vector<std::string> out = words ? *words : std::vector<std::string>{};
+  std::vector<std::string> out = it->second;  // its words as typed: quoted ones stay whole
   out.insert(out.end(), w.begin() + 1, w.end());
   return out;
 }
@@ -111,11 +110,11 @@ bool Session::Run(const std::vector<std::string>& w, Tid me, int* status) {
 // defines one (an alias may shadow a command); alias NAME alone lists all.
 void Session::Alias(const std::vector<std::string>& w) {
   if (w.size() >= 3) {
-    aliases_[w[1]] = Join(w, 2);
+    aliases_[w[1]].assign(w.begin() + 2, w.end());
     return;
   }
-  for (const auto& [name, command] : aliases_)
-    std::printf("%s\t%s\n", name.c_str(), command.c_str());
+  for (const auto& [name, words] : aliases_)
+    std::printf("%s\t%s\n", name.c_str(), Join(words, 0).c_str());
 }
 
 // setenv: every variable; setenv NAME: its value (nothing if unset);

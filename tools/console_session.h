@@ -33,7 +33,7 @@ class Session {
   void SetEnv(const std::vector<std::string>& w);
   static void Export(const std::vector<std::string>& w, bool add);
 
-  std::map<std::string, std::string> aliases_;  // name -> its command, sorted
+  std::map<std::string, std::vector<std::string>> aliases_;  // name -> its words, sorted
 };
 
 }  // namespace mpvm::console

@@ -110,7 +110,7 @@ void Membership::HostsAdded(const std::vector<int>& added) {
   cx_.DrainNotices();
 }
 
-void Membership::RemoveHost(int index, const std::string& reason) {
+void Membership::RemoveHost(int index, const std::string& reason, bool departing) {
   if (index == cx_.host.value) return;
   auto rec = cx_.hosts.Remove(index);
   if (!rec) return;
@@ -122,7 +122,10 @@ void Membership::RemoveHost(int index, const std::string& reason) {
   else
     cx_.env->Log(what);
   cx_.load.OnHostGone(index);
-  if (rec->peer != 0) cx_.env->DropPeer(rec->peer);
+  // A deleted host says goodbye (its tasks' ends and last output) until its
+  // link closes; a failed one is a stranger from now on (FromStranger).
+  if (rec->peer != 0 && departing) departing_.insert(rec->peer);
+  if (rec->peer != 0 && !departing) cx_.env->DropPeer(rec->peer);
   for (const auto& p : cx_.asks.HostGone(index))
     cx_.AnswerInstead(
         p, PvmCode(Err::kHostFail),
@@ -143,7 +146,7 @@ Status Membership::DeleteHost(const std::string& name, const std::string& reason
       e.mutable_host_leave()->set_reason(reason);
       cx_.SendPeerControl(h.peer, std::move(e));
     }
-    RemoveHost(index, reason);
+    RemoveHost(index, reason, /*departing=*/true);
     return {};
   }
   return Fail(Err::kNoHost);
@@ -246,11 +249,13 @@ void Membership::OnMasterControl(const ctl::Envelope& env) {
 void Membership::OnPeerGone(PeerId p) {
   if (cx_.cfg.member) {
     if (p == kMasterPeer && cx_.joined) {
-      cx_.env->Log(
-          "lost the link to the master; killing this host's tasks and halting (a virtual "
-          "machine ends with its master)");
-      cx_.events->HaltVm(/*fenced=*/true);
+      cx_.env->Log("lost the link to the master; halting (a virtual machine ends with its master)");
+      cx_.events->HaltVm();
     }
+    return;
+  }
+  if (departing_.erase(p) > 0) {  // a deleted host's link closed: done with it
+    cx_.env->DropPeer(p);
     return;
   }
   for (const auto& [index, h] : cx_.hosts)
@@ -259,6 +264,8 @@ void Membership::OnPeerGone(PeerId p) {
       return;
     }
 }
+
+bool Membership::Departing(PeerId p) const { return departing_.contains(p); }
 
 void Membership::FromStranger(PeerId p, const Frame& f) {
   if (f.header.kind == FrameKind::kControl) {

@@ -54,6 +54,8 @@ class Membership {
   // anything else gets, once, a fenced HostLeave (the daemon of a host
   // declared gone kills its tasks and leaves) and is dropped.
   void FromStranger(PeerId p, const Frame& f);
+  // Master: a deleted host, until its link closes: what it sends still counts.
+  bool Departing(PeerId p) const;
 
   // Each tick: first (before the time moves on) restart the clocks if this
   // daemon itself did not run for a while; then heartbeats and the dead.
@@ -65,7 +67,8 @@ class Membership {
 
  private:
   void AdmitHost(PeerId p, const ctl::JoinRequest& j);
-  void RemoveHost(int index, const std::string& reason);
+  // `departing`: deleted on purpose (mpvm delete), not failed.
+  void RemoveHost(int index, const std::string& reason, bool departing = false);
   void ApplyTable(const ctl::HostTable& t);
   void BroadcastTable(PeerId except = 0);
   void HostsAdded(const std::vector<int>& added);
@@ -73,6 +76,7 @@ class Membership {
   CoreContext& cx_;
   std::map<std::string, std::pair<ConnId, uint64_t>> pending_adds_;  // name -> who waits
   std::set<PeerId> told_to_leave_;  // strangers sent a fenced HostLeave
+  std::set<PeerId> departing_;      // deleted hosts whose links are still open
   std::set<std::string> starting_;  // host-file hosts not yet joined
   std::string join_error_;
   int64_t last_beat_sent_ns_ = 0;

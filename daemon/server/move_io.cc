@@ -18,6 +18,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "mpvm/clock.h"
 #include "mpvm/paths.h"
@@ -174,12 +175,11 @@ mpvm::expected<void, std::string> MoveIo::BeginMove(const MoveAsk& ask) {
   const Tid t = ask.tid;
   if (moving_.contains(t)) return mpvm::unexpected(std::string("it is moving already"));
   if (listen_fd_ < 0) return mpvm::unexpected(std::string("this daemon has no migrate.sock"));
-  auto fd = ConnectRestore(ask.addr, ask.port);
-  if (!fd) return mpvm::unexpected(fd.error());
   Moving m;
   m.tid = t;
   m.pid = ask.pid;
-  m.rfd = *fd;
+  m.addr = ask.addr;
+  m.port = ask.port;
   m.token = ask.token;
   m.wait = ask.wait;
   moving_[t] = std::move(m);  // Tick asks it, at once
@@ -188,7 +188,8 @@ mpvm::expected<void, std::string> MoveIo::BeginMove(const MoveAsk& ask) {
 
 namespace {
 
-constexpr int64_t kAskAgainNs = 10'000'000;   // a task in a call of its own: look again then
+constexpr int64_t kAskFirstNs = 10'000'000;   // a task in a call of its own: look again then,
+constexpr int64_t kAskMostNs = 100'000'000;   // and back off to this
 constexpr int64_t kStopWaitNs = 200'000'000;  // a task that does not stop (in the kernel)
 
 bool Stopped(int pid) {
@@ -214,37 +215,50 @@ bool Interruptible(const inspect::SyscallState& sc, const WaitArea& wait) {
 int64_t MoveIo::Tick(int64_t now_ns) {
   int64_t due = -1;
   const auto soon = [&](int64_t in_ns) { due = due < 0 ? in_ns : std::min(due, in_ns); };
-  std::vector<std::pair<Tid, std::string>> refused;
+  std::vector<std::pair<Tid, AskFailure>> failed;
   for (auto& [t, m] : moving_) {
     if (m.ms >= 0 || m.asking == Moving::Asking::kAsked) continue;
     if (m.asking == Moving::Asking::kStopping || now_ns >= m.ask_at_ns)
-      if (std::string why = Ask(m, now_ns); !why.empty()) refused.emplace_back(t, std::move(why));
+      if (auto f = Ask(m, now_ns)) failed.emplace_back(t, std::move(*f));
     if (m.asking == Moving::Asking::kStopping) soon(1'000'000);
     if (m.asking == Moving::Asking::kDue) soon(std::max<int64_t>(0, m.ask_at_ns - now_ns));
   }
-  for (auto& [t, why] : refused) {
+  for (auto& [t, f] : failed) {
     DropMove(t);
-    core_.OnMoveFailed(t, why, /*pinned=*/true);
+    core_.OnMoveFailed(t, f.why, f.pinned);
   }
   return due;
 }
 
-std::string MoveIo::Ask(Moving& m, int64_t now_ns) {
+std::optional<MoveIo::AskFailure> MoveIo::Ask(Moving& m, int64_t now_ns) {
   if (m.asking == Moving::Asking::kStopping) {
     if (Stopped(m.pid)) return Look(m, true, now_ns);
     if (now_ns - m.stopped_ns > kStopWaitNs) {  // busy in the kernel: leave it be for now
       kill(m.pid, SIGCONT);
-      m.asking = Moving::Asking::kDue;
-      m.ask_at_ns = now_ns + kAskAgainNs;
+      AskLater(m, -1, now_ns);
     }
-    return "";
+    return std::nullopt;
   }
   const char state = inspect::ReadStat(m.pid).state;
   if (state == 0 || state == 'Z' || state == 'X') {  // ending: its exit tells the core
     m.asking = Moving::Asking::kAsked;
-    return "";
+    return std::nullopt;
   }
   if (state == 'T' || state == 't') return Look(m, false, now_ns);  // stopped by someone else
+  if (state != 'R') {
+    // Blocked: the kernel shows its call without a stop, which some calls
+    // (epoll_wait, sigtimedwait, semop) would end with EINTR.
+    const auto sc = inspect::ReadSyscall(m.pid);
+    if (sc.kind == inspect::SyscallState::Kind::kInCall && !Interruptible(sc, m.wait)) {
+      // What it holds is seen without a stop too: once, at the first look
+      // (a task in system() is refused now, not after its command).
+      if (!std::exchange(m.pins_seen, true))
+        if (std::string pins = inspect::WhatPinsTask(m.pid); !pins.empty())
+          return AskFailure{std::move(pins), true};
+      AskLater(m, sc.nr, now_ns);
+      return std::nullopt;
+    }
+  }
   kill(m.pid, SIGSTOP);
   m.asking = Moving::Asking::kStopping;
   m.stopped_ns = now_ns;
@@ -252,26 +266,44 @@ std::string MoveIo::Ask(Moving& m, int64_t now_ns) {
     if (Stopped(m.pid)) return Look(m, true, now_ns);
     usleep(20);
   }
-  return "";  // Tick looks again within a millisecond
+  return std::nullopt;  // Tick looks again within a millisecond
 }
 
-std::string MoveIo::Look(Moving& m, bool we_stopped, int64_t now_ns) {
-  std::string pins = inspect::WhatPinsTask(m.pid);
-  const auto sc = inspect::ReadSyscall(m.pid);
-  const bool ask_now = pins.empty() && Interruptible(sc, m.wait);
-  if (ask_now) kill(m.pid, MigrateSignal());  // delivered as it continues
-  if (we_stopped) kill(m.pid, SIGCONT);
-  if (!pins.empty() || ask_now) {
-    m.asking = Moving::Asking::kAsked;
-    return pins;
-  }
-  if (!m.waits_said)
+void MoveIo::AskLater(Moving& m, long nr, int64_t now_ns) {
+  if (!m.waits_said && nr >= 0)
     spdlog::info("{} is in a system call of its own ({}): it moves once that returns", m.tid.str(),
-                 sc.nr);
-  m.waits_said = true;
+                 nr);
+  m.waits_said = m.waits_said || nr >= 0;
+  m.backoff_ns = std::clamp<int64_t>(2 * m.backoff_ns, kAskFirstNs, kAskMostNs);
   m.asking = Moving::Asking::kDue;
-  m.ask_at_ns = now_ns + kAskAgainNs;
-  return "";
+  m.ask_at_ns = now_ns + m.backoff_ns;
+}
+
+std::optional<MoveIo::AskFailure> MoveIo::Look(Moving& m, bool we_stopped, int64_t now_ns) {
+  const auto sc = inspect::ReadSyscall(m.pid);
+  // Unreadable (ptrace rules, a task that made itself undumpable): asked as
+  // before, by the signal alone.
+  const bool unknown = sc.kind == inspect::SyscallState::Kind::kUnknown;
+  if (unknown && !m.waits_said)
+    spdlog::info("cannot see where {} (pid {}) is (/proc/{}/syscall): asking it anyway",
+                 m.tid.str(), m.pid, m.pid);
+  if (!unknown && !Interruptible(sc, m.wait)) {
+    if (we_stopped) kill(m.pid, SIGCONT);
+    AskLater(m, sc.nr, now_ns);
+    return std::nullopt;
+  }
+  std::optional<AskFailure> failure;
+  if (std::string pins = inspect::WhatPinsTask(m.pid); !pins.empty()) {
+    failure = AskFailure{std::move(pins), true};
+  } else if (auto fd = ConnectRestore(m.addr, m.port); !fd) {
+    failure = AskFailure{fd.error(), false};
+  } else {
+    m.rfd = *fd;
+    kill(m.pid, MigrateSignal());  // delivered as it continues
+  }
+  if (we_stopped) kill(m.pid, SIGCONT);
+  m.asking = Moving::Asking::kAsked;
+  return failure;
 }
 
 void MoveIo::FaultPoint(std::string_view step, int task_pid) {
@@ -375,6 +407,18 @@ void MoveIo::TakeHandover(int ms) {
     return bail(fmt::format("no move of {} (pid {}) was asked for", Tid(head.tid).str(), head.pid));
   Moving& m = it->second;
   const Tid t = m.tid;
+  if (m.asking == Moving::Asking::kStopping) kill(m.pid, SIGCONT);  // it came on its own
+  m.asking = Moving::Asking::kAsked;
+  if (m.rfd < 0) {  // it came before it was asked (a signal of its own)
+    auto fd = ConnectRestore(m.addr, m.port);
+    if (!fd) {
+      bail(fd.error());
+      DropMove(t);
+      core_.OnMoveFailed(t, fd.error());
+      return;
+    }
+    m.rfd = *fd;
+  }
   m.by_signal = (head.flags & migrate::kStoppedBySignal) != 0;
   if (head.nlinks == migrate::kRefusal) {
     char why[migrate::kWhySize + 1] = {};
@@ -612,6 +656,8 @@ void MoveIo::OnReady(PollId id) {
 }
 
 void MoveIo::Close() {
+  for (auto& [t, m] : moving_)
+    if (m.asking == Moving::Asking::kStopping) kill(m.pid, SIGCONT);
   if (listen_fd_ >= 0) close(listen_fd_);
   listen_fd_ = -1;
   for (const auto& [t, fd] : ready_pipes_) close(fd);

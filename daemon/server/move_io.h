@@ -60,7 +60,9 @@ class MoveIo {
   struct Moving {
     Tid tid;
     int pid = 0;
-    int rfd = -1;  // our copy of the stream to the restore process
+    int rfd = -1;      // our copy of the stream to the restore process, once asked
+    std::string addr;  // where the restore process listens
+    int port = 0;
     std::string token;
     int ms = -1;  // the task's connection to migrate.sock, once it has handed over
     std::vector<int> fds;
@@ -74,16 +76,25 @@ class MoveIo {
     Asking asking = Asking::kDue;
     WaitArea wait;
     int64_t ask_at_ns = 0;    // kDue: when to look again
+    int64_t backoff_ns = 0;   // kDue: the wait before that look (10 to 100 ms)
     int64_t stopped_ns = 0;   // kStopping: when SIGSTOP went
     bool waits_said = false;  // the log said once that it waits for a call to return
+    bool pins_seen = false;   // what it holds was looked at while it waited
   };
-  // Asks m's task to stop for the move: stops it (SIGSTOP), looks at what
-  // it holds and which system call it is in, and sends SIGMIGRATE only if
-  // it computes or waits in the library (the signal interrupts nothing of
-  // the program's own); else asks again later. Returns a refusal's reason
-  // (something a move would lose), or "".
-  std::string Ask(Moving& m, int64_t now_ns);
-  std::string Look(Moving& m, bool we_stopped, int64_t now_ns);
+  // Why a move ended before the task was asked; `pinned`: for good (it
+  // holds what a move would lose).
+  struct AskFailure {
+    std::string why;
+    bool pinned = false;
+  };
+  // Asks m's task to stop for the move. A task blocked in a call of its own
+  // (read from /proc without stopping it) is left alone and looked at again
+  // later. Else it is stopped (SIGSTOP), looked at again, and sent SIGMIGRATE
+  // only if it computes or waits in the library; the stream to the restore
+  // process is connected then. Returns why the move cannot go on, if so.
+  std::optional<AskFailure> Ask(Moving& m, int64_t now_ns);
+  std::optional<AskFailure> Look(Moving& m, bool we_stopped, int64_t now_ns);
+  void AskLater(Moving& m, long nr, int64_t now_ns);
   void AcceptMigrate();
   // One task's handover on migrate.sock (`ms`): its links, then 'G' and the
   // stream to the restore process; or a refusal.

@@ -151,6 +151,24 @@ TEST_F(MembershipTest, AHostDeclaredGoneThatSpeaksAgainIsToldOnceToKillItsTasksA
   EXPECT_FALSE(m_.cx.hosts.contains(2));  // and it does not come back by speaking
 }
 
+TEST_F(MembershipTest, ADeletedHostIsHeardUntilItsLinkClosesAndNotFenced) {
+  Tick(kSecond);
+  members_.OnMemberControl(7, Join("node2"));
+  ASSERT_TRUE(members_.DeleteHost("node2", "deleted by the user"));
+  EXPECT_TRUE(members_.Departing(7));  // its tasks' ends and last output still count
+  EXPECT_TRUE(m_.env.dropped.empty());
+  members_.OnPeerGone(7);
+  EXPECT_FALSE(members_.Departing(7));
+  EXPECT_EQ(m_.env.dropped, std::vector<PeerId>{7});
+  int leaves = 0;
+  for (const auto& e : m_.env.PeerControls(7))
+    if (e.has_host_leave()) {
+      ++leaves;
+      EXPECT_FALSE(e.host_leave().fenced());  // the delete's, not a fence
+    }
+  EXPECT_EQ(leaves, 1);
+}
+
 TEST_F(MembershipTest, AStrangersJoinIsAdmitted) {
   Tick(kSecond);
   members_.FromStranger(7, ControlFrame(Join("node2")));

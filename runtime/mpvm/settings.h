@@ -23,7 +23,7 @@ namespace mpvm {
 struct Settings {
   // Every process of a VM.
   bool link_encrypt = false;  // MPVM_LINK_ENCRYPT=0|1: encrypt direct task links
-  bool debug = false;         // MPVM_DEBUG=0|1: the library says why links close
+  bool debug = false;         // MPVM_DEBUG (set, not 0): the library says why links close
   // Tasks.
   bool direct_links = true;    // MPVM_DIRECT_LINKS=0|1: 0 relays across hosts
   std::optional<int> spin_us;  // MPVM_SPIN_US: how long a receive busy-polls
@@ -33,7 +33,7 @@ struct Settings {
   std::optional<double> balance_period_s;     // MPVM_BALANCE_PERIOD
   std::optional<double> balance_residency_s;  // MPVM_BALANCE_RESIDENCY
   std::string log_level;                      // MPVM_LOG_LEVEL ("": info)
-  bool keep_log = false;                      // MPVM_KEEP_LOG=0|1: keep mpvmd.log after a halt
+  bool keep_log = false;                      // MPVM_KEEP_LOG (set, not 0): keep mpvmd.log
   std::string fault;                          // MPVM_FAULT: a fault to inject (tests)
   int test_moves = 0;                         // MPVM_TEST_MOVES: moves a test asks for
   bool cpu_limit_duty = false;                // MPVM_CPU_LIMIT=duty
@@ -43,16 +43,21 @@ struct Settings {
   std::string tmp = "/tmp";                   // PVM_TMP: pvmgettmp()'s directory
 };
 
+// Whose settings are checked: a task's library leaves the daemon's own to
+// mpvmd (a bad one keeps its default there); mpvmd checks them all.
+enum class SettingsFor { kTask, kDaemon };
+
 // Reads the settings through `lookup` (getenv by default). The first bad
-// value is the error.
+// value (of `who`'s) is the error.
 using EnvLookup = std::function<const char*(const char*)>;
-mpvm::expected<Settings, std::string> ReadSettings(const EnvLookup& lookup);
+mpvm::expected<Settings, std::string> ReadSettings(const EnvLookup& lookup,
+                                                   SettingsFor who = SettingsFor::kDaemon);
 
 // This process's settings, read from its environment at the first call and
-// kept. Programs check it at start (the daemon and the tools exit with the
-// error; the library fails pvm_mytid with it).
-const mpvm::expected<Settings, std::string>& ProcessSettings();
-// ProcessSettings() when it holds settings, else the defaults.
+// kept. Programs check them at start: mpvmd exits with the error, a task's
+// first PVM call (and so prun's and the console's) fails with it.
+const mpvm::expected<Settings, std::string>& ProcessSettings(SettingsFor who);
+// ProcessSettings(kTask) when it holds settings, else the defaults.
 const Settings& CurrentSettings();
 
 }  // namespace mpvm

@@ -86,7 +86,7 @@ TaskRuntime::~TaskRuntime() {
 
 Status TaskRuntime::Enrol(bool claim_owner, bool is_tool) {
   if (enrolled()) return {};
-  if (const auto& settings = ProcessSettings(); !settings) {  // a bad MPVM_* value
+  if (const auto& settings = ProcessSettings(SettingsFor::kTask); !settings) {  // a bad value
     std::fprintf(stderr, "libpvm: %s\n", settings.error().c_str());
     return Fail(Err::kBadParam);
   }

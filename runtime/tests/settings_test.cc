@@ -6,6 +6,7 @@
 
 #include <map>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -71,29 +72,39 @@ TEST(Settings, AnEmptyValueIsTheDefault) {
 
 TEST(Settings, EachBadValueIsAnErrorNamingTheVariableAndTheValue) {
   const std::vector<std::pair<std::string, std::string>> bad = {
-      {"MPVM_DEAD_AFTER", "3x"},
-      {"MPVM_DEAD_AFTER", "0"},
-      {"MPVM_BALANCE_PERIOD", "-1"},
-      {"MPVM_BALANCE_RESIDENCY", "soon"},
-      {"MPVM_SPIN_US", "abc"},
-      {"MPVM_SPIN_US", "-5"},
-      {"MPVM_DIRECT_LINKS", "no"},
-      {"MPVM_LINK_ENCRYPT", "yes"},
-      {"MPVM_DEBUG", "2"},
-      {"MPVM_KEEP_LOG", "true"},
-      {"MPVM_LOG_LEVEL", "loud"},
-      {"MPVM_FAULT", "crash"},
-      {"MPVM_TEST_MOVES", "many"},
-      {"MPVM_CPU_LIMIT", "cgroups"},
-      {"MPVM_EMULATE", "netns"},
-      {"MPVM_EMULATE_LINK", "fast"},
-      {"MPVM_EMULATE_LINK", "100mbps"},
+      {"MPVM_DEAD_AFTER", "3x"},        {"MPVM_DEAD_AFTER", "0"},
+      {"MPVM_BALANCE_PERIOD", "-1"},    {"MPVM_BALANCE_RESIDENCY", "soon"},
+      {"MPVM_SPIN_US", "abc"},          {"MPVM_SPIN_US", "-5"},
+      {"MPVM_DIRECT_LINKS", "no"},      {"MPVM_LINK_ENCRYPT", "yes"},
+      {"MPVM_LOG_LEVEL", "loud"},       {"MPVM_FAULT", "crash"},
+      {"MPVM_TEST_MOVES", "many"},      {"MPVM_CPU_LIMIT", "cgroups"},
+      {"MPVM_EMULATE", "netns"},        {"MPVM_EMULATE_LINK", "fast"},
+      {"MPVM_EMULATE_LINK", "100mbps"}, {"MPVM_EMULATE_LINK", "1..2mbit"},
   };
   for (const auto& [name, value] : bad) {
     auto s = Read({{name, value}});
     ASSERT_FALSE(s) << name << "=" << value;
     EXPECT_EQ(s.error().rfind(name + "=" + value + ": not ", 0), 0u) << s.error();
   }
+}
+
+TEST(Settings, DebugAndKeepLogAreOnWhenSetAsTheyAlwaysWere) {
+  EXPECT_TRUE(Read({{"MPVM_DEBUG", "yes"}})->debug);
+  EXPECT_FALSE(Read({{"MPVM_DEBUG", "0"}})->debug);
+  EXPECT_TRUE(Read({{"MPVM_KEEP_LOG", "true"}})->keep_log);
+  EXPECT_EQ(Read({{"MPVM_LOG_LEVEL", "warning"}})->log_level, "warning");  // spdlog's names
+}
+
+TEST(Settings, ATaskLeavesADaemonsBadSettingToTheDaemon) {
+  auto lookup = [](const char* n) -> const char* {
+    return std::string_view(n) == "MPVM_FAULT" ? "crash" : nullptr;
+  };
+  auto task = ReadSettings(lookup, SettingsFor::kTask);
+  ASSERT_TRUE(task) << task.error();
+  EXPECT_TRUE(task->fault.empty());  // the default
+  auto daemon = ReadSettings(lookup, SettingsFor::kDaemon);
+  ASSERT_FALSE(daemon);
+  EXPECT_EQ(daemon.error().rfind("MPVM_FAULT=crash: not ", 0), 0u);
 }
 
 }  // namespace

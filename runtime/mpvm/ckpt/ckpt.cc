@@ -786,6 +786,7 @@ void PlaceData(const Region& r, uint64_t from) {
     // process's own heap or stack.
     Sys(SYS_madvise, r.start, len, MADV_DONTNEED);
     CopyDataPages(r.start, from, len);
+    Sys(SYS_munmap, from, len);  // at once: never two copies of a large heap at a time
   }
   Sys(SYS_mprotect, r.start, len, r.prot);
 }
@@ -1068,7 +1069,9 @@ int AcceptImageStream(int lfd, const uint8_t* key) {
     int fd;
     short events, revents;
   } p{lfd, 1 /* POLLIN */, 0};
-  const int64_t deadline = MonotonicMs() + EnvInt("MPVM_RESTORE_TIMEOUT_MS", 15000);
+  // The source connects once its task may stream, which may be up to its
+  // freeze time-out (30 s, core/move_source.cc) after the accept.
+  const int64_t deadline = MonotonicMs() + EnvInt("MPVM_RESTORE_TIMEOUT_MS", 35000);
   for (;;) {
     const int64_t left = deadline - MonotonicMs();
     long r = left > 0 ? Sys(SYS_poll, reinterpret_cast<long>(&p), 1, left) : 0;
