@@ -26,6 +26,7 @@ void Describe(CLI::App& app, mpvm::ServerOptions& opts, std::string& level,
   opts.fault = env.fault;
   if (env.cpu_limit_duty) opts.cpu_limit_mode = "duty";
   opts.test_moves = env.test_moves;
+  opts.spares = env.spares;
   if (!env.log_level.empty()) level = env.log_level;
   app.add_option("--rundir", opts.rundir, "runtime directory of this virtual machine")
       ->capture_default_str();

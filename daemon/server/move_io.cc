@@ -142,11 +142,7 @@ Result<RestoreStart> MoveIo::SpawnRestore(const SpawnSpec& spec, const std::stri
     close(lfd);
     return Fail(Err::kOutOfRes);
   }
-  SpawnSpec s = spec;
-  s.env.push_back("MPVM_RESTORE_LISTEN_FD=" + std::to_string(lfd));
-  s.env.push_back("MPVM_RESTORE_READY_FD=" + std::to_string(ready[1]));
-  s.env.push_back("MPVM_RESTORE_KEY_FD=" + std::to_string(key_fd));
-  auto pid = procs_.Spawn(s, {lfd, ready[1], key_fd});
+  auto pid = StartRestore(spec, lfd, ready[1], key_fd);
   close(lfd);
   close(ready[1]);
   close(key_fd);
@@ -159,6 +155,23 @@ Result<RestoreStart> MoveIo::SpawnRestore(const SpawnSpec& spec, const std::stri
   spdlog::info("the restore process of {} (pid {}) waits for its sealed image on {}",
                spec.tid.str(), *pid, listener->bound);
   return RestoreStart{*pid, port, true};
+}
+
+Result<int> MoveIo::StartRestore(const SpawnSpec& spec, int lfd, int ready, int key_fd) {
+  while (auto spare = spares_.Take(spec.path.c_str())) {
+    auto pid = procs_.Revive(spare->pid, spare->fd, spec, {lfd, ready, key_fd});
+    close(spare->fd);
+    if (pid) {
+      spdlog::info("the spare process {} restores {}", spare->pid, spec.tid.str());
+      return pid;
+    }
+    kill(spare->pid, SIGKILL);  // gone, or unfit for this task: the next one, or a fresh one
+  }
+  SpawnSpec s = spec;
+  s.env.push_back("MPVM_RESTORE_LISTEN_FD=" + std::to_string(lfd));
+  s.env.push_back("MPVM_RESTORE_READY_FD=" + std::to_string(ready));
+  s.env.push_back("MPVM_RESTORE_KEY_FD=" + std::to_string(key_fd));
+  return procs_.Spawn(s, {lfd, ready, key_fd});
 }
 
 void MoveIo::OnRestoreReady(Tid t) {
@@ -215,6 +228,7 @@ bool Interruptible(const inspect::SyscallState& sc, const WaitArea& wait) {
 int64_t MoveIo::Tick(int64_t now_ns) {
   int64_t due = -1;
   const auto soon = [&](int64_t in_ns) { due = due < 0 ? in_ns : std::min(due, in_ns); };
+  if (const int64_t spare_due = spares_.Expire(now_ns); spare_due >= 0) soon(spare_due);
   std::vector<std::pair<Tid, AskFailure>> failed;
   for (auto& [t, m] : moving_) {
     if (m.ms >= 0 || m.asking == Moving::Asking::kAsked) continue;
@@ -578,10 +592,17 @@ void MoveIo::CommitMove(Moving& m, const MoveTimes& times) {
   ForwardLinks(m);
   m.fds.clear();
   core_.OnCommitDone(t);
-  const char x = 'X';
-  SendAll(m.ms, &x, 1);
-  kill(m.pid, SIGKILL);  // it exits by itself; this makes sure it never runs on
   procs_.Forget(m.pid, t);
+  // Its process restores the next arrival of its program here, or ends.
+  const bool spare = times.bytes <= kSpareMaxImage && spares_.Wants(m.pid);
+  const char x = spare ? 'S' : 'X';
+  if (spare && SendAll(m.ms, &x, 1)) {
+    spares_.Keep(m.pid, m.ms, MonotonicNs());
+    m.ms = -1;  // the spare's now
+  } else {
+    SendAll(m.ms, &x, 1);
+    kill(m.pid, SIGKILL);  // it exits by itself; this makes sure it never runs on
+  }
   DropMove(t);
 }
 
@@ -662,6 +683,7 @@ void MoveIo::Close() {
   listen_fd_ = -1;
   for (const auto& [t, fd] : ready_pipes_) close(fd);
   ready_pipes_.clear();
+  spares_.Clear();
 }
 
 }  // namespace mpvm

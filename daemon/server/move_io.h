@@ -20,14 +20,20 @@
 #include "mpvm/task_link.h"
 #include "server/connections.h"
 #include "server/processes.h"
+#include "server/spares.h"
 
 namespace mpvm {
 
 class MoveIo {
  public:
   // `fault`: MPVM_FAULT, a step where this daemon or the moving task ends.
-  MoveIo(std::string fault, DaemonCore& core, Connections& conns, TaskProcesses& procs)
-      : fault_(std::move(fault)), core_(core), conns_(conns), procs_(procs) {}
+  // `spares`: processes of tasks that moved away kept per program (spares.h).
+  MoveIo(std::string fault, int spares, DaemonCore& core, Connections& conns, TaskProcesses& procs)
+      : fault_(std::move(fault)),
+        core_(core),
+        conns_(conns),
+        procs_(procs),
+        spares_(spares, kSpareKeepNs) {}
   ~MoveIo();
   MoveIo(const MoveIo&) = delete;
   MoveIo& operator=(const MoveIo&) = delete;
@@ -54,9 +60,16 @@ class MoveIo {
   // interrupts nothing (see Ask). Returns the ns until it must run again,
   // or -1.
   int64_t Tick(int64_t now_ns);
+  // Process `pid` ended and was no task's.
+  void OnReaped(pid_t pid) { spares_.Reaped(pid); }
   void Close();
 
  private:
+  static constexpr int64_t kSpareKeepNs = 30'000'000'000;
+  // A task whose image was larger is not kept as a spare: a spare holds
+  // its old task's memory until it is used.
+  static constexpr uint64_t kSpareMaxImage = 32u << 20;
+
   struct Moving {
     Tid tid;
     int pid = 0;
@@ -110,6 +123,9 @@ class MoveIo {
                       const std::optional<LinkCipherState>& cipher = std::nullopt,
                       std::span<const uint8_t> sealed = {});
   void DropMove(Tid t);
+  // A restore process for `spec` (a spare, else a fresh one), handed the
+  // image listener and the ready and key pipes.
+  Result<int> StartRestore(const SpawnSpec& spec, int lfd, int ready, int key_fd);
   // A restore process wrote to its ready pipe, or ended: the core hears it.
   void OnRestoreReady(Tid t);
 
@@ -118,6 +134,7 @@ class MoveIo {
   DaemonCore& core_;
   Connections& conns_;
   TaskProcesses& procs_;
+  SparePool spares_;
   int listen_fd_ = -1;
   std::map<Tid, Moving> moving_;
 };

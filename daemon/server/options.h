@@ -50,7 +50,10 @@ struct ServerOptions {
   // daemon at once, as a crash would; "kill-task-on-STEP" kills the moving
   // task. STEP: offer, accept, handover, image (docs/design/migration.md).
   std::string fault;
-  int test_moves = 0;                     // env MPVM_TEST_MOVES: see DaemonConfig::test_moves
+  int test_moves = 0;  // env MPVM_TEST_MOVES: see DaemonConfig::test_moves
+  // Processes of tasks that moved away, kept per program to restore the next
+  // arrivals with (env MPVM_SPARES; server/spares.h). 0: none.
+  int spares = 2;
   std::string placement = "round-robin";  // see DaemonConfig::placement
   std::string balance = "off";            // on/off: see DaemonConfig::balance
   double balance_period_s = 1.0;

@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -20,7 +21,9 @@
 #include <limits>
 #include <sstream>
 
+#include "mpvm/ckpt/ckpt.h"
 #include "mpvm/connection.h"
+#include "mpvm/migrate_wire.h"
 #include "mpvm/paths.h"
 
 namespace mpvm {
@@ -86,16 +89,59 @@ int OpenStdin(const std::string& path) {
 
 }  // namespace
 
-Result<int> TaskProcesses::Spawn(const SpawnSpec& spec, std::vector<int> keep) {
-  int out[2], err[2], ex[2];
-  if (pipe2(out, O_CLOEXEC) != 0) return Fail(Err::kOutOfRes);
-  if (pipe2(err, O_CLOEXEC) != 0) {
+namespace {
+
+// A task's output pipes: the read ends stay here, the write ends are its
+// stdout and stderr.
+struct OutputPipes {
+  int out[2] = {-1, -1};
+  int err[2] = {-1, -1};
+  bool Open() {
+    if (pipe2(out, O_CLOEXEC) != 0) return false;
+    if (pipe2(err, O_CLOEXEC) == 0) return true;
     close(out[0]);
     close(out[1]);
-    return Fail(Err::kOutOfRes);
+    return false;
   }
+  void CloseTheirs() {
+    close(out[1]);
+    close(err[1]);
+  }
+  void CloseAll() {
+    CloseTheirs();
+    close(out[0]);
+    close(err[0]);
+  }
+};
+
+// The environment as one block: NUL-terminated strings, then an empty one.
+std::string EnvBlock(const std::vector<std::string>& env) {
+  std::string block;
+  for (const auto& e : env) {
+    block += e;
+    block += '\0';
+  }
+  block += '\0';
+  return block;
+}
+
+}  // namespace
+
+void TaskProcesses::Adopt(pid_t pid, Tid t, int out_read, int err_read) {
+  SetNonBlocking(out_read);
+  SetNonBlocking(err_read);
+  pipes_[next_pipe_++] = {t, out_read};
+  pipes_[next_pipe_++] = {t, err_read, true};
+  pids_[pid] = t;
+  if (limit_ != nullptr) limit_->Add(pid);
+}
+
+Result<int> TaskProcesses::Spawn(const SpawnSpec& spec, std::vector<int> keep) {
+  OutputPipes io;
+  int ex[2];
+  if (!io.Open()) return Fail(Err::kOutOfRes);
   if (pipe2(ex, O_CLOEXEC) != 0) {
-    for (int fd : {out[0], out[1], err[0], err[1]}) close(fd);
+    io.CloseAll();
     return Fail(Err::kOutOfRes);
   }
   std::vector<char*> argv, envp;
@@ -112,12 +158,12 @@ Result<int> TaskProcesses::Spawn(const SpawnSpec& spec, std::vector<int> keep) {
   // The child only makes system calls and reads what it is given.
   pid_t pid = vfork();
   if (pid < 0) {
-    for (int fd : {out[0], out[1], err[0], err[1], ex[0], ex[1], in}) close(fd);
+    io.CloseAll();
+    for (int fd : {ex[0], ex[1], in}) close(fd);
     return Fail(Err::kOutOfRes);
   }
-  if (pid == 0) ExecTask(spec, {in, out[1], err[1]}, ex[1], keep, argv, envp);
-  close(out[1]);
-  close(err[1]);
+  if (pid == 0) ExecTask(spec, {in, io.out[1], io.err[1]}, ex[1], keep, argv, envp);
+  io.CloseTheirs();
   close(ex[1]);
   if (in >= 0) close(in);
   int child_errno = 0;
@@ -127,20 +173,54 @@ Result<int> TaskProcesses::Spawn(const SpawnSpec& spec, std::vector<int> keep) {
   } while (r < 0 && errno == EINTR);
   close(ex[0]);
   if (r == sizeof child_errno) {
-    close(out[0]);
-    close(err[0]);
+    close(io.out[0]);
+    close(io.err[0]);
     waitpid(pid, nullptr, 0);
     spdlog::warn("cannot execute {}: {}", spec.path, std::strerror(child_errno));
     return Fail(child_errno == ENOENT                             ? Err::kNoFile
                 : child_errno == EACCES || child_errno == ENOEXEC ? Err::kDenied
                                                                   : Err::kOutOfRes);
   }
-  SetNonBlocking(out[0]);
-  SetNonBlocking(err[0]);
-  pipes_[next_pipe_++] = {spec.tid, out[0]};
-  pipes_[next_pipe_++] = {spec.tid, err[0], true};
-  pids_[pid] = spec.tid;
-  if (limit_ != nullptr) limit_->Add(pid);
+  Adopt(pid, spec.tid, io.out[0], io.err[0]);
+  return pid;
+}
+
+Result<int> TaskProcesses::Revive(pid_t pid, int order_fd, const SpawnSpec& spec,
+                                  const std::array<int, 3>& keep) {
+  const std::string env = EnvBlock(spec.env);
+  if (env.size() + 2 > ckpt::kSpareEnvMax) return Fail(Err::kBadParam);  // too large for it
+  OutputPipes io;
+  if (!io.Open()) return Fail(Err::kOutOfRes);
+  int in = OpenStdin(spec.stdin_path);
+  if (in < 0) in = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  const ckpt::SpareOrder head{ckpt::kSpareMagic, static_cast<uint32_t>(env.size())};
+  const int fds[ckpt::kSpareOrderFds] = {in, io.out[1], io.err[1], keep[0], keep[1], keep[2]};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof fds)] = {};
+  iovec iov{const_cast<ckpt::SpareOrder*>(&head), sizeof head};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(sizeof fds);
+  std::memcpy(CMSG_DATA(cm), fds, sizeof fds);
+  ssize_t w;
+  do {
+    w = in >= 0 ? sendmsg(order_fd, &msg, MSG_NOSIGNAL) : -1;
+  } while (w < 0 && errno == EINTR);
+  const bool sent =
+      w == static_cast<ssize_t>(sizeof head) && migrate::SendAll(order_fd, env.data(), env.size());
+  if (in >= 0) close(in);
+  io.CloseTheirs();
+  if (!sent) {  // it died meanwhile: the caller starts a process afresh
+    close(io.out[0]);
+    close(io.err[0]);
+    return Fail(Err::kSysErr);
+  }
+  Adopt(pid, spec.tid, io.out[0], io.err[0]);
   return pid;
 }
 

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 #include <zmq.h>
 
+#include <array>
 #include <functional>
 #include <map>
 #include <optional>
@@ -32,6 +33,12 @@ class TaskProcesses {
 
   // Starts a task process; the descriptors in `keep` stay open in it.
   Result<int> Spawn(const SpawnSpec& spec, std::vector<int> keep = {});
+  // Makes spare process `pid` (spares.h), waiting on `order_fd`, the
+  // restore process of task spec.tid: sends it the task's environment and
+  // stdio and `keep` (image listener, ready pipe, key pipe). Fails if the
+  // spare has gone; the caller then Spawns.
+  Result<int> Revive(pid_t pid, int order_fd, const SpawnSpec& spec,
+                     const std::array<int, 3>& keep);
   // Full path of `file` as spawn would run it, or "".
   std::string Resolve(const std::string& file, const std::string& path_env,
                       const std::string& cwd) const;
@@ -58,6 +65,9 @@ class TaskProcesses {
   static int MachineRunning();
 
  private:
+  // Process `pid` is task t's, its output on these pipes' read ends.
+  void Adopt(pid_t pid, Tid t, int out_read, int err_read);
+
   struct Pipe {
     Tid tid;
     int fd;

@@ -57,7 +57,7 @@ bool Server::Setup(std::string* error) {
   links_ = std::make_unique<VmLinks>(opts_, *core_);
   hosts_ = std::make_unique<HostStarter>(opts_, *links_, speed);
   if (opts_.emulate_speed) hosts_->TakeCpu(OwnCpu(), speed);
-  moves_ = std::make_unique<MoveIo>(opts_.fault, *core_, conns_, procs_);
+  moves_ = std::make_unique<MoveIo>(opts_.fault, opts_.spares, *core_, conns_, procs_);
   moves_->Listen(opts_.rundir);
   if (!links_->Link(error)) return false;
   if (!others.empty() && !opts_.join.empty()) {
@@ -329,6 +329,8 @@ void Server::Reap() {
     } else if (auto t = procs_.Reaped(pid)) {
       core_->OnProcessExit(*t, WIFEXITED(status) ? WEXITSTATUS(status) : 0,
                            WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    } else {
+      moves_->OnReaped(pid);  // a spare process, maybe
     }
   }
 }

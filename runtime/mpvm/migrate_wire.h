@@ -10,7 +10,9 @@
 //   T ── image ──▶ restore process (the checkpoint engine's stream)
 //   T ── 'K' + ImageDone ──▶ S    or 'R' + kWhySize bytes of reason
 //   S ── 'C' ──▶ restore process (the commit point), then
-//   S ── 'X' (committed: T exits at once) or 'A' (T carries on) ──▶ T
+//   S ── 'X' (committed: T exits at once), 'S' (committed: T's process
+//        becomes a spare, ckpt.h ServeAsSpare, kept on migrate.sock) or
+//        'A' (T carries on) ──▶ T
 //
 // Encrypted links hand over their cipher state and unopened sealed bytes
 // (LinkDesc, kLinkEncrypted). A task that cannot hand over (threads, foreign

@@ -105,6 +105,11 @@ const Var kVars[] = {
     {"MPVM_TEST_MOVES", "a whole number, 0 or more",
      [](Settings& s, std::string_view v) { return Integer(v, s.test_moves) && s.test_moves >= 0; },
      true},
+    {"MPVM_SPARES", "a whole number from 0 to 16",
+     [](Settings& s, std::string_view v) {
+       return Integer(v, s.spares) && s.spares >= 0 && s.spares <= 16;
+     },
+     true},
     {"MPVM_CPU_LIMIT", "duty",
      [](Settings& s, std::string_view v) { return (s.cpu_limit_duty = v == "duty"); }, true},
     {"MPVM_EMULATE", "loopback",

@@ -36,6 +36,7 @@ struct Settings {
   bool keep_log = false;                      // MPVM_KEEP_LOG (set, not 0): keep mpvmd.log
   std::string fault;                          // MPVM_FAULT: a fault to inject (tests)
   int test_moves = 0;                         // MPVM_TEST_MOVES: moves a test asks for
+  int spares = 2;                             // MPVM_SPARES: spare processes kept per program
   bool cpu_limit_duty = false;                // MPVM_CPU_LIMIT=duty
   bool emulate_loopback = false;              // MPVM_EMULATE=loopback
   std::string emulate_link;                   // MPVM_EMULATE_LINK: a tc rate ("100mbit")

@@ -323,6 +323,10 @@ int TaskRuntime::MigrateOnce() {
       if (!heard) ckpt::Commit(rfd);
       syscall(SYS_exit_group, 0);
     }
+    if (answer == 'S') {  // committed, and this process is to restore the next arrival
+      close(rfd);
+      ckpt::ServeAsSpare(ms);
+    }
     ckpt::Abort(rfd);
   } else {
     const char r = 'R';

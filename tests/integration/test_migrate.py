@@ -13,6 +13,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import unittest
 
 from harness import (BIN, CONSOLE, MPVMD, PRUN, VmTestCase, mpvm_processes, start_reporting,
@@ -332,6 +333,38 @@ class MigrateTest(MigrateBase):
         out, err = p.communicate(timeout=120)
         self.assertEqual(p.returncode, 0, err)
         self.assertEqual([strip_tids(first)[0]] + strip_tids(out), want)
+
+    def pid_of(self, tid):
+        m = re.search(r"^\s*\w+\s+%s\s+\S+\s+(\d+)" % tid[1:], self.console("ps").stdout, re.M)
+        return int(m.group(1)) if m else None
+
+    def test_an_arriving_task_is_restored_in_the_process_one_of_its_program_left(self):
+        # A process whose task moved away stays on its host as a spare
+        # (daemon/server/spares.h); the next task of the same program that
+        # arrives there is restored in it rather than in a fresh process.
+        want = self.reference("spin", SPIN)
+        a = self.start("spin", SPIN)
+        first_a, ta = self.first_line(a)
+        left = self.pid_of(ta)
+        self.assertIn("moved to beta", self.migrate(ta, "beta"))
+        self.assertIn(left, self.copies_on("alpha"), "the process it left is kept on alpha")
+        b = self.start("spin", SPIN, host="beta")
+        first_b, tb = self.first_line(b)
+        self.assertIn("moved to alpha", self.migrate(tb, "alpha"))
+        self.assertEqual(self.pid_of(tb), left)
+        for p, first, tid in ((a, first_a, ta), (b, first_b, tb)):
+            out, err = p.communicate(timeout=120)
+            self.assertEqual(p.returncode, 0, err)
+            self.assertEqual([strip_tids(first)[0]] + strip_tids(out), want)
+            self.assertEqual(set(re.findall(r"^\[(t[0-9a-f]+)\]", out, re.M)), {tid})
+        # The spare ta's move left on beta ends with the VM.
+        kept = self.copies_on("beta")
+        self.assertEqual(len(kept), 1, "a spare on beta: %s" % kept)
+        self.console("halt")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and self.copies_on("beta"):
+            time.sleep(0.05)
+        self.assertEqual(self.copies_on("beta"), [])
 
     def test_a_ring_exchanging_messages_survives_random_moves(self):
         moves = self.ring_under_random_moves(4, 4000, ["alpha", "beta"], seed=4)

@@ -62,7 +62,7 @@ struct CurMap {  // a mapping of the process that runs the restore
   char path[kPathMax];
 };
 
-constexpr size_t kEnvSize = 32 * 1024;
+constexpr size_t kEnvSize = kSpareEnvMax;
 // The restore area: the scratch memory, then the staging area where the
 // image's data lands before the address space is rebuilt. No image region
 // may lie in it.
@@ -95,6 +95,10 @@ struct Scratch {
   HashRecord hashes[kHashCacheRecords];  // the host's file hash cache, read once
   int nhashes;
   bool hashes_read;
+  // A spare's read-only file mappings that its old task changed (through
+  // mprotect): they must be mapped afresh, not kept (their starts).
+  uint64_t changed[kMaxRegions];
+  int nchanged;
 };
 static_assert(sizeof(Scratch) + kStackSize < kScratchSize, "scratch too small");
 
@@ -630,9 +634,15 @@ bool SameMapping(const CurMap& c, const Region& r) {
   return c.start == r.start && c.end == r.end && c.offset == r.offset && c.prot == r.prot &&
          raw::Eq(c.path, r.path);
 }
+bool Changed(uint64_t start) {
+  Scratch* s = S();
+  for (int i = 0; i < s->nchanged; ++i)
+    if (s->changed[i] == start) return true;
+  return false;
+}
 // An image file region that the restore process already has, byte for byte.
 bool Kept(const Region& r) {
-  if (r.kind != RegionKind::kFile) return false;
+  if (r.kind != RegionKind::kFile || Changed(r.start)) return false;
   const CurMap* c = FindCur(r.start);
   return c != nullptr && SameMapping(*c, r);
 }
@@ -1010,24 +1020,44 @@ void Abort(int out_fd) {
   raw::SendFull(out_fd, &c, 1);
 }
 
+namespace {
+
+// `name`'s value in an environment block (NUL-terminated strings, then an
+// empty one), or nullptr.
+const char* FindEnv(const char* block, const char* name) {
+  const size_t n = raw::Len(name);
+  for (const char* e = block; *e != '\0'; e += raw::Len(e) + 1) {
+    bool match = true;
+    for (size_t i = 0; i < n && match; ++i) match = e[i] == name[i];
+    if (match && e[n] == '=') return e + n + 1;
+  }
+  return nullptr;
+}
+
+// The restore's environment (S()->env, the new host's settings): a number.
+int ScratchEnvInt(const char* name, int dflt) {
+  const char* v = FindEnv(S()->env, name);
+  if (v == nullptr || *v == '\0') return dflt;
+  return static_cast<int>(raw::ParseDec(v));
+}
+
 // What the restore process can do before the image arrives (before the
 // source freezes its task), so that the blackout does not pay for it: the
 // host's file hash cache read. (Populating the scratch area and the file
 // mappings ahead was tried too: no difference in the blackout beyond the
 // noise, bench/migrate_cost.py.)
 void Prewarm() {
-  SetHashCache(getenv("MPVM_RUNDIR"));  // this host's (the new one)
+  SetHashCache(FindEnv(S()->env, "MPVM_RUNDIR"));  // this host's (the new one)
   LoadHashCache();
 }
 
 // Tells the daemon this process waits for the image: only now does the
 // source freeze its task (daemon/core/env.h, RestoreStart).
-void SayReady() {
-  if (int ready = EnvInt("MPVM_RESTORE_READY_FD", -1); ready >= 0) {
-    const char r = 'r';
-    raw::Write(ready, &r, 1);
-    raw::Close(ready);
-  }
+void SayReady(int ready) {
+  if (ready < 0) return;
+  const char r = 'r';
+  raw::Write(ready, &r, 1);
+  raw::Close(ready);
 }
 
 int64_t MonotonicMs() {
@@ -1043,10 +1073,9 @@ void SetReceiveTimeout(int fd, long seconds) {
   Sys(SYS_setsockopt, fd, SOL_SOCKET, SO_RCVTIMEO, reinterpret_cast<long>(&tv), sizeof tv);
 }
 
-// The move's key, from the pipe the daemon wrote it to (MPVM_RESTORE_KEY_FD),
-// or nullptr: a plain stream (the engine's own tests).
-const uint8_t* ReadKey() {
-  const int kfd = EnvInt("MPVM_RESTORE_KEY_FD", -1);
+// The move's key, from the pipe the daemon wrote it to, or nullptr (no
+// pipe): a plain stream (the engine's own tests).
+const uint8_t* ReadKey(int kfd) {
   if (kfd < 0) return nullptr;
   uint8_t* key = S()->key;
   if (raw::ReadFull(kfd, key, kSealKeySize) != 0) Die("cannot read the move's key");
@@ -1071,7 +1100,7 @@ int AcceptImageStream(int lfd, const uint8_t* key) {
   } p{lfd, 1 /* POLLIN */, 0};
   // The source connects once its task may stream, which may be up to its
   // freeze time-out (30 s, core/move_source.cc) after the accept.
-  const int64_t deadline = MonotonicMs() + EnvInt("MPVM_RESTORE_TIMEOUT_MS", 35000);
+  const int64_t deadline = MonotonicMs() + ScratchEnvInt("MPVM_RESTORE_TIMEOUT_MS", 35000);
   for (;;) {
     const int64_t left = deadline - MonotonicMs();
     long r = left > 0 ? Sys(SYS_poll, reinterpret_cast<long>(&p), 1, left) : 0;
@@ -1117,31 +1146,30 @@ void ReceiveData() {
   }
 }
 
-void RestoreIfRequested() {
-  int fd = EnvInt("MPVM_RESTORE_FD", -1);
-  int lfd = EnvInt("MPVM_RESTORE_LISTEN_FD", -1);
-  if (fd < 0 && lfd < 0) return;
-  if (!MapScratch()) Die("the restore area at 0x100000000000 is in use");
+// Where a restore's image comes from: a connected stream, or a listener
+// (the first connection that authenticates); the key's and the ready pipes.
+struct RestoreFrom {
+  int fd = -1;
+  int lfd = -1;
+  int key_fd = -1;
+  int ready_fd = -1;
+};
+
+// Reads the image and becomes it; S() is mapped and S()->env holds the new
+// host's environment. Never returns.
+[[noreturn]] void Restore(const RestoreFrom& from) {
   Scratch* s = S();
   Prewarm();
   if (sodium_init() < 0) Die("libsodium failed to start");
-  SayReady();
-  const uint8_t* key = ReadKey();
+  SayReady(from.ready_fd);
+  const uint8_t* key = ReadKey(from.key_fd);
+  int fd = from.fd;
   if (fd < 0) {
-    fd = AcceptImageStream(lfd, key);
+    fd = AcceptImageStream(from.lfd, key);
   } else if (const char* bad = BeginImage(fd, key)) {
     Die(bad);
   }
   s->image_fd = fd;
-  // The new host's settings, for the runtime once it runs again.
-  size_t used = 0;
-  for (char** e = environ; *e != nullptr; ++e) {
-    size_t n = raw::Len(*e) + 1;
-    if (used + n + 1 > kEnvSize) break;
-    raw::Copy(s->env + used, *e, n);
-    used += n;
-  }
-  s->env[used] = '\0';
   Header& h = s->hdr;  // read by BeginImage
   if (h.magic != kMagic || h.version != kVersion || h.header_size != sizeof(Header))
     Refuse(fd, "not an image of this mpvm version");
@@ -1171,15 +1199,132 @@ void RestoreIfRequested() {
   __builtin_unreachable();
 }
 
+// The spare's state before its order: nothing of its old task's but memory.
+// Descriptors 0-2 read and write /dev/null (so that the order's land above
+// them), no signal gets through, the daemon's death ends it, and no
+// alternate signal stack is left registered (a fresh process has none).
+int BecomeSpare(int order_fd) {
+  uint64_t all = ~0ull;
+  Sys(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&all), 0, 8);
+  Sys(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  stack_t off{};
+  off.ss_flags = SS_DISABLE;
+  Sys(SYS_sigaltstack, reinterpret_cast<long>(&off), 0);
+  long order = Sys(SYS_fcntl, order_fd, F_DUPFD_CLOEXEC, 100);
+  if (order < 0) Sys(SYS_exit_group, 0);
+  long null = raw::Open("/dev/null", O_RDWR);
+  for (int fd = 0; fd < 3 && null >= 0; ++fd)
+    if (fd != null) Sys(SYS_dup3, null, fd, 0);
+  Sys(SYS_close_range, 3, order - 1, 0);
+  Sys(SYS_close_range, order + 1, ~0u, 0);
+  return static_cast<int>(order);
+}
+
+// The daemon's order (ckpt.h, SpareOrder): the new task's environment into
+// S()->env, its stdio onto 0-2, and where its image comes from. The end of
+// `order` (the daemon let the spare go) ends the process.
+RestoreFrom ReceiveOrder(int order) {
+  Scratch* s = S();
+  SpareOrder head{};
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kSpareOrderFds)];
+  struct iovec iov {
+    &head, sizeof head
+  };
+  struct msghdr msg {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  long r;
+  do {
+    r = Sys(SYS_recvmsg, order, reinterpret_cast<long>(&msg), MSG_CMSG_CLOEXEC);
+  } while (r == -4);
+  if (r == 0) Sys(SYS_exit_group, 0);
+  struct cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+  if (r != sizeof head || head.magic != kSpareMagic || head.env_size + 2 > kEnvSize ||
+      cm == nullptr || cm->cmsg_type != SCM_RIGHTS ||
+      cm->cmsg_len != CMSG_LEN(sizeof(int) * kSpareOrderFds))
+    Die("a malformed order to a spare process");
+  int fds[kSpareOrderFds];
+  raw::Copy(fds, CMSG_DATA(cm), sizeof fds);
+  if (raw::ReadFull(order, s->env, head.env_size) != 0) Die("a spare's order broke off");
+  s->env[head.env_size] = '\0';
+  s->env[head.env_size + 1] = '\0';
+  for (int i = 0; i < 3; ++i) {
+    Sys(SYS_dup3, fds[i], i, 0);
+    raw::Close(fds[i]);
+  }
+  raw::Close(order);
+  return RestoreFrom{-1, fds[3], fds[5], fds[4]};
+}
+
+// A spare's file mappings that are not writable yet hold pages of their own
+// (its old task wrote them through mprotect, or they are relocated data):
+// an image's clean mapping of the same file range must not keep them.
+void NoteChangedFileMappings() {
+  Scratch* s = S();
+  s->nchanged = 0;
+  long fd = raw::Open("/proc/self/smaps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) Die("cannot read /proc/self/smaps");
+  LineReader lr{static_cast<int>(fd), s->io, sizeof s->io, 0, 0, s->line, sizeof s->line};
+  CurMap m{};
+  bool have = false;
+  while (const char* l = lr.Next()) {
+    if (IsMapsHeader(l)) {
+      have = ParseMapsLine(l, m) && m.path[0] == '/' && (m.prot & PROT_WRITE) == 0;
+    } else if (have && raw::StartsWith(l, "Anonymous:")) {
+      const char* p = l + 10;
+      SkipSpaces(p);
+      if (raw::ParseDec(p) > 0 && s->nchanged < kMaxRegions) s->changed[s->nchanged++] = m.start;
+      have = false;
+    }
+  }
+  raw::Close(static_cast<int>(fd));
+}
+
+// Signals sent to the spare (a leftover SIGMIGRATE of its old task, say):
+// the new task gets its own from its image, not these.
+void DiscardPendingSignals() {
+  uint64_t all = ~0ull;
+  struct timespec now {};
+  while (Sys(SYS_rt_sigtimedwait, reinterpret_cast<long>(&all), 0, reinterpret_cast<long>(&now),
+             8) > 0) {
+  }
+}
+
+}  // namespace
+
+void RestoreIfRequested() {
+  int fd = EnvInt("MPVM_RESTORE_FD", -1);
+  int lfd = EnvInt("MPVM_RESTORE_LISTEN_FD", -1);
+  if (fd < 0 && lfd < 0) return;
+  if (!MapScratch()) Die("the restore area at 0x100000000000 is in use");
+  // The new host's settings, for the runtime once it runs again.
+  Scratch* s = S();
+  size_t used = 0;
+  for (char** e = environ; *e != nullptr; ++e) {
+    size_t n = raw::Len(*e) + 1;
+    if (used + n + 1 > kEnvSize) break;
+    raw::Copy(s->env + used, *e, n);
+    used += n;
+  }
+  s->env[used] = '\0';
+  Restore(
+      RestoreFrom{fd, lfd, EnvInt("MPVM_RESTORE_KEY_FD", -1), EnvInt("MPVM_RESTORE_READY_FD", -1)});
+}
+
+void ServeAsSpare(int order_fd) {
+  const int order = BecomeSpare(order_fd);
+  if (!MapScratch()) Die("the restore area at 0x100000000000 is in use");
+  NoteChangedFileMappings();
+  const RestoreFrom from = ReceiveOrder(order);
+  DiscardPendingSignals();
+  Restore(from);
+}
+
 const char* ResumeEnv(const char* name) {
   if (g_resume_count == 0) return nullptr;
-  size_t n = raw::Len(name);
-  for (const char* e = g_resume_env; *e != '\0'; e += raw::Len(e) + 1) {
-    bool match = true;
-    for (size_t i = 0; i < n && match; ++i) match = e[i] == name[i];
-    if (match && e[n] == '=') return e + n + 1;
-  }
-  return nullptr;
+  return FindEnv(g_resume_env, name);
 }
 
 int ResumeCount() { return g_resume_count; }

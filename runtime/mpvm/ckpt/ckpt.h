@@ -1,5 +1,6 @@
 // ckpt.h — capture a running single-threaded process into a stream, and
-// restore it inside a fresh process of the same executable.
+// restore it inside a fresh process of the same executable (or a spare:
+// one whose task of the same executable has moved away).
 //
 // This is the engine under transparent migration (docs/design/migration.md).
 // The task runtime drives it; nothing here knows about PVM.
@@ -63,6 +64,28 @@ void Abort(int out_fd);
 // MPVM_RESTORE_KEY_FD, if set, is a pipe holding the move's key. Does not return then: it either
 // resumes the image or exits 127 after printing why to stderr.
 void RestoreIfRequested();
+
+// A spare: a process whose task has just moved away (after the commit),
+// kept by its daemon to restore the next task of the same program that
+// arrives on this host, in place of a fresh process (that saves the exec,
+// the dynamic linking and their page faults: most of the CPU a small
+// task's move costs). ServeAsSpare closes every descriptor but `order_fd`
+// (its connection to the daemon's migrate.sock), blocks all signals, and
+// waits for one order: a SpareOrder, then env_size bytes (the new task's
+// environment: NUL-terminated strings, then an empty one), with
+// kSpareOrderFds descriptors attached to the SpareOrder's bytes: stdin,
+// stdout, stderr, the image listener, the ready pipe and the key pipe (as
+// MPVM_RESTORE_LISTEN_FD, _READY_FD and _KEY_FD). Then it restores as
+// RestoreIfRequested does. The end of `order_fd` without an order ends
+// the process.
+struct SpareOrder {
+  uint32_t magic;
+  uint32_t env_size;
+};
+inline constexpr uint32_t kSpareMagic = 0x45524150;  // "PARE"
+inline constexpr int kSpareOrderFds = 6;
+inline constexpr size_t kSpareEnvMax = 32 * 1024;  // env_size and two NULs fit in it
+[[noreturn]] void ServeAsSpare(int order_fd);
 
 // In a resumed process: the environment the restore process was started
 // with (the new host's settings), else nullptr.

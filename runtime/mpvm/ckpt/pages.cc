@@ -70,13 +70,32 @@ const char* ReadPageRuns(SealIn& in, uint64_t start, uint64_t end) {
   }
 }
 
+namespace {
+
+bool HasData(uint64_t page) {
+  const auto* words = reinterpret_cast<const volatile uint64_t*>(page);
+  for (size_t i = 0; i < kPage / 8; ++i)
+    if (words[i] != 0) return true;
+  return false;
+}
+
+// Copies one run of pages, populated in one call first: a fault per page
+// costs 10-20 us on a virtual machine, the populate under 1 us a page.
+void CopyRun(uint64_t to, uint64_t from, uint64_t len) {
+  raw::Sys(SYS_madvise, to, len, raw::kMadvPopulateWrite);
+  raw::CopyBulk(reinterpret_cast<void*>(to), reinterpret_cast<void*>(from), len);
+}
+
+}  // namespace
+
 void CopyDataPages(uint64_t to, uint64_t from, uint64_t len) {
-  for (uint64_t off = 0; off < len; off += kPage) {
-    const auto* words = reinterpret_cast<const volatile uint64_t*>(from + off);
-    bool data = false;
-    for (size_t i = 0; i < kPage / 8 && !data; ++i) data = words[i] != 0;
-    if (data)
-      raw::CopyBulk(reinterpret_cast<void*>(to + off), reinterpret_cast<void*>(from + off), kPage);
+  uint64_t run = 0;
+  bool in_run = false;
+  for (uint64_t off = 0; off <= len; off += kPage) {
+    const bool data = off < len && HasData(from + off);
+    if (data && !in_run) run = off;
+    if (!data && in_run) CopyRun(to + run, from + run, off - run);
+    in_run = data;
   }
 }
 
