@@ -11,11 +11,13 @@ lock step, the ring.
 
     ring time per move = (ring time with moves - ring time alone) / moves
 
-Each row is one repetition; the summary takes medians. Also reported: the
-longest round any task saw during the moves (the worst stall a move caused
-the ring, less a normal round), the sources' blackout and request-to-commit
-times (their `migration {...}` records), and whether every task received
-exactly what it received without moves.
+Each row is one repetition; the summary takes medians (and the mean of the
+ring time per move). Also reported: the longest round any task saw during
+the moves (the worst stall a move caused the ring, less a normal round),
+the CPU the whole machine spent per move (busy time from /proc/stat, with
+moves less without, over the moves), the sources' blackout and
+request-to-commit times (their `migration {...}` records), and whether
+every task received exactly what it received without moves.
 
 usage: move_cost.py BUILD_DIR [--tasks 16] [--hosts 4] [--speed S]
                     [--rounds R] [--moves 100] [--gap 0.1] [--reps 3]
@@ -55,6 +57,14 @@ def ring_tasks(console, env, want):
         if len(found) >= want:
             return {"t" + t: h for t, h in found.items()}
     sys.exit(f"the ring's {want} tasks did not all start")
+
+
+def busy_cpu_s():
+    """CPU seconds this machine has spent busy since boot (/proc/stat)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def migration_records(dirs):
@@ -101,13 +111,16 @@ class Vm:
         sys.exit(f"the console ended: {''.join(answer)}")
 
     def alone(self):
+        cpu = busy_cpu_s()
         r = subprocess.run(self.ring, env=self.env, capture_output=True, text=True, timeout=900)
         if r.returncode != 0:
             sys.exit(f"the ring failed alone: {r.stderr}")
+        self.cpu_alone = busy_cpu_s() - cpu
         return parse_ring(r.stdout)
 
     def with_moves(self, rng):
         before = len(migration_records(self.dirs))
+        cpu = busy_cpu_s()
         p = subprocess.Popen(self.ring, env=self.env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
         where = ring_tasks(self.console, self.env, self.args.tasks)
@@ -127,6 +140,7 @@ class Vm:
                     where[tid] = to
                     console_s.append(time.monotonic() - t0)
         out, err = p.communicate(timeout=900)
+        self.cpu_moved = busy_cpu_s() - cpu
         self.last_stderr = err
         if p.returncode != 0:
             sys.exit(f"the ring failed with moves: {err}")
@@ -150,6 +164,7 @@ def repetition(vm, rng):
     total = [r["total_ms"] for r in records]
     return {"alone": alone, "moved": moved, "moves": moves,
             "per_move_ms": 1000 * (moved - alone) / max(moves, 1),
+            "cpu_per_move_ms": 1000 * (vm.cpu_moved - vm.cpu_alone) / max(moves, 1),
             "worst_stall_ms": 1000 * (max(longest1.values()) - normal),
             "blackout_med": statistics.median(blackout) if blackout else 0,
             "blackout_max": max(blackout, default=0),
@@ -184,17 +199,22 @@ def main():
           f"{' of speed %d' % args.speed if args.speed else ''}, {args.rounds} rounds, "
           f"a move every {args.gap} s")
     print("| ring alone | with moves | moves | ring time per move | worst stall "
-          "| blackout median / max | request to commit median / max | migrate command | same sums |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+          "| machine CPU per move | blackout median / max | request to commit median / max "
+          "| migrate command | same sums |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         print(f"| {r['alone']:.2f} s | {r['moved']:.2f} s | {r['moves']} "
               f"| {r['per_move_ms']:.1f} ms | {r['worst_stall_ms']:.0f} ms "
+              f"| {r['cpu_per_move_ms']:.1f} ms "
               f"| {r['blackout_med']:.1f} / {r['blackout_max']:.1f} ms "
               f"| {r['commit_med']:.1f} / {r['commit_max']:.1f} ms | {r['console_med']:.0f} ms "
               f"| {'yes' if r['same'] else 'NO'} |")
     med = statistics.median(r["per_move_ms"] for r in rows)
+    mean = statistics.mean(r["per_move_ms"] for r in rows)
     worst = max(r["worst_stall_ms"] for r in rows)
-    print(f"median ring time per move {med:.1f} ms; worst stall {worst:.0f} ms")
+    cpu = statistics.median(r["cpu_per_move_ms"] for r in rows)
+    print(f"ring time per move: median {med:.1f} ms, mean {mean:.1f} ms; worst stall {worst:.0f} ms; "
+          f"machine CPU per move {cpu:.1f} ms (median)")
     if not all(r["same"] for r in rows):
         sys.exit("FAILED: a task received something else than without moves")
 

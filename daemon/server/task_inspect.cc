@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <charconv>
 #include <cstdlib>
@@ -56,8 +57,27 @@ bool ParseHex(std::string_view w, uint64_t& out) {
   return r.ec == std::errc() && r.ptr == w.data() + w.size();
 }
 
-// The first child of `pid` found in /proc, or 0.
+// The first child of `pid`, or 0: from its threads' /proc children lists
+// (a few small reads), or, where the kernel has none, a scan of /proc.
 int FindChild(int pid) {
+  const std::string tasks = fmt::format("/proc/{}/task", pid);
+  if (DIR* d = opendir(tasks.c_str()); d != nullptr) {
+    int child = 0;
+    bool listed = false;
+    while (const dirent* e = readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      const std::string path = tasks + "/" + e->d_name + "/children";
+      if (access(path.c_str(), R_OK) != 0) continue;
+      listed = true;
+      long c = 0;
+      const std::string text = ReadAll(path);
+      const auto w = Words(text);
+      if (!w.empty() && ParseLong(w[0], c)) child = static_cast<int>(c);
+      if (child != 0) break;
+    }
+    closedir(d);
+    if (listed) return child;
+  }
   DIR* d = opendir("/proc");
   if (d == nullptr) return 0;
   int child = 0;

@@ -69,6 +69,7 @@ constexpr size_t kEnvSize = kSpareEnvMax;
 constexpr uint64_t kStagingAddr = kScratchAddr + kScratchSize;
 constexpr uint64_t kRestoreAreaEnd = kScratchAddr + (32ull << 40);
 constexpr size_t kStackSize = 1u << 20;
+constexpr uint32_t kMaxCopyRuns = 8192;
 
 // A file hash cache record (see FileHash below).
 struct HashRecord {
@@ -99,6 +100,10 @@ struct Scratch {
   // mprotect): they must be mapped afresh, not kept (their starts).
   uint64_t changed[kMaxRegions];
   int nchanged;
+  // The heap's and the stack's page runs in the image: copied into place
+  // run by run (no scan for zero pages, which faults on each page not sent).
+  PageRun heap_runs[kMaxCopyRuns], stack_runs[kMaxCopyRuns];
+  RunList heap_list, stack_list;
 };
 static_assert(sizeof(Scratch) + kStackSize < kScratchSize, "scratch too small");
 
@@ -795,7 +800,7 @@ void PlaceData(const Region& r, uint64_t from) {
     // The pages the image leaves out must read as zeros, not as this
     // process's own heap or stack.
     Sys(SYS_madvise, r.start, len, MADV_DONTNEED);
-    CopyDataPages(r.start, from, len);
+    CopyPageRuns(r.start, from, len, r.is_heap ? S()->heap_list : S()->stack_list);
     Sys(SYS_munmap, from, len);  // at once: never two copies of a large heap at a time
   }
   Sys(SYS_mprotect, r.start, len, r.prot);
@@ -1141,7 +1146,9 @@ void ReceiveData() {
   for (uint32_t i = 0; i < h.nregions; ++i) {
     const Region& r = s->regions[i];
     if (r.kind != RegionKind::kData) continue;
-    if (const char* bad = ReadPageRuns(s->in, at, at + (r.end - r.start))) Die(bad);
+    RunList* list = r.is_heap ? &s->heap_list : r.is_stack ? &s->stack_list : nullptr;
+    if (list != nullptr) *list = RunList{r.is_heap ? s->heap_runs : s->stack_runs, kMaxCopyRuns, 0};
+    if (const char* bad = ReadPageRuns(s->in, at, at + (r.end - r.start), list)) Die(bad);
     at += r.end - r.start;
   }
 }

@@ -53,7 +53,7 @@ long SendPageRuns(SealOut& out, uint64_t start, uint64_t end, int pagemap_fd, ui
   return e == 0 ? SendRun(out, start, end, end, sent) : e;
 }
 
-const char* ReadPageRuns(SealIn& in, uint64_t start, uint64_t end) {
+const char* ReadPageRuns(SealIn& in, uint64_t start, uint64_t end, RunList* list) {
   uint64_t prev_end = 0;
   for (;;) {
     PageRun run{};
@@ -67,6 +67,7 @@ const char* ReadPageRuns(SealIn& in, uint64_t start, uint64_t end) {
     raw::Sys(SYS_madvise, at, run.len, raw::kMadvPopulateWrite);
     if (const char* bad = SealGet(in, reinterpret_cast<void*>(at), run.len)) return bad;
     prev_end = run.offset + run.len;
+    if (list != nullptr && list->n++ < list->cap) list->runs[list->n - 1] = run;
   }
 }
 
@@ -87,6 +88,12 @@ void CopyRun(uint64_t to, uint64_t from, uint64_t len) {
 }
 
 }  // namespace
+
+void CopyPageRuns(uint64_t to, uint64_t from, uint64_t len, const RunList& list) {
+  if (list.n > list.cap) return CopyDataPages(to, from, len);
+  for (uint32_t i = 0; i < list.n; ++i)
+    CopyRun(to + list.runs[i].offset, from + list.runs[i].offset, list.runs[i].len);
+}
 
 void CopyDataPages(uint64_t to, uint64_t from, uint64_t len) {
   uint64_t run = 0;
