@@ -273,6 +273,9 @@ std::optional<MoveIo::AskFailure> MoveIo::Ask(Moving& m, int64_t now_ns) {
       return std::nullopt;
     }
   }
+  // The stream to the restore process first: the task stops for as short
+  // a time as it can.
+  if (auto f = ConnectStream(m)) return f;
   kill(m.pid, SIGSTOP);
   m.asking = Moving::Asking::kStopping;
   m.stopped_ns = now_ns;
@@ -281,6 +284,14 @@ std::optional<MoveIo::AskFailure> MoveIo::Ask(Moving& m, int64_t now_ns) {
     usleep(20);
   }
   return std::nullopt;  // Tick looks again within a millisecond
+}
+
+std::optional<MoveIo::AskFailure> MoveIo::ConnectStream(Moving& m) {
+  if (m.rfd >= 0) return std::nullopt;
+  auto fd = ConnectRestore(m.addr, m.port);
+  if (!fd) return AskFailure{fd.error(), false};
+  m.rfd = *fd;
+  return std::nullopt;
 }
 
 void MoveIo::AskLater(Moving& m, long nr, int64_t now_ns) {
@@ -309,10 +320,9 @@ std::optional<MoveIo::AskFailure> MoveIo::Look(Moving& m, bool we_stopped, int64
   std::optional<AskFailure> failure;
   if (std::string pins = inspect::WhatPinsTask(m.pid); !pins.empty()) {
     failure = AskFailure{std::move(pins), true};
-  } else if (auto fd = ConnectRestore(m.addr, m.port); !fd) {
-    failure = AskFailure{fd.error(), false};
+  } else if (auto f = ConnectStream(m)) {
+    failure = std::move(f);
   } else {
-    m.rfd = *fd;
     kill(m.pid, MigrateSignal());  // delivered as it continues
   }
   if (we_stopped) kill(m.pid, SIGCONT);

@@ -104,9 +104,12 @@ class MoveIo {
   // (read from /proc without stopping it) is left alone and looked at again
   // later. Else it is stopped (SIGSTOP), looked at again, and sent SIGMIGRATE
   // only if it computes or waits in the library; the stream to the restore
-  // process is connected then. Returns why the move cannot go on, if so.
+  // process is connected before the stop. Returns why the move cannot go
+  // on, if so.
   std::optional<AskFailure> Ask(Moving& m, int64_t now_ns);
   std::optional<AskFailure> Look(Moving& m, bool we_stopped, int64_t now_ns);
+  // m.rfd, the stream to the restore process, connected if it is not yet.
+  std::optional<AskFailure> ConnectStream(Moving& m);
   void AskLater(Moving& m, long nr, int64_t now_ns);
   void AcceptMigrate();
   // One task's handover on migrate.sock (`ms`): its links, then 'G' and the
