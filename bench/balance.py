@@ -23,6 +23,11 @@ Experiments:
        on h0 and h1 (in their cgroups; running and suspended in turn for
        U(0, 0.2) s), N tasks of W = 2 s: round-robin with and without the
        background, and balanced (with --only E4)
+  E4V  background tasks, virtual work: 16 hosts at 1000, a background task
+       on each of h0-h7 (work_task -b 8; computing and sleeping in turn for
+       U(0, 0.3) s), N tasks of W = 3 s; round-robin with and without it,
+       balanced with the background pinned (variant a) and movable (b)
+       (with --only E4V)
   E12  2 chatty pairs split across 2 hosts at 800 joined by 100 Mbit/s
        links, balancer off and on: less communication time with it (with
        --only E12; real time, the balancer's default clock)
@@ -60,14 +65,20 @@ class Runner:
         self.bin = os.path.join(build, "bin")
         self.tmp = tempfile.mkdtemp(prefix="mpvm-balance-")
 
-    def job(self, speeds, n, work_ms, cpu, balance, seed=None, background=None):
+    def job(self, speeds, n, work_ms, cpu, balance, seed=None, background=None, bg_tasks=None):
         """One prun job: its completion time (first start to last end), the
         moves and each task's work (ms). `background`: another user's work
-        on some hosts (bench/background.py), for the job's time."""
+        on some hosts (bench/background.py), for the job's time. `bg_tasks`:
+        (NB, "pinned" or "movable"): NB more tasks of the job, ranks 0 to
+        NB-1 and so placed first, are background load (work_task -b)."""
         trace = os.path.join(self.tmp, "trace.json")
+        nb, kind = bg_tasks or (0, "")
         cmd = [os.path.join(self.bin, "prun"), "--cpu", cpu, "--hosts", hosts_spec(speeds),
-               "--balance", balance, "--stdin", "none", "--trace", trace, "-n", str(n),
-               os.path.join(self.bin, "work_task"), str(work_ms)]
+               "--balance", balance, "--stdin", "none", "--trace", trace, "-n", str(n + nb),
+               os.path.join(self.bin, "work_task")]
+        if nb:
+            cmd += ["-b", str(nb), kind]
+        cmd.append(str(work_ms))
         if seed is not None:
             cmd.append(str(seed))
         env = dict(os.environ, MPVM_RUNDIR=os.path.join(self.tmp, "run"), **SCALED)
@@ -213,6 +224,8 @@ def main():
         chatty_check(runner, args.reps, args.out)
     if "E4" in args.only.split(","):
         background_check(runner, args.reps, args.out)
+    if "E4V" in args.only.split(","):
+        background_tasks_check(runner, args.reps, args.out)
 
 
 STEADY = [("3 tasks on 2 hosts", [1000] * 2, 3), ("17 tasks on 16 hosts", [1000] * 16, 17),
@@ -324,15 +337,79 @@ def background_check(runner, reps, out):
         json.dump(rows, f, indent=1)
 
 
-def fit_background(runner, works, slowdown):
+def background_tasks_check(runner, reps, out):
+    """E4 as the digest gives it, in virtual-work mode: 16 hosts at 1000,
+    one background task on each of h0-h7 (work_task -b 8: computing for
+    U(0, 300) ms of work and sleeping U(0, 0.3) s in turn, MOSIX's U(0, 30)
+    s scaled by 1/100) and N tasks of W = 3 s, placed by round-robin after
+    them (task i on h(8 + i) mod 16). Variant a: the background tasks hold a
+    file lock, so mpvm will not move them; variant b: they may move. The
+    oracle's background b on h0-h7 is derived from the recipe
+    (background_tasks_oracle)."""
+    speeds, rows = [1000] * 16, []
+    for n in (16, 20, 24, 32):
+        row = {"n": n}
+        arms = (("clean", "off", None), ("rr", "off", (8, "pinned")),
+                ("bal_pinned", "on", (8, "pinned")), ("bal_movable", "on", (8, "movable")))
+        for arm, balance, bg in arms:
+            runs = [runner.job(speeds, n, 3000, "virtual", balance, bg_tasks=bg)
+                    for _ in range(reps)]
+            row[arm] = statistics.median(r["time"] for r in runs)
+            row[arm + "_moves"] = statistics.median(len(r["moves"]) for r in runs) / n
+        row["works"] = runs[0]["works"]
+        rows.append(background_tasks_oracle(runner, row))
+    e4v_table(rows)
+    with open(os.path.join(out, "e4v.json"), "w") as f:
+        json.dump(rows, f, indent=1)
+
+
+def e4v_table(rows):
+    print("\nE4, mode V: background tasks on h0-h7 of 16 hosts at 1000 (tasks of 3 s)")
+    print("| N | RR, no background | RR | RR slowdown | b | oracle RR | staircase "
+          "| balanced, pinned bg | gain captured | moves/task | balanced, movable bg "
+          "| gain captured | moves/task |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    pct = lambda g: "-" if g is None else "%.0f%%" % (100 * g)  # noqa: E731
+    for r in rows:
+        print("| %d | %.2f | %.2f | %+.0f%% | %.2f | %.2f | %.2f | %.2f | %s | %.2f | %.2f | %s "
+              "| %.2f |" % (r["n"], r["clean"], r["rr"], 100 * (r["rr"] / r["clean"] - 1),
+                            r["background"], r["round_robin"], r["staircase"], r["bal_pinned"],
+                            pct(r["gain_pinned"]), r["bal_pinned_moves"], r["bal_movable"],
+                            pct(r["gain_movable"]), r["bal_movable_moves"]))
+
+
+def background_tasks_oracle(runner, row):
+    """The oracle's view of an E4V row (its measured arms and works). In
+    virtual-work mode a host's CPU is shared exactly, so b is derived, not
+    fitted: a background task sleeps as long as it computes alone, and its
+    computing stretches (k + 1) times beside k work tasks, so it is ready
+    (k + 1) / (k + 2) of the time. k: the work tasks round-robin puts on
+    h0 (task i on h(8 + i) mod 16). The oracle's host i is h(8 + i) mod 16,
+    so the background is on its hosts 8-15."""
+    n, speeds = row["n"], [1000] * 16
+    k = sum(1 for i in range(n) if (8 + i) % 16 == 0)
+    row["background"] = (k + 1) / (k + 2)
+    mask = [0] * 8 + [1] * 8
+    row.update(runner.oracle(speeds, row["works"],
+                             background=[row["background"] * m for m in mask]))
+    ideal = 1 - row["staircase"] / row["round_robin"]
+    for v in ("pinned", "movable"):
+        row["gain_" + v] = (1 - row["bal_" + v] / row["rr"]) / ideal if ideal > 1e-9 else None
+    return row
+
+
+def fit_background(runner, works, slowdown, speeds=None, mask=None):
     """The background b on h0 and h1 of 4 hosts at 400 that slows the
     oracle's round-robin by `slowdown` (measured RR with / without), by
-    bisection: round-robin's time grows with b."""
-    clean = runner.oracle([400] * 4, works)["round_robin"]
+    bisection: round-robin's time grows with b. Other `speeds`, with the
+    background on the hosts `mask` marks, likewise."""
+    speeds = speeds or [400] * 4
+    mask = mask or [1, 1, 0, 0]
+    clean = runner.oracle(speeds, works)["round_robin"]
     lo, hi = 0.0, 8.0
     for _ in range(30):
         mid = (lo + hi) / 2
-        t = runner.oracle([400] * 4, works, background=[mid, mid, 0, 0])["round_robin"]
+        t = runner.oracle(speeds, works, background=[mid * m for m in mask])["round_robin"]
         lo, hi = (mid, hi) if t < clean * slowdown else (lo, mid)
     return (lo + hi) / 2
 

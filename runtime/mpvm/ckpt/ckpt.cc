@@ -1077,9 +1077,9 @@ int ScratchEnvInt(const char* name, int dflt) {
 
 // What the restore process can do before the image arrives (before the
 // source freezes its task), so that the blackout does not pay for it: the
-// host's file hash cache read. (Populating the scratch area and the file
-// mappings ahead was tried too: no difference in the blackout beyond the
-// noise, bench/migrate_cost.py.)
+// host's file hash cache read (and the scratch memory populated, Restore).
+// (Populating the file mappings ahead was tried too: no difference in the
+// blackout beyond the noise, bench/migrate_cost.py.)
 void Prewarm() {
   SetHashCache(FindEnv(S()->env, "MPVM_RUNDIR"));  // this host's (the new one)
   LoadHashCache();
