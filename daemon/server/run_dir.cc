@@ -92,7 +92,7 @@ void RunDirLock::Release() {
   if (!CurrentSettings().keep_log) unlink(DaemonLogPath(path_).c_str());
   unlink((path_ + "/master.addr").c_str());
   unlink(VirtualCpuPath(path_).c_str());
-  unlink((path_ + "/hash-cache").c_str());              // tasks' file hashes (ckpt.cc)
+  unlink((path_ + "/hash-cache").c_str());              // tasks' file hashes (ckpt/internal.cc)
   if (!keep_key_) unlink((path_ + "/vm.key").c_str());  // the VM's key ends with it
   unlink(DaemonLockPath(path_).c_str());
   close(lock_fd_);

@@ -1,5 +1,5 @@
 // pages.h — a kData region's contents on the image stream, as page runs
-// (image.h). Built like ckpt.cc: no libc, callable from a signal handler and
+// (image.h). Built like capture.cc: no libc, callable from a signal handler and
 // from the restore code.
 #pragma once
 
