@@ -387,20 +387,8 @@ ssize_t ReceiveHead(int ms, migrate::HandoverHead& head, std::vector<int>& fds) 
 
 // 'G', the connected stream to the restore process and its token.
 bool SendGo(int ms, int rfd, const std::string& token) {
-  char go = 'G';
-  iovec giov{&go, 1};
-  alignas(cmsghdr) char gcontrol[CMSG_SPACE(sizeof(int))];
-  msghdr gmsg{};
-  gmsg.msg_iov = &giov;
-  gmsg.msg_iovlen = 1;
-  gmsg.msg_control = gcontrol;
-  gmsg.msg_controllen = sizeof gcontrol;
-  cmsghdr* gc = CMSG_FIRSTHDR(&gmsg);
-  gc->cmsg_level = SOL_SOCKET;
-  gc->cmsg_type = SCM_RIGHTS;
-  gc->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(gc), &rfd, sizeof(int));
-  return sendmsg(ms, &gmsg, MSG_NOSIGNAL) == 1 && SendAll(ms, token.data(), token.size());
+  const char go = 'G';
+  return migrate::SendWithRights(ms, &go, 1, &rfd, 1) && SendAll(ms, token.data(), token.size());
 }
 
 }  // namespace

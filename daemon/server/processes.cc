@@ -195,24 +195,9 @@ Result<int> TaskProcesses::Revive(pid_t pid, int order_fd, const SpawnSpec& spec
   if (in < 0) in = open("/dev/null", O_RDONLY | O_CLOEXEC);
   const ckpt::SpareOrder head{ckpt::kSpareMagic, static_cast<uint32_t>(env.size())};
   const int fds[ckpt::kSpareOrderFds] = {in, io.out[1], io.err[1], keep[0], keep[1], keep[2]};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof fds)] = {};
-  iovec iov{const_cast<ckpt::SpareOrder*>(&head), sizeof head};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  cmsghdr* cm = CMSG_FIRSTHDR(&msg);
-  cm->cmsg_level = SOL_SOCKET;
-  cm->cmsg_type = SCM_RIGHTS;
-  cm->cmsg_len = CMSG_LEN(sizeof fds);
-  std::memcpy(CMSG_DATA(cm), fds, sizeof fds);
-  ssize_t w;
-  do {
-    w = in >= 0 ? sendmsg(order_fd, &msg, MSG_NOSIGNAL) : -1;
-  } while (w < 0 && errno == EINTR);
-  const bool sent =
-      w == static_cast<ssize_t>(sizeof head) && migrate::SendAll(order_fd, env.data(), env.size());
+  const bool sent = in >= 0 &&
+                    migrate::SendWithRights(order_fd, &head, sizeof head, fds, std::size(fds)) &&
+                    migrate::SendAll(order_fd, env.data(), env.size());
   if (in >= 0) close(in);
   io.CloseTheirs();
   if (!sent) {  // it died meanwhile: the caller starts a process afresh

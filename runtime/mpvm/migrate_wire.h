@@ -25,6 +25,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace mpvm::migrate {
 
@@ -133,6 +134,37 @@ inline bool SendAll(int fd, const void* p, size_t n) {
     n -= static_cast<size_t>(w);
   }
   return true;
+}
+
+// Sends the `niov` pieces of `iov` as one message (short: sent whole or
+// not at all) with descriptors `fds` attached (SCM_RIGHTS; at most
+// kMaxLinks). Async-signal-safe: a task calls it from its signal handler.
+inline bool SendWithRights(int fd, iovec* iov, size_t niov, const int* fds, size_t nfds) {
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxLinks)];
+  if (nfds > kMaxLinks) return false;
+  msghdr msg{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = niov;
+  size_t total = 0;
+  for (size_t i = 0; i < niov; ++i) total += iov[i].iov_len;
+  if (nfds > 0) {
+    msg.msg_control = control;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+    cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+    std::memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
+  }
+  ssize_t w;
+  do {
+    w = sendmsg(fd, &msg, MSG_NOSIGNAL);
+  } while (w < 0 && errno == EINTR);
+  return w == static_cast<ssize_t>(total);
+}
+inline bool SendWithRights(int fd, const void* p, size_t n, const int* fds, size_t nfds) {
+  iovec iov{const_cast<void*>(p), n};
+  return SendWithRights(fd, &iov, 1, fds, nfds);
 }
 
 inline bool RecvAll(int fd, void* p, size_t n) {

@@ -220,25 +220,8 @@ int TaskRuntime::MigrateOnce() {
     return 1;
   }
   head.nlinks = n;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * migrate::kMaxLinks)];
   iovec iov[2] = {{&head, sizeof head}, {descs, sizeof(LinkDesc) * n}};
-  msghdr msg{};
-  msg.msg_iov = iov;
-  msg.msg_iovlen = 2;
-  if (n > 0) {
-    msg.msg_control = control;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * n);
-    cmsghdr* cm = CMSG_FIRSTHDR(&msg);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int) * n);
-    memcpy(CMSG_DATA(cm), fds, sizeof(int) * n);
-  }
-  ssize_t sent;
-  do {
-    sent = sendmsg(ms, &msg, MSG_NOSIGNAL);
-  } while (sent < 0 && errno == EINTR);
-  bool ok = sent == static_cast<ssize_t>(sizeof head + sizeof(LinkDesc) * n);
+  bool ok = migrate::SendWithRights(ms, iov, 2, fds, n);
   for (uint32_t i = 0; ok && i < n; ++i) {
     const Connection* c = conns[i];
     if (c == nullptr) continue;
