@@ -135,95 +135,45 @@ int TaskRuntime::MigrateNow() {
   return r;
 }
 
-int TaskRuntime::MigrateOnce() {
-  g_pending = 0;
-  // A restored copy that has not enrolled at its new host yet (it computed
-  // without a PVM call since) has no links: its old ones are gone.
-  const bool fresh = g_resumed != 0;
-  const char* dir = rundir_.c_str();
-  size_t dir_len = rundir_.size();
-  if (fresh) {
-    dir = ckpt::ResumeEnv("MPVM_RUNDIR");
-    if (dir == nullptr) return 0;
-    dir_len = strlen(dir);
-  } else if (!daemon_ || !daemon_->open() || mytid_.raw() == 0) {
-    g_pending = 1;  // not enrolled yet: once it is
-    return 0;
-  }
-  if (!SettleLinkHandshakes() || (calls_in_flight_ > 0 && !migrate_call_)) {
-    g_pending = 1;  // a link being set up or a request in flight: at the next boundary
-    return 0;
-  }
-  g_in_migrate = 1;
+namespace migrate {
+// A task's links as it hands them over: room for one descriptor more, its
+// migrate.sock connection, which the capture keeps.
+struct Handover {
+  LinkDesc descs[kMaxLinks];
+  int fds[kMaxLinks + 1];
+  const Connection* conns[kMaxLinks];
+  uint32_t n = 0;
+  bool refused = false;
+  char why[kWhySize] = {};
+};
+}  // namespace migrate
+
+namespace {
+
+// migrate.sock of the daemon in `dir`, connected; -1 if nobody listens (a
+// stray signal) or the path is too long.
+int ConnectMigrateSock(const char* dir, size_t dir_len) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   const size_t name_len = strlen(migrate::kSocketName);
-  if (dir_len + 1 + name_len + 1 > sizeof addr.sun_path) {
-    g_in_migrate = 0;
-    return 1;
-  }
+  if (dir_len + 1 + name_len + 1 > sizeof addr.sun_path) return -1;
   memcpy(addr.sun_path, dir, dir_len);
   addr.sun_path[dir_len] = '/';
   memcpy(addr.sun_path + dir_len + 1, migrate::kSocketName, name_len + 1);
   const int ms = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (ms < 0 || connect(ms, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    if (ms >= 0) close(ms);
-    g_in_migrate = 0;
-    return 1;  // nobody asked (a stray signal): carry on
-  }
+  if (ms >= 0 && connect(ms, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) return ms;
+  if (ms >= 0) close(ms);
+  return -1;
+}
 
-  // The links to hand over: the daemon's first, then task links, listeners.
-  LinkDesc descs[migrate::kMaxLinks];
-  int fds[migrate::kMaxLinks + 1];
-  const Connection* conns[migrate::kMaxLinks];
-  uint32_t n = 0;
-  char why[migrate::kWhySize] = {};
-  bool refused = false;
-  auto add = [&](LinkKind kind, int fd, int32_t peer, const Connection* c) {
-    if (n >= migrate::kMaxLinks) {
-      CopyWhy(why, "too many open task links to hand over (more than 250)");
-      refused = true;
-      return;
-    }
-    descs[n] =
-        LinkDesc{static_cast<int32_t>(kind),
-                 peer,
-                 c ? static_cast<uint32_t>(c->reader().PendingSize()) : 0u,
-                 c ? static_cast<uint32_t>(c->UnsentSize()) : 0u,
-                 c && c->encrypted() ? migrate::kLinkEncrypted : 0u,
-                 c && c->encrypted() ? static_cast<uint32_t>(c->SealedPending().size()) : 0u};
-    fds[n] = fd;
-    conns[n] = c;
-    ++n;
-  };
-  if (!fresh) {
-    add(LinkKind::kDaemon, daemon_->fd(), 0, daemon_.get());
-    for (const auto& c : conns_) {
-      if (!c->open()) continue;
-      add(LinkKind::kPeer, c->fd(), c->peer_tid, c.get());
-    }
-    if (listen_fd_ >= 0) add(LinkKind::kUnixListener, listen_fd_, 0, nullptr);
-    if (tcp_listen_fd_ >= 0) add(LinkKind::kTcpListener, tcp_listen_fd_, 0, nullptr);
-  }
-
-  HandoverHead head{};
-  memcpy(head.magic, migrate::kMagic, sizeof head.magic);
-  head.tid = mytid_.raw();
-  head.pid = static_cast<int32_t>(getpid());
-  head.flags = g_depth == 0 ? migrate::kStoppedBySignal : 0;  // in the handler, computing
-  if (refused) {
-    head.nlinks = migrate::kRefusal;
-    SendAll(ms, &head, sizeof head);
-    SendAll(ms, why, sizeof why);
-    close(ms);
-    g_in_migrate = 0;
-    return 1;
-  }
-  head.nlinks = n;
-  iovec iov[2] = {{&head, sizeof head}, {descs, sizeof(LinkDesc) * n}};
-  bool ok = migrate::SendWithRights(ms, iov, 2, fds, n);
-  for (uint32_t i = 0; ok && i < n; ++i) {
-    const Connection* c = conns[i];
+// Sends the handover: head, link descriptions and descriptors, then each
+// link's unread and unsent bytes (and an encrypted link's cipher state).
+bool SendHandover(int ms, HandoverHead& head, migrate::Handover& ho) {
+  head.nlinks = ho.n;
+  iovec iov[2] = {{&head, sizeof head}, {ho.descs, sizeof(LinkDesc) * ho.n}};
+  bool ok = migrate::SendWithRights(ms, iov, 2, ho.fds, ho.n);
+  for (uint32_t i = 0; ok && i < ho.n; ++i) {
+    const Connection* c = ho.conns[i];
     if (c == nullptr) continue;
     uint8_t h[kFrameHeaderSize];
     if (c->reader().PendingHeader(h)) ok = SendAll(ms, h, sizeof h);
@@ -239,58 +189,54 @@ int TaskRuntime::MigrateOnce() {
       if (ok && !sealed.empty()) ok = SendAll(ms, sealed.data(), sealed.size());
     }
   }
+  return ok;
+}
 
-  // The daemon answers with the stream to the restore process.
+// The daemon's answer: 'G' with the stream to the restore process (*rfd)
+// and the image's key; false if it gave up ('A') or went away.
+bool AwaitGo(int ms, int* rfd, uint8_t* key) {
   char verdict = 0;
-  int rfd = -1;
-  uint8_t key[migrate::kKeySize];  // the image is sealed under it
-  if (ok) {
-    alignas(cmsghdr) char rcontrol[CMSG_SPACE(sizeof(int))];
-    iovec riov{&verdict, 1};
-    msghdr rmsg{};
-    rmsg.msg_iov = &riov;
-    rmsg.msg_iovlen = 1;
-    rmsg.msg_control = rcontrol;
-    rmsg.msg_controllen = sizeof rcontrol;
-    ssize_t r;
-    do {
-      r = recvmsg(ms, &rmsg, MSG_CMSG_CLOEXEC);
-    } while (r < 0 && errno == EINTR);
-    ok = r == 1;
-    for (cmsghdr* c = ok ? CMSG_FIRSTHDR(&rmsg) : nullptr; c != nullptr; c = CMSG_NXTHDR(&rmsg, c))
-      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
-        memcpy(&rfd, CMSG_DATA(c), sizeof rfd);
-    if (ok && verdict == 'G') ok = rfd >= 0 && RecvAll(ms, key, sizeof key);
-    if (ok && verdict != 'G') ok = false;  // 'A' + why: the daemon gave up
-  }
-  if (!ok) {
-    if (rfd >= 0) close(rfd);
-    close(ms);
-    g_in_migrate = 0;
-    return 1;
-  }
+  alignas(cmsghdr) char rcontrol[CMSG_SPACE(sizeof(int))];
+  iovec riov{&verdict, 1};
+  msghdr rmsg{};
+  rmsg.msg_iov = &riov;
+  rmsg.msg_iovlen = 1;
+  rmsg.msg_control = rcontrol;
+  rmsg.msg_controllen = sizeof rcontrol;
+  ssize_t r;
+  do {
+    r = recvmsg(ms, &rmsg, MSG_CMSG_CLOEXEC);
+  } while (r < 0 && errno == EINTR);
+  if (r != 1) return false;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&rmsg); c != nullptr; c = CMSG_NXTHDR(&rmsg, c))
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+      memcpy(rfd, CMSG_DATA(c), sizeof *rfd);
+  return verdict == 'G' && *rfd >= 0 && RecvAll(ms, key, migrate::kKeySize);
+}
 
-  fds[n] = ms;
+// Captures this process into `rfd` and settles the move with the daemon on
+// `ms`: returns 2 in the restored copy, 1 when this process carries on
+// (refused, aborted); does not return when committed (it exits, or serves
+// as a spare).
+int CaptureAndSettle(int ms, int rfd, const uint8_t* key, migrate::Handover& ho, const char* dir) {
+  ho.fds[ho.n] = ms;
   uint64_t bytes = 0;
+  int64_t sent_ns = 0;
   ckpt::CaptureOptions o;
   o.out_fd = rfd;
   o.key = key;
-  o.own_fds = fds;
-  o.n_own_fds = static_cast<int>(n + 1);
+  o.own_fds = ho.fds;
+  o.n_own_fds = static_cast<int>(ho.n + 1);
   o.bytes_sent = &bytes;
   o.rundir = dir;  // this host's file hash cache
-  int64_t sent_ns = 0;
   o.sent_ns = &sent_ns;
   // At a library call's boundary (not in the handler, which may have
   // stopped the task inside malloc), the heap's free pages go back to the
   // kernel first, so that the image leaves them out.
   if (g_in_handler == 0) malloc_trim(0);
   const int64_t freeze_ns = RealtimeNs();
-  const auto result = ckpt::Capture(o, why, sizeof why);
-  if (result == ckpt::CaptureResult::kResumed) {
-    g_in_migrate = 0;
-    return 2;  // the restored copy: every descriptor above is gone
-  }
+  const auto result = ckpt::Capture(o, ho.why, sizeof ho.why);
+  if (result == ckpt::CaptureResult::kResumed) return 2;  // every descriptor above is gone
   if (result == ckpt::CaptureResult::kSaved) {
     migrate::ImageDone done{bytes, freeze_ns, sent_ns, RealtimeNs()};
     const char k = 'K';
@@ -314,12 +260,91 @@ int TaskRuntime::MigrateOnce() {
   } else {
     const char r = 'R';
     SendAll(ms, &r, 1);
-    SendAll(ms, why, sizeof why);
+    SendAll(ms, ho.why, sizeof ho.why);
   }
   close(rfd);
-  close(ms);
-  g_in_migrate = 0;
   return 1;
+}
+
+}  // namespace
+
+void TaskRuntime::ListLinks(migrate::Handover& ho) const {
+  auto add = [&](LinkKind kind, int fd, int32_t peer, const Connection* c) {
+    if (ho.n >= migrate::kMaxLinks) {
+      CopyWhy(ho.why, "too many open task links to hand over (more than 250)");
+      ho.refused = true;
+      return;
+    }
+    ho.descs[ho.n] =
+        LinkDesc{static_cast<int32_t>(kind),
+                 peer,
+                 c ? static_cast<uint32_t>(c->reader().PendingSize()) : 0u,
+                 c ? static_cast<uint32_t>(c->UnsentSize()) : 0u,
+                 c && c->encrypted() ? migrate::kLinkEncrypted : 0u,
+                 c && c->encrypted() ? static_cast<uint32_t>(c->SealedPending().size()) : 0u};
+    ho.fds[ho.n] = fd;
+    ho.conns[ho.n] = c;
+    ++ho.n;
+  };
+  add(LinkKind::kDaemon, daemon_->fd(), 0, daemon_.get());
+  for (const auto& c : conns_) {
+    if (!c->open()) continue;
+    add(LinkKind::kPeer, c->fd(), c->peer_tid, c.get());
+  }
+  if (listen_fd_ >= 0) add(LinkKind::kUnixListener, listen_fd_, 0, nullptr);
+  if (tcp_listen_fd_ >= 0) add(LinkKind::kTcpListener, tcp_listen_fd_, 0, nullptr);
+}
+
+int TaskRuntime::MigrateOnce() {
+  g_pending = 0;
+  // A restored copy that has not enrolled at its new host yet (it computed
+  // without a PVM call since) has no links: its old ones are gone.
+  const bool fresh = g_resumed != 0;
+  const char* dir = rundir_.c_str();
+  size_t dir_len = rundir_.size();
+  if (fresh) {
+    dir = ckpt::ResumeEnv("MPVM_RUNDIR");
+    if (dir == nullptr) return 0;
+    dir_len = strlen(dir);
+  } else if (!daemon_ || !daemon_->open() || mytid_.raw() == 0) {
+    g_pending = 1;  // not enrolled yet: once it is
+    return 0;
+  }
+  if (!SettleLinkHandshakes() || (calls_in_flight_ > 0 && !migrate_call_)) {
+    g_pending = 1;  // a link being set up or a request in flight: at the next boundary
+    return 0;
+  }
+  g_in_migrate = 1;
+  const int ms = ConnectMigrateSock(dir, dir_len);
+  if (ms < 0) {
+    g_in_migrate = 0;
+    return 1;  // nobody asked (a stray signal): carry on
+  }
+  // The links to hand over: the daemon's first, then task links, listeners.
+  migrate::Handover ho;
+  if (!fresh) ListLinks(ho);
+  HandoverHead head{};
+  memcpy(head.magic, migrate::kMagic, sizeof head.magic);
+  head.tid = mytid_.raw();
+  head.pid = static_cast<int32_t>(getpid());
+  head.flags = g_depth == 0 ? migrate::kStoppedBySignal : 0;  // in the handler, computing
+  int result = 1;
+  if (ho.refused) {
+    head.nlinks = migrate::kRefusal;
+    SendAll(ms, &head, sizeof head);
+    SendAll(ms, ho.why, sizeof ho.why);
+  } else {
+    int rfd = -1;
+    uint8_t key[migrate::kKeySize];  // the image is sealed under it
+    if (SendHandover(ms, head, ho) && AwaitGo(ms, &rfd, key)) {
+      result = CaptureAndSettle(ms, rfd, key, ho, dir);
+    } else if (rfd >= 0) {
+      close(rfd);
+    }
+  }
+  if (result != 2) close(ms);  // the restored copy: every descriptor above is gone
+  g_in_migrate = 0;
+  return result;
 }
 
 void TaskRuntime::AfterResume() {

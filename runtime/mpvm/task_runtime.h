@@ -42,6 +42,10 @@
 
 namespace mpvm {
 
+namespace migrate {
+struct Handover;  // task_migrate.cc
+}
+
 struct SpawnRequestOptions {
   std::string file;
   std::vector<std::string> args;
@@ -194,6 +198,8 @@ class TaskRuntime {
   // aborted, nothing asked), 2 in the restored copy at the new host.
   int MigrateNow();
   int MigrateOnce();
+  // This task's links, in the order the daemon takes them (task_migrate.cc).
+  void ListLinks(migrate::Handover& ho) const;
   // At a boundary of the library: a pending move, or re-enrolment after one.
   void AtBoundary();
   bool Migratable() const;

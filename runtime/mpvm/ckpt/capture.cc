@@ -109,6 +109,69 @@ bool ScanFiles(Header& h, const int* own, int nown, int out_fd, char* why, size_
   return ok;
 }
 
+// How mapping `m` (with `anon_kb` of pages of its own) is saved: its kind,
+// and its hash or its data's size. False, with why, if it cannot move.
+bool ClassifyRegion(Header& h, const CurMap& m, uint64_t anon_kb, Region& r, char* why,
+                    size_t len) {
+  const bool file = m.path[0] == '/';
+  auto file_hash = [&] {
+    return FileHash(m.path, m.dev, m.ino, m.offset, m.end - m.start,
+                    [&] { return raw::Hash(reinterpret_cast<void*>(m.start), m.end - m.start); });
+  };
+  if (raw::Eq(m.path, "[vdso]")) {
+    r.kind = RegionKind::kVdso;
+    r.hash = raw::Hash(reinterpret_cast<void*>(m.start), m.end - m.start);
+    h.vdso_hash = r.hash;
+    h.vdso_size = m.end - m.start;
+  } else if (raw::StartsWith(m.path, "[vvar")) {
+    r.kind = RegionKind::kVvar;
+  } else if (m.shared) {
+    if ((m.prot & PROT_WRITE) != 0 || !file) {
+      Why(why, len, "shared memory mapping ", m.path[0] ? m.path : "(anonymous)", " cannot move");
+      return false;
+    }
+    r.kind = RegionKind::kFile;
+    r.hash = file_hash();
+  } else if (m.prot == 0) {
+    r.kind = RegionKind::kReserved;
+  } else if ((m.prot & PROT_READ) == 0) {
+    Why(why, len, "unreadable mapping ", m.path, " cannot move");
+    return false;
+  } else if (file && (m.prot & PROT_WRITE) == 0 && anon_kb == 0) {
+    r.kind = RegionKind::kFile;
+    r.hash = file_hash();
+  } else {
+    r.kind = RegionKind::kData;
+    r.is_heap = raw::Eq(m.path, "[heap]");
+    r.is_stack = raw::Eq(m.path, "[stack]");
+    r.anonymous = !file;  // its untouched pages read as zeros: sent sparse
+    if (r.is_stack) h.stack_size = m.end - m.start;
+    h.data_bytes += m.end - m.start;
+  }
+  return true;
+}
+
+// Adds mapping `m` to the region table (but the scratch area and
+// [vsyscall]). False, with why, if it cannot move.
+bool AddRegion(Header& h, const CurMap& m, uint64_t anon_kb, int& n, char* why, size_t len) {
+  if (m.start >= kScratchAddr && m.end <= kScratchAddr + kScratchSize) return true;
+  if (raw::Eq(m.path, "[vsyscall]")) return true;
+  if (n == kMaxRegions) {
+    Why(why, len, "too many memory mappings to move");
+    return false;
+  }
+  Region& r = S()->regions[n];
+  raw::Zero(&r, sizeof r);
+  r.start = m.start;
+  r.end = m.end;
+  r.offset = m.offset;
+  r.prot = m.prot;
+  raw::CopyStr(r.path, sizeof r.path, m.path);
+  if (!ClassifyRegion(h, m, anon_kb, r, why, len)) return false;
+  ++n;
+  return true;
+}
+
 // /proc/self/smaps -> the region table.
 bool ScanRegions(Header& h, char* why, size_t len) {
   Scratch* s = S();
@@ -122,63 +185,9 @@ bool ScanRegions(Header& h, char* why, size_t len) {
   CurMap m{};
   bool have = false, ok = true;
   uint64_t anon_kb = 0;
-  auto finish = [&]() -> bool {
-    if (!have) return true;
-    have = false;
-    if (m.start >= kScratchAddr && m.end <= kScratchAddr + kScratchSize) return true;
-    if (raw::Eq(m.path, "[vsyscall]")) return true;
-    if (n == kMaxRegions) {
-      Why(why, len, "too many memory mappings to move");
-      return false;
-    }
-    Region& r = s->regions[n];
-    raw::Zero(&r, sizeof r);
-    r.start = m.start;
-    r.end = m.end;
-    r.offset = m.offset;
-    r.prot = m.prot;
-    raw::CopyStr(r.path, sizeof r.path, m.path);
-    bool file = m.path[0] == '/';
-    if (raw::Eq(m.path, "[vdso]")) {
-      r.kind = RegionKind::kVdso;
-      r.hash = raw::Hash(reinterpret_cast<void*>(m.start), m.end - m.start);
-      h.vdso_hash = r.hash;
-      h.vdso_size = m.end - m.start;
-    } else if (raw::StartsWith(m.path, "[vvar")) {
-      r.kind = RegionKind::kVvar;
-    } else if (m.shared) {
-      if ((m.prot & PROT_WRITE) != 0 || !file) {
-        Why(why, len, "shared memory mapping ", m.path[0] ? m.path : "(anonymous)", " cannot move");
-        return false;
-      }
-      r.kind = RegionKind::kFile;
-      r.hash = FileHash(m.path, m.dev, m.ino, m.offset, m.end - m.start, [&] {
-        return raw::Hash(reinterpret_cast<void*>(m.start), m.end - m.start);
-      });
-    } else if (m.prot == 0) {
-      r.kind = RegionKind::kReserved;
-    } else if ((m.prot & PROT_READ) == 0) {
-      Why(why, len, "unreadable mapping ", m.path, " cannot move");
-      return false;
-    } else if (file && (m.prot & PROT_WRITE) == 0 && anon_kb == 0) {
-      r.kind = RegionKind::kFile;
-      r.hash = FileHash(m.path, m.dev, m.ino, m.offset, m.end - m.start, [&] {
-        return raw::Hash(reinterpret_cast<void*>(m.start), m.end - m.start);
-      });
-    } else {
-      r.kind = RegionKind::kData;
-      r.is_heap = raw::Eq(m.path, "[heap]");
-      r.is_stack = raw::Eq(m.path, "[stack]");
-      r.anonymous = !file;  // its untouched pages read as zeros: sent sparse
-      if (r.is_stack) h.stack_size = m.end - m.start;
-      h.data_bytes += m.end - m.start;
-    }
-    ++n;
-    return true;
-  };
   while (const char* l = lr.Next()) {
     if (IsMapsHeader(l)) {
-      if (!(ok = finish())) break;
+      if (have && !(ok = AddRegion(h, m, anon_kb, n, why, len))) break;
       have = ParseMapsLine(l, m);
       anon_kb = 0;
     } else if (raw::StartsWith(l, "Anonymous:")) {
@@ -187,7 +196,7 @@ bool ScanRegions(Header& h, char* why, size_t len) {
       anon_kb = raw::ParseDec(p);
     }
   }
-  if (ok) ok = finish();
+  if (ok && have) ok = AddRegion(h, m, anon_kb, n, why, len);
   raw::Close(static_cast<int>(fd));
   h.nregions = static_cast<uint32_t>(n);
   return ok;
@@ -321,6 +330,40 @@ long SendData(SealOut& out, uint64_t& sent) {
   return e;
 }
 
+namespace {
+
+// After the context is saved: the header and the region table, the
+// destination's go, the data, and its word that the copy is restored.
+CaptureResult StreamImage(const CaptureOptions& o, char* why, size_t len) {
+  Scratch* s = S();
+  const Header& h = s->hdr;
+  long e = SealBegin(s->out, o.out_fd, o.key);
+  if (e == 0) e = SealPut(s->out, &h, sizeof h);
+  if (e == 0) e = SealPut(s->out, s->regions, sizeof(Region) * h.nregions);
+  if (e == 0) e = SealFlush(s->out);
+  if (e != 0) {
+    Why(why, len, "cannot send the image (the destination went away)");
+    return CaptureResult::kFailed;
+  }
+  if (!Verdict(o.out_fd, 'G', why, len)) return CaptureResult::kRefused;
+  uint64_t sent = sizeof h + sizeof(Region) * h.nregions;
+  e = SendData(s->out, sent);
+  if (e == 0) e = SealFlush(s->out);
+  if (o.sent_ns != nullptr) {
+    struct timespec ts {};
+    Sys(SYS_clock_gettime, 0 /* CLOCK_REALTIME */, reinterpret_cast<long>(&ts));
+    *o.sent_ns = static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+  }
+  if (o.bytes_sent != nullptr) *o.bytes_sent = sent;
+  if (e != 0) {
+    Why(why, len, "the image stream broke while sending memory");
+    return CaptureResult::kFailed;
+  }
+  return Verdict(o.out_fd, 'K', why, len) ? CaptureResult::kSaved : CaptureResult::kFailed;
+}
+
+}  // namespace
+
 CaptureResult Capture(const CaptureOptions& o, char* why, size_t len) {
   uint64_t all = ~0ull;
   volatile uint64_t old = 0;
@@ -349,34 +392,7 @@ CaptureResult Capture(const CaptureOptions& o, char* why, size_t len) {
     Sys(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&m), 0, 8);
     return CaptureResult::kResumed;
   } else {
-    Scratch* s = S();
-    const Header& h = s->hdr;
-    long e = SealBegin(s->out, o.out_fd, o.key);
-    if (e == 0) e = SealPut(s->out, &h, sizeof h);
-    if (e == 0) e = SealPut(s->out, s->regions, sizeof(Region) * h.nregions);
-    if (e == 0) e = SealFlush(s->out);
-    if (e != 0) {
-      Why(why, len, "cannot send the image (the destination went away)");
-      result = CaptureResult::kFailed;
-    } else if (!Verdict(o.out_fd, 'G', why, len)) {
-      result = CaptureResult::kRefused;
-    } else {
-      uint64_t sent = sizeof h + sizeof(Region) * h.nregions;
-      e = SendData(s->out, sent);
-      if (e == 0) e = SealFlush(s->out);
-      if (o.sent_ns != nullptr) {
-        struct timespec ts {};
-        Sys(SYS_clock_gettime, 0 /* CLOCK_REALTIME */, reinterpret_cast<long>(&ts));
-        *o.sent_ns = static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
-      }
-      if (o.bytes_sent != nullptr) *o.bytes_sent = sent;
-      if (e != 0) {
-        Why(why, len, "the image stream broke while sending memory");
-        result = CaptureResult::kFailed;
-      } else if (!Verdict(o.out_fd, 'K', why, len)) {
-        result = CaptureResult::kFailed;
-      }
-    }
+    result = StreamImage(o, why, len);
   }
   UnmapScratch();
   Sys(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&prev), 0, 8);

@@ -222,29 +222,28 @@ void PlaceData(const Region& r, uint64_t from) {
   Sys(SYS_mprotect, r.start, len, r.prot);
 }
 
-// Phase 2, on the scratch stack with all signals blocked: no way back.
-[[noreturn, gnu::noinline]] void Rebuild() {
-  Scratch* s = S();
-  Header& h = s->hdr;
-  const int fd = s->image_fd;
-  // rseq: the kernel writes into the area on every return to user space, so
-  // it must not point into memory about to be replaced.
-  if (h.rseq_area != 0) {
-    uint64_t fs = 0;
-    Sys(SYS_arch_prctl, ARCH_GET_FS, reinterpret_cast<long>(&fs));
-    uint64_t area = fs + static_cast<uint64_t>(h.rseq_area - h.fs_base);
-    s->rseq_len_registered = 0;
-    // glibc registers 32 bytes even where __rseq_size says 20.
-    const uint32_t lens[2] = {32u, static_cast<uint32_t>(__rseq_size)};
-    for (uint32_t len : lens) {
-      if (Sys(SYS_rseq, area, len, RSEQ_FLAG_UNREGISTER, h.rseq_sig) == 0) {
-        s->rseq_len_registered = len;
-        break;
-      }
+// rseq: the kernel writes into the area on every return to user space, so
+// it must not point into memory about to be replaced.
+void UnregisterRseq(Scratch* s, const Header& h) {
+  if (h.rseq_area == 0) return;
+  uint64_t fs = 0;
+  Sys(SYS_arch_prctl, ARCH_GET_FS, reinterpret_cast<long>(&fs));
+  uint64_t area = fs + static_cast<uint64_t>(h.rseq_area - h.fs_base);
+  s->rseq_len_registered = 0;
+  // glibc registers 32 bytes even where __rseq_size says 20.
+  const uint32_t lens[2] = {32u, static_cast<uint32_t>(__rseq_size)};
+  for (uint32_t len : lens) {
+    if (Sys(SYS_rseq, area, len, RSEQ_FLAG_UNREGISTER, h.rseq_sig) == 0) {
+      s->rseq_len_registered = len;
+      break;
     }
   }
+}
+
+// Drops every mapping the image does not share with this process; moves
+// the vdso and vvar where the image has them.
+void DropForeignMappings(Scratch* s, const Header& h) {
   if (!ReadCurrentMaps()) Die("cannot read /proc/self/maps");
-  // Drop every mapping the image does not share with this process.
   for (int i = 0; i < s->ncur; ++i) {
     const CurMap& c = s->cur[i];
     if (c.start == kScratchAddr) continue;
@@ -263,40 +262,36 @@ void PlaceData(const Region& r, uint64_t from) {
       if (e < 0 && e > -4096) Fail("moving the vdso", e);
     }
   }
-  if (static_cast<uint64_t>(Sys(SYS_brk, h.brk)) != h.brk) Die("cannot set the program break");
+}
+
+// Every region of the image in its place: data from the staging area, file
+// mappings not kept mapped again, reserved ranges reserved.
+void PlaceRegions(Scratch* s, const Header& h) {
   uint64_t staged = kStagingAddr;  // where the next kData region's contents wait
   for (uint32_t i = 0; i < h.nregions; ++i) {
     const Region& r = s->regions[i];
     const uint64_t len = r.end - r.start;
-    switch (r.kind) {
-      case RegionKind::kData: {
-        PlaceData(r, staged);
-        staged += len;
-        break;
-      }
-      case RegionKind::kFile: {
-        if (Kept(r)) break;
-        long f = raw::Open(r.path, O_RDONLY | O_CLOEXEC);
-        if (f < 0) Die("cannot open mapped file ", r.path);
-        long m = Sys(SYS_mmap, r.start, len, r.prot, MAP_PRIVATE | MAP_FIXED, f, r.offset);
-        raw::Close(static_cast<int>(f));
-        if (m != static_cast<long>(r.start)) Die("cannot map ", r.path);
-        break;
-      }
-      case RegionKind::kReserved: {
-        long m = Sys(SYS_mmap, r.start, len, PROT_NONE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
-        if (m != static_cast<long>(r.start)) Fail("reserving address space", m);
-        break;
-      }
-      case RegionKind::kVdso:
-      case RegionKind::kVvar:
-        break;
+    if (r.kind == RegionKind::kData) {
+      PlaceData(r, staged);
+      staged += len;
+    } else if (r.kind == RegionKind::kFile && !Kept(r)) {
+      long f = raw::Open(r.path, O_RDONLY | O_CLOEXEC);
+      if (f < 0) Die("cannot open mapped file ", r.path);
+      long m = Sys(SYS_mmap, r.start, len, r.prot, MAP_PRIVATE | MAP_FIXED, f, r.offset);
+      raw::Close(static_cast<int>(f));
+      if (m != static_cast<long>(r.start)) Die("cannot map ", r.path);
+    } else if (r.kind == RegionKind::kReserved) {
+      long m = Sys(SYS_mmap, r.start, len, PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+      if (m != static_cast<long>(r.start)) Fail("reserving address space", m);
     }
   }
   if (h.data_bytes > 0) Sys(SYS_munmap, kStagingAddr, h.data_bytes);  // what was copied from
-  SetArgEnvRanges(h);
-  // The thread's kernel registrations, pointed at the restored TCB.
+}
+
+// The thread's kernel registrations, pointed at the restored TCB, and the
+// signal actions. Returns the thread's id.
+long RestoreThreadState(const Scratch* s, const Header& h) {
   Sys(SYS_arch_prctl, ARCH_SET_FS, h.fs_base);
   long tid = Sys(SYS_set_tid_address, h.tid_address);
   if (h.tid_address != 0)
@@ -312,8 +307,13 @@ void PlaceData(const Region& r, uint64_t from) {
     if (sig == SIGKILL || sig == SIGSTOP) continue;
     Sys(SYS_rt_sigaction, sig, reinterpret_cast<long>(&h.actions[sig - 1]), 0, 8);
   }
-  // Descriptors: only the image stream survives, then the task's files come back.
-  long keep = Sys(SYS_fcntl, fd, F_DUPFD_CLOEXEC, 1000);
+  return tid;
+}
+
+// Descriptors: only the image stream survives, then the task's files come
+// back; its working directory and umask too.
+void RestoreFiles(Scratch* s, const Header& h) {
+  long keep = Sys(SYS_fcntl, s->image_fd, F_DUPFD_CLOEXEC, 1000);
   if (keep < 0) Fail("moving the image descriptor", keep);
   Sys(SYS_close_range, 3, keep - 1, 0);
   Sys(SYS_close_range, keep + 1, ~0u, 0);
@@ -330,6 +330,19 @@ void PlaceData(const Region& r, uint64_t from) {
   }
   if (h.cwd[0] != '\0') Sys(SYS_chdir, reinterpret_cast<long>(h.cwd));
   Sys(SYS_umask, h.umask);
+}
+
+// Phase 2, on the scratch stack with all signals blocked: no way back.
+[[noreturn, gnu::noinline]] void Rebuild() {
+  Scratch* s = S();
+  Header& h = s->hdr;
+  UnregisterRseq(s, h);
+  DropForeignMappings(s, h);
+  if (static_cast<uint64_t>(Sys(SYS_brk, h.brk)) != h.brk) Die("cannot set the program break");
+  PlaceRegions(s, h);
+  SetArgEnvRanges(h);
+  const long tid = RestoreThreadState(s, h);
+  RestoreFiles(s, h);
   raw::Copy(g_resume_env, s->env, kEnvSize);
   ++g_resume_count;
   // Restored: tell the source, and run only once it commits.
