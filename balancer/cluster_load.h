@@ -30,6 +30,7 @@ struct TaskLoad {
   int host = 0;                        // where it runs
   Time started = 0;                    // spawn time
   Time last_move = 0;                  // its last move (0: never moved)
+  Time last_failure = 0;               // its last failed or refused move (0: none)
   int64_t cpu_ns = 0;                  // CPU it has used
   uint64_t image_bytes = 0;            // what a move would carry
   double ready = 1;                    // fraction of recent time it was ready to run

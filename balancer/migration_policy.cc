@@ -13,9 +13,9 @@ namespace {
 // candidate for a move for CPU; one that waits more (for messages) would
 // gain little.
 constexpr double kComputing = 0.5;
-// A task ready at least this much of the time is active: it counts as a
-// task in the whole-task test. One that waits almost always (a master, a
-// server) does not.
+// A task ready at least this much of the time is active: it counts in the
+// whole-task test. One that waits almost always (a master, a server) does
+// not.
 constexpr double kActive = 0.2;
 // Two tasks whose ready fractions differ by at most this much ask for about
 // the same CPU: swapping their hosts leaves the CPU balance as it was.
@@ -24,7 +24,7 @@ constexpr double kSwapReadyGap = 0.5;
 // What the policy tracks of each host as it applies its own orders.
 struct Tally {
   double demand = 0;  // ClusterLoad::Work
-  double active = 0;  // active tasks, pending ones and background
+  double active = 0;  // active tasks (Planner::Whole), pending ones and background
 };
 
 // Bytes/s between each pair of tasks, both directions summed: a task's
@@ -47,6 +47,11 @@ class Traffic {
       if (auto at = host_of.find(peer); at != host_of.end() && at->second == host) sum += rate;
     return sum;
   }
+  // Whether task `tid` exchanges messages with any other task lately.
+  bool Talks(int tid) const {
+    auto it = with_.find(tid);
+    return it != with_.end() && !it->second.empty();
+  }
   double Between(int a, int b) const {
     auto it = with_.find(a);
     if (it == with_.end()) return 0;
@@ -60,7 +65,8 @@ class Traffic {
 
 bool Movable(const TaskLoad& t, const Limits& lim, Time now) {
   const Time since = t.last_move != 0 ? t.last_move : t.started;
-  return !t.pinned && now - t.started >= lim.min_age && now - since >= lim.min_residency;
+  return !t.pinned && now - t.started >= lim.min_age && now - since >= lim.min_residency &&
+         (t.last_failure == 0 || now - t.last_failure >= lim.min_residency);
 }
 
 // One decision: the snapshot, with the orders applied to it as they are made.
@@ -72,7 +78,7 @@ class Planner {
       tally_[h.host] = {load.Work(h.host), h.pending + h.background};
     for (const TaskLoad& t : load.tasks) {
       host_of_[t.tid] = t.host;
-      if (t.ready >= kActive && tally_.contains(t.host)) tally_[t.host].active += 1;
+      if (tally_.contains(t.host)) tally_[t.host].active += Whole(t);
     }
     budget_ = lim.max_in_flight - lim.moves_in_flight;
     overloaded_ = Overloaded();
@@ -89,6 +95,16 @@ class Planner {
 
  private:
   double Demand(int host) { return tally_[host].demand; }
+  // What task `t` counts for in the whole-task test. One that exchanges
+  // messages counts whole once active: its waits are for its peers, and
+  // would not make room for another task (a ring's move their waits from
+  // host to host). One that talks to no one rests by itself (a sleep, or
+  // another user's work it stands for): it leaves the rest of its time to
+  // others, and counts for the time it is ready.
+  double Whole(const TaskLoad& t) const {
+    if (t.ready < kActive) return 0;
+    return traffic_.Talks(t.tid) ? 1 : t.ready;
+  }
   bool Overloaded() {
     for (const HostLoad& h : load_.hosts)
       if (Demand(h.host) < lim_.overload * std::max(1, h.cores)) return false;
@@ -123,8 +139,8 @@ void Planner::Order(const TaskLoad& t, int to, std::string reason) {
   out_.push_back({t.tid, from, to, std::move(reason)});
   tally_[from].demand -= t.ready;
   tally_[to].demand += t.ready;
-  tally_[from].active -= 1;
-  tally_[to].active += 1;
+  tally_[from].active -= Whole(t);
+  tally_[to].active += Whole(t);
   host_of_[t.tid] = to;
   --budget_;
 }

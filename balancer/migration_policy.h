@@ -11,17 +11,19 @@
 // yet, and background load. A task moves from the host A with the highest
 // T(n_A) to the host B with the lowest T(n_B + 1) when
 //   T(n_B + 1) < T(n_A) * (1 - margin),
-// when B would have fewer whole tasks for its speed than A has, counting
-// the active ones (ready a fifth of the time or more), pending ones and
-// background, k:
+// when B would have fewer whole tasks for its speed than A has, k:
 //   T(k_B + 1) < T(k_A),
 // and when the move pays for itself: the task's age (the usual guess of
 // what it still has to run) times the relative gain exceeds the move's
-// cost, overhead + image_bytes / bandwidth. Candidates are ready at least
-// half the time, not pinned, at least min_age old and min_residency past
-// their last move. The whole-task test keeps tasks that wait for each
-// other (a ring, whose waits move from host to host) from drawing moves on
-// a difference of waits alone. Of the candidates, the one with the most
+// cost, overhead + image_bytes / bandwidth. k counts pending tasks,
+// background load and the active tasks (ready a fifth of the time or
+// more): whole if they exchange messages, else for the time they are
+// ready. The whole-task test keeps tasks that wait for each other (a ring,
+// whose waits move from host to host) from drawing moves on a difference
+// of waits alone; a task that talks to no one and rests by itself leaves
+// the rest of its time to others. Candidates are ready at least half the
+// time, not pinned, at least min_age old and min_residency past their last
+// move and their last failed one. Of the candidates, the one with the most
 // traffic towards B's tasks (and least towards A's) goes first, then the
 // smallest image. Orders are applied to the snapshot as they are made, and
 // at most max_in_flight moves run at once.

@@ -492,7 +492,8 @@ void DaemonCore::HandleMoveControl(const FrameHeader& h, ctl::Envelope&& env) {
   } else if (env.has_migrate_abort()) {
     dest_.OnAbort(env.migrate_abort());
   } else if (env.has_move_outcome() && !cx_.cfg.member) {
-    cx_.load.OnMoveFailed(env.move_outcome().tid(), env.move_outcome().to(), cx_.now_ns);
+    const ctl::MoveOutcome& o = env.move_outcome();
+    cx_.load.OnMoveFailed(o.tid(), o.to(), o.pinned(), cx_.now_ns);
   }
 }
 

@@ -55,8 +55,10 @@ TEST(Decide, TasksThatWaitForMessagesCountForTheTimeTheyCompute) {
   for (int i = 0; i < 4; ++i) {
     tasks.push_back(Task(0x40001 + i, 1));
     tasks.back().ready = 0.6;
+    tasks.back().bytes_with[0x80001 + i] = 4096;  // a ring: each talks to its neighbour
     tasks.push_back(Task(0x80001 + i, 2));
     tasks.back().ready = 0.4;
+    tasks.back().bytes_with[0x40001 + (i + 1) % 4] = 4096;
   }
   const std::vector<HostLoad> hosts = {{.host = 1, .speed = 400}, {.host = 2, .speed = 400}};
   auto load = Load(hosts, tasks);
@@ -69,6 +71,22 @@ TEST(Decide, TasksThatWaitForMessagesCountForTheTimeTheyCompute) {
   // Whole tasks still move: 4 computing against 4 that almost never run.
   for (auto& t : tasks) t.ready = t.host == 1 ? 1.0 : 0.05;
   EXPECT_FALSE(Decide(Load(hosts, tasks), {}, kNow).empty());
+}
+
+// A task that talks to no one and rests by itself (E4's background: it
+// computes and sleeps in turns) leaves the rest of its time to others: a
+// host with one at 0.67 has room that a host with two computing tasks has
+// not. Were it waiting for messages, it would count whole.
+TEST(Decide, ATaskThatRestsByItselfLeavesRoomForAnother) {
+  auto rests = Task(0x80001, 2);
+  rests.ready = 0.67;
+  rests.pinned = true;
+  const std::vector<HostLoad> hosts = {{.host = 1}, {.host = 2}};
+  auto orders = Decide(Load(hosts, {Task(0x40001, 1), Task(0x40002, 1), rests}), {}, kNow);
+  ASSERT_EQ(orders.size(), 1u);
+  EXPECT_EQ(orders[0].to, 2);
+  rests.bytes_with[0x40001] = 4096;  // it talks: its waits may be for its peers
+  EXPECT_TRUE(Decide(Load(hosts, {Task(0x40001, 1), Task(0x40002, 1), rests}), {}, kNow).empty());
 }
 
 TEST(Decide, NoMoveToASlowerHostThatWouldBeWorse) {
@@ -97,8 +115,14 @@ TEST(Decide, PinnedYoungBlockedAndJustMovedTasksStay) {
   moved.last_move = kNow - kSecond;  // under the 2 s residency
   auto blocked = Task(0x40004, 1);
   blocked.ready = 0.2;
-  auto load = Load({{.host = 1}, {.host = 2}}, {pinned, young, moved, blocked});
+  auto failed = Task(0x40005, 1);
+  failed.last_failure = kNow - kSecond;  // a failed move waits out the residency too
+  auto load = Load({{.host = 1}, {.host = 2}}, {pinned, young, moved, blocked, failed});
   EXPECT_TRUE(Decide(load, {}, kNow).empty());
+  load.tasks.back().last_failure = kNow - 3 * kSecond;
+  auto orders = Decide(load, {}, kNow);
+  ASSERT_EQ(orders.size(), 1u);
+  EXPECT_EQ(orders[0].tid, 0x40005);
 }
 
 TEST(Decide, AMoveMustPayForItsCost) {

@@ -280,8 +280,6 @@ ctl::LoadReport CoreContext::LocalLoad() const {
     // A task arriving here (restoring) counts here already.
     if (t.state != TaskState::kLeft && !t.is_tool) {
       LoadSampler::Sampled s = samples.Get(tid.raw());
-      // Virtual work sleeps: a task counts while it works.
-      if (cfg.virtual_work && (t.worked || t.working)) s.runnable = t.working ? 1 : 0;
       // A task that has not worked yet counts as load while it starts: while
       // it waits for its siblings (a spawn over several hosts), and while
       // younger than the balancer's minimum age. A host whose new tasks
@@ -316,10 +314,15 @@ void CoreContext::SampleTasks() {
   int running = 0;
   for (const auto& [tid, t] : tasks)
     if (t.pid > 0 && !t.is_tool && t.state != TaskState::kLeft) {
-      const ProcessSample s = env->Sample(t.pid);
-      samples.Add(tid.raw(), s, now_ns);
+      ProcessSample s = env->Sample(t.pid);
       ours.push_back(t.pid);
       running += s.ok && s.runnable;
+      // Virtual work sleeps: a task is ready while it works. Averaged as
+      // the kernel's state is: a task that works and rests in turns (E4's
+      // background) counts for the time it works, not for its phase of the
+      // moment, which drew moves to a host that looked idle for 0.1 s.
+      if (cfg.virtual_work && (t.worked || t.working)) s.runnable = t.working;
+      samples.Add(tid.raw(), s, now_ns);
     }
   background.Add(env->SampleBackground(ours, running));
   samples.Prune(now_ns - 5'000'000'000);

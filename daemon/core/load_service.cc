@@ -37,6 +37,7 @@ void LoadService::OnReport(int host, int speed, const ctl::LoadReport& r, int64_
     l.image_bytes = t.image_bytes();
     l.ready = t.ready();
     l.pinned = t.pinned();
+    if (auto m = task_moves_.find(t.tid()); m != task_moves_.end()) Apply(m->second, l);
     for (const auto& p : t.peers()) l.bytes_with[p.tid()] = p.bytes();
     h.runnable += l.ready;
     tasks.push_back(std::move(l));
@@ -64,11 +65,21 @@ void LoadService::CountPlaced(int host, const ctl::LoadReport& r, int64_t now) {
   if (p->second.count <= 0 || now - p->second.at_ns > kPlacedForgetNs) placed_.erase(p);
 }
 
-void LoadService::OnMoveFailed(int tid, int to, int64_t now) {
+void LoadService::OnMoveFailed(int tid, int to, bool pinned, int64_t now) {
   Failures& f = failures_[to];
   ++f.count;
   f.last_ns = now;
-  task_moves_[tid].failed_ns = now;
+  TaskMoves& m = task_moves_[tid];
+  m.failed_ns = now;
+  m.pinned = m.pinned || pinned;
+  for (auto& [host, tasks] : tasks_)
+    for (balancer::TaskLoad& t : tasks)
+      if (t.tid == tid) Apply(m, t);
+}
+
+void LoadService::Apply(const TaskMoves& m, balancer::TaskLoad& t) {
+  t.last_failure = m.failed_ns;
+  t.pinned = t.pinned || m.pinned;
 }
 
 void LoadService::OnMoved(int tid, int to, int64_t now) {

@@ -30,8 +30,11 @@ class LoadService {
   void OnMoveDone(uint64_t bytes, int64_t blackout_ns);
   // Task `tid` now runs on host `to` (a move's commit reached the master).
   void OnMoved(int tid, int to, int64_t now);
-  // A move of task `tid` to host `to` failed or was refused at `now`.
-  void OnMoveFailed(int tid, int to, int64_t now);
+  // A move of task `tid` to host `to` failed or was refused at `now`;
+  // `pinned`: for a lasting reason, so the task stays where it is. Until its
+  // host's next report says so, the snapshot shows it pinned, and a task
+  // whose move failed waits out the minimum residency before another.
+  void OnMoveFailed(int tid, int to, bool pinned, int64_t now);
   // When task `tid` last landed somewhere, or last failed to move (0: never).
   int64_t moved_at(int tid) const;
   int64_t failed_at(int tid) const;
@@ -63,11 +66,13 @@ class LoadService {
   std::map<int, std::set<int>> reported_;  // by host: the tids its last report listed
   struct TaskMoves {
     int64_t moved_ns = 0, failed_ns = 0;
-    int to = 0;  // where it last landed
+    int to = 0;           // where it last landed
+    bool pinned = false;  // a move failed for a lasting reason
   };
   std::map<int, TaskMoves> task_moves_;  // by tid
-  double bandwidth_ = 1e9;               // bytes/s
-  int64_t overhead_ns_ = 20'000'000;     // fixed part of a move
+  static void Apply(const TaskMoves& m, balancer::TaskLoad& t);
+  double bandwidth_ = 1e9;            // bytes/s
+  int64_t overhead_ns_ = 20'000'000;  // fixed part of a move
 };
 
 // This host's LoadReport from what the daemon knows of its tasks.

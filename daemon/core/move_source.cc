@@ -190,21 +190,23 @@ void MoveSource::ReportFailure(const Move& mv, int code, const std::string& why)
   o->set_why(why);
   o->set_elapsed_ns(cx_.now_ns - mv.requested_ns);
   o->set_by_balancer(mv.origin == MoveOrigin::kBalancer);
-  if (auto t = cx_.tasks.find(mv.tid); t != cx_.tasks.end() && t->second.event_sink != 0)
-    cx_.Trace(t->second.event_sink, nlohmann::json{{"ev", "move-failed"},
-                                                   {"tid", mv.tid.str()},
-                                                   {"id", fmt::format("{:x}", mv.id)},
-                                                   {"from", cx_.cfg.hostname},
-                                                   {"to_host", mv.dest},
-                                                   {"code", code},
-                                                   {"why", why},
-                                                   {"elapsed_ms", o->elapsed_ns() / 1e6},
-                                                   {"ts", cx_.env->WallNs()}}
-                                        .dump());
+  const auto task = cx_.tasks.find(mv.tid);
+  o->set_pinned(task != cx_.tasks.end() && !task->second.pinned_why.empty());
+  if (task != cx_.tasks.end() && task->second.event_sink != 0)
+    cx_.Trace(task->second.event_sink, nlohmann::json{{"ev", "move-failed"},
+                                                      {"tid", mv.tid.str()},
+                                                      {"id", fmt::format("{:x}", mv.id)},
+                                                      {"from", cx_.cfg.hostname},
+                                                      {"to_host", mv.dest},
+                                                      {"code", code},
+                                                      {"why", why},
+                                                      {"elapsed_ms", o->elapsed_ns() / 1e6},
+                                                      {"ts", cx_.env->WallNs()}}
+                                           .dump());
   if (cx_.cfg.member) {
     cx_.SendControlTo(Tid::DaemonOf(HostIndex{1}), std::move(e));
   } else {
-    cx_.load.OnMoveFailed(mv.tid.raw(), mv.dest, cx_.now_ns);
+    cx_.load.OnMoveFailed(mv.tid.raw(), mv.dest, o->pinned(), cx_.now_ns);
   }
 }
 

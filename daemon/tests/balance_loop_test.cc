@@ -86,7 +86,7 @@ TEST_F(BalanceLoopTest, AFailedMoveFreesItsPlaceAndTheTaskMayBeOrderedAgain) {
   ASSERT_EQ(first.size(), 1u);
   m.cx.now_ns += 2 * kS;
   EXPECT_TRUE(loop.Tick().empty());  // the one move allowed is in flight
-  m.cx.load.OnMoveFailed(first[0].tid, first[0].to, m.cx.now_ns);
+  m.cx.load.OnMoveFailed(first[0].tid, first[0].to, false, m.cx.now_ns);
   m.cx.now_ns += 2 * kS;
   EXPECT_EQ(loop.Tick().size(), 1u);
 }

@@ -127,6 +127,47 @@ TEST_F(DaemonCoreTest, AStartingTaskCountsAsLoadUntilItIsOlderThanTheMinimumAge)
   (void)parent;
 }
 
+// In virtual-work mode a task sleeps while it works: it is ready while it
+// is inside mpvm_work. One that works and rests in turns (E4's background
+// tasks) counts for the share of time it works, not for its phase of the
+// moment: counted by its phase, a host whose task rested for a tenth of a
+// second looked idle and drew a move that had to go out again.
+TEST(DaemonCoreVirtualWork, ATaskThatWorksAndRestsInTurnsCountsForTheTimeItWorks) {
+  DaemonConfig cfg;
+  cfg.hostname = "node1";
+  cfg.rundir = "/run/x";
+  cfg.virtual_work = true;
+  FakeEnv env;
+  DaemonCore core(cfg, &env);
+  core.OnAccept(1);
+  ctl::Envelope e;
+  e.set_version(kControlVersion);
+  e.mutable_enrol()->set_pid(77);
+  Frame f{.header = ControlHeader(0, 0), .payload = EncodeControl(e)};
+  core.OnFrame(1, std::move(f));
+  const auto work = [&](bool on) {
+    ctl::Envelope w;
+    w.set_version(kControlVersion);
+    w.mutable_work()->set_working(on);
+    core.OnFrame(1, Frame{.header = ControlHeader(0, 0), .payload = EncodeControl(w)});
+  };
+  env.samples[77] = {.ok = true, .runnable = false};  // asleep, as virtual work is
+  int64_t now = 2'000'000'000;                        // older than the minimum age
+  for (int cycle = 0; cycle < 40; ++cycle) {          // 0.3 s working, 0.3 s resting
+    for (bool on : {true, false}) {
+      work(on);
+      for (int i = 0; i < 3; ++i) core.OnTick(now += 100'000'000);
+    }
+  }
+  for (bool on : {true, false}) {  // whatever its phase, about a half
+    work(on);
+    core.OnTick(now += 100'000'000);
+    const auto snap = core.LoadSnapshot();
+    ASSERT_EQ(snap.tasks.size(), 1u);
+    EXPECT_NEAR(snap.tasks[0].ready, 0.5, 0.15);
+  }
+}
+
 // Work that is not ours (another user's processes) counts against the host
 // in the balancer's snapshot, averaged like the tasks' readiness.
 TEST_F(DaemonCoreTest, BackgroundLoadIsAveragedIntoTheHostsReport) {

@@ -56,13 +56,31 @@ TEST(LoadService, MeasuredMovesSetTheCostModel) {
 
 TEST(LoadService, CountsFailedMovesByDestinationUntilItLeaves) {
   LoadService s;
-  s.OnMoveFailed(0x40001, 3, 5 * kS);
-  s.OnMoveFailed(0x40002, 3, 7 * kS);
+  s.OnMoveFailed(0x40001, 3, false, 5 * kS);
+  s.OnMoveFailed(0x40002, 3, false, 7 * kS);
   EXPECT_EQ(s.failures_to(3), 2);
   EXPECT_EQ(s.last_failure_ns(3), 7 * kS);
   EXPECT_EQ(s.failures_to(2), 0);
   s.OnHostGone(3);
   EXPECT_EQ(s.failures_to(3), 0);
+}
+
+// A refusal reaches the master before the source's next report says the
+// task is pinned: meanwhile the balancer asked again at every decision.
+TEST(LoadService, AFailedMoveShowsAtOnceAndALastingOnePinsTheTask) {
+  LoadService s;
+  s.OnReport(1, 1000, Report(1000, {0x40001, 0x40002}), 10 * kS);
+  s.OnMoveFailed(0x40001, 2, /*pinned=*/true, 11 * kS);
+  s.OnMoveFailed(0x40002, 2, /*pinned=*/false, 12 * kS);
+  const auto check = [&] {
+    for (const auto& t : s.Snapshot().tasks) {
+      EXPECT_EQ(t.pinned, t.tid == 0x40001);
+      EXPECT_EQ(t.last_failure, t.tid == 0x40001 ? 11 * kS : 12 * kS);
+    }
+  };
+  check();
+  s.OnReport(1, 1000, Report(1000, {0x40001, 0x40002}), 13 * kS);  // written before the news
+  check();
 }
 
 TEST(MakeLoadReport, AgesAndMovesAreDurationsOnThisHostsClock) {
