@@ -6,7 +6,8 @@ messages of up to 8 KiB per task per round) runs on HOSTS daemons on
 loopback, first alone, then while this driver moves ring tasks with `mpvm
 migrate`: every GAP seconds it swaps two random tasks of different hosts
 (two moves, one after the other, so that each host keeps its share of the
-ring), MOVES moves in all. A move stalls the moved task and, through the
+ring), and every other swap undoes the one before it (the ring keeps its
+layout between swaps), MOVES moves in all. A move stalls the moved task and, through the
 lock step, the ring.
 
     ring time per move = (ring time with moves - ring time alone) / moves
@@ -124,16 +125,25 @@ class Vm:
         p = subprocess.Popen(self.ring, env=self.env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
         where = ring_tasks(self.console, self.env, self.args.tasks)
-        moves, console_s = 0, []
+        moves, console_s, undo = 0, [], None
         while p.poll() is None and moves < self.args.moves:
             time.sleep(self.args.gap)  # pacing of the requests, not synchronisation
             # A swap: a task to another host and one of that host's back, so
             # that every host keeps its share of the ring (on emulated hosts
             # a crowded host would slow the ring whatever the moves cost).
-            first = rng.choice(sorted(where))
-            other = rng.choice([n for n in self.names if n != where[first]])
-            second = rng.choice(sorted(t for t in where if where[t] == other))
-            for tid, to in ((first, other), (second, where[first])):
+            # Every other swap undoes the one before: the ring runs its own
+            # layout between them. Left to wander, the layout changed which
+            # neighbours share a host (a local link is cheaper than one across
+            # hosts), and the ring's speed with it, by more than moves cost.
+            if undo:
+                swap, undo = undo, None
+            else:
+                first = rng.choice(sorted(where))
+                other = rng.choice([n for n in self.names if n != where[first]])
+                second = rng.choice(sorted(t for t in where if where[t] == other))
+                swap = ((first, other), (second, where[first]))
+                undo = ((first, where[first]), (second, other))
+            for tid, to in swap:
                 t0 = time.monotonic()
                 if "moved to" in self.ask(f"migrate {tid} {to}"):
                     moves += 1

@@ -74,6 +74,25 @@ void TaskRuntime::Resend(int32_t peer) {
   }
 }
 
+void TaskRuntime::SettleBeforeExit() {
+  if (sent_.frames() == 0) return;
+  const int64_t now = MonotonicNs();
+  for (int32_t peer : sent_.Peers()) sent_.ProbeNow(peer, now);
+  const int64_t until = now + kExitAckWaitNs;
+  while (sent_.frames() > 0 && daemon_ && daemon_->open()) {
+    const int64_t left = until - MonotonicNs();
+    if (left <= 0) break;
+    Progress(static_cast<int>(left / 1'000'000) + 1);
+  }
+  if (!daemon_ || !daemon_->open()) return;
+  for (int32_t peer : sent_.Peers())
+    for (const SendLedger::Kept* k : sent_.Frames(peer)) {
+      std::span<const uint8_t> all(k->payload);
+      daemon_->Send(k->header, all.subspan(0, k->header.aux_length),
+                    all.subspan(k->header.aux_length));
+    }
+}
+
 void TaskRuntime::ProbeDue() {
   if (sent_.frames() == 0) return;
   for (const auto& [peer, seq] : sent_.ProbesDue(MonotonicNs())) SendAck(peer, seq, kAckTagProbe);

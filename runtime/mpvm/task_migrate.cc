@@ -356,6 +356,7 @@ void TaskRuntime::AfterResume() {
   for (auto& c : conns_) c->Abandon();
   conns_.clear();
   peers_.clear();
+  abandoned_rids_.clear();  // their answers went to the old daemon link
   listen_fd_ = -1;
   listen_path_.clear();
   tcp_listen_fd_ = -1;

@@ -195,9 +195,12 @@ Status TaskRuntime::Exit() {
   while (catch_file_ != nullptr && !open_outputs_.empty() && enrolled()) Progress(-1);
   if (catch_file_ != nullptr) fflush(catch_file_);
   SendDueAcks(true);  // its senders need keep nothing for it
+  SettleBeforeExit();
   FlushAll();
   if (debugmask_ != 0 || CurrentSettings().debug)
-    std::fprintf(stderr, "libpvm [%s]: exits with %zu frame(s), %zu bytes unacknowledged\n",
+    std::fprintf(stderr,
+                 "libpvm [%s]: exits with %zu frame(s), %zu bytes unacknowledged (copies "
+                 "given to the daemon)\n",
                  mytid_.str().c_str(), sent_.frames(), sent_.bytes());
   ctl::Envelope req = NewEnvelope();
   req.mutable_exit();
@@ -228,6 +231,8 @@ void TaskRuntime::ResetState() {
   for (int id : queue_) bufs_.erase(id);
   queue_.clear();
   replies_.clear();
+  locating_.clear();
+  abandoned_rids_.clear();
   mytid_ = Tid();
   siblings_.clear();
 }
@@ -714,42 +719,57 @@ Connection* TaskRuntime::RouteTo(Tid dst) {
   // again with a growing wait if it fails. Frames go through the daemons
   // meanwhile, and the sequence numbers keep their order when the link
   // takes over.
-  if (link_key_ && !p.connecting && now >= p.locate_after_ns && !StartLinkAcross(dst)) {
-    Peer& q = peers_[dst.raw()];
-    q.backoff_ns = std::clamp<int64_t>(q.backoff_ns * 2, 20'000'000, 2'000'000'000);
-    q.locate_after_ns = NowNs() + q.backoff_ns;
-  }
+  if (link_key_ && !p.connecting && now >= p.locate_after_ns) AskWhere(dst);
   return daemon_.get();
 }
 
-bool TaskRuntime::StartLinkAcross(Tid dst) {
-  const bool debug = debugmask_ != 0 || CurrentSettings().debug;
+void TaskRuntime::AskWhere(Tid dst) {
   ctl::Envelope req = NewEnvelope();
+  req.set_version(kControlVersion);
+  const uint64_t rid = next_rid_++;
+  req.set_rid(rid);
   req.mutable_locate()->set_tid(dst.raw());
-  auto rep = Call(std::move(req), 2000);
-  if (!rep || !rep->has_locate_reply() || rep->locate_reply().code() != 0) {
-    if (debug)
-      std::fprintf(
-          stderr, "libpvm [%s]: no direct link to %s yet (%s); relaying\n", mytid_.str().c_str(),
-          dst.str().c_str(),
-          rep && rep->has_locate_reply() ? rep->locate_reply().detail().c_str() : "no answer");
-    return false;
+  if (!daemon_->Send(ControlHeader(mytid_.raw(), host_tid_.raw()), EncodeControl(req))) {
+    LostDaemon();
+    return;
   }
-  const auto& where = rep->locate_reply();
+  locating_[rid] = dst.raw();
+  peers_[dst.raw()].connecting = true;
+}
+
+void TaskRuntime::OnLocated(Tid dst, const ctl::Envelope& rep) {
+  const bool debug = debugmask_ != 0 || CurrentSettings().debug;
+  peers_[dst.raw()].connecting = false;
+  if (!rep.has_locate_reply() || rep.locate_reply().code() != 0) {
+    if (debug)
+      std::fprintf(stderr, "libpvm [%s]: no direct link to %s yet (%s); relaying\n",
+                   mytid_.str().c_str(), dst.str().c_str(),
+                   rep.has_locate_reply() ? rep.locate_reply().detail().c_str() : "no answer");
+    BackOffLink(dst);
+    return;
+  }
+  const auto& where = rep.locate_reply();
   int fd = StartConnectTcp(where.addr(), static_cast<uint16_t>(where.port()));
   if (fd < 0) {
     if (debug)
       std::fprintf(stderr, "libpvm [%s]: cannot connect to %s at %s:%d: %s; relaying\n",
                    mytid_.str().c_str(), dst.str().c_str(), where.addr().c_str(), where.port(),
                    std::strerror(-fd));
-    return false;
+    BackOffLink(dst);
+    return;
   }
   auto hs =
       std::make_unique<ConnectingHandshake>(fd, *link_key_, mytid_.raw(), dst.raw(), link_encrypt_);
   hs->deadline_ns = NowNs() + 2'000'000'000;
   handshakes_.push_back(std::move(hs));
   peers_[dst.raw()].connecting = true;
-  return true;
+}
+
+void TaskRuntime::BackOffLink(Tid dst) {
+  Peer& p = peers_[dst.raw()];
+  p.connecting = false;
+  p.backoff_ns = std::clamp<int64_t>(p.backoff_ns * 2, 20'000'000, 2'000'000'000);
+  p.locate_after_ns = NowNs() + p.backoff_ns;
 }
 
 void TaskRuntime::StepLinkHandshakes(const pollfd* polled) {
@@ -802,10 +822,7 @@ void TaskRuntime::LinkHandshakeEnded(LinkHandshake& hs, LinkHandshake::State st)
   const std::string why = hs.error().empty() ? "no handshake in time" : hs.error();
   if (hs.outgoing()) {
     // The peer may be moving or gone: its frames keep going through the daemons.
-    Peer& p = peers_[hs.peer()];
-    p.connecting = false;
-    p.backoff_ns = std::clamp<int64_t>(p.backoff_ns * 2, 20'000'000, 2'000'000'000);
-    p.locate_after_ns = NowNs() + p.backoff_ns;
+    BackOffLink(Tid(hs.peer()));
     if (debug)
       std::fprintf(stderr, "libpvm [%s]: direct link to %s failed: %s; relaying\n",
                    mytid_.str().c_str(), Tid(hs.peer()).str().c_str(), why.c_str());
@@ -830,6 +847,14 @@ bool TaskRuntime::SettleLinkHandshakes() {
     peers_[hs->peer()].connecting = false;
   }
   handshakes_.erase(keep, handshakes_.end());
+  // Answers still to come go to this daemon link, which the move hands
+  // over: asked again from the new host. If the move fails, they come here
+  // and are dropped.
+  for (const auto& [rid, dst] : locating_) {
+    peers_[dst].connecting = false;
+    abandoned_rids_.insert(rid);
+  }
+  locating_.clear();
   return handshakes_.empty();
 }
 
@@ -1122,6 +1147,12 @@ void TaskRuntime::HandleFrame(Connection* from, Frame&& f) {
     if (env->has_task_ended()) {
       const auto& te = env->task_ended();
       ended_.push_back({Tid(te.tid()), te.exit_code(), te.term_signal(), te.host_died()});
+      return;
+    }
+    if (auto l = locating_.find(env->rid()); l != locating_.end()) {
+      const Tid dst(l->second);
+      locating_.erase(l);
+      OnLocated(dst, *env);
       return;
     }
     if (abandoned_rids_.erase(env->rid()) > 0) return;  // its caller gave up waiting

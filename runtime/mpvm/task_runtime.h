@@ -246,10 +246,16 @@ class TaskRuntime {
   Result<ctl::Envelope> Call(ctl::Envelope req, int timeout_ms = -1);
   Status SendData(Tid dst, int tag, Message& m);
   Connection* RouteTo(Tid dst);
-  // Starts a direct TCP link to a task of another host (located through the
-  // daemons, then authenticated in handshakes_ while frames go through the
-  // daemons); false if it cannot be tried now.
-  bool StartLinkAcross(Tid dst);
+  // Asks the daemons where task `dst` of another host accepts direct links,
+  // without waiting: frames go through the daemons meanwhile, and the answer
+  // (OnLocated) starts the link. A send never waits for it: a blocking ask
+  // held a ring up to its 2 s timeout when an answer was lost in a move.
+  void AskWhere(Tid dst);
+  // The answer to AskWhere: a direct TCP link to `dst`, authenticated in
+  // handshakes_ while frames go through the daemons; or a later try.
+  void OnLocated(Tid dst, const ctl::Envelope& rep);
+  // A direct link to `dst` could not be made: tried again after a growing wait.
+  void BackOffLink(Tid dst);
   void StartLinkListener();
   void AcceptLinks();
   // Steps the links being set up with their poll results (`polled`, in
@@ -272,6 +278,13 @@ class TaskRuntime {
   void ReportTraffic(int64_t now_ns);
   void ProbeDue();
   void Resend(int32_t peer);
+  // Before pvm_exit: frames sent and not acknowledged yet may have been lost
+  // on a link that broke, and this task will not be there to send them
+  // again. Each receiver is asked at once; what is still unacknowledged
+  // after kExitAckWaitNs goes to the daemon as well, whose route outlives
+  // the task (a receiver drops a copy it has by its sequence number).
+  void SettleBeforeExit();
+  static constexpr int64_t kExitAckWaitNs = 200'000'000;
   int CapWait(int timeout_ms) const;
   // The open direct link to `peer` that is not being retired, or nullptr.
   Connection* LinkTo(int32_t peer);
@@ -311,6 +324,7 @@ class TaskRuntime {
   bool link_encrypt_ = false;  // seal the links this task makes (and require it of others)
   int tcp_listen_fd_ = -1;
   std::vector<std::unique_ptr<LinkHandshake>> handshakes_;
+  std::map<uint64_t, int> locating_;   // rid of an AskWhere in flight -> the task it locates
   std::set<uint64_t> abandoned_rids_;  // replies nobody waits for any more
 
   std::vector<std::unique_ptr<Connection>> conns_;  // task-to-task links

@@ -16,12 +16,17 @@
  *   child watchhost HEX wait for the PvmHostDelete notify of host tid HEX
  *   child stream N MAX  send N checked messages (1..MAX bytes) to the other
  *                       task of a 2-task launch and check the N it sends
+ *   child sendafter     of a 2-task launch: rank 1 says "ready PID" and
+ *                       answers one message; rank 0 says "waiting PID",
+ *                       waits for SIGUSR1, then times its first send to
+ *                       rank 1 ("send RC took S s") and says "answered"
  */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/personality.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pvm3.h"
@@ -173,6 +178,39 @@ int main(int argc, char **argv) {
       fflush(stdout);
       usleep(50000);
     }
+  }
+  if (!strcmp(mode, "sendafter")) {
+    int *tids, n = pvm_siblings(&tids);
+    if (n != 2) return 3;
+    if (tids[1] == me) {
+      printf("ready %d\n", (int)getpid());
+      fflush(stdout);
+      pvm_recv(tids[0], 41);
+      pvm_initsend(PvmDataDefault);
+      pvm_send(tids[0], 42);
+      pvm_exit();
+      return 0;
+    }
+    sigset_t usr1;
+    int sig = 0;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &usr1, NULL);
+    printf("waiting %d\n", (int)getpid());
+    fflush(stdout);
+    sigwait(&usr1, &sig);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    pvm_initsend(PvmDataDefault);
+    int rc = pvm_send(tids[1], 41);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    printf("send %d took %.3f s\n", rc,
+           (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+    fflush(stdout);
+    pvm_recv(tids[1], 42);
+    printf("answered\n");
+    pvm_exit();
+    return 0;
   }
   if (!strcmp(mode, "hold")) {
     printf("ready %x\n", me);

@@ -462,6 +462,40 @@ class DirectLinkTest(VmTestCase):
         r = self.stream()
         self.assertRegex(r.stderr, r"direct link to t[0-9a-f]+ at [0-9.]+:[0-9]+ \(encrypted\)")
 
+    def test_a_send_never_waits_for_the_daemons_to_say_where_its_peer_is(self):
+        # A first send to a task of another host asks the daemons where that
+        # task takes direct links. Their answer can be late (its host is
+        # stopped here; a move loses it too): meanwhile the frame goes
+        # through the daemons. The send used to wait for the answer, up to
+        # 2 s, and a ring stalled that long.
+        self.start()
+        p = subprocess.Popen([PRUN, "-n", "2", "--tag-output", "none", CHILD, "sendafter"],
+                             env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        pids = {}
+
+        def both(line):
+            word, _, pid = line.partition(" ")
+            if word in ("ready", "waiting"):
+                pids[word] = int(pid)
+            return len(pids) == 2
+        wait_for_line(p.stdout, both)
+        with open(f"/proc/{pids['ready']}/stat") as f:  # rank 1's daemon started it
+            daemon = int(f.read().rsplit(")", 1)[1].split()[1])
+        with open(f"/proc/{daemon}/comm") as f:
+            self.assertEqual(f.read().strip(), "mpvmd")
+        os.kill(daemon, signal.SIGSTOP)
+        try:
+            os.kill(pids["waiting"], signal.SIGUSR1)
+            took = wait_for_line(p.stdout, lambda l: l.startswith("send "))[-1]
+        finally:
+            os.kill(daemon, signal.SIGCONT)
+        rc, seconds = re.fullmatch(r"send (-?\d+) took ([0-9.]+) s", took).groups()
+        self.assertEqual(rc, "0")
+        self.assertLess(float(seconds), 1.0)  # it waited 2 s for the answer before
+        out, err = p.communicate(timeout=60)
+        self.assertIn("answered", out.decode())  # relayed while the host was stopped
+        self.assertEqual(p.returncode, 0, err.decode())
+
     def test_a_caller_without_the_key_is_refused_and_the_task_carries_on(self):
         self.start()
         p = subprocess.Popen([PRUN, "-n", "2", "--tag-output", "none", CHILD, "hold"],
