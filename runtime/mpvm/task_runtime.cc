@@ -997,42 +997,16 @@ bool TaskRuntime::Progress(int timeout_ms) {
   ProbeDue();
   SendDueAcks(false);
   timeout_ms = CapWait(timeout_ms);
-  std::vector<pollfd> fds;
-  std::vector<Connection*> who;  // parallel to fds; nullptr = listener
-  fds.reserve(conns_.size() + 2);
-  if (daemon_ && daemon_->open()) {
-    fds.push_back(
-        {daemon_->fd(), static_cast<short>(POLLIN | (daemon_->wants_write() ? POLLOUT : 0)), 0});
-    who.push_back(daemon_.get());
-  }
-  if (listen_fd_ >= 0) {
-    fds.push_back({listen_fd_, POLLIN, 0});
-    who.push_back(nullptr);
-  }
-  for (auto& c : conns_) {
-    if (!c->open()) continue;
-    fds.push_back({c->fd(), static_cast<short>(POLLIN | (c->wants_write() ? POLLOUT : 0)), 0});
-    who.push_back(c.get());
-  }
-  // Links across hosts being set up: after the connections, by position.
-  const size_t first_link_fd = fds.size();
-  if (tcp_listen_fd_ >= 0) fds.push_back({tcp_listen_fd_, POLLIN, 0});
-  for (auto& hs : handshakes_) fds.push_back({hs->fd(), hs->events(), 0});
-  if (!handshakes_.empty()) {
-    // Wake in time to drop a handshake that stalls.
-    int64_t soonest = handshakes_.front()->deadline_ns;
-    for (auto& hs : handshakes_) soonest = std::min(soonest, hs->deadline_ns);
-    const int until = static_cast<int>(std::max<int64_t>(0, soonest - NowNs()) / 1000000 + 1);
-    if (timeout_ms < 0 || timeout_ms > until) timeout_ms = until;
-  }
-  if (fds.empty()) return true;
+  PollSet ps;
+  BuildPollSet(ps, &timeout_ms);
+  if (ps.fds.empty()) return true;
   int n;
   if (wait_sigmask_ == nullptr) wait_sigmask_ = interrupt_mask_;
   if (const sigset_t* mask = guard.WaitMask(wait_sigmask_); mask != nullptr) {
     timespec ts{timeout_ms / 1000, (timeout_ms % 1000) * 1000000L};
-    n = ppoll(fds.data(), fds.size(), timeout_ms < 0 ? nullptr : &ts, mask);
+    n = ppoll(ps.fds.data(), ps.fds.size(), timeout_ms < 0 ? nullptr : &ts, mask);
   } else {
-    n = poll(fds.data(), fds.size(), timeout_ms);
+    n = poll(ps.fds.data(), ps.fds.size(), timeout_ms);
   }
   if (wait_sigmask_ == interrupt_mask_) wait_sigmask_ = nullptr;
   if (n < 0) {
@@ -1042,64 +1016,94 @@ bool TaskRuntime::Progress(int timeout_ms) {
   }
   // A link with nothing to read had no kMoved on it: what was sent on it so
   // far went where its peer was.
-  for (size_t i = 0; i < who.size(); ++i)
-    if (who[i] != nullptr && (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0)
-      who[i]->sends_unlooked = 0;
+  for (size_t i = 0; i < ps.who.size(); ++i)
+    if (ps.who[i] != nullptr && (ps.fds[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0)
+      ps.who[i]->sends_unlooked = 0;
   if (!handshakes_.empty() || tcp_listen_fd_ >= 0) {
-    const bool accept_ready = tcp_listen_fd_ >= 0 && fds[first_link_fd].revents != 0;
-    StepLinkHandshakes(fds.data() + first_link_fd + (tcp_listen_fd_ >= 0 ? 1 : 0));
+    const bool accept_ready = tcp_listen_fd_ >= 0 && ps.fds[ps.first_link_fd].revents != 0;
+    StepLinkHandshakes(ps.fds.data() + ps.first_link_fd + (tcp_listen_fd_ >= 0 ? 1 : 0));
     if (accept_ready) AcceptLinks();
   }
   if (n == 0) return true;
-  for (size_t i = 0; i < who.size(); ++i) {
-    if (fds[i].revents == 0) continue;
-    Connection* c = who[i];
-    if (c == nullptr) {
-      for (;;) {
-        int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (fd < 0) break;
-        conns_.push_back(std::make_unique<Connection>(fd));
-      }
-      continue;
-    }
-    if (fds[i].revents & POLLOUT) c->Flush();
-    if (!c->open()) continue;
-    if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) {
-      auto rr = c->ReadAvailable();
-      Frame f;
-      for (;;) {
-        auto st = c->reader().Next(f);
-        if (st == FrameReader::Status::kFrame) {
-          HandleFrame(c, std::move(f));
-          continue;
-        }
-        if (st == FrameReader::Status::kError) rr = Connection::ReadResult::kError;
-        break;
-      }
-      if (c->drained()) c->sends_unlooked = 0;  // a kMoved was in it, or not there yet
-      if (rr != Connection::ReadResult::kOk) {
-        if (debugmask_ != 0 || CurrentSettings().debug)
-          std::fprintf(stderr, "libpvm [%s]: %s link closed (%s)\n", mytid_.str().c_str(),
-                       c == daemon_.get() ? "daemon" : "task",
-                       rr == Connection::ReadResult::kClosed ? "end of stream"
-                       : c->reader().error() == FrameError::kBadMagic && errno != 0
-                           ? std::strerror(errno)
-                           : std::string(FrameErrorText(c->reader().error())).c_str());
-        if (c == daemon_.get()) {
-          LostDaemon();
-        } else {
-          // What went on it and is not acknowledged may be lost: ask.
-          for (const auto& [peer, p] : peers_)
-            if (p.conn == c) sent_.ProbeNow(peer, NowNs());
-          if (c->peer_tid != 0) sent_.ProbeNow(c->peer_tid, NowNs());
-          c->Close();
-        }
-      }
-    }
-  }
+  for (size_t i = 0; i < ps.who.size(); ++i)
+    if (ps.fds[i].revents != 0) ServeReady(ps.who[i], ps.fds[i].revents);
   SendDueAcks(false);
   SweepClosed();
   return true;
+}
+
+void TaskRuntime::BuildPollSet(PollSet& ps, int* timeout_ms) const {
+  ps.fds.reserve(conns_.size() + 2);
+  if (daemon_ && daemon_->open()) {
+    ps.fds.push_back(
+        {daemon_->fd(), static_cast<short>(POLLIN | (daemon_->wants_write() ? POLLOUT : 0)), 0});
+    ps.who.push_back(daemon_.get());
+  }
+  if (listen_fd_ >= 0) {
+    ps.fds.push_back({listen_fd_, POLLIN, 0});
+    ps.who.push_back(nullptr);
+  }
+  for (auto& c : conns_) {
+    if (!c->open()) continue;
+    ps.fds.push_back({c->fd(), static_cast<short>(POLLIN | (c->wants_write() ? POLLOUT : 0)), 0});
+    ps.who.push_back(c.get());
+  }
+  // Links across hosts being set up: after the connections, by position.
+  ps.first_link_fd = ps.fds.size();
+  if (tcp_listen_fd_ >= 0) ps.fds.push_back({tcp_listen_fd_, POLLIN, 0});
+  for (auto& hs : handshakes_) ps.fds.push_back({hs->fd(), hs->events(), 0});
+  if (!handshakes_.empty()) {
+    // Wake in time to drop a handshake that stalls.
+    int64_t soonest = handshakes_.front()->deadline_ns;
+    for (auto& hs : handshakes_) soonest = std::min(soonest, hs->deadline_ns);
+    const int until = static_cast<int>(std::max<int64_t>(0, soonest - NowNs()) / 1000000 + 1);
+    if (*timeout_ms < 0 || *timeout_ms > until) *timeout_ms = until;
+  }
+}
+
+void TaskRuntime::ServeReady(Connection* c, short revents) {
+  if (c == nullptr) {  // the listener: tasks of this host linking to this one
+    for (;;) {
+      int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+      if (fd < 0) break;
+      conns_.push_back(std::make_unique<Connection>(fd));
+    }
+    return;
+  }
+  if (revents & POLLOUT) c->Flush();
+  if (!c->open() || !(revents & (POLLIN | POLLHUP | POLLERR))) return;
+  auto rr = c->ReadAvailable();
+  Frame f;
+  for (;;) {
+    auto st = c->reader().Next(f);
+    if (st == FrameReader::Status::kFrame) {
+      HandleFrame(c, std::move(f));
+      continue;
+    }
+    if (st == FrameReader::Status::kError) rr = Connection::ReadResult::kError;
+    break;
+  }
+  if (c->drained()) c->sends_unlooked = 0;  // a kMoved was in it, or not there yet
+  if (rr != Connection::ReadResult::kOk) LinkEnded(c, rr);
+}
+
+void TaskRuntime::LinkEnded(Connection* c, Connection::ReadResult rr) {
+  if (debugmask_ != 0 || CurrentSettings().debug)
+    std::fprintf(stderr, "libpvm [%s]: %s link closed (%s)\n", mytid_.str().c_str(),
+                 c == daemon_.get() ? "daemon" : "task",
+                 rr == Connection::ReadResult::kClosed ? "end of stream"
+                 : c->reader().error() == FrameError::kBadMagic && errno != 0
+                     ? std::strerror(errno)
+                     : std::string(FrameErrorText(c->reader().error())).c_str());
+  if (c == daemon_.get()) {
+    LostDaemon();
+    return;
+  }
+  // What went on it and is not acknowledged may be lost: ask.
+  for (const auto& [peer, p] : peers_)
+    if (p.conn == c) sent_.ProbeNow(peer, NowNs());
+  if (c->peer_tid != 0) sent_.ProbeNow(c->peer_tid, NowNs());
+  c->Close();
 }
 
 void TaskRuntime::SweepClosed() {

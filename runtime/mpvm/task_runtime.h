@@ -268,6 +268,21 @@ class TaskRuntime {
   bool SettleLinkHandshakes();
   // Waits up to timeout_ms for I/O and handles it. Returns false on EINTR.
   bool Progress(int timeout_ms);
+  // What Progress polls: the daemon, the listener (nullptr in `who`) and
+  // the links, by position in `who`; then, from first_link_fd, the TCP
+  // listener and the links being set up across hosts.
+  struct PollSet {
+    std::vector<pollfd> fds;
+    std::vector<Connection*> who;  // parallel to fds up to first_link_fd
+    size_t first_link_fd = 0;
+  };
+  // Fills `ps`; shortens *timeout_ms to wake for a stalled handshake.
+  void BuildPollSet(PollSet& ps, int* timeout_ms) const;
+  // Serves connection `c` (nullptr: the listener) that poll found ready.
+  void ServeReady(Connection* c, short revents);
+  // Link `c` ended (`rr`): the daemon's is lost; a task link is closed, and
+  // what went on it and is not acknowledged is asked about.
+  void LinkEnded(Connection* c, Connection::ReadResult rr);
   void HandleFrame(Connection* from, Frame&& f);
   // Delivery guarantees (mpvm/retransmit.h): acknowledgements in and out,
   // frames sent again, and how long a wait may last so that both happen.
