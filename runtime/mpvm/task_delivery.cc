@@ -65,13 +65,15 @@ void TaskRuntime::Resend(int32_t peer) {
                  mytid_.str().c_str(), frames.size(), Tid(peer).str().c_str());
   Connection* c = LinkTo(peer);
   for (const SendLedger::Kept* k : frames) {
-    std::span<const uint8_t> all(k->payload);
-    const auto aux = all.subspan(0, k->header.aux_length);
-    const auto body = all.subspan(k->header.aux_length);
-    if (c != nullptr && c->Send(k->header, aux, body)) continue;
+    if (c != nullptr && SendKept(*c, *k)) continue;
     c = nullptr;
-    if (daemon_ && daemon_->open()) daemon_->Send(k->header, aux, body);
+    if (daemon_ && daemon_->open()) SendKept(*daemon_, *k);
   }
+}
+
+bool TaskRuntime::SendKept(Connection& c, const SendLedger::Kept& k) {
+  std::span<const uint8_t> all(k.payload);
+  return c.Send(k.header, all.subspan(0, k.header.aux_length), all.subspan(k.header.aux_length));
 }
 
 void TaskRuntime::SettleBeforeExit() {
@@ -87,9 +89,7 @@ void TaskRuntime::SettleBeforeExit() {
   if (!daemon_ || !daemon_->open()) return;
   for (int32_t peer : sent_.Peers())
     for (const SendLedger::Kept* k : sent_.Frames(peer)) {
-      std::span<const uint8_t> all(k->payload);
-      daemon_->Send(k->header, all.subspan(0, k->header.aux_length),
-                    all.subspan(k->header.aux_length));
+      SendKept(*daemon_, *k);
     }
 }
 

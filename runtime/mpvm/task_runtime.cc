@@ -724,6 +724,7 @@ Connection* TaskRuntime::RouteTo(Tid dst) {
 }
 
 void TaskRuntime::AskWhere(Tid dst) {
+  if (!daemon_ || !daemon_->open()) return;
   ctl::Envelope req = NewEnvelope();
   req.set_version(kControlVersion);
   const uint64_t rid = next_rid_++;

@@ -293,6 +293,8 @@ class TaskRuntime {
   void ReportTraffic(int64_t now_ns);
   void ProbeDue();
   void Resend(int32_t peer);
+  // A frame the ledger kept, sent again on `c`; false if `c` is closed.
+  static bool SendKept(Connection& c, const SendLedger::Kept& k);
   // Before pvm_exit: frames sent and not acknowledged yet may have been lost
   // on a link that broke, and this task will not be there to send them
   // again. Each receiver is asked at once; what is still unacknowledged

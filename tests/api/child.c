@@ -41,6 +41,41 @@ static int threads(void) {
   return n;
 }
 
+/* sendafter: see the usage above. */
+static int send_after(int me) {
+  int *tids, n = pvm_siblings(&tids);
+  if (n != 2) return 3;
+  if (tids[1] == me) {
+    printf("ready %d\n", (int)getpid());
+    fflush(stdout);
+    pvm_recv(tids[0], 41);
+    pvm_initsend(PvmDataDefault);
+    pvm_send(tids[0], 42);
+    pvm_exit();
+    return 0;
+  }
+  sigset_t usr1;
+  int sig = 0;
+  sigemptyset(&usr1);
+  sigaddset(&usr1, SIGUSR1);
+  sigprocmask(SIG_BLOCK, &usr1, NULL);
+  printf("waiting %d\n", (int)getpid());
+  fflush(stdout);
+  sigwait(&usr1, &sig);
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  pvm_initsend(PvmDataDefault);
+  int rc = pvm_send(tids[1], 41);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  printf("send %d took %.3f s\n", rc,
+         (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+  fflush(stdout);
+  pvm_recv(tids[1], 42);
+  printf("answered\n");
+  pvm_exit();
+  return 0;
+}
+
 int main(int argc, char **argv) {
   const char *mode = argc > 1 ? argv[1] : "echo";
   if (!strcmp(mode, "exit")) return argc > 2 ? atoi(argv[2]) : 0;
@@ -179,39 +214,7 @@ int main(int argc, char **argv) {
       usleep(50000);
     }
   }
-  if (!strcmp(mode, "sendafter")) {
-    int *tids, n = pvm_siblings(&tids);
-    if (n != 2) return 3;
-    if (tids[1] == me) {
-      printf("ready %d\n", (int)getpid());
-      fflush(stdout);
-      pvm_recv(tids[0], 41);
-      pvm_initsend(PvmDataDefault);
-      pvm_send(tids[0], 42);
-      pvm_exit();
-      return 0;
-    }
-    sigset_t usr1;
-    int sig = 0;
-    sigemptyset(&usr1);
-    sigaddset(&usr1, SIGUSR1);
-    sigprocmask(SIG_BLOCK, &usr1, NULL);
-    printf("waiting %d\n", (int)getpid());
-    fflush(stdout);
-    sigwait(&usr1, &sig);
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    pvm_initsend(PvmDataDefault);
-    int rc = pvm_send(tids[1], 41);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    printf("send %d took %.3f s\n", rc,
-           (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
-    fflush(stdout);
-    pvm_recv(tids[1], 42);
-    printf("answered\n");
-    pvm_exit();
-    return 0;
-  }
+  if (!strcmp(mode, "sendafter")) return send_after(me);
   if (!strcmp(mode, "hold")) {
     printf("ready %x\n", me);
     fflush(stdout);
